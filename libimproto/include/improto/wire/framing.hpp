@@ -1,0 +1,124 @@
+#pragma once
+
+// The framing machinery every text protocol here shares:
+//  * line_reader - one line at a time (buddy requests, chat lines);
+//  * frame_reader - a start line, header lines up to a blank line, then a
+//    body whose length the protocol decides (HTTP, relay, messenger).
+// Both take bytes in arbitrary chunks, buffer at most what `limits` allows,
+// and accept `\n` or `\r\n` line ends.
+//
+// Lifetimes: every string_view a reader hands out points into its own buffer
+// or into the chunk last passed to next(); it stays valid until the next call
+// to next(), finish() or reset() on that reader, as long as the caller keeps
+// that chunk's bytes unchanged.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "improto/error.hpp"
+
+namespace improto::wire {
+
+struct limits {
+  std::size_t max_line = 8 * 1024;     // bytes in one line, without its line end
+  std::size_t max_headers = 64;        // header lines in one message
+  std::size_t max_body = 64 * 1024;    // bytes in one body
+};
+
+// A decoder's answer: an error, "need more bytes" (nullopt), or a message.
+template <class Message>
+using decode_result = result<std::optional<Message>>;
+
+class line_reader {
+ public:
+  explicit line_reader(std::size_t max_line = limits{}.max_line) : max_line_(max_line) {}
+
+  // Consumes bytes of `in` up to and including the next line end and returns
+  // the line without it; returns nullopt after consuming all of `in` when no
+  // line end was found. Fails with line_too_long past max_line.
+  result<std::optional<std::string_view>> next(std::string_view& in);
+  // End of stream: a final line without a line end is returned (then empty
+  // reads follow); nullopt when nothing was pending.
+  result<std::optional<std::string_view>> finish();
+  bool idle() const noexcept { return partial_.empty() && !failed_; }
+  void reset() noexcept;
+
+ private:
+  std::size_t max_line_;
+  std::string partial_;
+  bool failed_ = false;
+  bool returned_partial_ = false;
+};
+
+struct header {
+  std::string_view name;
+  std::string_view value;  // without surrounding blanks
+};
+
+class frame_reader {
+ public:
+  enum class event {
+    need_more,  // all of `in` consumed, message not complete yet
+    head,       // start line and headers ready: call expect_body*() or reset()
+    body,       // the body is complete: read body()/take_body(), then reset()
+  };
+
+  explicit frame_reader(limits lim = {}) : limits_(lim) {}
+
+  // Consumes bytes of `in` until the head or body is complete, or `in` runs
+  // out. Blank lines before a start line are skipped (RFC 9112 2.2). Errors
+  // are sticky: after one, every call returns it again.
+  result<event> next(std::string_view& in);
+  // End of stream. Completes a read-until-close body (event::body); at a
+  // message boundary returns need_more (a clean end); inside a message fails
+  // with truncated.
+  result<event> finish();
+
+  std::string_view start_line() const noexcept { return start_line_; }
+  std::span<const header> headers() const noexcept { return headers_; }
+  // First header with this name (ASCII case-insensitive).
+  std::optional<std::string_view> find(std::string_view name) const noexcept;
+  // Value of Content-Length (any case), nullopt when absent. Fails with
+  // bad_content_length on a non-number or on differing repeated values.
+  result<std::optional<std::uint64_t>> content_length() const;
+
+  // After event::head: the body is `length` bytes (fails with body_too_large
+  // past limits::max_body, consuming nothing).
+  result<void> expect_body(std::uint64_t length);
+  // After event::head: the body runs until finish() (HTTP responses without
+  // Content-Length), bounded by limits::max_body.
+  void expect_body_until_eof() noexcept;
+
+  std::string_view body() const noexcept { return body_; }
+  std::string take_body() noexcept;
+
+  // Ready for the next message; keeps buffer capacity for reuse.
+  void reset() noexcept;
+  // True when no part of a message is buffered.
+  bool idle() const noexcept { return state_ == state::start && head_.empty(); }
+  const limits& limits_in_use() const noexcept { return limits_; }
+
+ private:
+  enum class state { start, head, head_done, body, body_to_eof, failed };
+
+  result<event> fail_with(errc code, std::string detail);
+  result<event> read_head(std::string_view& in);
+  result<event> complete_head();
+
+  limits limits_;
+  state state_ = state::start;
+  std::string head_;                        // raw head bytes, line ends included
+  std::vector<std::uint32_t> line_ends_;    // offsets in head_ just past each '\n'
+  std::string_view start_line_;
+  std::vector<header> headers_;
+  std::string body_;
+  std::uint64_t body_remaining_ = 0;
+  std::optional<error> error_;
+};
+
+}  // namespace improto::wire
