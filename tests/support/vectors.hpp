@@ -57,7 +57,10 @@ using adapter_factory = std::function<std::unique_ptr<stream_adapter>()>;
 using adapter_table = std::map<std::string, adapter_factory, std::less<>>;
 
 // Adapts any decoder with
-//   decode_result<M> next(std::string_view&)  and  decode_result<M> finish()
+//   decode_result<M> next(std::string_view&), decode_result<M> finish() and
+//   bool failed() (true once an error is sticky).
+// After an error that is not sticky (a well-framed message with bad
+// content) decoding goes on, so vectors can show what follows it.
 // `describe(M)` names each message; `reencode(M) -> std::string`, when given,
 // must produce bytes that decode to a message with the same description.
 template <class Decoder, class Describe, class Reencode = std::nullptr_t>
@@ -84,8 +87,8 @@ class decoder_adapter final : public stream_adapter {
   bool emit(R& r, std::vector<std::string>& out) {
     if (!r) {
       out.push_back(error_line(r.error()));
-      failed_ = true;
-      return false;
+      failed_ = decoder_.failed();
+      return !failed_;
     }
     if (!*r) return false;
     std::string text = describe_(**r);
