@@ -1,0 +1,51 @@
+#pragma once
+
+// Pieces every transport and server shares: completion tokens that return
+// errors as values, the logger type, and address parsing.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <asio/awaitable.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ip/udp.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "improto/error.hpp"
+
+namespace improto::net {
+
+using clock = std::chrono::steady_clock;
+
+// `auto [ec, n] = co_await op(..., use_nothrow);` - errors as values.
+inline constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+// One line per event; servers log through this, tools print it to stderr.
+using logger = std::function<void(std::string_view line)>;
+
+// Maps a socket error to our error, keeping the system message as detail.
+error from_system(const std::error_code& ec, std::string_view context);
+
+// Numeric address or "localhost"; names are not resolved (servers bind to
+// addresses, and tests use loopback only).
+result<asio::ip::address> parse_address(std::string_view host);
+
+struct host_port {
+  std::string host;
+  std::uint16_t port = 0;
+};
+// "127.0.0.1:65432", "[::1]:80", "localhost:1234".
+result<host_port> parse_host_port(std::string_view text);
+result<std::uint16_t> parse_port(std::string_view text, bool allow_zero);
+
+// "127.0.0.1:65432" / "[::1]:80".
+std::string to_string(const asio::ip::tcp::endpoint& ep);
+std::string to_string(const asio::ip::udp::endpoint& ep);
+
+}  // namespace improto::net

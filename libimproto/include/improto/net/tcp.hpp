@@ -1,0 +1,119 @@
+#pragma once
+
+// TCP transport: a listener that bounds the number of connections, and a
+// connection with a bounded outbound queue drained by its own writer
+// coroutine, plus idle and partial-message deadlines enforced by a watchdog.
+// Framing stays in the codecs; sessions are loops of read -> decoder.next().
+//
+// Threading: everything runs on one io_context thread; none of these types
+// is safe to use from another thread (post to the io_context instead).
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "improto/net/common.hpp"
+
+namespace improto::net {
+
+struct stream_limits {
+  std::size_t max_connections = 10'000;
+  // A connection with no message in progress is closed after this long.
+  std::chrono::milliseconds idle_timeout = std::chrono::minutes(5);
+  // A message that has begun must be complete within this (slow-loris bound).
+  std::chrono::milliseconds message_timeout = std::chrono::seconds(30);
+  // Bytes queued for one peer; past it, send() refuses and the caller decides.
+  std::size_t max_queued_bytes = 4u << 20;
+  std::size_t read_chunk = 16 * 1024;
+};
+
+class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
+ public:
+  tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits);
+  ~tcp_connection();
+  tcp_connection(const tcp_connection&) = delete;
+  tcp_connection& operator=(const tcp_connection&) = delete;
+
+  // Starts the writer and the watchdog; call once, right after construction.
+  void start();
+
+  // Reads what is available (at most read_chunk bytes) into an internal
+  // buffer; the view is valid until the next read. Fails with
+  // connection_closed on end of stream or close(), timeout on a deadline.
+  asio::awaitable<result<std::string_view>> read();
+
+  // Queues bytes; returns false, queueing nothing, when the queue bound would
+  // be exceeded or the connection is closing.
+  bool send(std::string_view bytes);
+  // Tells the watchdog whether a message is half read (message_timeout
+  // applies) or the peer is between messages (idle_timeout applies).
+  void set_mid_message(bool mid_message);
+  // Overrides the idle timeout for this connection (0 = none).
+  void set_idle_timeout(std::chrono::milliseconds timeout);
+
+  // Sends what is queued, then closes. Further send() calls are refused.
+  void close_after_flush();
+  // Closes at once; pending reads and writes end.
+  void close();
+
+  bool is_open() const noexcept { return open_; }
+  std::size_t queued_bytes() const noexcept { return pending_.size() + writing_.size(); }
+  const asio::ip::tcp::endpoint& remote() const noexcept { return remote_; }
+  const asio::ip::tcp::endpoint& local() const noexcept { return local_; }
+  // Why the connection ended, once it has ("timeout", "closed by peer", ...).
+  std::string_view close_reason() const noexcept { return close_reason_; }
+
+ private:
+  asio::awaitable<void> write_loop();
+  asio::awaitable<void> watchdog();
+  void arm_deadline();
+  void shut(std::string_view reason);
+
+  asio::ip::tcp::socket socket_;
+  const stream_limits& limits_;
+  asio::steady_timer wake_writer_;
+  asio::steady_timer deadline_timer_;
+  clock::time_point deadline_;
+  std::chrono::milliseconds idle_timeout_;
+  asio::ip::tcp::endpoint remote_, local_;
+  std::string pending_, writing_;
+  std::string read_buffer_;
+  bool open_ = true;
+  bool closing_ = false;
+  bool mid_message_ = false;
+  bool writer_waiting_ = false;
+  std::string close_reason_;
+};
+
+// A bound, listening socket. accept() loops are the caller's (servers keep
+// their session tables), but the limit on connections is enforced here.
+class tcp_listener {
+ public:
+  static result<tcp_listener> bind(asio::io_context& io, std::string_view host,
+                                   std::uint16_t port, int backlog = 1024);
+
+  asio::ip::tcp::endpoint local_endpoint() const;
+  // Accepts the next connection. While `live_connections` is at the limit,
+  // it accepts and immediately closes newcomers so that they fail fast
+  // instead of waiting in the backlog. Fails with connection_closed once
+  // close() has been called.
+  asio::awaitable<result<asio::ip::tcp::socket>> accept(const std::size_t& live_connections,
+                                                        std::size_t max_connections);
+  void close();
+
+ private:
+  explicit tcp_listener(asio::ip::tcp::acceptor acceptor) : acceptor_(std::move(acceptor)) {}
+  asio::ip::tcp::acceptor acceptor_;
+};
+
+// Connects with a timeout; connection_refused / timeout as values.
+asio::awaitable<result<asio::ip::tcp::socket>> connect(std::string_view host, std::uint16_t port,
+                                                       std::chrono::milliseconds timeout);
+
+}  // namespace improto::net

@@ -1,0 +1,84 @@
+#pragma once
+
+// UDP transport for request/reply datagram protocols. Datagrams are read and
+// answered in batches (recvmmsg/sendmmsg), so a busy server pays one system
+// call per batch, not per datagram. Replies are best effort, as UDP is: when
+// the socket buffer is full they are dropped.
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/udp.hpp>
+
+#include "improto/net/common.hpp"
+
+namespace improto::net {
+
+struct datagram_limits {
+  std::size_t max_datagram = 65'507;  // largest UDP payload over IPv4
+  std::size_t batch = 16;             // datagrams per recvmmsg/sendmmsg
+  // Datagrams accepted per second from one source address (0: unlimited),
+  // with this burst. Bounds what a spoofed source can make us reflect.
+  double rate_per_source = 0;
+  double burst = 0;
+};
+
+// Replies queued while a batch is handled; sent together after it.
+class udp_replies {
+ public:
+  void send(std::string_view payload, const asio::ip::udp::endpoint& to);
+  std::size_t size() const noexcept { return count_; }
+
+ private:
+  friend class udp_socket;
+  struct reply {
+    std::string payload;
+    asio::ip::udp::endpoint to;
+  };
+  std::vector<reply> replies_;  // capacity kept across batches
+  std::size_t count_ = 0;
+};
+
+class udp_socket {
+ public:
+  using handler = std::function<void(std::string_view payload,
+                                     const asio::ip::udp::endpoint& from, udp_replies& replies)>;
+
+  static result<udp_socket> bind(asio::io_context& io, std::string_view host, std::uint16_t port,
+                                 datagram_limits limits = {});
+
+  asio::ip::udp::endpoint local_endpoint() const;
+  // Calls `on_datagram` for every datagram until close(). Oversized
+  // (truncated) datagrams and those over the per-source rate are dropped and
+  // counted.
+  asio::awaitable<void> serve(handler on_datagram);
+  // Sends one datagram now (non-blocking); fails on a full socket buffer.
+  result<void> send_to(std::string_view payload, const asio::ip::udp::endpoint& to);
+  void close();
+
+  std::uint64_t dropped_oversized() const noexcept { return dropped_oversized_; }
+  std::uint64_t dropped_rate() const noexcept { return dropped_rate_; }
+
+ private:
+  udp_socket(asio::ip::udp::socket socket, datagram_limits limits);
+  bool admit(const asio::ip::udp::endpoint& from);
+  void flush(udp_replies& replies);
+
+  struct bucket {
+    double tokens;
+    clock::time_point last;
+  };
+
+  asio::ip::udp::socket socket_;
+  datagram_limits limits_;
+  std::unordered_map<std::string, bucket> buckets_;
+  std::uint64_t dropped_oversized_ = 0;
+  std::uint64_t dropped_rate_ = 0;
+};
+
+}  // namespace improto::net

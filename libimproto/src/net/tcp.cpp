@@ -1,0 +1,220 @@
+#include "improto/net/tcp.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/write.hpp>
+
+namespace improto::net {
+
+tcp_connection::tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits)
+    : socket_(std::move(socket)),
+      limits_(limits),
+      wake_writer_(socket_.get_executor()),
+      deadline_timer_(socket_.get_executor()),
+      idle_timeout_(limits.idle_timeout) {
+  std::error_code ec;
+  remote_ = socket_.remote_endpoint(ec);
+  local_ = socket_.local_endpoint(ec);
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  arm_deadline();
+}
+
+tcp_connection::~tcp_connection() = default;
+
+void tcp_connection::start() {
+  auto executor = socket_.get_executor();
+  asio::co_spawn(executor, [self = shared_from_this()] { return self->write_loop(); },
+                 asio::detached);
+  asio::co_spawn(executor, [self = shared_from_this()] { return self->watchdog(); },
+                 asio::detached);
+}
+
+void tcp_connection::arm_deadline() {
+  auto timeout = mid_message_ || closing_ ? limits_.message_timeout : idle_timeout_;
+  auto previous = deadline_;
+  deadline_ = timeout.count() > 0 ? clock::now() + timeout : clock::time_point::max();
+  // The watchdog sleeps until the old deadline; wake it when the new one is
+  // earlier. A later deadline is noticed when the old one passes.
+  if (deadline_ < previous) deadline_timer_.cancel();
+}
+
+void tcp_connection::set_mid_message(bool mid_message) {
+  if (mid_message == mid_message_) return;  // the message deadline runs from its first byte
+  mid_message_ = mid_message;
+  arm_deadline();
+}
+
+void tcp_connection::set_idle_timeout(std::chrono::milliseconds timeout) {
+  idle_timeout_ = timeout;
+  arm_deadline();
+}
+
+asio::awaitable<result<std::string_view>> tcp_connection::read() {
+  if (!open_) co_return fail(errc::connection_closed, close_reason_);
+  if (read_buffer_.size() != limits_.read_chunk) read_buffer_.resize(limits_.read_chunk);
+  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(read_buffer_), use_nothrow);
+  if (ec) {
+    if (close_reason_ == "timeout") co_return fail(errc::timeout, "no complete message in time");
+    if (ec == asio::error::eof) {
+      // The peer may have only shut down its sending side: flush replies.
+      close_after_flush();
+      co_return fail(errc::connection_closed, "closed by peer");
+    }
+    shut(ec.message());
+    co_return tl::unexpected(from_system(ec, "read"));
+  }
+  if (!mid_message_) arm_deadline();
+  co_return std::string_view(read_buffer_.data(), n);
+}
+
+bool tcp_connection::send(std::string_view bytes) {
+  if (!open_ || closing_) return false;
+  if (queued_bytes() + bytes.size() > limits_.max_queued_bytes) return false;
+  pending_.append(bytes);
+  if (writer_waiting_) wake_writer_.cancel();
+  return true;
+}
+
+void tcp_connection::close_after_flush() {
+  if (!open_ || closing_) return;
+  closing_ = true;
+  arm_deadline();  // a peer that never reads cannot keep us flushing forever
+  if (writer_waiting_) wake_writer_.cancel();
+}
+
+void tcp_connection::close() { shut("closed"); }
+
+void tcp_connection::shut(std::string_view reason) {
+  if (!open_) return;
+  open_ = false;
+  close_reason_ = reason;
+  std::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  wake_writer_.cancel();
+  deadline_timer_.cancel();
+}
+
+asio::awaitable<void> tcp_connection::write_loop() {
+  while (open_) {
+    if (pending_.empty()) {
+      if (closing_) {
+        std::error_code ec;
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        shut("closed");
+        break;
+      }
+      writer_waiting_ = true;
+      wake_writer_.expires_at(clock::time_point::max());
+      co_await wake_writer_.async_wait(use_nothrow);
+      writer_waiting_ = false;
+      continue;
+    }
+    // Everything queued goes out in one write: replies batch naturally.
+    std::swap(pending_, writing_);
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), use_nothrow);
+    writing_.clear();
+    if (ec) {
+      shut(ec.message());
+      break;
+    }
+  }
+}
+
+asio::awaitable<void> tcp_connection::watchdog() {
+  while (open_) {
+    deadline_timer_.expires_at(deadline_);
+    co_await deadline_timer_.async_wait(use_nothrow);
+    if (open_ && clock::now() >= deadline_) shut("timeout");
+  }
+}
+
+// ---------------------------------------------------------------- listener
+
+result<tcp_listener> tcp_listener::bind(asio::io_context& io, std::string_view host,
+                                        std::uint16_t port, int backlog) {
+  auto address = parse_address(host);
+  if (!address) return tl::unexpected(address.error());
+  asio::ip::tcp::endpoint endpoint(*address, port);
+  asio::ip::tcp::acceptor acceptor(io);
+  std::error_code ec;
+  std::string where = "TCP " + to_string(endpoint);
+  if (acceptor.open(endpoint.protocol(), ec); ec) return tl::unexpected(from_system(ec, where));
+  // Restarting a server must not wait for old connections in TIME_WAIT.
+  acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (acceptor.bind(endpoint, ec); ec) {
+    if (ec == asio::error::address_in_use) {
+      return fail(errc::address_in_use, where + " is already in use");
+    }
+    return tl::unexpected(from_system(ec, "cannot bind " + where));
+  }
+  if (acceptor.listen(backlog, ec); ec) return tl::unexpected(from_system(ec, where));
+  return tcp_listener(std::move(acceptor));
+}
+
+asio::ip::tcp::endpoint tcp_listener::local_endpoint() const {
+  std::error_code ec;
+  return acceptor_.local_endpoint(ec);
+}
+
+asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
+    const std::size_t& live_connections, std::size_t max_connections) {
+  while (true) {
+    auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
+    if (!acceptor_.is_open() || ec == asio::error::operation_aborted) {
+      co_return fail(errc::connection_closed, "listener closed");
+    }
+    if (ec) {
+      if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+          ec == asio::error::no_memory) {
+        // Out of descriptors: back off instead of spinning on accept.
+        asio::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(50));
+        co_await pause.async_wait(use_nothrow);
+      }
+      continue;
+    }
+    if (live_connections >= max_connections) {
+      std::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    co_return std::move(socket);
+  }
+}
+
+void tcp_listener::close() {
+  std::error_code ec;
+  acceptor_.close(ec);
+}
+
+// ---------------------------------------------------------------- connect
+
+asio::awaitable<result<asio::ip::tcp::socket>> connect(std::string_view host,
+                                                       std::uint16_t port,
+                                                       std::chrono::milliseconds timeout) {
+  using namespace asio::experimental::awaitable_operators;
+  auto address = parse_address(host);
+  if (!address) co_return tl::unexpected(address.error());
+  auto executor = co_await asio::this_coro::executor;
+  asio::ip::tcp::endpoint endpoint(*address, port);
+  asio::ip::tcp::socket socket(executor);
+  asio::steady_timer timer(executor, timeout);
+  auto outcome = co_await (socket.async_connect(endpoint, use_nothrow) ||
+                           timer.async_wait(use_nothrow));
+  std::string where = "cannot connect to " + to_string(endpoint);
+  if (outcome.index() == 1) co_return fail(errc::timeout, where + ": no answer in time");
+  auto [ec] = std::get<0>(outcome);
+  if (ec) {
+    if (ec == asio::error::connection_refused) {
+      co_return fail(errc::connection_refused, where + ": connection refused (is the server running?)");
+    }
+    co_return tl::unexpected(from_system(ec, where));
+  }
+  std::error_code ignored;
+  socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  co_return std::move(socket);
+}
+
+}  // namespace improto::net

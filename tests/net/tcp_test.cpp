@@ -1,0 +1,232 @@
+#include <doctest/doctest.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
+#include <asio/detached.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+#include <algorithm>
+#include <memory>
+#include <set>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "improto/net/tcp.hpp"
+
+using namespace improto;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Echo server on the transport: each read is sent back as is.
+struct echo_server {
+  asio::io_context io;
+  net::stream_limits limits;
+  std::optional<net::tcp_listener> listener;
+  std::size_t live = 0;
+  std::vector<std::string> close_reasons;
+  std::set<std::shared_ptr<net::tcp_connection>> connections;
+
+  explicit echo_server(net::stream_limits lim) : limits(lim) {
+    auto l = net::tcp_listener::bind(io, "127.0.0.1", 0);
+    REQUIRE(l);
+    listener.emplace(std::move(*l));
+    asio::co_spawn(io, accept_loop(), asio::detached);
+  }
+
+  std::uint16_t port() const { return listener->local_endpoint().port(); }
+
+  asio::awaitable<void> accept_loop() {
+    while (true) {
+      auto socket = co_await listener->accept(live, limits.max_connections);
+      if (!socket) co_return;
+      auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), limits);
+      conn->start();
+      asio::co_spawn(io, session(conn), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> session(std::shared_ptr<net::tcp_connection> conn) {
+    ++live;
+    connections.insert(conn);
+    while (true) {
+      auto data = co_await conn->read();
+      if (!data) break;
+      // A trailing '+' marks an unfinished message: the slow-loris deadline applies.
+      conn->set_mid_message(!data->empty() && data->back() == '+');
+      if (!conn->send(*data)) conn->close();
+    }
+    close_reasons.emplace_back(conn->close_reason());
+    connections.erase(conn);
+    --live;
+  }
+};
+
+// Blocking client socket with a receive timeout, for driving the server.
+struct client {
+  asio::io_context io;
+  asio::ip::tcp::socket socket{io};
+  explicit client(std::uint16_t port) {
+    socket.connect({asio::ip::make_address("127.0.0.1"), port});
+    timeval tv{5, 0};
+    setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  void send(std::string_view s) { asio::write(socket, asio::buffer(s.data(), s.size())); }
+  std::string receive(std::size_t n) {
+    std::string out(n, '\0');
+    asio::read(socket, asio::buffer(out));
+    return out;
+  }
+  // True when the server closed the connection.
+  // Plain recv, so SO_RCVTIMEO bounds the wait (Asio's would poll past it).
+  bool closed_by_server() {
+    char c;
+    auto n = ::recv(socket.native_handle(), &c, 1, 0);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("tcp transport echoes and batches") {
+  echo_server server({});
+  std::thread runner([&] { server.io.run(); });
+  {
+    client c(server.port());
+    c.send("hello");
+    CHECK(c.receive(5) == "hello");
+    std::string big(200'000, 'x');
+    c.send(big);
+    CHECK(c.receive(big.size()) == big);
+  }
+  server.listener->close();
+  asio::post(server.io, [&] {
+    for (auto& conn : server.connections) conn->close();
+  });
+  runner.join();
+}
+
+TEST_CASE("idle and partial-message deadlines close slow peers, not others") {
+  net::stream_limits lim;
+  lim.idle_timeout = 300ms;
+  lim.message_timeout = 200ms;
+  echo_server server(lim);
+  std::thread runner([&] { server.io.run(); });
+  {
+    client idle(server.port());
+    client loris(server.port());
+    client busy(server.port());
+    loris.send("GET /+");  // an unfinished message, never completed
+    CHECK(loris.receive(6) == "GET /+");
+    // The busy client keeps talking through both deadlines.
+    for (int i = 0; i < 8; ++i) {
+      busy.send("ping");
+      CHECK(busy.receive(4) == "ping");
+      std::this_thread::sleep_for(60ms);
+    }
+    CHECK(loris.closed_by_server());
+    CHECK(idle.closed_by_server());
+    busy.send("still here");
+    CHECK(busy.receive(10) == "still here");
+  }
+  server.listener->close();
+  asio::post(server.io, [&] {
+    for (auto& conn : server.connections) conn->close();
+  });
+  runner.join();
+  CHECK(std::count(server.close_reasons.begin(), server.close_reasons.end(), "timeout") == 2);
+}
+
+TEST_CASE("a peer that never reads fills only its own bounded queue") {
+  net::stream_limits lim;
+  lim.max_queued_bytes = 64 * 1024;
+  echo_server server(lim);
+  std::thread runner([&] { server.io.run(); });
+  {
+    client stuck(server.port());
+    int rcvbuf = 4096;
+    setsockopt(stuck.socket.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    client other(server.port());
+    std::string chunk(16 * 1024, 's');
+    // The stuck peer sends but never reads: its echo queue hits the bound and
+    // the server closes it, instead of buffering without limit.
+    bool closed = false;
+    for (int i = 0; i < 2000 && !closed; ++i) {
+      std::error_code ec;
+      asio::write(stuck.socket, asio::buffer(chunk), ec);
+      closed = static_cast<bool>(ec);
+      other.send("x");
+      CHECK(other.receive(1) == "x");
+      if (i % 50 == 0) std::this_thread::sleep_for(1ms);
+    }
+    CHECK(closed);
+  }
+  server.listener->close();
+  asio::post(server.io, [&] {
+    for (auto& conn : server.connections) conn->close();
+  });
+  runner.join();
+}
+
+TEST_CASE("connection limit refuses newcomers quickly") {
+  net::stream_limits lim;
+  lim.max_connections = 2;
+  echo_server server(lim);
+  std::thread runner([&] { server.io.run(); });
+  {
+    client a(server.port());
+    client b(server.port());
+    a.send("a");
+    CHECK(a.receive(1) == "a");
+    b.send("b");
+    CHECK(b.receive(1) == "b");
+    client c(server.port());
+    CHECK(c.closed_by_server());
+  }
+  server.listener->close();
+  asio::post(server.io, [&] {
+    for (auto& conn : server.connections) conn->close();
+  });
+  runner.join();
+}
+
+TEST_CASE("bind and connect report errors as values") {
+  asio::io_context io;
+  auto first = net::tcp_listener::bind(io, "127.0.0.1", 0);
+  REQUIRE(first);
+  auto port = first->local_endpoint().port();
+  auto second = net::tcp_listener::bind(io, "127.0.0.1", port);
+  REQUIRE_FALSE(second);
+  CHECK(second.error() == errc::address_in_use);
+  CHECK(second.error().message().find("already in use") != std::string::npos);
+
+  auto bad = net::tcp_listener::bind(io, "not-an-ip", 0);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error() == errc::invalid_argument);
+
+  first->close();
+  std::optional<result<asio::ip::tcp::socket>> outcome;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    outcome = co_await net::connect("127.0.0.1", port, 2s);
+  }, asio::detached);
+  io.run();
+  REQUIRE(outcome);
+  REQUIRE_FALSE(*outcome);
+  CHECK(outcome->error() == errc::connection_refused);
+}
+
+TEST_CASE("host:port parsing") {
+  auto hp = net::parse_host_port("127.0.0.1:65432");
+  REQUIRE(hp);
+  CHECK(hp->host == "127.0.0.1");
+  CHECK(hp->port == 65432);
+  auto v6 = net::parse_host_port("[::1]:80");
+  REQUIRE(v6);
+  CHECK(v6->host == "::1");
+  CHECK_FALSE(net::parse_host_port("127.0.0.1"));
+  CHECK_FALSE(net::parse_host_port("127.0.0.1:70000"));
+  CHECK_FALSE(net::parse_host_port("::1:80"));
+  CHECK_FALSE(net::parse_host_port("example.com:80"));
+  CHECK(net::parse_host_port("localhost:1")->host == "localhost");
+}

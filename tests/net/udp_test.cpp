@@ -1,0 +1,113 @@
+#include <doctest/doctest.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
+#include <asio/detached.hpp>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "improto/net/udp.hpp"
+
+using namespace improto;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct udp_client {
+  asio::io_context io;
+  asio::ip::udp::socket socket{io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  udp_client() {
+    timeval tv{0, 300'000};
+    setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  void send(std::string_view s, std::uint16_t port) {
+    socket.send_to(asio::buffer(s.data(), s.size()),
+                   {asio::ip::make_address("127.0.0.1"), port});
+  }
+  std::optional<std::string> receive() {
+    // Plain recv: Asio's blocking receive would poll past SO_RCVTIMEO.
+    std::string buf(70'000, '\0');
+    auto n = ::recv(socket.native_handle(), buf.data(), buf.size(), 0);
+    if (n < 0) return std::nullopt;
+    buf.resize(static_cast<std::size_t>(n));
+    return buf;
+  }
+};
+
+struct echo {
+  asio::io_context io;
+  std::optional<net::udp_socket> socket;
+  std::size_t handled = 0;
+  explicit echo(net::datagram_limits lim) {
+    auto s = net::udp_socket::bind(io, "127.0.0.1", 0, lim);
+    REQUIRE(s);
+    socket.emplace(std::move(*s));
+    asio::co_spawn(io, socket->serve([this](std::string_view payload,
+                                            const asio::ip::udp::endpoint& from,
+                                            net::udp_replies& replies) {
+      ++handled;
+      replies.send(payload, from);
+    }), asio::detached);
+  }
+  std::uint16_t port() const { return socket->local_endpoint().port(); }
+  void stop() {
+    asio::post(io, [this] { socket->close(); });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("udp socket answers batches of datagrams") {
+  echo server({});
+  std::thread runner([&] { server.io.run(); });
+  udp_client c;
+  for (int i = 0; i < 100; ++i) c.send("ping " + std::to_string(i), server.port());
+  std::set<std::string> got;
+  for (int i = 0; i < 100; ++i) {
+    auto r = c.receive();
+    REQUIRE(r);
+    got.insert(*r);
+  }
+  CHECK(got.size() == 100);
+  CHECK(got.count("ping 42") == 1);
+  std::string empty;
+  c.send(empty, server.port());
+  CHECK(c.receive() == "");
+  server.stop();
+  runner.join();
+}
+
+TEST_CASE("oversized datagrams are dropped, not truncated") {
+  net::datagram_limits lim;
+  lim.max_datagram = 100;
+  echo server(lim);
+  std::thread runner([&] { server.io.run(); });
+  udp_client c;
+  c.send(std::string(101, 'x'), server.port());
+  c.send(std::string(100, 'y'), server.port());
+  auto r = c.receive();
+  REQUIRE(r);
+  CHECK(*r == std::string(100, 'y'));
+  CHECK_FALSE(c.receive());
+  server.stop();
+  runner.join();
+  CHECK(server.socket->dropped_oversized() == 1);
+}
+
+TEST_CASE("per-source rate limit") {
+  net::datagram_limits lim;
+  lim.rate_per_source = 1;  // one per second after the burst
+  lim.burst = 5;
+  echo server(lim);
+  std::thread runner([&] { server.io.run(); });
+  udp_client c;
+  for (int i = 0; i < 20; ++i) c.send("x", server.port());
+  int answered = 0;
+  while (c.receive()) ++answered;
+  CHECK(answered >= 5);
+  CHECK(answered <= 6);
+  server.stop();
+  runner.join();
+  CHECK(server.socket->dropped_rate() >= 14);
+}
