@@ -5,6 +5,7 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/write.hpp>
+#include <vector>
 
 namespace improto::net {
 
@@ -18,6 +19,7 @@ tcp_connection::tcp_connection(asio::ip::tcp::socket socket, const stream_limits
   remote_ = socket_.remote_endpoint(ec);
   local_ = socket_.local_endpoint(ec);
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);
   arm_deadline();
 }
 
@@ -51,22 +53,39 @@ void tcp_connection::set_idle_timeout(std::chrono::milliseconds timeout) {
   arm_deadline();
 }
 
+namespace {
+// All connections of a thread read into this one buffer: an idle connection
+// then costs no read buffer at all (see tcp_connection::read()).
+thread_local std::vector<char> shared_read_buffer;
+}  // namespace
+
 asio::awaitable<result<std::string_view>> tcp_connection::read() {
-  if (!open_) co_return fail(errc::connection_closed, close_reason_);
-  if (read_buffer_.size() != limits_.read_chunk) read_buffer_.resize(limits_.read_chunk);
-  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(read_buffer_), use_nothrow);
-  if (ec) {
+  while (true) {
+    if (!open_) co_return fail(errc::connection_closed, close_reason_);
+    auto [wait_ec] = co_await socket_.async_wait(asio::socket_base::wait_read, use_nothrow);
+    if (!wait_ec) {
+      if (shared_read_buffer.size() < limits_.read_chunk) {
+        shared_read_buffer.resize(limits_.read_chunk);
+      }
+      std::error_code ec;
+      std::size_t n = socket_.read_some(
+          asio::buffer(shared_read_buffer.data(), limits_.read_chunk), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+      if (!ec) {
+        if (!mid_message_) arm_deadline();
+        co_return std::string_view(shared_read_buffer.data(), n);
+      }
+      wait_ec = ec;
+    }
     if (close_reason_ == "timeout") co_return fail(errc::timeout, "no complete message in time");
-    if (ec == asio::error::eof) {
+    if (wait_ec == asio::error::eof) {
       // The peer may have only shut down its sending side: flush replies.
       close_after_flush();
       co_return fail(errc::connection_closed, "closed by peer");
     }
-    shut(ec.message());
-    co_return tl::unexpected(from_system(ec, "read"));
+    shut(wait_ec.message());
+    co_return tl::unexpected(from_system(wait_ec, "read"));
   }
-  if (!mid_message_) arm_deadline();
-  co_return std::string_view(read_buffer_.data(), n);
 }
 
 bool tcp_connection::send(std::string_view bytes) {
@@ -116,6 +135,8 @@ asio::awaitable<void> tcp_connection::write_loop() {
     std::swap(pending_, writing_);
     auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), use_nothrow);
     writing_.clear();
+    // A burst must not pin its buffer to an idle connection for good.
+    if (writing_.capacity() > 64 * 1024) writing_ = std::string();
     if (ec) {
       shut(ec.message());
       break;

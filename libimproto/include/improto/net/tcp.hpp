@@ -43,9 +43,11 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   // Starts the writer and the watchdog; call once, right after construction.
   void start();
 
-  // Reads what is available (at most read_chunk bytes) into an internal
-  // buffer; the view is valid until the next read. Fails with
-  // connection_closed on end of stream or close(), timeout on a deadline.
+  // Waits for bytes and returns what is available (at most read_chunk).
+  // The view points into a buffer shared by all connections of this thread,
+  // so it is valid only until the caller's next co_await: decode it first.
+  // Fails with connection_closed on end of stream or close(), timeout on a
+  // deadline.
   asio::awaitable<result<std::string_view>> read();
 
   // Queues bytes; returns false, queueing nothing, when the queue bound would
@@ -83,7 +85,6 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   std::chrono::milliseconds idle_timeout_;
   asio::ip::tcp::endpoint remote_, local_;
   std::string pending_, writing_;
-  std::string read_buffer_;
   bool open_ = true;
   bool closing_ = false;
   bool mid_message_ = false;

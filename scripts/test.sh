@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds and runs every test: unit and integration tests (ctest), the same
+# tests under ASan+UBSan, a bounded fuzz smoke run of every decoder, and the
+# example built against the installed package.
+source "$(dirname "$0")/lib.sh"
+
+ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl
+
+log "build and test (g++, RelWithDebInfo)"
+configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ctest --test-dir "$ROOT/build" --output-on-failure -j "$JOBS"
+
+log "tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)"
+configure_build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+  -DIMPROTO_SANITIZE=address,undefined
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir "$ROOT/build-asan" --output-on-failure -j "$JOBS"
+
+if [ -f "$ROOT/tests/fuzz/CMakeLists.txt" ]; then
+  log "fuzz smoke run (libFuzzer, ${FUZZ_SECONDS:-20} s per target)"
+  configure_build "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_COMPILER=clang++ -DIMPROTO_BUILD_FUZZERS=ON -DIMPROTO_BUILD_TESTS=OFF \
+    -DIMPROTO_BUILD_TOOLS=OFF -DIMPROTO_SANITIZE=fuzzer-no-link,address,undefined
+  bash "$ROOT/tests/fuzz/smoke.sh" "$ROOT/build-fuzz" "${FUZZ_SECONDS:-20}"
+fi
+
+log "install, then build the examples against the installed package"
+prefix="$ROOT/build/_install"
+rm -rf "$prefix"
+cmake --install "$ROOT/build" --prefix "$prefix" >/dev/null
+build_source "$ROOT/examples" "$ROOT/build/_examples" -DCMAKE_PREFIX_PATH="$prefix"
+ctest --test-dir "$ROOT/build/_examples" --output-on-failure
+
+log "all tests passed"

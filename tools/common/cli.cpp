@@ -1,0 +1,173 @@
+#include "cli.hpp"
+
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+
+#include "improto/wire/text.hpp"
+
+namespace improto::cli {
+
+parser::parser(std::string program, std::string usage, std::string summary)
+    : program_(std::move(program)), usage_(std::move(usage)), summary_(std::move(summary)) {}
+
+parser& parser::option(std::string name, std::string metavar, std::string help,
+                       std::string& target) {
+  options_.push_back({std::move(name), std::move(metavar), std::move(help),
+                      [&target](std::string_view v) -> std::optional<std::string> {
+                        target = std::string(v);
+                        return std::nullopt;
+                      }});
+  return *this;
+}
+
+parser& parser::option(std::string name, std::string metavar, std::string help,
+                       std::uint16_t& port, bool allow_zero) {
+  options_.push_back({std::move(name), std::move(metavar), std::move(help),
+                      [&port, allow_zero](std::string_view v) -> std::optional<std::string> {
+                        auto p = net::parse_port(v, allow_zero);
+                        if (!p) return p.error().detail();
+                        port = *p;
+                        return std::nullopt;
+                      }});
+  return *this;
+}
+
+parser& parser::option(std::string name, std::string metavar, std::string help, double& target) {
+  options_.push_back({std::move(name), std::move(metavar), std::move(help),
+                      [&target](std::string_view v) -> std::optional<std::string> {
+                        try {
+                          std::size_t used = 0;
+                          double d = std::stod(std::string(v), &used);
+                          if (used != v.size() || d < 0) throw std::invalid_argument("");
+                          target = d;
+                          return std::nullopt;
+                        } catch (const std::exception&) {
+                          return "'" + wire::escape(v) + "' is not a non-negative number";
+                        }
+                      }});
+  return *this;
+}
+
+parser& parser::flag(std::string name, std::string help, bool& target) {
+  spec s{std::move(name), "", std::move(help),
+         [&target](std::string_view) -> std::optional<std::string> {
+           target = true;
+           return std::nullopt;
+         }};
+  s.takes_value = false;
+  options_.push_back(std::move(s));
+  return *this;
+}
+
+parser& parser::positional(std::string name, std::string help, std::string& target,
+                           bool required) {
+  spec s{std::move(name), "", std::move(help),
+         [&target](std::string_view v) -> std::optional<std::string> {
+           target = std::string(v);
+           return std::nullopt;
+         }};
+  s.required = required;
+  positionals_.push_back(std::move(s));
+  return *this;
+}
+
+parser& parser::epilog(std::string text) {
+  epilog_ = std::move(text);
+  return *this;
+}
+
+void parser::print_help(std::ostream& out) const {
+  out << "Usage: " << program_ << " " << usage_ << "\n\n" << summary_ << "\n";
+  if (!positionals_.empty()) {
+    out << "\nArguments:\n";
+    for (const auto& p : positionals_) {
+      std::string left = "  " + p.name;
+      out << left << std::string(left.size() < 24 ? 24 - left.size() : 1, ' ') << p.help << "\n";
+    }
+  }
+  out << "\nOptions:\n";
+  for (const auto& o : options_) {
+    std::string left = "  --" + o.name + (o.takes_value ? " " + o.metavar : "");
+    out << left << std::string(left.size() < 24 ? 24 - left.size() : 1, ' ') << o.help << "\n";
+  }
+  out << "  --help                show this help and exit\n";
+  if (!epilog_.empty()) out << "\n" << epilog_ << "\n";
+}
+
+int parser::usage_error(std::string_view message) const {
+  complain(program_, message);
+  std::cerr << "Try '" << program_ << " --help' for more information.\n";
+  return 2;
+}
+
+std::optional<int> parser::parse(int argc, char** argv) {
+  std::size_t next_positional = 0;
+  bool only_positionals = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (!only_positionals && arg == "--") {
+      only_positionals = true;
+      continue;
+    }
+    if (!only_positionals && (arg == "--help" || arg == "-h")) {
+      print_help(std::cout);
+      return 0;
+    }
+    if (!only_positionals && arg.size() > 1 && arg[0] == '-') {
+      std::string_view body = arg.substr(arg[1] == '-' ? 2 : 1);
+      std::optional<std::string_view> inline_value;
+      if (auto eq = body.find('='); eq != std::string_view::npos) {
+        inline_value = body.substr(eq + 1);
+        body = body.substr(0, eq);
+      }
+      const spec* match = nullptr;
+      for (const auto& o : options_) {
+        if (o.name == body) match = &o;
+      }
+      if (match == nullptr) return usage_error("unknown option '" + std::string(arg) + "'");
+      if (!match->takes_value) {
+        if (inline_value) return usage_error("--" + match->name + " takes no value");
+        match->set("");
+        continue;
+      }
+      std::string_view value;
+      if (inline_value) {
+        value = *inline_value;
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return usage_error("--" + match->name + " needs a value (" + match->metavar + ")");
+      }
+      if (auto problem = match->set(value)) {
+        return usage_error("--" + match->name + ": " + *problem);
+      }
+      continue;
+    }
+    if (next_positional == positionals_.size()) {
+      return usage_error("unexpected argument '" + std::string(arg) + "'");
+    }
+    const auto& p = positionals_[next_positional++];
+    if (auto problem = p.set(arg)) return usage_error(p.name + ": " + *problem);
+  }
+  for (std::size_t i = next_positional; i < positionals_.size(); ++i) {
+    if (positionals_[i].required) return usage_error("missing " + positionals_[i].name);
+  }
+  return std::nullopt;
+}
+
+net::logger stderr_logger() {
+  return [](std::string_view line) {
+    static std::mutex lock;
+    std::lock_guard guard(lock);
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fputc('\n', stderr);
+    std::fflush(stderr);
+  };
+}
+
+void complain(std::string_view program, std::string_view message) {
+  std::cerr << program << ": " << message << std::endl;
+}
+
+}  // namespace improto::cli

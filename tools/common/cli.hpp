@@ -1,0 +1,61 @@
+#pragma once
+
+// Command-line handling shared by the tools: declarative flags, --help,
+// a clear sentence and exit code 2 for bad usage; stderr logging.
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "improto/net/common.hpp"
+
+namespace improto::cli {
+
+class parser {
+ public:
+  parser(std::string program, std::string usage, std::string summary);
+
+  // --name VALUE or --name=VALUE.
+  parser& option(std::string name, std::string metavar, std::string help, std::string& target);
+  parser& option(std::string name, std::string metavar, std::string help, std::uint16_t& port,
+                 bool allow_zero = true);
+  parser& option(std::string name, std::string metavar, std::string help, double& target);
+  parser& flag(std::string name, std::string help, bool& target);
+  // Positional arguments, in order; optional ones must come last.
+  parser& positional(std::string name, std::string help, std::string& target, bool required);
+  // Free text after the option table in --help.
+  parser& epilog(std::string text);
+
+  // nullopt: go on. Otherwise the process should exit with that code
+  // (0 after --help, 2 after a usage error, with the message printed).
+  std::optional<int> parse(int argc, char** argv);
+
+  // Prints "<program>: <message>" and the --help hint; returns 2.
+  int usage_error(std::string_view message) const;
+  const std::string& program() const noexcept { return program_; }
+
+ private:
+  struct spec {
+    std::string name, metavar, help;
+    std::function<std::optional<std::string>(std::string_view)> set;  // error text or nullopt
+    bool takes_value = true;
+    bool required = false;
+  };
+  void print_help(std::ostream& out) const;
+
+  std::string program_, usage_, summary_, epilog_;
+  std::vector<spec> options_;
+  std::vector<spec> positionals_;
+};
+
+// Logger that writes one flushed line per event to stderr.
+net::logger stderr_logger();
+
+// Prints "<program>: <message>" to stderr.
+void complain(std::string_view program, std::string_view message);
+
+}  // namespace improto::cli
