@@ -1,0 +1,450 @@
+#include "improto/relay/decoder.hpp"
+
+#include <array>
+#include <cstdint>
+#include <limits>
+
+#include "improto/wire/text.hpp"
+
+namespace improto::relay {
+namespace {
+
+enum class verb : std::uint8_t {
+  unknown,
+  send, forward, received, sent, register_, registered, error,
+  list, users, files, subscribe, subscribed, unsubscribe, unsubscribed, joined, left,
+  download, transfer, pause, resume, cancel, paused, resumed, cancelled,
+};
+
+struct verb_entry {
+  std::string_view word;
+  verb v;
+  bool to_server;  // may appear in bytes a client sends
+  bool to_client;  // may appear in bytes a server sends
+};
+
+// SEND and FORWARD first: they are the bulk of the traffic.
+constexpr std::array<verb_entry, 24> verbs{{
+    {"SEND", verb::send, true, true},  // to a client only as the seed's spelling of SENT
+    {"FORWARD", verb::forward, false, true},
+    {"RECEIVED", verb::received, true, false},
+    {"SENT", verb::sent, false, true},
+    {"REGISTER", verb::register_, true, false},
+    {"REGISTERED", verb::registered, false, true},
+    {"ERROR", verb::error, true, true},
+    {"LIST", verb::list, true, false},
+    {"USERS", verb::users, false, true},
+    {"FILES", verb::files, false, true},
+    {"SUBSCRIBE", verb::subscribe, true, false},
+    {"SUBSCRIBED", verb::subscribed, false, true},
+    {"UNSUBSCRIBE", verb::unsubscribe, true, false},
+    {"UNSUBSCRIBED", verb::unsubscribed, false, true},
+    {"JOINED", verb::joined, false, true},
+    {"LEFT", verb::left, false, true},
+    {"DOWNLOAD", verb::download, true, false},
+    {"TRANSFER", verb::transfer, false, true},
+    {"PAUSE", verb::pause, true, false},
+    {"RESUME", verb::resume, true, false},
+    {"CANCEL", verb::cancel, true, false},
+    {"PAUSED", verb::paused, false, true},
+    {"RESUMED", verb::resumed, false, true},
+    {"CANCELLED", verb::cancelled, false, true},
+}};
+
+const verb_entry* find_verb(std::string_view word) noexcept {
+  for (const auto& e : verbs) {
+    if (e.word == word) return &e;
+  }
+  return nullptr;
+}
+
+constexpr std::uint64_t max_size = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+
+// wire::parse_decimal(s, max) lets a single digit above `max` through when
+// max < 9, so the bound is checked here.
+std::optional<std::uint64_t> decimal(std::string_view s, std::uint64_t max) noexcept {
+  auto n = wire::parse_decimal(s);
+  if (!n || *n > max) return std::nullopt;
+  return n;
+}
+
+bool has_ctl(std::string_view s) noexcept {
+  for (char c : s) {
+    if (wire::is_ctl(c)) return true;
+  }
+  return false;
+}
+
+tl::unexpected<error> bad_line(std::string detail) {
+  return tl::unexpected<error>(error(errc::malformed_start_line, std::move(detail)));
+}
+tl::unexpected<error> bad_arg(std::string detail) {
+  return tl::unexpected<error>(error(errc::invalid_argument, std::move(detail)));
+}
+
+// The one word after the verb, nothing after it.
+result<std::string_view> only_word(std::string_view verb_word, std::string_view rest,
+                                   std::string_view what) {
+  auto [word, extra] = wire::split_first(rest);
+  if (word.empty()) {
+    return bad_line(std::string(verb_word) + " needs " + std::string(what));
+  }
+  if (!extra.empty()) {
+    return bad_line(std::string(verb_word) + " takes only " + std::string(what));
+  }
+  return word;
+}
+
+result<std::uint32_t> transfer_id(std::string_view verb_word, std::string_view rest) {
+  auto word = only_word(verb_word, rest, "a transfer id");
+  if (!word) return tl::unexpected<error>(word.error());
+  auto id = decimal(*word, std::numeric_limits<std::uint32_t>::max());
+  if (!id || *id == 0) {
+    return bad_arg("transfer id '" + wire::escape(*word) + "' is not a number in 1..4294967295");
+  }
+  return static_cast<std::uint32_t>(*id);
+}
+
+result<void> presence_topic(std::string_view verb_word, std::string_view rest) {
+  auto word = only_word(verb_word, rest, "a topic");
+  if (!word) return tl::unexpected<error>(word.error());
+  if (*word != "PRESENCE") {
+    return bad_arg("unknown topic '" + wire::escape(*word) + "' (only PRESENCE)");
+  }
+  return {};
+}
+
+result<relay::role> parse_role(std::string_view word) {
+  if (word == "TOSEND") return role::to_send;
+  if (word == "TORECV") return role::to_recv;
+  return bad_arg("role '" + wire::escape(word) + "' is neither TOSEND nor TORECV");
+}
+
+std::string_view find_or_empty(const wire::frame_reader& r, std::string_view name) {
+  auto v = r.find(name);
+  return v ? *v : std::string_view();
+}
+
+result<std::uint64_t> number_header(const wire::frame_reader& r, std::string_view name,
+                                    std::uint64_t min, std::uint64_t max) {
+  auto v = r.find(name);
+  if (!v) return bad_arg("header " + std::string(name) + " missing");
+  auto n = decimal(*v, max);
+  if (!n || *n < min) {
+    return bad_arg("header " + std::string(name) + " '" + wire::escape(*v) +
+                   "' is not a number in " + std::to_string(min) + ".." + std::to_string(max));
+  }
+  return *n;
+}
+
+result<std::string> sha256_header(const wire::frame_reader& r) {
+  auto v = r.find("Sha256");
+  if (!v) return bad_arg("header Sha256 missing");
+  bool hex = v->size() == 64;
+  std::string out(*v);
+  for (char& c : out) {
+    c = wire::to_lower(c);
+    if (!wire::is_digit(c) && (c < 'a' || c > 'f')) hex = false;
+  }
+  if (!hex) return bad_arg("Sha256 '" + wire::escape(*v) + "' is not 64 hex digits");
+  return out;
+}
+
+result<bool> more_header(const wire::frame_reader& r) {
+  auto v = r.find("More");
+  if (!v || wire::iequals(*v, "no")) return false;
+  if (wire::iequals(*v, "yes")) return true;
+  return bad_arg("header More '" + wire::escape(*v) + "' is neither yes nor no");
+}
+
+// A list body: one entry per line, `\n` or `\r\n`, the last line end optional.
+template <class Entry>
+result<void> for_each_line(std::string_view body, Entry entry) {
+  while (!body.empty()) {
+    auto nl = body.find('\n');
+    std::string_view line = body.substr(0, nl);
+    body.remove_prefix(nl == std::string_view::npos ? body.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    line = wire::trim(line);
+    if (line.empty()) return bad_arg("empty line in a list body");
+    if (has_ctl(line)) return bad_arg("control character in a list body");
+    if (auto r = entry(line); !r) return r;
+  }
+  return {};
+}
+
+result<message> parse_users(const wire::frame_reader& r, std::string_view body) {
+  auto more = more_header(r);
+  if (!more) return tl::unexpected<error>(more.error());
+  user_list m;
+  m.more = *more;
+  auto ok = for_each_line(body, [&](std::string_view line) -> result<void> {
+    m.users.emplace_back(line);
+    return {};
+  });
+  if (!ok) return tl::unexpected<error>(ok.error());
+  return message(std::move(m));
+}
+
+result<message> parse_files(const wire::frame_reader& r, std::string_view body) {
+  auto more = more_header(r);
+  if (!more) return tl::unexpected<error>(more.error());
+  file_list m;
+  m.more = *more;
+  auto ok = for_each_line(body, [&](std::string_view line) -> result<void> {
+    auto [size_word, name] = wire::split_first(line);
+    auto size = decimal(size_word, max_size);
+    if (!size) return bad_arg("file size '" + wire::escape(size_word) + "' is not a number");
+    if (name.empty()) return bad_arg("file entry without a name");
+    m.files.push_back({std::string(name), *size});
+    return {};
+  });
+  if (!ok) return tl::unexpected<error>(ok.error());
+  return message(std::move(m));
+}
+
+// The message a head stands for, without its body. `rest` is the start line
+// after the verb, leading blanks removed.
+result<message> parse_head(verb v, std::string_view word, std::string_view rest,
+                           const wire::frame_reader& r) {
+  // Names are the rest of the line: a user name with a blank in it reaches
+  // the server, which answers ERROR 100 rather than a grammar error.
+  auto name = [rest] { return std::string(wire::trim(rest)); };
+  switch (v) {
+    case verb::register_:
+    case verb::registered: {
+      auto [role_word, user] = wire::split_first(rest);
+      if (role_word.empty()) return bad_line(std::string(word) + " needs a role and a user name");
+      auto role = parse_role(role_word);
+      if (!role) return tl::unexpected<error>(role.error());
+      if (v == verb::register_) return register_request{*role, std::string(wire::trim(user))};
+      return registered{*role, std::string(wire::trim(user))};
+    }
+    case verb::send:
+      return relay::send{name(), {}};
+    case verb::sent:
+      return sent{name()};
+    case verb::forward:
+      return forward{name(), {}};
+    case verb::received:
+      return received{name()};
+    case verb::joined:
+      return joined{name()};
+    case verb::left:
+      return left{name()};
+    case verb::error: {
+      auto [code_word, text] = wire::split_first(rest);
+      if (code_word.empty()) return bad_line("ERROR needs a code");
+      if (code_word.size() != 3 || code_word[0] == '0' || !wire::parse_decimal(code_word)) {
+        return bad_arg("error code '" + wire::escape(code_word) + "' is not three digits 100..999");
+      }
+      return error_reply{static_cast<int>(*wire::parse_decimal(code_word)),
+                         std::string(wire::trim(text))};
+    }
+    case verb::list: {
+      auto what = only_word(word, rest, "USERS or FILES");
+      if (!what) return tl::unexpected<error>(what.error());
+      std::string after(find_or_empty(r, "After"));
+      if (*what == "USERS") return list_users{std::move(after)};
+      if (*what == "FILES") return list_files{std::move(after)};
+      return bad_arg("LIST of '" + wire::escape(*what) + "' (only USERS or FILES)");
+    }
+    case verb::users:
+    case verb::files:
+      if (!rest.empty()) return bad_line(std::string(word) + " takes no argument");
+      // The entries come with the body.
+      if (v == verb::users) return user_list{};
+      return file_list{};
+    case verb::subscribe:
+    case verb::subscribed:
+    case verb::unsubscribe:
+    case verb::unsubscribed: {
+      if (auto t = presence_topic(word, rest); !t) return tl::unexpected<error>(t.error());
+      if (v == verb::subscribe) return subscribe{};
+      if (v == verb::subscribed) return subscribed{};
+      if (v == verb::unsubscribe) return unsubscribe{};
+      return unsubscribed{};
+    }
+    case verb::download: {
+      auto port = number_header(r, "Udp-port", 1, 65535);
+      if (!port) return tl::unexpected<error>(port.error());
+      std::uint64_t offset = 0;
+      if (r.find("Offset")) {
+        auto o = number_header(r, "Offset", 0, max_size);
+        if (!o) return tl::unexpected<error>(o.error());
+        offset = *o;
+      }
+      return download{name(), static_cast<std::uint16_t>(*port), offset};
+    }
+    case verb::transfer: {
+      auto id = transfer_id(word, rest);
+      if (!id) return tl::unexpected<error>(id.error());
+      auto size = number_header(r, "Size", 0, max_size);
+      if (!size) return tl::unexpected<error>(size.error());
+      auto offset = number_header(r, "Offset", 0, *size);
+      if (!offset) return tl::unexpected<error>(offset.error());
+      auto sha = sha256_header(r);
+      if (!sha) return tl::unexpected<error>(sha.error());
+      auto port = number_header(r, "Udp-port", 1, 65535);
+      if (!port) return tl::unexpected<error>(port.error());
+      return transfer{*id, *size, *offset, std::move(*sha), static_cast<std::uint16_t>(*port)};
+    }
+    case verb::pause:
+    case verb::resume:
+    case verb::cancel:
+    case verb::paused:
+    case verb::resumed:
+    case verb::cancelled: {
+      auto id = transfer_id(word, rest);
+      if (!id) return tl::unexpected<error>(id.error());
+      switch (v) {
+        case verb::pause: return pause{*id};
+        case verb::resume: return resume{*id};
+        case verb::cancel: return cancel{*id};
+        case verb::paused: return paused{*id};
+        case verb::resumed: return resumed{*id};
+        default: return cancelled{*id};
+      }
+    }
+    case verb::unknown:
+      break;
+  }
+  return tl::unexpected<error>(error(errc::unknown_command, "unknown verb"));
+}
+
+}  // namespace
+
+decoder::decoder(direction dir, wire::limits lim) : reader_(lim), dir_(dir) {}
+
+wire::decode_result<message> decoder::fail_sticky(error e) {
+  failure_.emplace(std::move(e));
+  pending_.reset();
+  return tl::unexpected<error>(*failure_);
+}
+
+wire::decode_result<message> decoder::deliver(result<message> m) {
+  reader_.reset();
+  if (!m) return tl::unexpected<error>(std::move(m).error());
+  return std::optional<message>(std::move(*m));
+}
+
+wire::decode_result<message> decoder::next(std::string_view& in) {
+  if (failure_) return tl::unexpected<error>(*failure_);
+  while (true) {
+    auto ev = reader_.next(in);
+    if (!ev) return fail_sticky(ev.error());
+    switch (*ev) {
+      case wire::frame_reader::event::need_more:
+        return std::nullopt;
+      case wire::frame_reader::event::head: {
+        auto r = on_head();
+        if (!r || *r) return r;
+        break;  // a body follows
+      }
+      case wire::frame_reader::event::body:
+        return on_body();
+    }
+  }
+}
+
+wire::decode_result<message> decoder::finish() {
+  if (failure_) return tl::unexpected<error>(*failure_);
+  auto ev = reader_.finish();
+  if (!ev) return fail_sticky(ev.error());
+  // No relay body runs to the end of the stream, so a clean finish is a
+  // message boundary.
+  return std::nullopt;
+}
+
+wire::decode_result<message> decoder::on_head() {
+  std::string_view line = reader_.start_line();
+  auto [word, rest] = wire::split_first(line);
+  const verb_entry* entry = find_verb(word);
+
+  auto length = reader_.content_length();
+  if (!length) return fail_sticky(length.error());
+  bool declared = length->has_value();
+
+  // Framing first: it is decided by the verb alone, before any argument is
+  // judged, so a wrong message is still skipped whole.
+  verb v = verb::unknown;
+  result<message> parsed = tl::unexpected<error>(error(errc::unknown_command));
+  if (entry == nullptr) {
+    parsed = word.empty() ? bad_line("start line does not begin with a verb")
+                          : tl::unexpected<error>(error(
+                                errc::unknown_command, "unknown verb '" + wire::escape(word) + "'"));
+  } else if (dir_ == direction::to_server ? !entry->to_server : !entry->to_client) {
+    parsed = tl::unexpected<error>(error(
+        errc::unknown_command,
+        std::string(word) + (dir_ == direction::to_server ? " is sent by a server, not to it"
+                                                          : " is sent to a server, not by it")));
+  } else if (dir_ == direction::to_client && entry->v == verb::send) {
+    // The seed's table spells the delivery report SEND; with a body it is a
+    // client's request instead.
+    if (declared) {
+      parsed = tl::unexpected<error>(
+          error(errc::unknown_command, "SEND with a Content-length is sent to a server, not by it"));
+    } else {
+      v = verb::sent;
+    }
+  } else {
+    v = entry->v;
+  }
+
+  bool needs_body = v == verb::send || v == verb::forward || v == verb::users || v == verb::files;
+  if (needs_body && !declared) {
+    return fail_sticky(error(errc::missing_content_length,
+                             std::string(word) + " needs a Content-length header"));
+  }
+
+  if (v != verb::unknown) {
+    if (has_ctl(line)) {
+      parsed = bad_line("control character in the start line");
+    } else {
+      parsed = parse_head(v, word, rest, reader_);
+    }
+  }
+
+  if (!declared) return deliver(std::move(parsed));
+
+  if (auto e = reader_.expect_body(**length); !e) return fail_sticky(e.error());
+  switch (v) {
+    case verb::send: use_ = body_use::send; break;
+    case verb::forward: use_ = body_use::forward; break;
+    case verb::users: use_ = body_use::users; break;
+    case verb::files: use_ = body_use::files; break;
+    default: use_ = body_use::none; break;
+  }
+  pending_.emplace(std::move(parsed));
+  return std::nullopt;
+}
+
+wire::decode_result<message> decoder::on_body() {
+  result<message> m = std::move(*pending_);
+  pending_.reset();
+  if (m) {
+    switch (use_) {
+      case body_use::send:
+        std::get<relay::send>(*m).body = reader_.take_body();
+        break;
+      case body_use::forward:
+        std::get<forward>(*m).body = reader_.take_body();
+        break;
+      case body_use::users:
+        m = parse_users(reader_, reader_.body());
+        break;
+      case body_use::files:
+        m = parse_files(reader_, reader_.body());
+        break;
+      case body_use::none:
+        if (!reader_.body().empty()) {
+          m = bad_arg(std::string(wire::split_first(reader_.start_line()).first) +
+                      " carries no body");
+        }
+        break;
+    }
+  }
+  return deliver(std::move(m));
+}
+
+}  // namespace improto::relay
