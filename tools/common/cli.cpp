@@ -171,3 +171,40 @@ void complain(std::string_view program, std::string_view message) {
 }
 
 }  // namespace improto::cli
+
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <csignal>
+
+namespace improto::cli {
+
+int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
+                       const std::function<bool()>& drained, const net::logger& log,
+                       std::chrono::milliseconds grace) {
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer poll(io);
+  net::clock::time_point give_up;
+  // Connections that do not drain in time are cut when run() returns.
+  std::function<void()> wait_drained = [&] {
+    if (drained() || net::clock::now() >= give_up) {
+      io.stop();
+      return;
+    }
+    poll.expires_after(std::chrono::milliseconds(20));
+    poll.async_wait([&](const std::error_code& e) {
+      if (!e) wait_drained();
+    });
+  };
+  signals.async_wait([&](const std::error_code& ec, int signal) {
+    if (ec) return;
+    if (log) log(std::string("shutting down (") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + ")");
+    stop();
+    give_up = net::clock::now() + grace;
+    wait_drained();
+  });
+  io.run();
+  if (log) log("stopped");
+  return 0;
+}
+
+}  // namespace improto::cli

@@ -59,3 +59,21 @@ net::logger stderr_logger();
 void complain(std::string_view program, std::string_view message);
 
 }  // namespace improto::cli
+
+#include <asio/io_context.hpp>
+
+namespace improto::cli {
+
+// Runs `io` until SIGINT or SIGTERM, then calls `stop` and returns once
+// `drained()` says every connection has closed, or after `grace` at the
+// latest. Returns the exit code (0).
+int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
+                       const std::function<bool()>& drained, const net::logger& log,
+                       std::chrono::milliseconds grace = std::chrono::seconds(2));
+
+// Seconds given on the command line, as a duration.
+inline std::chrono::milliseconds seconds(double s) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000.0));
+}
+
+}  // namespace improto::cli

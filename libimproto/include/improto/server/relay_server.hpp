@@ -1,0 +1,65 @@
+#pragma once
+
+// The relay server of protocol 3 (seed 003) with the presence and user-list
+// messages of protocol 4, as a library type: bind, start, stop, on any
+// io_context. All state is in memory and lives on the io_context's thread.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "improto/error.hpp"
+#include "improto/net/common.hpp"
+#include "improto/net/tcp.hpp"
+#include "improto/wire/framing.hpp"
+
+namespace improto::server {
+
+struct relay_config {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 50000;  // 0 binds a free port
+  net::stream_limits stream = [] {
+    net::stream_limits s;
+    // Chat clients sit quietly on their receiving socket for long stretches.
+    s.idle_timeout = std::chrono::hours(1);
+    return s;
+  }();
+  wire::limits wire;  // max_body: the largest message body accepted
+  // A receiver must answer a FORWARD within this, else the sender gets ERROR 102.
+  std::chrono::milliseconds receiver_timeout = std::chrono::seconds(10);
+  // SENDs one sender may have awaiting replies; past it we stop reading from it.
+  std::size_t max_in_flight = 1024;
+  // FORWARDs one receiver may leave unanswered; past it, sends to it fail.
+  std::size_t max_unanswered = 4096;
+  net::logger log;  // one line per event; may be empty
+};
+
+class relay_server {
+ public:
+  // Binds the listening socket (address_in_use, invalid_argument as values).
+  static result<std::unique_ptr<relay_server>> bind(asio::io_context& io, relay_config config);
+  ~relay_server();
+
+  asio::ip::tcp::endpoint local_endpoint() const;
+  // Starts accepting; returns at once (the io_context runs the server).
+  void start();
+  // Stops accepting and closes every connection after flushing what is
+  // queued. Safe to call twice; call on the io_context's thread.
+  void stop();
+
+  // Users registered on both sockets.
+  std::size_t user_count() const;
+  std::size_t connection_count() const;
+
+  struct impl;
+
+ private:
+  explicit relay_server(std::unique_ptr<impl> impl);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace improto::server

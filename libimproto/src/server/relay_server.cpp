@@ -1,0 +1,483 @@
+#include "improto/server/relay_server.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/steady_timer.hpp>
+#include <deque>
+#include <map>
+#include <optional>
+#include <unordered_set>
+#include <variant>
+
+#include "improto/relay/codes.hpp"
+#include "improto/relay/decoder.hpp"
+#include "improto/relay/messages.hpp"
+
+namespace improto::server {
+namespace {
+
+struct session;
+
+// One SEND waiting for its receivers' answers.
+struct delivery {
+  std::weak_ptr<session> sender;
+  std::uint64_t slot = 0;  // the sender's reply slot
+  std::string to;          // as the sender wrote it, for `SENT <to>`
+  std::size_t remaining = 0;
+  bool failed = false;
+};
+
+// A FORWARD its receiver has not answered yet.
+struct unanswered {
+  std::shared_ptr<delivery> pending;
+  std::string from;
+  net::clock::time_point deadline;
+};
+
+struct user_entry {
+  std::shared_ptr<session> sender, receiver;
+  bool subscribed = false;
+  bool complete() const noexcept { return sender && receiver; }
+};
+
+struct session {
+  session(asio::io_context& io, std::shared_ptr<net::tcp_connection> c, const wire::limits& lim)
+      : conn(std::move(c)),
+        decoder(relay::direction::to_server, lim),
+        drained(io),
+        answer_timer(io) {}
+
+  std::shared_ptr<net::tcp_connection> conn;
+  relay::decoder decoder;
+  std::optional<relay::role> role;  // set once REGISTER succeeded on this socket
+  std::string user;
+
+  // Replies leave in request order: slot N goes out once every slot before
+  // it has. A reader over max_in_flight waits on `drained`.
+  std::deque<std::optional<std::string>> replies;
+  std::uint64_t first_slot = 0;
+  bool reader_waiting = false;
+  asio::steady_timer drained;
+
+  // Receiver side. Expired entries (their senders already got ERROR 102)
+  // stay at the front until the receiver's late answers arrive, so answers
+  // keep matching FORWARDs in order; they always form a prefix.
+  std::deque<unanswered> awaiting;
+  std::size_t expired = 0;
+  bool timer_armed = false;
+  asio::steady_timer answer_timer;
+};
+
+}  // namespace
+
+struct relay_server::impl {
+  impl(asio::io_context& io_context, relay_config cfg, net::tcp_listener l)
+      : io(io_context), config(std::move(cfg)), listener(std::move(l)) {}
+
+  asio::io_context& io;
+  relay_config config;
+  net::tcp_listener listener;
+  std::unordered_set<std::shared_ptr<session>> sessions;
+  std::map<std::string, user_entry, std::less<>> users;  // ordered: LIST USERS pages by name
+  std::size_t complete_users = 0;
+  bool stopping = false;
+  std::string scratch;
+
+  void log(const std::string& line) const {
+    if (config.log) config.log(line);
+  }
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> run_session(std::shared_ptr<session> s);
+  void handle(const std::shared_ptr<session>& s, relay::message&& m);
+  void cleanup(const std::shared_ptr<session>& s, std::string_view reason);
+
+  std::uint64_t take_slot(session& s);
+  void fill(session& s, std::uint64_t slot, std::string bytes);
+  void reply(session& s, const relay::message& m);
+  void reply_error(session& s, int code);
+
+  void on_register(const std::shared_ptr<session>& s, const relay::register_request& m);
+  void on_send(const std::shared_ptr<session>& s, relay::send& m);
+  void on_answer(const std::shared_ptr<session>& s, bool ok, std::string_view from);
+  bool forward_to(const std::shared_ptr<session>& receiver, const std::shared_ptr<delivery>& d,
+                  std::string_view from, std::string_view bytes);
+  void settle(delivery& d, bool ok);
+  void arm_answer_timer(const std::shared_ptr<session>& s);
+  void expire_answers(session& s);
+  void fail_awaiting(session& s);
+
+  void on_list_users(session& s, const relay::list_users& m);
+  void set_subscribed(session& s, bool on);
+  void notify_presence(const relay::message& notice, std::string_view about);
+  // Registered on both sockets and this is the sending one; answers the
+  // error itself when not.
+  bool check_sender(session& s);
+};
+
+// ------------------------------------------------------------------ sessions
+
+asio::awaitable<void> relay_server::impl::accept_loop() {
+  while (!stopping) {
+    auto socket = co_await listener.accept(sessions.size(), config.stream.max_connections);
+    if (!socket) break;
+    auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), config.stream);
+    conn->start();
+    auto s = std::make_shared<session>(io, conn, config.wire);
+    sessions.insert(s);
+    asio::co_spawn(io, run_session(s), asio::detached);
+  }
+}
+
+asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s) {
+  auto& conn = *s->conn;
+  std::string reason = "closed";
+  while (conn.is_open()) {
+    if (s->replies.size() >= config.max_in_flight) {
+      // Backpressure: a sender must read its replies before sending more.
+      s->reader_waiting = true;
+      s->drained.expires_at(net::clock::time_point::max());
+      co_await s->drained.async_wait(net::use_nothrow);
+      s->reader_waiting = false;
+      continue;
+    }
+    auto data = co_await conn.read();
+    if (!data) {
+      reason = data.error().message();
+      break;
+    }
+    std::string_view in = *data;
+    bool partial = false;
+    while (!in.empty() && conn.is_open()) {
+      auto r = s->decoder.next(in);
+      if (!r) {
+        int code = relay::wire_code(r.error().code());
+        reply_error(*s, code);
+        if (s->decoder.failed() || relay::closes_connection(code)) {
+          reason = r.error().message();
+          log(net::to_string(conn.remote()) + ": " + reason + ", closing");
+          conn.close_after_flush();
+          break;
+        }
+        continue;
+      }
+      if (!*r) {
+        partial = true;
+        break;
+      }
+      handle(s, std::move(**r));
+    }
+    if (s->decoder.failed()) break;
+    conn.set_mid_message(partial);
+  }
+  cleanup(s, reason);
+}
+
+void relay_server::impl::handle(const std::shared_ptr<session>& s, relay::message&& m) {
+  std::visit(
+      [&](auto& msg) {
+        using T = std::decay_t<decltype(msg)>;
+        if constexpr (std::is_same_v<T, relay::register_request>) {
+          on_register(s, msg);
+        } else if constexpr (std::is_same_v<T, relay::send>) {
+          on_send(s, msg);
+        } else if constexpr (std::is_same_v<T, relay::received>) {
+          on_answer(s, true, msg.from);
+        } else if constexpr (std::is_same_v<T, relay::error_reply>) {
+          on_answer(s, false, {});
+        } else if constexpr (std::is_same_v<T, relay::list_users>) {
+          if (check_sender(*s)) on_list_users(*s, msg);
+        } else if constexpr (std::is_same_v<T, relay::subscribe>) {
+          if (check_sender(*s)) set_subscribed(*s, true);
+        } else if constexpr (std::is_same_v<T, relay::unsubscribe>) {
+          if (check_sender(*s)) set_subscribed(*s, false);
+        } else {
+          // File listing and downloads need a --files directory and the UDP
+          // transfer engine, which this server does not run.
+          reply_error(*s, relay::codes::unknown_command);
+        }
+      },
+      m);
+}
+
+void relay_server::impl::cleanup(const std::shared_ptr<session>& s, std::string_view reason) {
+  s->drained.cancel();
+  fail_awaiting(*s);
+  s->answer_timer.cancel();
+  if (s->role) {
+    auto it = users.find(s->user);
+    if (it != users.end()) {
+      bool was_complete = it->second.complete();
+      auto other = *s->role == relay::role::to_send ? it->second.receiver : it->second.sender;
+      users.erase(it);
+      // Unregistered on both sockets; the other stays open and may register again.
+      if (other) {
+        fail_awaiting(*other);
+        other->role.reset();
+        other->user.clear();
+      }
+      log(s->user + " unregistered (" + std::string(reason) + ")");
+      if (was_complete) {
+        --complete_users;
+        notify_presence(relay::left{s->user}, s->user);
+      }
+    }
+  }
+  if (s->conn->is_open()) s->conn->close_after_flush();
+  sessions.erase(s);
+}
+
+// ------------------------------------------------------------------- replies
+
+std::uint64_t relay_server::impl::take_slot(session& s) {
+  s.replies.emplace_back();
+  return s.first_slot + s.replies.size() - 1;
+}
+
+void relay_server::impl::fill(session& s, std::uint64_t slot, std::string bytes) {
+  if (slot < s.first_slot) return;
+  s.replies[static_cast<std::size_t>(slot - s.first_slot)] = std::move(bytes);
+  while (!s.replies.empty() && s.replies.front()) {
+    if (!s.conn->send(*s.replies.front())) {
+      // It does not read its replies: nothing else bounds what we would hold.
+      log(net::to_string(s.conn->remote()) + ": reply queue full, closing");
+      s.conn->close();
+      s.replies.clear();
+      break;
+    }
+    s.replies.pop_front();
+    ++s.first_slot;
+  }
+  if (s.reader_waiting && s.replies.size() < config.max_in_flight) s.drained.cancel();
+}
+
+void relay_server::impl::reply(session& s, const relay::message& m) {
+  std::string bytes;
+  relay::serialize(m, bytes);
+  fill(s, take_slot(s), std::move(bytes));
+}
+
+void relay_server::impl::reply_error(session& s, int code) { reply(s, relay::error_for(code)); }
+
+bool relay_server::impl::check_sender(session& s) {
+  if (!s.role) {
+    reply_error(s, relay::codes::no_user_registered);
+    return false;
+  }
+  auto it = users.find(s.user);
+  if (it == users.end() || !it->second.complete()) {
+    reply_error(s, relay::codes::no_user_registered);
+    return false;
+  }
+  if (*s.role != relay::role::to_send) {
+    reply_error(s, relay::codes::bad_request);
+    return false;
+  }
+  return true;
+}
+
+// -------------------------------------------------------------- registration
+
+void relay_server::impl::on_register(const std::shared_ptr<session>& s,
+                                     const relay::register_request& m) {
+  if (s->role) {
+    reply_error(*s, relay::codes::bad_request);  // this socket is registered already
+    return;
+  }
+  if (!relay::valid_username(m.user)) {
+    reply_error(*s, relay::codes::malformed_username);
+    return;
+  }
+  auto [it, fresh] = users.try_emplace(m.user);
+  auto& holder = m.role == relay::role::to_send ? it->second.sender : it->second.receiver;
+  if (holder) {
+    reply_error(*s, relay::codes::username_taken);
+    return;
+  }
+  holder = s;
+  s->role = m.role;
+  s->user = m.user;
+  reply(*s, relay::registered{m.role, m.user});
+  log(m.user + " registered " + std::string(relay::role_name(m.role)) + " from " +
+      net::to_string(s->conn->remote()));
+  if (it->second.complete()) {
+    ++complete_users;
+    notify_presence(relay::joined{m.user}, m.user);
+  }
+}
+
+// ------------------------------------------------------------------ delivery
+
+void relay_server::impl::on_send(const std::shared_ptr<session>& s, relay::send& m) {
+  if (!check_sender(*s)) return;
+  auto d = std::make_shared<delivery>();
+  d->sender = s;
+  d->slot = take_slot(*s);
+  d->to = m.to;
+
+  std::vector<std::shared_ptr<session>> receivers;
+  if (relay::is_broadcast(m.to)) {
+    receivers.reserve(complete_users);
+    for (auto& [name, entry] : users) {
+      if (entry.complete() && name != s->user) receivers.push_back(entry.receiver);
+    }
+  } else if (auto it = users.find(m.to); it != users.end() && it->second.complete()) {
+    receivers.push_back(it->second.receiver);
+  } else {
+    fill(*s, d->slot, relay::serialize(relay::error_for(relay::codes::unable_to_send)));
+    return;
+  }
+  if (receivers.empty()) {
+    // SEND ALL with nobody else online: delivered to every one of none.
+    fill(*s, d->slot, relay::serialize(relay::sent{m.to}));
+    return;
+  }
+  d->remaining = receivers.size();
+  scratch.clear();
+  relay::serialize(relay::forward{s->user, std::move(m.body)}, scratch);
+  std::string bytes = std::move(scratch);
+  for (auto& r : receivers) {
+    if (!forward_to(r, d, s->user, bytes)) settle(*d, false);
+  }
+  scratch = std::move(bytes);
+}
+
+bool relay_server::impl::forward_to(const std::shared_ptr<session>& receiver,
+                                    const std::shared_ptr<delivery>& d, std::string_view from,
+                                    std::string_view bytes) {
+  if (receiver->awaiting.size() >= config.max_unanswered) return false;
+  // A receiver that does not read fills its own bounded queue; the sender
+  // gets ERROR 102 and nobody else waits.
+  if (!receiver->conn->send(bytes)) return false;
+  receiver->awaiting.push_back({d, std::string(from), net::clock::now() + config.receiver_timeout});
+  arm_answer_timer(receiver);
+  return true;
+}
+
+void relay_server::impl::settle(delivery& d, bool ok) {
+  if (!ok) d.failed = true;
+  if (--d.remaining > 0) return;
+  auto sender = d.sender.lock();
+  if (!sender) return;
+  fill(*sender, d.slot,
+       relay::serialize(d.failed ? relay::message(relay::error_for(relay::codes::unable_to_send))
+                                 : relay::message(relay::sent{d.to})));
+}
+
+void relay_server::impl::on_answer(const std::shared_ptr<session>& s, bool ok,
+                                   std::string_view from) {
+  if (s->awaiting.empty()) {
+    // Not an answer to anything: before registration that is the seed's 101.
+    if (!s->role) reply_error(*s, relay::codes::no_user_registered);
+    return;
+  }
+  unanswered front = std::move(s->awaiting.front());
+  s->awaiting.pop_front();
+  if (s->expired > 0) {
+    --s->expired;  // a late answer; its sender already has ERROR 102
+    return;
+  }
+  // An answer naming another sender is not a receipt for this FORWARD.
+  settle(*front.pending, ok && from == front.from);
+}
+
+void relay_server::impl::arm_answer_timer(const std::shared_ptr<session>& s) {
+  if (s->timer_armed || s->awaiting.size() <= s->expired) return;
+  s->timer_armed = true;
+  s->answer_timer.expires_at(s->awaiting[s->expired].deadline);
+  s->answer_timer.async_wait([this, weak = std::weak_ptr<session>(s)](std::error_code ec) {
+    auto locked = weak.lock();
+    if (!locked) return;
+    locked->timer_armed = false;
+    if (ec) return;
+    expire_answers(*locked);
+    arm_answer_timer(locked);
+  });
+}
+
+void relay_server::impl::expire_answers(session& s) {
+  auto now = net::clock::now();
+  // Deadlines grow along the queue: expiry always extends the prefix.
+  while (s.expired < s.awaiting.size() && s.awaiting[s.expired].deadline <= now) {
+    auto pending = std::move(s.awaiting[s.expired].pending);
+    ++s.expired;
+    settle(*pending, false);
+  }
+}
+
+void relay_server::impl::fail_awaiting(session& s) {
+  auto awaiting = std::move(s.awaiting);
+  std::size_t expired = s.expired;
+  s.awaiting.clear();
+  s.expired = 0;
+  for (std::size_t i = expired; i < awaiting.size(); ++i) settle(*awaiting[i].pending, false);
+}
+
+// ---------------------------------------------------------- users, presence
+
+void relay_server::impl::on_list_users(session& s, const relay::list_users& m) {
+  relay::user_list out;
+  std::size_t body = 0;
+  for (auto it = users.upper_bound(m.after); it != users.end(); ++it) {
+    if (!it->second.complete()) continue;
+    if (body + it->first.size() + 1 > relay::max_list_body) {
+      out.more = true;
+      break;
+    }
+    body += it->first.size() + 1;
+    out.users.push_back(it->first);
+  }
+  reply(s, out);
+}
+
+void relay_server::impl::set_subscribed(session& s, bool on) {
+  users.find(s.user)->second.subscribed = on;
+  if (on) {
+    reply(s, relay::subscribed{});
+  } else {
+    reply(s, relay::unsubscribed{});
+  }
+}
+
+void relay_server::impl::notify_presence(const relay::message& notice, std::string_view about) {
+  std::string bytes = relay::serialize(notice);
+  for (auto& [name, entry] : users) {
+    // Notices are not acknowledged; a receiver with a full queue misses one.
+    if (entry.subscribed && entry.complete() && name != about) entry.receiver->conn->send(bytes);
+  }
+}
+
+// -------------------------------------------------------------------- public
+
+relay_server::relay_server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+relay_server::~relay_server() = default;
+
+result<std::unique_ptr<relay_server>> relay_server::bind(asio::io_context& io,
+                                                         relay_config config) {
+  auto listener = net::tcp_listener::bind(io, config.host, config.port);
+  if (!listener) return tl::unexpected(listener.error());
+  auto state = std::make_unique<impl>(io, std::move(config), std::move(*listener));
+  return std::unique_ptr<relay_server>(new relay_server(std::move(state)));
+}
+
+asio::ip::tcp::endpoint relay_server::local_endpoint() const {
+  return impl_->listener.local_endpoint();
+}
+
+void relay_server::start() {
+  impl_->log("listening on " + net::to_string(local_endpoint()));
+  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+}
+
+void relay_server::stop() {
+  if (impl_->stopping) return;
+  impl_->stopping = true;
+  impl_->listener.close();
+  auto sessions = impl_->sessions;
+  for (auto& s : sessions) s->conn->close_after_flush();
+}
+
+std::size_t relay_server::user_count() const { return impl_->complete_users; }
+std::size_t relay_server::connection_count() const { return impl_->sessions.size(); }
+
+}  // namespace improto::server

@@ -1,0 +1,62 @@
+// imrelayd - the relay chat server of seed 003 (with presence and user lists).
+
+#include <asio/io_context.hpp>
+
+#include "cli.hpp"
+#include "improto/wire/text.hpp"
+#include "improto/server/relay_server.hpp"
+
+using namespace improto;
+
+int main(int argc, char** argv) {
+  server::relay_config config;
+  double receiver_timeout = 10;
+  double idle_timeout = 3600;
+  double message_timeout = 30;
+  std::string max_connections = "10000";
+  std::string max_body = "65536";
+
+  cli::parser args("imrelayd", "[--host HOST] [--port PORT] [options]",
+                   "Relay chat server (seed 003): users register a sending and a receiving\n"
+                   "socket, then SEND messages that the server FORWARDs and acknowledges.");
+  args.option("host", "HOST", "address to listen on (default 127.0.0.1)", config.host)
+      .option("port", "PORT", "TCP port, 0 for any free one (default 50000)", config.port)
+      .option("receiver-timeout", "SECONDS",
+              "answer ERROR 102 when a receiver has not answered by then (default 10)",
+              receiver_timeout)
+      .option("idle-timeout", "SECONDS", "close connections silent this long (default 3600)",
+              idle_timeout)
+      .option("message-timeout", "SECONDS",
+              "close connections that leave a message unfinished this long (default 30)",
+              message_timeout)
+      .option("max-body", "BYTES", "largest message body accepted (default 65536)", max_body)
+      .option("max-connections", "N", "connections served at once (default 10000)",
+              max_connections)
+      .epilog("Logs one line per event to stderr; the first is 'listening on HOST:PORT'.\n"
+              "SIGINT or SIGTERM stops it cleanly (exit 0).");
+  if (auto code = args.parse(argc, argv)) return *code;
+
+  auto body = wire::parse_decimal(max_body, 1u << 30);
+  if (!body || *body == 0) return args.usage_error("--max-body: expected 1 to 1073741824 bytes");
+  auto connections = wire::parse_decimal(max_connections, 1'000'000);
+  if (!connections || *connections == 0) {
+    return args.usage_error("--max-connections: expected 1 to 1000000");
+  }
+  config.wire.max_body = static_cast<std::size_t>(*body);
+  config.stream.max_connections = static_cast<std::size_t>(*connections);
+  config.receiver_timeout = cli::seconds(receiver_timeout);
+  config.stream.idle_timeout = cli::seconds(idle_timeout);
+  config.stream.message_timeout = cli::seconds(message_timeout);
+  config.log = cli::stderr_logger();
+
+  asio::io_context io(1);
+  auto server = server::relay_server::bind(io, config);
+  if (!server) {
+    cli::complain(args.program(), "cannot listen: " + server.error().message());
+    return 1;
+  }
+  (*server)->start();
+  return cli::serve_until_signal(
+      io, [&] { (*server)->stop(); }, [&] { return (*server)->connection_count() == 0; },
+      config.log);
+}
