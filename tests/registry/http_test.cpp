@@ -571,6 +571,10 @@ TEST_CASE("validate rejects what serialize cannot make decodable") {
   CHECK(bad_response([](auto& r) { r.reason = "O\nK"; }) == errc::malformed_start_line);
   CHECK(bad_response([](auto& r) { r.version = -1; }) == errc::unsupported_version);
   CHECK(bad_response([](auto& r) { r.status = 304; }) == errc::invalid_argument);
+  CHECK(bad_response([](auto& r) { r.headers.push_back({"Transfer-Encoding", "chunked"}); }) ==
+        errc::unsupported_encoding);
+  // No body follows a 304, so its Transfer-Encoding frames nothing.
+  CHECK(http::validate(http::response{1, 304, "Not Modified", {{"Transfer-Encoding", "chunked"}}, ""}));
 }
 
 TEST_CASE("requests and responses round-trip") {

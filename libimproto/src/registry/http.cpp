@@ -130,7 +130,8 @@ bool append_headers(const fields& headers, std::size_t body_size, std::string& o
   return has_length;
 }
 
-result<void> validate_headers(const fields& headers) {
+// Transfer-Encoding matters only where a body follows (not 1xx/204/304).
+result<void> validate_headers(const fields& headers, bool body_follows) {
   for (const auto& h : headers) {
     if (!is_token(h.name)) {
       return fail(errc::malformed_header, "header name '" + wire::escape(h.name) + "' is not a token");
@@ -139,7 +140,7 @@ result<void> validate_headers(const fields& headers) {
       return fail(errc::malformed_header,
                   "value of header '" + h.name + "' has control characters or outer blanks");
     }
-    if (is_transfer_encoding(h.name)) {
+    if (body_follows && is_transfer_encoding(h.name)) {
       return fail(errc::unsupported_encoding, "Transfer-Encoding is not supported");
     }
   }
@@ -267,7 +268,7 @@ result<void> validate(const request& r) {
   if (r.version != 0 && r.version != 1) {
     return fail(errc::unsupported_version, "HTTP minor version must be 0 or 1");
   }
-  return validate_headers(r.headers);
+  return validate_headers(r.headers, true);
 }
 
 result<void> validate(const response& r) {
@@ -285,7 +286,7 @@ result<void> validate(const response& r) {
     return fail(errc::invalid_argument,
                 "a " + std::to_string(r.status) + " response cannot have a body");
   }
-  return validate_headers(r.headers);
+  return validate_headers(r.headers, status_has_body(r.status));
 }
 
 // -------------------------------------------------------------------- describe

@@ -93,7 +93,8 @@ std::string serialize(const message& m);
 // Checks what serialize() cannot repair: method and header names are tokens,
 // target and reason without blanks/control characters where forbidden,
 // header values without control characters or outer blanks, version 0 or 1,
-// status 100..999, no Transfer-Encoding.
+// status 100..999, no Transfer-Encoding (except on responses without a
+// body, where the decoder ignores it), no body on 1xx/204/304.
 result<void> validate(const request& r);
 result<void> validate(const response& r);
 
