@@ -1,0 +1,106 @@
+#pragma once
+
+// The registry server's durable list (Protocol 1): who is registered at which
+// address, in registration order.
+//
+// Both stores (this one and buddy_store) follow one model:
+//  * One SQLite file, WAL journal, synchronous=FULL by default: when a write
+//    returns success the change is on disk and survives kill -9 and power
+//    loss. Answer the client only after that.
+//  * Errors are values: invalid_argument / name_taken / not_found describe the
+//    request; storage_error (with the path and SQLite's message) means the
+//    file could not be read or written, and the operation did not happen.
+//    Nothing throws.
+//  * Threads: a store object is used by one thread at a time (it may move
+//    between threads). Reads are non-const because they reuse the object's
+//    prepared statements. Several processes may open the same file; writers
+//    take turns, waiting up to options::busy_timeout.
+//  * Group commit: apply() runs a batch of operations in one transaction with
+//    one fsync. A server that drains a burst of requests passes them all,
+//    then answers each request from its own result once apply() returns.
+//    Each operation sees the effects of the ones before it; one that fails
+//    (name_taken, ...) changes nothing and does not affect the others. If
+//    apply() itself fails (storage_error), the whole batch is rolled back and
+//    every request in it must be answered with an error.
+//  * Move-only; a moved-from store answers storage_error ("store is closed").
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "improto/error.hpp"
+#include "improto/store/options.hpp"
+
+namespace improto::store {
+
+struct registry_record {
+  std::string name;
+  std::string host;
+  std::uint16_t port = 0;
+  bool operator==(const registry_record&) const = default;
+};
+
+class registry_store {
+ public:
+  struct add_op {
+    std::string name;
+    std::string host;
+    std::uint16_t port = 0;
+  };
+  struct remove_op {
+    std::string name;
+    std::string host;
+    std::uint16_t port = 0;
+  };
+  using operation = std::variant<add_op, remove_op>;
+
+  // Opens or creates the store file, e.g. `<data dir>/registry.sqlite3`.
+  // storage_error if the directory is missing, the path is a directory, the
+  // file is read-only, not SQLite, corrupt, another kind of store, or from a
+  // newer schema; invalid_argument for an empty path; invalid_config for
+  // bad options.
+  static result<registry_store> open(const std::filesystem::path& file, options opts = {});
+
+  registry_store(registry_store&&) noexcept;
+  registry_store& operator=(registry_store&&) noexcept;
+  ~registry_store();
+
+  // Registers `name` at host:port. invalid_argument if !valid_name(name) or
+  // !valid_host(host); name_taken if `name` is registered (at any address).
+  result<void> add(std::string_view name, std::string_view host, std::uint16_t port);
+  // Removes the exact entry name@host:port; not_found if there is none (also
+  // when `name` is registered at another address: that entry stays).
+  result<void> remove(std::string_view name, std::string_view host, std::uint16_t port);
+  // Every entry, oldest registration first.
+  result<std::vector<registry_record>> list();
+  result<bool> contains(std::string_view name);
+
+  // One transaction for the whole batch; see the file comment. The result
+  // vector has one entry per operation, in order.
+  result<std::vector<result<void>>> apply(std::span<const operation> ops);
+
+  result<store_status> status();
+  const std::filesystem::path& path() const noexcept;
+  bool is_open() const noexcept { return impl_ != nullptr; }
+
+  // The rules add() enforces: only what keeps a stored "name@host:port,"
+  // list parseable. A name is non-empty without ':', '@', ',', white space or
+  // control characters (ASCII); a host is non-empty without ',', '@', white
+  // space or control characters. Names compare byte for byte. The protocol's
+  // own rules (improto::registry::validate_name / validate_host: lengths,
+  // address syntax) are stricter and are the server's to apply first.
+  static bool valid_name(std::string_view name) noexcept;
+  static bool valid_host(std::string_view host) noexcept;
+
+ private:
+  struct impl;
+  explicit registry_store(std::unique_ptr<impl> p) noexcept;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace improto::store

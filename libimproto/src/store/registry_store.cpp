@@ -1,0 +1,224 @@
+#include "improto/store/registry_store.hpp"
+
+#include <type_traits>
+
+#include "improto/wire/text.hpp"
+#include "sqlite.hpp"
+
+namespace improto::store {
+namespace {
+
+constexpr std::int32_t registry_application_id = 0x494d5247;  // "IMRG"
+
+// migrations[v] upgrades user_version v to v + 1; never edit a shipped one.
+constexpr const char* migrations[] = {
+    // v1. seq orders entries by registration: a new row gets max(seq) + 1.
+    "PRAGMA application_id = 1229804103;"
+    "CREATE TABLE registry ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  host TEXT NOT NULL,"
+    "  port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535)"
+    ");"
+    "PRAGMA user_version = 1;",
+};
+
+// The answer to one operation, or (outer error) a storage failure that
+// aborts the whole transaction.
+using outcome = result<result<void>>;
+
+result<void> answer(errc code, std::string detail) { return fail(code, std::move(detail)); }
+
+std::string address(std::string_view name, std::string_view host, std::uint16_t port) {
+  std::string out(name);
+  out += '@';
+  out += host;
+  out += ':';
+  out += std::to_string(port);
+  return out;
+}
+
+// White space, control characters and the list's own separators.
+bool forbidden_anywhere(unsigned char c) noexcept {
+  return c <= 0x20 || c == 0x7f || c == '@' || c == ',';
+}
+
+}  // namespace
+
+struct registry_store::impl {
+  detail::database db;
+  // Declared after db, so they are finalized before the connection closes.
+  detail::statement insert;
+  detail::statement erase;
+  detail::statement select_all;
+  detail::statement select_one;
+
+  outcome add(std::string_view name, std::string_view host, std::uint16_t port) {
+    if (!valid_name(name)) {
+      return answer(errc::invalid_argument,
+                    "registry name must be non-empty, without ':', '@', ',', white space or "
+                    "control characters");
+    }
+    if (!valid_host(host)) {
+      return answer(
+          errc::invalid_argument,
+          "registry host must be non-empty, without ',', '@', white space or control characters");
+    }
+    detail::query q(db, insert, "cannot add registry entry");
+    q.bind(name).bind(host).bind(std::int64_t{port});
+    if (auto r = q.run(); !r) return tl::unexpected(r.error());
+    if (db.changes() == 0) {
+      return answer(errc::name_taken, wire::quote(name) + " is already registered");
+    }
+    return result<void>{};
+  }
+
+  outcome remove(std::string_view name, std::string_view host, std::uint16_t port) {
+    detail::query q(db, erase, "cannot remove registry entry");
+    q.bind(name).bind(host).bind(std::int64_t{port});
+    if (auto r = q.run(); !r) return tl::unexpected(r.error());
+    if (db.changes() == 0) {
+      return answer(errc::not_found, "no registry entry " + wire::quote(address(name, host, port)));
+    }
+    return result<void>{};
+  }
+
+  // Runs one operation in its own transaction.
+  template <class Op>
+  result<void> one(Op&& op) {
+    result<void> reply;
+    auto done = db.write([&]() -> result<void> {
+      outcome o = op();
+      if (!o) return tl::unexpected(o.error());
+      reply = std::move(*o);
+      return {};
+    });
+    if (!done) return done;
+    return reply;
+  }
+};
+
+registry_store::registry_store(std::unique_ptr<impl> p) noexcept : impl_(std::move(p)) {}
+registry_store::registry_store(registry_store&&) noexcept = default;
+registry_store& registry_store::operator=(registry_store&&) noexcept = default;
+registry_store::~registry_store() = default;
+
+result<registry_store> registry_store::open(const std::filesystem::path& file, options opts) {
+  const detail::schema s{"registry", registry_application_id, migrations};
+  auto db = detail::database::open(file, opts, s);
+  if (!db) return tl::unexpected(db.error());
+  auto p = std::make_unique<impl>(impl{std::move(*db), {}, {}, {}, {}});
+
+  struct {
+    detail::statement* target;
+    const char* sql;
+  } const prepared[] = {
+      {&p->insert,
+       "INSERT INTO registry (name, host, port) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING"},
+      {&p->erase, "DELETE FROM registry WHERE name = ?1 AND host = ?2 AND port = ?3"},
+      {&p->select_all, "SELECT name, host, port FROM registry ORDER BY seq"},
+      {&p->select_one, "SELECT 1 FROM registry WHERE name = ?1"},
+  };
+  for (const auto& [target, sql] : prepared) {
+    auto stmt = p->db.prepare(sql);
+    if (!stmt) return tl::unexpected(stmt.error());
+    *target = std::move(*stmt);
+  }
+  return registry_store(std::move(p));
+}
+
+namespace {
+tl::unexpected<error> closed() { return fail(errc::storage_error, "store is closed"); }
+}  // namespace
+
+result<void> registry_store::add(std::string_view name, std::string_view host, std::uint16_t port) {
+  if (!impl_) return closed();
+  return impl_->one([&] { return impl_->add(name, host, port); });
+}
+
+result<void> registry_store::remove(std::string_view name, std::string_view host,
+                                    std::uint16_t port) {
+  if (!impl_) return closed();
+  return impl_->one([&] { return impl_->remove(name, host, port); });
+}
+
+result<std::vector<registry_record>> registry_store::list() {
+  if (!impl_) return closed();
+  std::vector<registry_record> out;
+  detail::query q(impl_->db, impl_->select_all, "cannot list registry");
+  while (true) {
+    auto row = q.step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    std::int64_t port = q.integer(2);
+    // The CHECK constraint guarantees this unless the file was edited behind our back.
+    if (port < 0 || port > 65535) {
+      return fail(errc::storage_error,
+                  impl_->db.path().string() + ": registry entry with port " + std::to_string(port));
+    }
+    out.push_back({q.text(0), q.text(1), static_cast<std::uint16_t>(port)});
+  }
+  return out;
+}
+
+result<bool> registry_store::contains(std::string_view name) {
+  if (!impl_) return closed();
+  detail::query q(impl_->db, impl_->select_one, "cannot look up registry entry");
+  q.bind(name);
+  return q.step();
+}
+
+result<std::vector<result<void>>> registry_store::apply(std::span<const operation> ops) {
+  if (!impl_) return closed();
+  std::vector<result<void>> replies;
+  if (ops.empty()) return replies;
+  replies.reserve(ops.size());
+  auto done = impl_->db.write([&]() -> result<void> {
+    for (const operation& op : ops) {
+      outcome o = std::visit(
+          [&](const auto& v) -> outcome {
+            if constexpr (std::is_same_v<std::decay_t<decltype(v)>, add_op>) {
+              return impl_->add(v.name, v.host, v.port);
+            } else {
+              return impl_->remove(v.name, v.host, v.port);
+            }
+          },
+          op);
+      if (!o) return tl::unexpected(o.error());
+      replies.push_back(std::move(*o));
+    }
+    return {};
+  });
+  if (!done) return tl::unexpected(done.error());
+  return replies;
+}
+
+result<store_status> registry_store::status() {
+  if (!impl_) return closed();
+  return impl_->db.status();
+}
+
+const std::filesystem::path& registry_store::path() const noexcept {
+  static const std::filesystem::path none;
+  return impl_ ? impl_->db.path() : none;
+}
+
+bool registry_store::valid_name(std::string_view name) noexcept {
+  if (name.empty()) return false;
+  for (char ch : name) {
+    auto c = static_cast<unsigned char>(ch);
+    if (forbidden_anywhere(c) || c == ':') return false;
+  }
+  return true;
+}
+
+bool registry_store::valid_host(std::string_view host) noexcept {
+  if (host.empty()) return false;
+  for (char ch : host) {
+    auto c = static_cast<unsigned char>(ch);
+    if (forbidden_anywhere(c)) return false;
+  }
+  return true;
+}
+
+}  // namespace improto::store

@@ -1,0 +1,299 @@
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "improto/store/registry_store.hpp"
+#include "store_support.hpp"
+
+using namespace improto;
+using improto::store::registry_record;
+using improto::store::registry_store;
+using improto::test::check_error;
+using improto::test::check_ok;
+using improto::test::temp_dir;
+
+namespace {
+
+registry_store open_store(const std::filesystem::path& file) {
+  auto s = registry_store::open(file);
+  REQUIRE_MESSAGE(s.has_value(), (s ? std::string() : s.error().message()));
+  return std::move(*s);
+}
+
+std::vector<registry_record> list_of(registry_store& s) {
+  auto l = s.list();
+  REQUIRE_MESSAGE(l.has_value(), (l ? std::string() : l.error().message()));
+  return *l;
+}
+
+bool contains(registry_store& s, std::string_view name) {
+  auto c = s.contains(name);
+  REQUIRE(c.has_value());
+  return *c;
+}
+
+std::uint64_t commits(registry_store& s) {
+  auto st = s.status();
+  REQUIRE(st.has_value());
+  return st->commits;
+}
+
+std::uintmax_t wal_size(const std::filesystem::path& db) {
+  return std::filesystem::file_size(db.string() + "-wal");
+}
+
+}  // namespace
+
+TEST_CASE("registry: a new store is empty") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  CHECK(list_of(s).empty());
+  CHECK_FALSE(contains(s, "bob"));
+  CHECK(s.is_open());
+  CHECK(s.path() == dir / "registry.sqlite3");
+  CHECK(std::filesystem::exists(dir / "registry.sqlite3"));
+}
+
+TEST_CASE("registry: entries are listed in registration order") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  check_ok(s.add("zed", "10.0.0.1", 4000));
+  check_ok(s.add("amy", "10.0.0.2", 4001));
+  check_ok(s.add("bob", "::1", 4002));
+  CHECK(list_of(s) == std::vector<registry_record>{{"zed", "10.0.0.1", 4000},
+                                                   {"amy", "10.0.0.2", 4001},
+                                                   {"bob", "::1", 4002}});
+  CHECK(contains(s, "amy"));
+  CHECK_FALSE(contains(s, "Amy"));  // names compare byte for byte
+}
+
+TEST_CASE("registry: a taken name is refused at any address") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  check_ok(s.add("bob", "1.2.3.4", 5000));
+  check_error(s.add("bob", "1.2.3.4", 5000), errc::name_taken, {"\"bob\"", "already registered"});
+  check_error(s.add("bob", "5.6.7.8", 6000), errc::name_taken);
+  CHECK(list_of(s) == std::vector<registry_record>{{"bob", "1.2.3.4", 5000}});
+}
+
+TEST_CASE("registry: names and hosts that would break the list are refused") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  using namespace std::string_view_literals;
+  for (std::string_view name : {""sv, "a:b"sv, "a@b"sv, "a,b"sv, "a b"sv, "a\tb"sv, "a\nb"sv,
+                                "a\0b"sv, "a\x01"sv, "\x7f"sv, " "sv}) {
+    CAPTURE(name);
+    CHECK_FALSE(registry_store::valid_name(name));
+    check_error(s.add(name, "1.2.3.4", 1), errc::invalid_argument, {"registry name"});
+  }
+  for (std::string_view host : {""sv, "1.2.3.4 "sv, "a,b"sv, "a@b"sv, "h\r"sv, "\x7f"sv}) {
+    CAPTURE(host);
+    CHECK_FALSE(registry_store::valid_host(host));
+    check_error(s.add("bob", host, 1), errc::invalid_argument, {"registry host"});
+  }
+  CHECK(list_of(s).empty());
+
+  // The store is not the protocol's validator: anything list-safe is kept.
+  check_ok(s.add("zo\xc3\xab", "example.org", 1));
+  check_ok(s.add("a.b-c_d", "fe80::1", 2));
+  CHECK(list_of(s).size() == 2);
+}
+
+TEST_CASE("registry: remove needs the exact entry") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  check_ok(s.add("bob", "1.2.3.4", 5000));
+  check_error(s.remove("bob", "1.2.3.4", 5001), errc::not_found, {"\"bob@1.2.3.4:5001\""});
+  check_error(s.remove("bob", "1.2.3.5", 5000), errc::not_found);
+  check_error(s.remove("amy", "1.2.3.4", 5000), errc::not_found);
+  check_error(s.remove("", "", 0), errc::not_found);
+  CHECK(contains(s, "bob"));
+
+  check_ok(s.remove("bob", "1.2.3.4", 5000));
+  CHECK_FALSE(contains(s, "bob"));
+  check_error(s.remove("bob", "1.2.3.4", 5000), errc::not_found);
+  CHECK(list_of(s).empty());
+}
+
+TEST_CASE("registry: a name registered again goes to the end of the list") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  check_ok(s.add("a", "h", 1));
+  check_ok(s.add("b", "h", 2));
+  check_ok(s.add("c", "h", 3));
+  check_ok(s.remove("b", "h", 2));
+  check_ok(s.add("b", "h", 4));
+  // Removing the newest entry must not let the next one sort before others.
+  check_ok(s.remove("b", "h", 4));
+  check_ok(s.add("d", "h", 5));
+  check_ok(s.add("b", "h", 6));
+  CHECK(list_of(s) ==
+        std::vector<registry_record>{{"a", "h", 1}, {"c", "h", 3}, {"d", "h", 5}, {"b", "h", 6}});
+}
+
+TEST_CASE("registry: ports 0 and 65535 round-trip") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  check_ok(s.add("low", "h", 0));
+  check_ok(s.add("high", "h", 65535));
+  CHECK(list_of(s) == std::vector<registry_record>{{"low", "h", 0}, {"high", "h", 65535}});
+  check_ok(s.remove("high", "h", 65535));
+}
+
+TEST_CASE("registry: values are bound as parameters, never spliced into SQL") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  const std::string name = "x');DROP/**/TABLE/**/registry;--";
+  const std::string host = "h'\"--";
+  check_ok(s.add(name, host, 7));
+  check_ok(s.add("after", "h", 8));
+  CHECK(list_of(s) == std::vector<registry_record>{{name, host, 7}, {"after", "h", 8}});
+  check_ok(s.remove(name, host, 7));
+}
+
+TEST_CASE("registry: entries survive closing and reopening") {
+  temp_dir dir;
+  const auto file = dir / "registry.sqlite3";
+  {
+    auto s = open_store(file);
+    check_ok(s.add("a", "1.1.1.1", 1));
+    check_ok(s.add("b", "2.2.2.2", 2));
+    check_ok(s.add("c", "3.3.3.3", 3));
+    check_ok(s.remove("b", "2.2.2.2", 2));
+  }
+  CHECK_FALSE(std::filesystem::exists(file.string() + "-wal"));  // clean close checkpoints
+  {
+    auto s = open_store(file);
+    CHECK(list_of(s) == std::vector<registry_record>{{"a", "1.1.1.1", 1}, {"c", "3.3.3.3", 3}});
+    check_error(s.add("a", "9.9.9.9", 9), errc::name_taken);
+    check_ok(s.add("d", "4.4.4.4", 4));
+  }
+  auto s = open_store(file);
+  CHECK(list_of(s) == std::vector<registry_record>{
+                          {"a", "1.1.1.1", 1}, {"c", "3.3.3.3", 3}, {"d", "4.4.4.4", 4}});
+}
+
+TEST_CASE("registry: a batch is one transaction with one answer per operation") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  check_ok(s.add("old", "h", 1));
+  const auto before = commits(s);
+
+  using add = registry_store::add_op;
+  using remove = registry_store::remove_op;
+  const std::vector<registry_store::operation> ops = {
+      add{"a", "h", 10},     add{"b", "h", 11},
+      add{"a", "h", 12},     // taken by the first operation of this batch
+      remove{"c", "h", 13},  // not there
+      remove{"b", "h", 11},  // sees the add above
+      add{"", "h", 14},      // invalid
+      remove{"old", "h", 1}, add{"c", "h", 15},
+  };
+  auto replies = s.apply(ops);
+  REQUIRE_MESSAGE(replies.has_value(), (replies ? std::string() : replies.error().message()));
+  REQUIRE(replies->size() == ops.size());
+  check_ok((*replies)[0]);
+  check_ok((*replies)[1]);
+  check_error((*replies)[2], errc::name_taken, {"\"a\""});
+  check_error((*replies)[3], errc::not_found, {"c@h:13"});
+  check_ok((*replies)[4]);
+  check_error((*replies)[5], errc::invalid_argument);
+  check_ok((*replies)[6]);
+  check_ok((*replies)[7]);
+
+  CHECK(commits(s) == before + 1);
+  CHECK(list_of(s) == std::vector<registry_record>{{"a", "h", 10}, {"c", "h", 15}});
+
+  // An empty batch touches nothing.
+  auto none = s.apply({});
+  REQUIRE(none.has_value());
+  CHECK(none->empty());
+  CHECK(commits(s) == before + 1);
+}
+
+TEST_CASE("registry: each single write is its own transaction") {
+  temp_dir dir;
+  auto s = open_store(dir / "registry.sqlite3");
+  const auto before = commits(s);
+  check_ok(s.add("a", "h", 1));
+  check_error(s.add("a", "h", 1), errc::name_taken);  // a refused write still ends its transaction
+  check_ok(s.remove("a", "h", 1));
+  CHECK(commits(s) == before + 3);
+  CHECK(s.list().has_value());  // reads do not commit
+  CHECK(commits(s) == before + 3);
+}
+
+TEST_CASE("registry: a group commit writes a fraction of the WAL frames of separate commits") {
+  temp_dir dir;
+  constexpr std::uintmax_t frame = 24 + 4096;  // WAL frame header + default page size
+  std::vector<registry_store::operation> ops;
+  for (int i = 0; i < 100; ++i)
+    ops.push_back(registry_store::add_op{"u" + std::to_string(i), "h", 1});
+
+  auto batched = open_store(dir / "batched.sqlite3");
+  const auto base = wal_size(dir / "batched.sqlite3");
+  auto replies = batched.apply(ops);
+  REQUIRE(replies.has_value());
+  for (const auto& r : *replies) check_ok(r);
+  CHECK(wal_size(dir / "batched.sqlite3") - base <= 10 * frame);
+
+  auto single = open_store(dir / "single.sqlite3");
+  const auto single_base = wal_size(dir / "single.sqlite3");
+  for (const auto& op : ops) {
+    const auto& a = std::get<registry_store::add_op>(op);
+    check_ok(single.add(a.name, a.host, a.port));
+  }
+  // Every commit appends at least one frame.
+  CHECK(wal_size(dir / "single.sqlite3") - single_base >= 100 * frame);
+  CHECK(list_of(single) == list_of(batched));
+}
+
+TEST_CASE("registry: a storage failure inside a batch rolls the whole batch back") {
+  temp_dir dir;
+  const auto file = dir / "registry.sqlite3";
+  auto s = open_store(file);
+  check_ok(s.add("keep", "h", 1));
+  {
+    // Stands in for a disk error in the middle of a batch.
+    test::raw_db raw(file);
+    raw.exec(
+        "CREATE TRIGGER fail_boom BEFORE INSERT ON registry WHEN NEW.name = 'boom'"
+        " BEGIN SELECT RAISE(ABORT, 'planted failure'); END");
+  }
+  using add = registry_store::add_op;
+  const std::vector<registry_store::operation> ops = {add{"a", "h", 2},
+                                                      registry_store::remove_op{"keep", "h", 1},
+                                                      add{"boom", "h", 3}, add{"c", "h", 4}};
+  auto replies = s.apply(ops);
+  check_error(replies, errc::storage_error, {"registry.sqlite3", "planted failure"});
+  CHECK(list_of(s) == std::vector<registry_record>{{"keep", "h", 1}});
+
+  check_error(s.add("boom", "h", 3), errc::storage_error, {"planted failure"});
+  // The connection is usable afterwards and nothing was left half-done.
+  check_ok(s.add("a", "h", 2));
+  CHECK(list_of(s) == std::vector<registry_record>{{"keep", "h", 1}, {"a", "h", 2}});
+}
+
+TEST_CASE("registry: a moved-from store reports that it is closed") {
+  temp_dir dir;
+  auto a = open_store(dir / "registry.sqlite3");
+  check_ok(a.add("bob", "h", 1));
+  registry_store b(std::move(a));
+  CHECK_FALSE(a.is_open());  // NOLINT(bugprone-use-after-move): testing that state
+  CHECK(a.path().empty());
+  check_error(a.add("amy", "h", 2), errc::storage_error, {"closed"});
+  check_error(a.remove("bob", "h", 1), errc::storage_error, {"closed"});
+  check_error(a.list(), errc::storage_error, {"closed"});
+  check_error(a.contains("bob"), errc::storage_error, {"closed"});
+  check_error(a.apply({}), errc::storage_error, {"closed"});
+  check_error(a.status(), errc::storage_error, {"closed"});
+  CHECK(list_of(b) == std::vector<registry_record>{{"bob", "h", 1}});
+
+  auto c = open_store(dir / "other.sqlite3");
+  c = std::move(b);
+  CHECK(c.path() == dir / "registry.sqlite3");
+  check_ok(c.add("amy", "h", 2));
+  CHECK(list_of(c).size() == 2);
+}
