@@ -1,0 +1,260 @@
+#include "improto/store/buddy_store.hpp"
+
+#include <optional>
+#include <type_traits>
+
+#include "improto/wire/text.hpp"
+#include "sqlite.hpp"
+
+namespace improto::store {
+namespace {
+
+constexpr std::int32_t buddy_application_id = 0x494d4244;  // "IMBD"
+
+// migrations[v] upgrades user_version v to v + 1; never edit a shipped one.
+constexpr const char* migrations[] = {
+    // v1. users.id orders users by registration, buddies.seq orders each
+    // list by first addition (a new row gets max + 1).
+    "PRAGMA application_id = 1229800004;"
+    "CREATE TABLE users ("
+    "  id INTEGER PRIMARY KEY,"
+    "  userid TEXT NOT NULL UNIQUE"
+    ");"
+    "CREATE TABLE buddies ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  user_id INTEGER NOT NULL REFERENCES users (id),"
+    "  buddy_id INTEGER NOT NULL REFERENCES users (id),"
+    "  UNIQUE (user_id, buddy_id)"
+    ");"
+    "PRAGMA user_version = 1;",
+};
+
+// The answer to one operation, or (outer error) a storage failure that
+// aborts the whole transaction.
+using outcome = result<result<void>>;
+
+result<void> answer(errc code, std::string detail) { return fail(code, std::move(detail)); }
+
+tl::unexpected<error> closed() { return fail(errc::storage_error, "store is closed"); }
+
+}  // namespace
+
+struct buddy_store::impl {
+  detail::database db;
+  // Declared after db, so they are finalized before the connection closes.
+  detail::statement insert_user;
+  detail::statement find_user;
+  detail::statement insert_buddy;
+  detail::statement delete_buddy;
+  detail::statement select_buddies;
+  detail::statement select_users;
+
+  // The row id of `userid`, nullopt if it is not registered.
+  result<std::optional<std::int64_t>> find(std::string_view userid) {
+    detail::query q(db, find_user, "cannot look up user");
+    q.bind(userid);
+    auto row = q.step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return std::optional<std::int64_t>();
+    return std::optional<std::int64_t>(q.integer(0));
+  }
+
+  // Both ids, or the answer not_found naming the first unknown one.
+  result<result<std::pair<std::int64_t, std::int64_t>>> find_pair(std::string_view user,
+                                                                  std::string_view buddy) {
+    using pair = std::pair<std::int64_t, std::int64_t>;
+    auto u = find(user);
+    if (!u) return tl::unexpected(u.error());
+    if (!*u) return result<pair>(fail(errc::not_found, "no such user " + wire::quote(user)));
+    auto b = find(buddy);
+    if (!b) return tl::unexpected(b.error());
+    if (!*b) return result<pair>(fail(errc::not_found, "no such user " + wire::quote(buddy)));
+    return result<pair>(pair{**u, **b});
+  }
+
+  outcome add_user(std::string_view userid) {
+    if (!valid_userid(userid)) {
+      return answer(errc::invalid_argument, "userid " + wire::quote(userid) +
+                                                " is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
+    }
+    detail::query q(db, insert_user, "cannot add user");
+    q.bind(userid);
+    if (auto r = q.run(); !r) return tl::unexpected(r.error());
+    if (db.changes() == 0) {
+      return answer(errc::name_taken, "user " + wire::quote(userid) + " exists");
+    }
+    return result<void>{};
+  }
+
+  outcome add_buddy(std::string_view user, std::string_view buddy) {
+    auto ids = find_pair(user, buddy);
+    if (!ids) return tl::unexpected(ids.error());
+    if (!*ids) return result<void>(tl::unexpected(ids->error()));
+    detail::query q(db, insert_buddy, "cannot add buddy");
+    q.bind((*ids)->first).bind((*ids)->second);
+    if (auto r = q.run(); !r) return tl::unexpected(r.error());
+    return result<void>{};
+  }
+
+  outcome remove_buddy(std::string_view user, std::string_view buddy) {
+    auto ids = find_pair(user, buddy);
+    if (!ids) return tl::unexpected(ids.error());
+    if (!*ids) return result<void>(tl::unexpected(ids->error()));
+    detail::query q(db, delete_buddy, "cannot remove buddy");
+    q.bind((*ids)->first).bind((*ids)->second);
+    if (auto r = q.run(); !r) return tl::unexpected(r.error());
+    return result<void>{};
+  }
+
+  // Runs one operation in its own transaction.
+  template <class Op>
+  result<void> one(Op&& op) {
+    result<void> reply;
+    auto done = db.write([&]() -> result<void> {
+      outcome o = op();
+      if (!o) return tl::unexpected(o.error());
+      reply = std::move(*o);
+      return {};
+    });
+    if (!done) return done;
+    return reply;
+  }
+};
+
+buddy_store::buddy_store(std::unique_ptr<impl> p) noexcept : impl_(std::move(p)) {}
+buddy_store::buddy_store(buddy_store&&) noexcept = default;
+buddy_store& buddy_store::operator=(buddy_store&&) noexcept = default;
+buddy_store::~buddy_store() = default;
+
+result<buddy_store> buddy_store::open(const std::filesystem::path& file, options opts) {
+  const detail::schema s{"buddy", buddy_application_id, migrations};
+  auto db = detail::database::open(file, opts, s);
+  if (!db) return tl::unexpected(db.error());
+  auto p = std::make_unique<impl>(impl{std::move(*db), {}, {}, {}, {}, {}, {}});
+
+  struct {
+    detail::statement* target;
+    const char* sql;
+  } const prepared[] = {
+      {&p->insert_user, "INSERT INTO users (userid) VALUES (?1) ON CONFLICT (userid) DO NOTHING"},
+      {&p->find_user, "SELECT id FROM users WHERE userid = ?1"},
+      {&p->insert_buddy,
+       "INSERT INTO buddies (user_id, buddy_id) VALUES (?1, ?2)"
+       " ON CONFLICT (user_id, buddy_id) DO NOTHING"},
+      {&p->delete_buddy, "DELETE FROM buddies WHERE user_id = ?1 AND buddy_id = ?2"},
+      // One statement, so the answer comes from one snapshot: no row means
+      // no such user, one NULL row means an empty list.
+      {&p->select_buddies,
+       "SELECT b.userid FROM users AS u"
+       " LEFT JOIN buddies AS x ON x.user_id = u.id"
+       " LEFT JOIN users AS b ON b.id = x.buddy_id"
+       " WHERE u.userid = ?1 ORDER BY x.seq"},
+      {&p->select_users, "SELECT userid FROM users ORDER BY id"},
+  };
+  for (const auto& [target, sql] : prepared) {
+    auto stmt = p->db.prepare(sql);
+    if (!stmt) return tl::unexpected(stmt.error());
+    *target = std::move(*stmt);
+  }
+  return buddy_store(std::move(p));
+}
+
+result<void> buddy_store::add_user(std::string_view userid) {
+  if (!impl_) return closed();
+  return impl_->one([&] { return impl_->add_user(userid); });
+}
+
+result<bool> buddy_store::has_user(std::string_view userid) {
+  if (!impl_) return closed();
+  auto id = impl_->find(userid);
+  if (!id) return tl::unexpected(id.error());
+  return id->has_value();
+}
+
+result<void> buddy_store::add_buddy(std::string_view user, std::string_view buddy) {
+  if (!impl_) return closed();
+  return impl_->one([&] { return impl_->add_buddy(user, buddy); });
+}
+
+result<void> buddy_store::remove_buddy(std::string_view user, std::string_view buddy) {
+  if (!impl_) return closed();
+  return impl_->one([&] { return impl_->remove_buddy(user, buddy); });
+}
+
+result<std::vector<std::string>> buddy_store::buddies(std::string_view user) {
+  if (!impl_) return closed();
+  std::vector<std::string> out;
+  bool known = false;
+  detail::query q(impl_->db, impl_->select_buddies, "cannot read buddy list");
+  q.bind(user);
+  while (true) {
+    auto row = q.step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    known = true;
+    if (!q.is_null(0)) out.push_back(q.text(0));
+  }
+  if (!known) return fail(errc::not_found, "no such user " + wire::quote(user));
+  return out;
+}
+
+result<std::vector<std::string>> buddy_store::users() {
+  if (!impl_) return closed();
+  std::vector<std::string> out;
+  detail::query q(impl_->db, impl_->select_users, "cannot list users");
+  while (true) {
+    auto row = q.step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) break;
+    out.push_back(q.text(0));
+  }
+  return out;
+}
+
+result<std::vector<result<void>>> buddy_store::apply(std::span<const operation> ops) {
+  if (!impl_) return closed();
+  std::vector<result<void>> replies;
+  if (ops.empty()) return replies;
+  replies.reserve(ops.size());
+  auto done = impl_->db.write([&]() -> result<void> {
+    for (const operation& op : ops) {
+      outcome o = std::visit(
+          [&](const auto& v) -> outcome {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, add_user_op>) {
+              return impl_->add_user(v.userid);
+            } else if constexpr (std::is_same_v<T, add_buddy_op>) {
+              return impl_->add_buddy(v.user, v.buddy);
+            } else {
+              return impl_->remove_buddy(v.user, v.buddy);
+            }
+          },
+          op);
+      if (!o) return tl::unexpected(o.error());
+      replies.push_back(std::move(*o));
+    }
+    return {};
+  });
+  if (!done) return tl::unexpected(done.error());
+  return replies;
+}
+
+result<store_status> buddy_store::status() {
+  if (!impl_) return closed();
+  return impl_->db.status();
+}
+
+const std::filesystem::path& buddy_store::path() const noexcept {
+  static const std::filesystem::path none;
+  return impl_ ? impl_->db.path() : none;
+}
+
+bool buddy_store::valid_userid(std::string_view userid) noexcept {
+  if (userid.empty() || userid.size() > 32) return false;
+  for (char c : userid) {
+    if (!wire::is_alnum(c) && c != '_' && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
+}  // namespace improto::store
