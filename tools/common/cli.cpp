@@ -1,5 +1,11 @@
 #include "cli.hpp"
 
+#include <asio/executor_work_guard.hpp>
+#include <asio/post.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <csignal>
+#include <thread>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
@@ -172,10 +178,6 @@ void complain(std::string_view program, std::string_view message) {
 
 }  // namespace improto::cli
 
-#include <asio/signal_set.hpp>
-#include <asio/steady_timer.hpp>
-#include <csignal>
-
 namespace improto::cli {
 
 int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
@@ -205,6 +207,34 @@ int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
   io.run();
   if (log) log("stopped");
   return 0;
+}
+
+}  // namespace improto::cli
+
+namespace improto::cli {
+
+void read_lines_async(asio::io_context& io, std::function<void(std::string)> on_line,
+                      std::function<void()> on_end) {
+  // Keeps run() alive until the reader is done with stdin.
+  auto work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
+      io.get_executor());
+  std::thread([&io, on_line = std::move(on_line), on_end = std::move(on_end), work] {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      asio::post(io, [on_line, line] { on_line(line); });
+    }
+    asio::post(io, [on_end, work] {
+      on_end();
+      work->reset();
+    });
+  }).detach();
+}
+
+void print_line(std::string_view line) {
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
 }
 
 }  // namespace improto::cli

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include <asio/io_context.hpp>
+
 #include "improto/net/common.hpp"
 
 namespace improto::cli {
@@ -60,7 +62,6 @@ void complain(std::string_view program, std::string_view message);
 
 }  // namespace improto::cli
 
-#include <asio/io_context.hpp>
 
 namespace improto::cli {
 
@@ -75,5 +76,18 @@ int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
 inline std::chrono::milliseconds seconds(double s) {
   return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000.0));
 }
+
+}  // namespace improto::cli
+
+namespace improto::cli {
+
+// Reads standard input line by line on its own thread (it may be a
+// terminal, a pipe or a file) and hands each line to `on_line` on the
+// io_context's thread; `on_end` runs there after the last line.
+void read_lines_async(asio::io_context& io, std::function<void(std::string)> on_line,
+                      std::function<void()> on_end);
+
+// Writes one line to stdout and flushes it, so pipes see it at once.
+void print_line(std::string_view line);
 
 }  // namespace improto::cli

@@ -181,7 +181,7 @@ asio::ip::tcp::endpoint tcp_listener::local_endpoint() const {
 }
 
 asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
-    const std::size_t& live_connections, std::size_t max_connections) {
+    std::size_t live_connections, std::size_t max_connections) {
   while (true) {
     auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
     if (!acceptor_.is_open() || ec == asio::error::operation_aborted) {

@@ -101,10 +101,10 @@ class tcp_listener {
 
   asio::ip::tcp::endpoint local_endpoint() const;
   // Accepts the next connection. While `live_connections` is at the limit,
-  // it accepts and immediately closes newcomers so that they fail fast
+  // (the caller's count) it accepts and closes newcomers so that they fail fast
   // instead of waiting in the backlog. Fails with connection_closed once
   // close() has been called.
-  asio::awaitable<result<asio::ip::tcp::socket>> accept(const std::size_t& live_connections,
+  asio::awaitable<result<asio::ip::tcp::socket>> accept(std::size_t live_connections,
                                                         std::size_t max_connections);
   void close();
 
