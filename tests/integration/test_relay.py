@@ -1,0 +1,310 @@
+"""imrelayd and imrelay, driven byte for byte as seed 003 describes."""
+
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import closed_by_peer, connect, recv_exactly, recv_until
+
+
+@pytest.fixture
+def relay(start):
+    def _relay(*flags):
+        proc = start("imrelayd", "--port", "0", *flags)
+        return proc, proc.listening()[1]
+    return _relay
+
+
+def register(port, name):
+    """Registers `name` on two raw sockets; returns (tosend, torecv). Keep
+    both referenced: a collected socket closes and unregisters the user."""
+    tx, rx = connect(port), connect(port)
+    tx.sendall(b"REGISTER TOSEND %s\n\n" % name)
+    assert recv_until(tx) == b"REGISTERED TOSEND %s\n\n" % name
+    rx.sendall(b"REGISTER TORECV %s\n\n" % name)
+    assert recv_until(rx) == b"REGISTERED TORECV %s\n\n" % name
+    return tx, rx
+
+
+def forward(sender, body):
+    return b"FORWARD %s\nContent-length: %d\n\n%s" % (sender, len(body), body)
+
+
+def send(to, body):
+    return b"SEND %s\nContent-length: %d\n\n%s" % (to, len(body), body)
+
+
+def test_seed_registration_table(relay):
+    _, port = relay()
+    tx, rx = register(port, b"alice")
+    bad = connect(port)
+    bad.sendall(b"REGISTER TOSEND al!ce\n\n")
+    assert recv_until(bad) == b"ERROR 100 Malformed username\n\n"
+    # The client may retry on the same socket.
+    bad.sendall(b"REGISTER TOSEND ALL\n\n")
+    assert recv_until(bad) == b"ERROR 100 Malformed username\n\n"
+    bad.sendall(b"REGISTER TOSEND alice\n\n")
+    assert recv_until(bad) == b"ERROR 104 Username taken\n\n"
+    bad.sendall(b"REGISTER TOSEND bob\n\n")
+    assert recv_until(bad) == b"REGISTERED TOSEND bob\n\n"
+    # bob has no receiving socket yet: commands are refused with 101.
+    bad.sendall(send(b"alice", b"hi"))
+    assert recv_until(bad) == b"ERROR 101 No user registered\n\n"
+    fresh = connect(port)
+    fresh.sendall(send(b"alice", b"hi"))
+    assert recv_until(fresh) == b"ERROR 101 No user registered\n\n"
+
+
+def test_unicast_acknowledged_end_to_end(relay):
+    _, port = relay()
+    a_tx, a_rx = register(port, b"alice")
+    b_tx, b_rx = register(port, b"bob")
+    a_tx.sendall(send(b"bob", b"hello bob"))
+    assert recv_exactly(b_rx, len(forward(b"alice", b"hello bob"))) == forward(b"alice", b"hello bob")
+    b_rx.sendall(b"RECEIVED alice\n\n")
+    assert recv_until(a_tx) == b"SENT bob\n\n"
+
+
+def test_crlf_and_header_case_accepted(relay):
+    _, port = relay()
+    a_tx, a_rx = register(port, b"alice")
+    b_tx, b_rx = register(port, b"bob")
+    a_tx.sendall(b"SEND bob\r\nCONTENT-LENGTH: 2\r\n\r\nhi")
+    assert recv_exactly(b_rx, len(forward(b"alice", b"hi"))) == forward(b"alice", b"hi")
+    b_rx.sendall(b"RECEIVED alice\r\n\r\n")
+    assert recv_until(a_tx) == b"SENT bob\n\n"
+
+
+def test_undeliverable_cases_answer_102(relay):
+    _, port = relay("--receiver-timeout", "0.5")
+    a_tx, a_rx = register(port, b"alice")
+    b_tx, b_rx = register(port, b"bob")
+    a_tx.sendall(send(b"nobody", b"x"))
+    assert recv_until(a_tx) == b"ERROR 102 Unable to send\n\n"
+    # The receiver reports a broken message (the seed spells it this way).
+    a_tx.sendall(send(b"bob", b"x"))
+    recv_exactly(b_rx, len(forward(b"alice", b"x")))
+    b_rx.sendall(b"ERROR 103 Header Incomplete\n\n")
+    assert recv_until(a_tx) == b"ERROR 102 Unable to send\n\n"
+    # The receiver does not answer in time.
+    started = time.monotonic()
+    a_tx.sendall(send(b"bob", b"y"))
+    recv_exactly(b_rx, len(forward(b"alice", b"y")))
+    assert recv_until(a_tx) == b"ERROR 102 Unable to send\n\n"
+    assert 0.3 < time.monotonic() - started < 5
+    # Its late answer is absorbed; the next message works again.
+    b_rx.sendall(b"RECEIVED alice\n\n")
+    a_tx.sendall(send(b"bob", b"z"))
+    recv_exactly(b_rx, len(forward(b"alice", b"z")))
+    b_rx.sendall(b"RECEIVED alice\n\n")
+    assert recv_until(a_tx) == b"SENT bob\n\n"
+
+
+def test_missing_content_length_is_103_and_close(relay):
+    _, port = relay()
+    a_tx, a_rx = register(port, b"alice")
+    a_tx.sendall(b"SEND bob\n\nhello")
+    assert recv_until(a_tx) == b"ERROR 103 Header incomplete\n\n"
+    assert closed_by_peer(a_tx)
+
+
+def test_body_over_limit_is_103_and_close(relay):
+    _, port = relay("--max-body", "100")
+    a_tx, a_rx = register(port, b"alice")
+    a_tx.sendall(b"SEND bob\nContent-length: 101\n\n")
+    assert recv_until(a_tx) == b"ERROR 103 Header incomplete\n\n"
+    assert closed_by_peer(a_tx)
+
+
+def test_unknown_command_is_answered_and_connection_kept(relay):
+    _, port = relay()
+    a_tx, a_rx = register(port, b"alice")
+    a_tx.sendall(b"DANCE now\n\n")
+    assert recv_until(a_tx).startswith(b"ERROR 105")
+    a_tx.sendall(b"LIST USERS\n\n")
+    assert recv_until(a_tx, b"alice\n") == b"USERS\nContent-length: 6\n\nalice\n"
+
+
+def test_broadcast_waits_for_every_receiver(relay):
+    _, port = relay("--receiver-timeout", "1")
+    a_tx, a_rx = register(port, b"alice")
+    pairs = [register(port, name) for name in (b"bob", b"carol", b"dave")]
+    receivers = [rx for _, rx in pairs]
+    a_tx.sendall(send(b"ALL", b"hi all"))
+    for rx in receivers:
+        assert recv_exactly(rx, len(forward(b"alice", b"hi all"))) == forward(b"alice", b"hi all")
+    receivers[0].sendall(b"RECEIVED alice\n\n")
+    receivers[1].sendall(b"RECEIVED alice\n\n")
+    a_tx.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        a_tx.recv(1)  # not before the last one answered
+    a_tx.settimeout(5)
+    receivers[2].sendall(b"RECEIVED alice\n\n")
+    assert recv_until(a_tx) == b"SENT ALL\n\n"
+    # The sender does not get its own broadcast.
+    a_rx.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        a_rx.recv(1)
+    # One receiver failing makes the broadcast fail.
+    a_tx.sendall(send(b"ALL", b"again"))
+    for rx in receivers:
+        recv_exactly(rx, len(forward(b"alice", b"again")))
+    receivers[0].sendall(b"RECEIVED alice\n\n")
+    receivers[1].sendall(b"ERROR 103 Header Incomplete\n\n")
+    receivers[2].sendall(b"RECEIVED alice\n\n")
+    assert recv_until(a_tx) == b"ERROR 102 Unable to send\n\n"
+
+
+def test_pipelined_sends_are_answered_in_order(relay):
+    _, port = relay()
+    a_tx, a_rx = register(port, b"alice")
+    b_tx, b_rx = register(port, b"bob")
+    c_tx, c_rx = register(port, b"carol")
+    a_tx.sendall(send(b"bob", b"1") + send(b"nobody", b"2") + send(b"carol", b"3") + send(b"bob", b"4"))
+    recv_exactly(c_rx, len(forward(b"alice", b"3")))
+    c_rx.sendall(b"RECEIVED alice\n\n")  # carol answers before bob
+    recv_exactly(b_rx, 2 * len(forward(b"alice", b"1")))
+    b_rx.sendall(b"RECEIVED alice\n\nRECEIVED alice\n\n")
+    replies = b"".join(recv_until(a_tx) for _ in range(4))
+    assert replies == (b"SENT bob\n\n" b"ERROR 102 Unable to send\n\n" b"SENT carol\n\n" b"SENT bob\n\n")
+
+
+def test_closing_either_socket_unregisters_the_user(relay):
+    proc, port = relay()
+    a_tx, a_rx = register(port, b"alice")
+    b_tx, b_rx = register(port, b"bob")
+    b_rx.close()
+    proc.wait_line(r"bob unregistered")
+    a_tx.sendall(send(b"bob", b"x"))
+    assert recv_until(a_tx) == b"ERROR 102 Unable to send\n\n"
+    b_tx.sendall(send(b"alice", b"x"))
+    assert recv_until(b_tx) == b"ERROR 101 No user registered\n\n"
+    # The name is free again, on new sockets.
+    again = register(port, b"bob")
+    assert again
+
+
+def test_presence_and_user_list(relay):
+    _, port = relay()
+    a_tx, a_rx = register(port, b"alice")
+    a_tx.sendall(b"SUBSCRIBE PRESENCE\n\n")
+    assert recv_until(a_tx) == b"SUBSCRIBED PRESENCE\n\n"
+    b_tx, b_rx = register(port, b"bob")
+    assert recv_until(a_rx) == b"JOINED bob\n\n"
+    a_tx.sendall(b"LIST USERS\n\n")
+    assert recv_until(a_tx, b"bob\n") == b"USERS\nContent-length: 10\n\nalice\nbob\n"
+    b_tx.close()
+    assert recv_until(a_rx) == b"LEFT bob\n\n"
+
+
+def test_receiver_that_never_reads_does_not_stall_others(relay):
+    _, port = relay("--receiver-timeout", "2")
+    stuck_tx, stuck_rx = register(port, b"stuck")
+    stuck_rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    spammer, spammer_rx = register(port, b"spammer")
+    a_tx, a_rx = register(port, b"alice")
+    b_tx, b_rx = register(port, b"bob")
+    body = b"x" * 60000
+    stop = threading.Event()
+    errors = []
+
+    def spam():
+        # Pipelined, never waiting: the stuck receiver's queue fills up.
+        sent = 0
+        while not stop.is_set() and sent < 400:
+            spammer.sendall(send(b"stuck", body))
+            sent += 1
+        spammer.settimeout(10)
+        try:
+            got = b""
+            while got.count(b"\n\n") < sent:
+                chunk = spammer.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            errors.append(got.count(b"ERROR 102"))
+        except OSError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=spam)
+    t.start()
+    worst = 0.0
+    for i in range(50):
+        began = time.monotonic()
+        a_tx.sendall(send(b"bob", b"ping %d" % i))
+        recv_exactly(b_rx, len(forward(b"alice", b"ping %d" % i)))
+        b_rx.sendall(b"RECEIVED alice\n\n")
+        assert recv_until(a_tx) == b"SENT bob\n\n"
+        worst = max(worst, time.monotonic() - began)
+    stop.set()
+    t.join(30)
+    assert not t.is_alive()
+    assert worst < 1.0, f"a pair waited {worst:.3f}s behind the stuck receiver"
+    assert isinstance(errors[0], int) and errors[0] > 0  # the spammer was told, not queued forever
+
+
+def test_half_sent_message_is_dropped_others_served(relay):
+    _, port = relay("--message-timeout", "0.5")
+    loris = connect(port)
+    loris.sendall(b"REGISTER TOSE")
+    a_tx, a_rx = register(port, b"alice")
+    b_tx, b_rx = register(port, b"bob")
+    a_tx.sendall(send(b"bob", b"meanwhile"))
+    recv_exactly(b_rx, len(forward(b"alice", b"meanwhile")))
+    b_rx.sendall(b"RECEIVED alice\n\n")
+    assert recv_until(a_tx) == b"SENT bob\n\n"
+    assert closed_by_peer(loris, timeout=5)
+
+
+def test_clients_chat_through_pipes(relay, start):
+    server, port = relay()
+    bob = start("imrelay", "bob", "127.0.0.1", "--port", port, stdin=subprocess.PIPE)
+    bob.wait_line(r"^connected as bob", stream="stdout")
+    alice = start("imrelay", "alice", "127.0.0.1", "--port", port, stdin=subprocess.PIPE)
+    alice.wait_line(r"^connected as alice", stream="stdout")
+    bob.wait_line(r"^\* alice joined$", stream="stdout")
+    alice.popen.stdin.write(b"@bob hello there\n@nobody hi\n/who\n@ALL to everyone\n")
+    alice.popen.stdin.flush()
+    bob.wait_line(r"^alice: hello there$", stream="stdout")
+    alice.wait_line(r"^delivered to bob$", stream="stdout")
+    alice.wait_line(r"^! not delivered to nobody: ERROR 102 Unable to send$", stream="stdout")
+    alice.wait_line(r"^online: alice bob$", stream="stdout")
+    bob.wait_line(r"^alice: to everyone$", stream="stdout")
+    alice.wait_line(r"^delivered to ALL$", stream="stdout")
+    alice.popen.stdin.write(b"/quit\n")
+    alice.popen.stdin.flush()
+    assert alice.popen.wait(10) == 0
+    bob.wait_line(r"^\* alice left$", stream="stdout")
+    bob.popen.stdin.close()
+    assert bob.popen.wait(10) == 0
+    assert server.stop() == 0
+    assert server.stderr_lines[-1] == "stopped"
+
+
+def test_tool_errors_are_one_sentence(relay, start):
+    server, port = relay()
+    clash = start("imrelayd", "--port", port)
+    assert clash.popen.wait(10) == 1
+    assert any("already in use" in line for line in clash.stderr_lines)
+    bad = start("imrelayd", "--port", "70000")
+    assert bad.popen.wait(10) == 2
+    assert "--port" in bad.stderr_lines[0]
+    unknown = start("imrelay", "bob")
+    assert unknown.popen.wait(10) == 2
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    closed_port = free.getsockname()[1]
+    free.close()
+    unreachable = start("imrelay", "bob", "127.0.0.1", "--port", closed_port)
+    assert unreachable.popen.wait(10) == 1
+    assert "connection refused" in unreachable.stderr_lines[0]
+    a = start("imrelay", "alice", "127.0.0.1", "--port", port, stdin=subprocess.PIPE)
+    a.wait_line(r"^connected as alice", stream="stdout")
+    taken = start("imrelay", "alice", "127.0.0.1", "--port", port)
+    assert taken.popen.wait(10) == 1
+    assert "already taken" in taken.stderr_lines[0]
+    help_text = subprocess.run([server.args[0], "--help"], capture_output=True, text=True)
+    assert help_text.returncode == 0 and "--receiver-timeout" in help_text.stdout
