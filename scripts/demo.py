@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""The demo: starts each server on a free loopback port, drives scripted
+clients through every feature, prints the conversation as it happens, and
+stops everything cleanly.
+
+    demo.py TOOLS_DIR
+"""
+
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BIN = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "build-release" / "tools"
+print_lock = threading.Lock()
+
+
+def say(text):
+    with print_lock:
+        print(text, flush=True)
+
+
+class Tool:
+    """A running tool; its output is echoed with a label as it arrives."""
+
+    def __init__(self, label, *args, stdin=False, cwd=None):
+        self.label = label
+        self.lines = {"stdout": [], "stderr": []}
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(
+            [str(BIN / args[0]), *map(str, args[1:])],
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+        for name in ("stdout", "stderr"):
+            threading.Thread(target=self._pump, args=(name,), daemon=True).start()
+
+    def _pump(self, name):
+        stream = getattr(self.proc, name)
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self.cond:
+                self.lines[name].append(line)
+                self.cond.notify_all()
+            if name == "stdout":
+                say(f"  {self.label:>8} | {line}")
+            else:
+                say(f"  {self.label:>8} ! {line}")
+
+    def wait_for(self, pattern, stream="stdout", timeout=15):
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines[stream]:
+                    m = regex.search(line)
+                    if m:
+                        return m
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"demo: {self.label} never printed /{pattern}/")
+                self.cond.wait(0.1)
+
+    def port(self, index=0):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            found = [m for m in (re.search(r"listening on \S+:(\d+)$", l) for l in list(self.lines["stderr"])) if m]
+            if len(found) > index:
+                return int(found[index].group(1))
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise SystemExit(f"demo: {self.label} did not start: {self.lines['stderr']}")
+
+    def type(self, line):
+        say(f"  {self.label:>8} > {line}")
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def close_stdin(self):
+        self.proc.stdin.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(15)
+        if code != 0:
+            raise SystemExit(f"demo: {self.label} exited with {code}")
+
+
+def section(title):
+    say(f"\n=== {title} ===")
+
+
+def relay_demo():
+    section("Relay chat (seed 003): imrelayd + imrelay")
+    server = Tool("imrelayd", "imrelayd", "--port", "0")
+    port = server.port()
+    bob = Tool("bob", "imrelay", "bob", "127.0.0.1", "--port", port, stdin=True)
+    bob.wait_for("^connected as bob")
+    carol = Tool("carol", "imrelay", "carol", "127.0.0.1", "--port", port, stdin=True)
+    carol.wait_for("^connected as carol")
+    alice = Tool("alice", "imrelay", "alice", "127.0.0.1", "--port", port, stdin=True)
+    alice.wait_for("^connected as alice")
+    bob.wait_for(r"^\* alice joined")
+    alice.type("/who")
+    alice.wait_for("^online:")
+    alice.type("@bob Hi Bob, lunch at noon?")
+    alice.wait_for("^delivered to bob")
+    bob.type("@alice Sounds good!")
+    alice.wait_for("^bob: Sounds good!")
+    alice.type("@ALL Meeting moved to 3pm")
+    alice.wait_for("^delivered to ALL")
+    alice.type("@dave are you there?")
+    alice.wait_for("^! not delivered to dave")
+    for client in (alice, bob, carol):
+        client.type("/quit")
+        client.proc.wait(10)
+    server.stop()
+
+
+def main():
+    if not (BIN / "imrelayd").exists():
+        raise SystemExit(f"demo: no tools in {BIN}; run scripts/demo.sh")
+    with tempfile.TemporaryDirectory(prefix="improto-demo-") as data:
+        relay_demo()
+    section("Done: every server stopped cleanly")
+
+
+if __name__ == "__main__":
+    main()
