@@ -9,6 +9,7 @@
 // Store is registry_store or buddy_store: anything with
 //   result<std::vector<result<void>>> apply(std::span<const operation>).
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -63,7 +64,7 @@ class group_committer {
         asio::use_awaitable, std::move(op));
   }
 
-  std::size_t groups_committed() const noexcept { return groups_; }
+  std::size_t groups_committed() const noexcept { return groups_.load(); }
 
  private:
   struct entry {
@@ -110,7 +111,7 @@ class group_committer {
   std::condition_variable wake_;
   std::deque<entry> queue_;
   bool stopping_ = false;
-  std::size_t groups_ = 0;  // written by the worker; read for statistics only
+  std::atomic<std::size_t> groups_ = 0;  // written by the worker, read by anyone
   std::thread worker_;      // last: starts once everything above exists
 };
 
