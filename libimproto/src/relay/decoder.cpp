@@ -58,7 +58,8 @@ const verb_entry* find_verb(std::string_view word) noexcept {
   return nullptr;
 }
 
-constexpr std::uint64_t max_size = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+// Sizes and offsets stay below 2^63 so that they fit a signed off_t.
+constexpr auto max_size = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
 
 // wire::parse_decimal(s, max) lets a single digit above `max` through when
 // max < 9, so the bound is checked here.
@@ -173,25 +174,21 @@ result<void> for_each_line(std::string_view body, Entry entry) {
   return {};
 }
 
-result<message> parse_users(const wire::frame_reader& r, std::string_view body) {
+result<void> parse_users(const wire::frame_reader& r, user_list& m) {
   auto more = more_header(r);
   if (!more) return tl::unexpected<error>(more.error());
-  user_list m;
   m.more = *more;
-  auto ok = for_each_line(body, [&](std::string_view line) -> result<void> {
+  return for_each_line(r.body(), [&](std::string_view line) -> result<void> {
     m.users.emplace_back(line);
     return {};
   });
-  if (!ok) return tl::unexpected<error>(ok.error());
-  return message(std::move(m));
 }
 
-result<message> parse_files(const wire::frame_reader& r, std::string_view body) {
+result<void> parse_files(const wire::frame_reader& r, file_list& m) {
   auto more = more_header(r);
   if (!more) return tl::unexpected<error>(more.error());
-  file_list m;
   m.more = *more;
-  auto ok = for_each_line(body, [&](std::string_view line) -> result<void> {
+  return for_each_line(r.body(), [&](std::string_view line) -> result<void> {
     auto [size_word, name] = wire::split_first(line);
     auto size = decimal(size_word, max_size);
     if (!size) return bad_arg("file size '" + wire::escape(size_word) + "' is not a number");
@@ -199,14 +196,20 @@ result<message> parse_files(const wire::frame_reader& r, std::string_view body) 
     m.files.push_back({std::string(name), *size});
     return {};
   });
-  if (!ok) return tl::unexpected<error>(ok.error());
-  return message(std::move(m));
 }
 
-// The message a head stands for, without its body. `rest` is the start line
-// after the verb, leading blanks removed.
-result<message> parse_head(verb v, std::string_view word, std::string_view rest,
-                           const wire::frame_reader& r) {
+// Stores a parsed message where the decoder keeps it until it is delivered,
+// so it is moved once more, not once per step.
+template <class T>
+result<void> put(message& out, T&& m) {
+  out.emplace<std::decay_t<T>>(std::forward<T>(m));
+  return {};
+}
+
+// The message a head stands for, without its body, into `out`. `rest` is
+// the start line after the verb, leading blanks removed.
+result<void> parse_head(verb v, std::string_view word, std::string_view rest,
+                        const wire::frame_reader& r, message& out) {
   // Names are the rest of the line: a user name with a blank in it reaches
   // the server, which answers ERROR 100 rather than a grammar error.
   auto name = [rest] { return std::string(wire::trim(rest)); };
@@ -217,53 +220,55 @@ result<message> parse_head(verb v, std::string_view word, std::string_view rest,
       if (role_word.empty()) return bad_line(std::string(word) + " needs a role and a user name");
       auto role = parse_role(role_word);
       if (!role) return tl::unexpected<error>(role.error());
-      if (v == verb::register_) return register_request{*role, std::string(wire::trim(user))};
-      return registered{*role, std::string(wire::trim(user))};
+      std::string name_arg(wire::trim(user));
+      if (v == verb::register_) return put(out, register_request{*role, std::move(name_arg)});
+      return put(out, registered{*role, std::move(name_arg)});
     }
     case verb::send:
-      return relay::send{name(), {}};
+      return put(out, relay::send{name(), {}});
     case verb::sent:
-      return sent{name()};
+      return put(out, sent{name()});
     case verb::forward:
-      return forward{name(), {}};
+      return put(out, forward{name(), {}});
     case verb::received:
-      return received{name()};
+      return put(out, received{name()});
     case verb::joined:
-      return joined{name()};
+      return put(out, joined{name()});
     case verb::left:
-      return left{name()};
+      return put(out, left{name()});
     case verb::error: {
       auto [code_word, text] = wire::split_first(rest);
       if (code_word.empty()) return bad_line("ERROR needs a code");
       if (code_word.size() != 3 || code_word[0] == '0' || !wire::parse_decimal(code_word)) {
-        return bad_arg("error code '" + wire::escape(code_word) + "' is not three digits 100..999");
+        return bad_arg("error code '" + wire::escape(code_word) +
+                       "' is not three digits 100..999");
       }
-      return error_reply{static_cast<int>(*wire::parse_decimal(code_word)),
-                         std::string(wire::trim(text))};
+      return put(out, error_reply{static_cast<int>(*wire::parse_decimal(code_word)),
+                                  std::string(wire::trim(text))});
     }
     case verb::list: {
       auto what = only_word(word, rest, "USERS or FILES");
       if (!what) return tl::unexpected<error>(what.error());
       std::string after(find_or_empty(r, "After"));
-      if (*what == "USERS") return list_users{std::move(after)};
-      if (*what == "FILES") return list_files{std::move(after)};
+      if (*what == "USERS") return put(out, list_users{std::move(after)});
+      if (*what == "FILES") return put(out, list_files{std::move(after)});
       return bad_arg("LIST of '" + wire::escape(*what) + "' (only USERS or FILES)");
     }
     case verb::users:
     case verb::files:
       if (!rest.empty()) return bad_line(std::string(word) + " takes no argument");
       // The entries come with the body.
-      if (v == verb::users) return user_list{};
-      return file_list{};
+      if (v == verb::users) return put(out, user_list{});
+      return put(out, file_list{});
     case verb::subscribe:
     case verb::subscribed:
     case verb::unsubscribe:
     case verb::unsubscribed: {
       if (auto t = presence_topic(word, rest); !t) return tl::unexpected<error>(t.error());
-      if (v == verb::subscribe) return subscribe{};
-      if (v == verb::subscribed) return subscribed{};
-      if (v == verb::unsubscribe) return unsubscribe{};
-      return unsubscribed{};
+      if (v == verb::subscribe) return put(out, subscribe{});
+      if (v == verb::subscribed) return put(out, subscribed{});
+      if (v == verb::unsubscribe) return put(out, unsubscribe{});
+      return put(out, unsubscribed{});
     }
     case verb::download: {
       auto port = number_header(r, "Udp-port", 1, 65535);
@@ -274,7 +279,7 @@ result<message> parse_head(verb v, std::string_view word, std::string_view rest,
         if (!o) return tl::unexpected<error>(o.error());
         offset = *o;
       }
-      return download{name(), static_cast<std::uint16_t>(*port), offset};
+      return put(out, download{name(), static_cast<std::uint16_t>(*port), offset});
     }
     case verb::transfer: {
       auto id = transfer_id(word, rest);
@@ -287,7 +292,8 @@ result<message> parse_head(verb v, std::string_view word, std::string_view rest,
       if (!sha) return tl::unexpected<error>(sha.error());
       auto port = number_header(r, "Udp-port", 1, 65535);
       if (!port) return tl::unexpected<error>(port.error());
-      return transfer{*id, *size, *offset, std::move(*sha), static_cast<std::uint16_t>(*port)};
+      return put(out, transfer{*id, *size, *offset, std::move(*sha),
+                               static_cast<std::uint16_t>(*port)});
     }
     case verb::pause:
     case verb::resume:
@@ -298,12 +304,12 @@ result<message> parse_head(verb v, std::string_view word, std::string_view rest,
       auto id = transfer_id(word, rest);
       if (!id) return tl::unexpected<error>(id.error());
       switch (v) {
-        case verb::pause: return pause{*id};
-        case verb::resume: return resume{*id};
-        case verb::cancel: return cancel{*id};
-        case verb::paused: return paused{*id};
-        case verb::resumed: return resumed{*id};
-        default: return cancelled{*id};
+        case verb::pause: return put(out, pause{*id});
+        case verb::resume: return put(out, resume{*id});
+        case verb::cancel: return put(out, cancel{*id});
+        case verb::paused: return put(out, paused{*id});
+        case verb::resumed: return put(out, resumed{*id});
+        default: return put(out, cancelled{*id});
       }
     }
     case verb::unknown:
@@ -318,14 +324,17 @@ decoder::decoder(direction dir, wire::limits lim) : reader_(lim), dir_(dir) {}
 
 wire::decode_result<message> decoder::fail_sticky(error e) {
   failure_.emplace(std::move(e));
-  pending_.reset();
   return tl::unexpected<error>(*failure_);
 }
 
-wire::decode_result<message> decoder::deliver(result<message> m) {
+wire::decode_result<message> decoder::deliver() {
   reader_.reset();
-  if (!m) return tl::unexpected<error>(std::move(m).error());
-  return std::optional<message>(std::move(*m));
+  if (refused_) {
+    error e = std::move(*refused_);
+    refused_.reset();
+    return tl::unexpected<error>(std::move(e));
+  }
+  return wire::decode_result<message>(tl::in_place, std::move(pending_));
 }
 
 wire::decode_result<message> decoder::next(std::string_view& in) {
@@ -368,22 +377,22 @@ wire::decode_result<message> decoder::on_head() {
   // Framing first: it is decided by the verb alone, before any argument is
   // judged, so a wrong message is still skipped whole.
   verb v = verb::unknown;
-  result<message> parsed = tl::unexpected<error>(error(errc::unknown_command));
+  refused_.reset();
   if (entry == nullptr) {
-    parsed = word.empty() ? bad_line("start line does not begin with a verb")
-                          : tl::unexpected<error>(error(
-                                errc::unknown_command, "unknown verb '" + wire::escape(word) + "'"));
+    refused_ = word.empty()
+                   ? error(errc::malformed_start_line, "start line does not begin with a verb")
+                   : error(errc::unknown_command, "unknown verb '" + wire::escape(word) + "'");
   } else if (dir_ == direction::to_server ? !entry->to_server : !entry->to_client) {
-    parsed = tl::unexpected<error>(error(
-        errc::unknown_command,
-        std::string(word) + (dir_ == direction::to_server ? " is sent by a server, not to it"
-                                                          : " is sent to a server, not by it")));
+    refused_ = error(errc::unknown_command,
+                     std::string(word) + (dir_ == direction::to_server
+                                              ? " is sent by a server, not to it"
+                                              : " is sent to a server, not by it"));
   } else if (dir_ == direction::to_client && entry->v == verb::send) {
     // The seed's table spells the delivery report SEND; with a body it is a
     // client's request instead.
     if (declared) {
-      parsed = tl::unexpected<error>(
-          error(errc::unknown_command, "SEND with a Content-length is sent to a server, not by it"));
+      refused_ = error(errc::unknown_command,
+                       "SEND with a Content-length is sent to a server, not by it");
     } else {
       v = verb::sent;
     }
@@ -397,15 +406,15 @@ wire::decode_result<message> decoder::on_head() {
                              std::string(word) + " needs a Content-length header"));
   }
 
-  if (v != verb::unknown) {
+  if (!refused_) {
     if (has_ctl(line)) {
-      parsed = bad_line("control character in the start line");
-    } else {
-      parsed = parse_head(v, word, rest, reader_);
+      refused_ = error(errc::malformed_start_line, "control character in the start line");
+    } else if (auto ok = parse_head(v, word, rest, reader_, pending_); !ok) {
+      refused_ = std::move(ok).error();
     }
   }
 
-  if (!declared) return deliver(std::move(parsed));
+  if (!declared) return deliver();
 
   if (auto e = reader_.expect_body(**length); !e) return fail_sticky(e.error());
   switch (v) {
@@ -415,36 +424,35 @@ wire::decode_result<message> decoder::on_head() {
     case verb::files: use_ = body_use::files; break;
     default: use_ = body_use::none; break;
   }
-  pending_.emplace(std::move(parsed));
   return std::nullopt;
 }
 
 wire::decode_result<message> decoder::on_body() {
-  result<message> m = std::move(*pending_);
-  pending_.reset();
-  if (m) {
+  if (!refused_) {
+    result<void> ok;
     switch (use_) {
       case body_use::send:
-        std::get<relay::send>(*m).body = reader_.take_body();
+        std::get<relay::send>(pending_).body = reader_.take_body();
         break;
       case body_use::forward:
-        std::get<forward>(*m).body = reader_.take_body();
+        std::get<forward>(pending_).body = reader_.take_body();
         break;
       case body_use::users:
-        m = parse_users(reader_, reader_.body());
+        ok = parse_users(reader_, std::get<user_list>(pending_));
         break;
       case body_use::files:
-        m = parse_files(reader_, reader_.body());
+        ok = parse_files(reader_, std::get<file_list>(pending_));
         break;
       case body_use::none:
         if (!reader_.body().empty()) {
-          m = bad_arg(std::string(wire::split_first(reader_.start_line()).first) +
-                      " carries no body");
+          ok = bad_arg(std::string(wire::split_first(reader_.start_line()).first) +
+                       " carries no body");
         }
         break;
     }
+    if (!ok) refused_ = std::move(ok).error();
   }
-  return deliver(std::move(m));
+  return deliver();
 }
 
 }  // namespace improto::relay

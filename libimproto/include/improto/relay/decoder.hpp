@@ -46,14 +46,17 @@ class decoder {
   wire::decode_result<message> fail_sticky(error e);
   wire::decode_result<message> on_head();
   wire::decode_result<message> on_body();
-  wire::decode_result<message> deliver(result<message> m);
+  // Hands out pending_ (or refused_) and readies the reader for the next
+  // message.
+  wire::decode_result<message> deliver();
 
   wire::frame_reader reader_;
   direction dir_;
-  std::optional<error> failure_;
-  // Between a head and its body: the message parsed from the head (or why
-  // it is wrong) and what the body is for.
-  std::optional<result<message>> pending_;
+  std::optional<error> failure_;  // sticky
+  // The message being decoded, built in place from its head and completed
+  // with its body; or why it is refused (non-sticky).
+  message pending_;
+  std::optional<error> refused_;
   body_use use_ = body_use::none;
 };
 
