@@ -225,7 +225,9 @@ std::string serialize(const message& m);
 // Whether serialize(m) decodes back to m under `lim`: names and texts
 // without control characters or blanks at either end, codes 100..999, ids
 // and ports non-zero, sha256 64 lowercase hex digits, sizes below 2^63,
-// lines and bodies within the limits. Every decoded message passes.
+// lines and bodies within the limits. Every message a decoder returns
+// passes, given room for the canonical form (which can be a few bytes
+// longer than what was received, e.g. `After:x` is written `After: x`).
 result<void> check(const message& m, const wire::limits& lim = {});
 
 // The direction a message travels in; error_reply goes both ways and gives
