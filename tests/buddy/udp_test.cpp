@@ -1,0 +1,129 @@
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "improto/buddy/codec.hpp"
+
+namespace buddy = improto::buddy;
+using improto::errc;
+
+TEST_CASE("UDP requests serialize exactly, without a line end, and parse back") {
+  const buddy::udp_request all[] = {
+      buddy::set_request{"alice", buddy::presence::online, 4000},
+      buddy::set_request{"alice", buddy::presence::offline, 0},
+      buddy::set_request{"a", buddy::presence::online, 65535},
+      buddy::get_request{"alice"},
+  };
+  const char* bytes[] = {"SET alice 100 4000", "SET alice 101 0", "SET a 100 65535", "GET alice"};
+  for (std::size_t i = 0; i < std::size(all); ++i) {
+    CAPTURE(bytes[i]);
+    std::string wire = buddy::serialize(all[i]);
+    CHECK(wire == bytes[i]);
+    auto back = buddy::parse_udp_request(wire);
+    REQUIRE(back);
+    CHECK(*back == all[i]);
+  }
+}
+
+TEST_CASE("parse_udp_request: datagrams over 65507 bytes") {
+  std::string big = "GET alice" + std::string(buddy::max_datagram - 9, ' ');
+  REQUIRE(big.size() == buddy::max_datagram);
+  auto fits = buddy::parse_udp_request(big);
+  REQUIRE(fits);
+  CHECK(*fits == buddy::udp_request{buddy::get_request{"alice"}});
+  big += ' ';
+  auto over = buddy::parse_udp_request(big);
+  REQUIRE_FALSE(over);
+  CHECK(over.error() == errc::datagram_too_large);
+}
+
+TEST_CASE("status replies serialize exactly and parse back") {
+  buddy::buddy_list two{{{"bob", buddy::presence::online, "192.168.1.20", 4000},
+                         {"carol", buddy::presence::offline, "0.0.0.0", 0}}};
+  buddy::buddy_list v6{{{"d", buddy::presence::online, "2001:db8::1", 1}}};
+  const buddy::status_reply all[] = {two, v6, buddy::buddy_list{},
+                                     buddy::response::no_such_user(), buddy::response::invalid()};
+  const char* bytes[] = {"bob 100 192.168.1.20 4000\ncarol 101 0.0.0.0 0\n",
+                         "d 100 2001:db8::1 1\n", "", "202 NO SUCH USER\n", "201 INVALID\n"};
+  for (std::size_t i = 0; i < std::size(all); ++i) {
+    CAPTURE(bytes[i]);
+    auto wire = buddy::serialize(all[i]);
+    REQUIRE(wire);
+    CHECK(*wire == bytes[i]);
+    auto back = buddy::parse_status_reply(*wire);
+    REQUIRE(back);
+    CHECK(*back == all[i]);
+  }
+  CHECK(buddy::buddy_entry{} == buddy::buddy_entry{"", buddy::presence::offline, "0.0.0.0", 0});
+}
+
+TEST_CASE("a buddy list that does not fit one datagram is refused") {
+  // Each line "uNNNNN 100 10.0.0.1 4000\n" is 25 bytes.
+  buddy::buddy_list list;
+  std::size_t size = 0;
+  for (int i = 0; size + 25 <= buddy::max_datagram; ++i) {
+    // "u" then 5 digits; built by appending, as GCC 12 -O3 misreports
+    // -Wrestrict on `"u" + std::string`.
+    std::string id = std::to_string(100000 + i);
+    id[0] = 'u';
+    list.buddies.push_back({id, buddy::presence::online, "10.0.0.1", 4000});
+    size += 25;
+  }
+  // Pad the last entry's id so the datagram is exactly full.
+  std::size_t room = buddy::max_datagram - size;
+  REQUIRE(room < 25);
+  list.buddies.back().id += std::string(room, 'x');
+  std::string out = "kept";
+  auto full = buddy::serialize(list, out);
+  REQUIRE(full);
+  CHECK(out.size() == 4 + buddy::max_datagram);
+  auto back = buddy::parse_status_reply(std::string_view(out).substr(4));
+  REQUIRE(back);
+  CHECK(*back == buddy::status_reply{list});
+
+  list.buddies.back().id += 'x';
+  std::string nothing = "kept";
+  auto over = buddy::serialize(list, nothing);
+  REQUIRE_FALSE(over);
+  CHECK(over.error() == errc::datagram_too_large);
+  CHECK(nothing == "kept");
+  auto as_reply = buddy::serialize(buddy::status_reply{list});
+  REQUIRE_FALSE(as_reply);
+  CHECK(as_reply.error() == errc::datagram_too_large);
+
+  auto long_error = buddy::serialize(
+      buddy::status_reply{buddy::response{202, std::string(buddy::max_datagram, 'x')}});
+  REQUIRE_FALSE(long_error);
+  CHECK(long_error.error() == errc::datagram_too_large);
+}
+
+TEST_CASE("parse_status_reply: datagrams over 65507 bytes") {
+  std::string line = "bob 100 10.0.0.1 4000\n";
+  std::string big;
+  while (big.size() + line.size() <= buddy::max_datagram) big += line;
+  auto fits = buddy::parse_status_reply(big);
+  REQUIRE(fits);
+  CHECK(std::get<buddy::buddy_list>(*fits).buddies.size() == big.size() / line.size());
+  std::string over(buddy::max_datagram + 1, 'a');
+  auto r = buddy::parse_status_reply(over);
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::datagram_too_large);
+}
+
+TEST_CASE("a bad buddy line is reported with its line number") {
+  auto r = buddy::parse_status_reply("bob 100 10.0.0.1 4000\ncarol 100 10.0.0.300 1\n");
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::invalid_argument);
+  CHECK(r.error().detail() == "line 2: \"10.0.0.300\" is not an IP address");
+}
+
+TEST_CASE("describe() of UDP messages") {
+  CHECK(buddy::describe(buddy::udp_request{buddy::set_request{"a", buddy::presence::offline, 7}}) ==
+        "set user=\"a\" status=offline msgport=7");
+  CHECK(buddy::describe(buddy::status_reply{buddy::buddy_list{}}) == "buddies n=0");
+  // Only hand-built messages hold other values; describe() shows the number.
+  CHECK(buddy::describe(buddy::set_request{"a", static_cast<buddy::presence>(7), 1}) ==
+        "set user=\"a\" status=7 msgport=1");
+  CHECK(buddy::name(buddy::presence::online) == "online");
+  CHECK(buddy::name(buddy::presence::offline) == "offline");
+}

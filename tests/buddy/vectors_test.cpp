@@ -1,0 +1,45 @@
+#include <doctest/doctest.h>
+
+#include "improto/buddy/codec.hpp"
+#include "vectors.hpp"
+
+namespace buddy = improto::buddy;
+using namespace improto::test;
+
+TEST_CASE("protocol 2 vectors") {
+  auto status_bytes = [](const buddy::status_reply& r) {
+    auto bytes = buddy::serialize(r);
+    if (bytes) return *bytes;
+    std::string failed = "<";  // appended: GCC 12 -O3 misreports -Wrestrict on operator+
+    failed += name(bytes.error().code());
+    failed += '>';
+    return failed;
+  };
+  adapter_table adapters{
+      {"buddy.request",
+       stream<buddy::request_decoder>([] { return buddy::request_decoder{}; },
+                                      [](const buddy::request& m) { return buddy::describe(m); },
+                                      [](const buddy::request& m) { return buddy::serialize(m); })},
+      {"buddy.response",
+       stream<buddy::response_decoder>(
+           [] { return buddy::response_decoder{}; },
+           [](const buddy::response& m) { return buddy::describe(m); },
+           [](const buddy::response& m) {
+             std::string out;
+             buddy::serialize(m, out);
+             return out;
+           })},
+      {"buddy.udp_request",
+       datagram([](std::string_view d) { return buddy::parse_udp_request(d); },
+                [](const buddy::udp_request& m) { return buddy::describe(m); },
+                [](const buddy::udp_request& m) { return buddy::serialize(m); })},
+      {"buddy.status_reply",
+       datagram([](std::string_view d) { return buddy::parse_status_reply(d); },
+                [](const buddy::status_reply& m) { return buddy::describe(m); }, status_bytes)},
+      {"buddy.chat",
+       stream<buddy::chat_decoder>([] { return buddy::chat_decoder{}; },
+                                   [](const buddy::chat_message& m) { return buddy::describe(m); },
+                                   [](const buddy::chat_message& m) { return buddy::serialize(m); })},
+  };
+  run_vector_dir("buddy", adapters);
+}
