@@ -1,0 +1,86 @@
+#pragma once
+
+// The registry server of protocol 1 (seeds 000, 004) as a library type:
+// HTTP/1.1 on TCP, `POST /userlist.txt` with `REGISTER name@ip:port` or
+// `LOGOUT name@ip:port`, `GET /userlist.txt` for the list.
+//
+//  * Durable: the list lives in `<data_dir>/registry.sqlite3`. Writes go
+//    through a group_committer (one fsync per group, off the io thread) and
+//    a success is answered only once its change is committed.
+//  * GET never touches SQLite: it is served from an in-memory copy loaded at
+//    bind() and updated after each commit.
+//  * Keep-alive and pipelining: replies leave in request order, and a GET
+//    pipelined behind a POST on the same connection sees that POST's effect.
+//  * One server per data directory: the in-memory copy assumes nobody else
+//    writes the file.
+//
+// Threading: run the io_context on one thread; all calls on that thread.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "improto/error.hpp"
+#include "improto/net/common.hpp"
+#include "improto/net/tcp.hpp"
+#include "improto/registry/http.hpp"
+#include "improto/store/options.hpp"
+#include "improto/wire/framing.hpp"
+
+namespace improto::server {
+
+struct registry_config {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 65432;  // the seed's sample run; 0 binds a free port
+  std::filesystem::path data_dir = ".";  // holds registry.sqlite3
+  net::stream_limits stream;   // idle 5 min, partial message 30 s, 10,000 connections
+  // Request limits: line length, header count, body size. A REGISTER body
+  // is under 400 bytes; 4 KiB leaves room for clients that pad.
+  wire::limits http = [] {
+    wire::limits l = http::default_request_limits;
+    l.max_body = 4 * 1024;
+    return l;
+  }();
+  // Requests one connection may have waiting for replies before the server
+  // stops reading from it.
+  std::size_t max_pipelined = 256;
+  store::options store;        // synchronous=FULL: acknowledged means on disk
+  net::logger log;             // one line per event; may be empty
+};
+
+class registry_server {
+ public:
+  static constexpr const char* store_file_name = "registry.sqlite3";
+
+  // Opens (or creates) the store and loads the list, then binds the
+  // listening socket. Errors: storage_error (bad data directory or file),
+  // address_in_use, invalid_argument.
+  static result<std::unique_ptr<registry_server>> bind(asio::io_context& io,
+                                                       registry_config config);
+  ~registry_server();
+
+  asio::ip::tcp::endpoint local_endpoint() const;
+  // Logs `listening on HOST:PORT` and starts accepting; returns at once.
+  void start();
+  // Stops accepting; each connection is closed once the replies it is owed
+  // (commits in flight included) are sent. Safe to call twice.
+  void stop();
+
+  std::size_t user_count() const;
+  std::size_t connection_count() const;
+  // Writes queued or being committed.
+  std::size_t pending_writes() const;
+
+  struct impl;
+
+ private:
+  explicit registry_server(std::unique_ptr<impl> impl);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace improto::server
