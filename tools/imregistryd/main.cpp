@@ -1,0 +1,136 @@
+// imregistryd - the registry server of seeds 000 and 004 (protocol 1):
+// HTTP/1.1 `POST /userlist.txt` REGISTER / LOGOUT, `GET /userlist.txt`.
+
+#include <asio/io_context.hpp>
+#include <filesystem>
+
+#include "cli.hpp"
+#include "improto/server/registry_server.hpp"
+#include "improto/wire/text.hpp"
+
+using namespace improto;
+
+int main(int argc, char** argv) {
+  server::registry_config config;
+  std::string address, host, port, data = ".", sync = "full";
+  double idle_minutes = 5;
+  double message_timeout = 30;
+  std::string max_connections = "10000";
+  std::string max_body = "4096";
+  std::string max_line = "8192";
+  std::string max_headers = "64";
+
+  cli::parser args(
+      "imregistryd", "[HOST:PORT] [--host HOST] [--port PORT] [--data DIR] [options]",
+      "Registry server (seeds 000, 004): peers REGISTER name@ip:port and LOGOUT with\n"
+      "'POST /userlist.txt', and read the list 'a@1.2.3.4:5,b@...,' with\n"
+      "'GET /userlist.txt'. The list is kept in DIR/registry.sqlite3; a change is\n"
+      "answered 200 OK only once it is on disk.");
+  args.positional("HOST:PORT", "address to listen on, as the seed takes it (e.g. 127.0.0.1:65432)",
+                  address, false)
+      .option("host", "HOST", "address to listen on (default 127.0.0.1)", host)
+      .option("port", "PORT", "TCP port, 0 for any free one (default 65432)", port)
+      .option("data", "DIR", "directory of registry.sqlite3; must exist (default: .)", data)
+      .option("idle-timeout", "MINUTES", "close connections idle this long (default 5)",
+              idle_minutes)
+      .option("message-timeout", "SECONDS",
+              "drop clients that leave a request unfinished this long (default 30)",
+              message_timeout)
+      .option("max-connections", "N", "connections served at once (default 10000)",
+              max_connections)
+      .option("max-body", "BYTES", "largest request body accepted, else 413 (default 4096)",
+              max_body)
+      .option("max-line", "BYTES", "longest request or header line, else 431 (default 8192)",
+              max_line)
+      .option("max-headers", "N", "most header lines in a request, else 431 (default 64)",
+              max_headers)
+      .option("sync", "LEVEL",
+              "SQLite synchronous level: full (default; acknowledged changes survive\n"
+              "                        power loss), normal (survive a crash of this process), off",
+              sync)
+      .epilog("Logs one line per event to stderr; the first is 'listening on HOST:PORT'.\n"
+              "SIGINT or SIGTERM stops it cleanly (exit 0). Exit 1 when the port is in use\n"
+              "or the data directory cannot be used; exit 2 on bad arguments.\n"
+              "Examples:\n"
+              "  imregistryd 127.0.0.1:65432\n"
+              "  curl http://127.0.0.1:65432/userlist.txt\n"
+              "  curl --data 'REGISTER bob@127.0.0.1:4000' http://127.0.0.1:65432/userlist.txt");
+  if (auto code = args.parse(argc, argv)) return *code;
+
+  if (!address.empty()) {
+    if (!host.empty() || !port.empty()) {
+      return args.usage_error("give the address either as HOST:PORT or with --host/--port");
+    }
+    auto parsed = net::parse_host_port(address);
+    if (!parsed) return args.usage_error("HOST:PORT: " + parsed.error().detail());
+    config.host = parsed->host;
+    config.port = parsed->port;
+  }
+  if (!host.empty()) {
+    if (auto a = net::parse_address(host); !a) return args.usage_error("--host: " + a.error().detail());
+    config.host = host;
+  }
+  if (!port.empty()) {
+    auto p = net::parse_port(port, true);
+    if (!p) return args.usage_error("--port: " + p.error().detail());
+    config.port = *p;
+  }
+  struct count_flag {
+    const char* name;
+    const std::string& text;
+    std::uint64_t max;
+    std::uint64_t value = 0;
+  };
+  count_flag counts[] = {{"max-connections", max_connections, 1'000'000},
+                         {"max-body", max_body, 1u << 30},
+                         {"max-line", max_line, 1u << 20},
+                         {"max-headers", max_headers, 10'000}};
+  for (auto& c : counts) {
+    auto v = wire::parse_decimal(c.text, c.max);
+    if (!v || *v == 0) {
+      return args.usage_error(std::string("--") + c.name + ": expected a whole number from 1 to " +
+                              std::to_string(c.max));
+    }
+    c.value = *v;
+  }
+  if (sync == "full") {
+    config.store.synchronous = store::sync_level::full;
+  } else if (sync == "normal") {
+    config.store.synchronous = store::sync_level::normal;
+  } else if (sync == "off") {
+    config.store.synchronous = store::sync_level::off;
+  } else {
+    return args.usage_error("--sync: expected full, normal or off, not '" + wire::escape(sync) + "'");
+  }
+  config.stream.max_connections = static_cast<std::size_t>(counts[0].value);
+  config.http.max_body = static_cast<std::size_t>(counts[1].value);
+  config.http.max_line = static_cast<std::size_t>(counts[2].value);
+  config.http.max_headers = static_cast<std::size_t>(counts[3].value);
+  config.stream.idle_timeout = cli::seconds(idle_minutes * 60);
+  config.stream.message_timeout = cli::seconds(message_timeout);
+  config.data_dir = data;
+  config.log = cli::stderr_logger();
+
+  std::error_code ec;
+  if (!std::filesystem::is_directory(config.data_dir, ec)) {
+    cli::complain(args.program(), "the data directory '" + data + "' does not exist or is not a directory");
+    return 1;
+  }
+
+  asio::io_context io(1);
+  auto server = server::registry_server::bind(io, config);
+  if (!server) {
+    const auto& e = server.error();
+    if (e == errc::address_in_use || e == errc::invalid_argument) {
+      cli::complain(args.program(), "cannot listen: " + e.message());
+    } else {
+      cli::complain(args.program(), "cannot open the registry in '" + data + "': " + e.message());
+    }
+    return 1;
+  }
+  (*server)->start();
+  return cli::serve_until_signal(
+      io, [&] { (*server)->stop(); },
+      [&] { return (*server)->connection_count() == 0 && (*server)->pending_writes() == 0; },
+      config.log);
+}
