@@ -1,0 +1,420 @@
+"""imregistryd: protocol 1's registry over HTTP/1.1, driven with the seed 004
+client's exact bytes, raw sockets and curl."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import closed_by_peer, connect, recv_exactly
+
+SEED_HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def registry(start, tmp_path):
+    """registry(*flags, data=DIR) -> (proc, port): imregistryd on a free port."""
+    def _registry(*flags, data=None):
+        proc = start("imregistryd", "--port", "0", "--data", data or tmp_path, *flags)
+        return proc, proc.listening()[1]
+    return _registry
+
+
+# ------------------------------------------------------------ seed 004 bytes
+
+def seed_post(body):
+    """The seed client's POST, byte for byte (body then a blank line)."""
+    lines = [
+        "POST %s HTTP/1.1" % ("/" + "userlist.txt"),
+        "Host: %s" % SEED_HOST,
+        "Content-Type: %s" % "text/*",
+        "Content-Length: %s" % len(body),
+        "",
+        "%s" % body,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def seed_get():
+    lines = ["GET %s HTTP/1.1" % ("/" + "userlist.txt"), "Host: %s" % SEED_HOST]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def seed_exchange(port, request):
+    """One send(), one recv(2048), close: exactly what the seed client does."""
+    s = connect(port)
+    s.send(request)
+    data = s.recv(2048)
+    s.close()
+    return data
+
+
+def seed_users(data):
+    """The seed client's updateUsers() parsing of a GET answer."""
+    result = data.decode().split("\r\n")
+    users = []
+    if "200" in result[0]:
+        body = result[result.index("") + 1]
+        for user in body.split(","):
+            if user != "":
+                users.append(user)
+            else:
+                break
+    return users
+
+
+def response_bytes(status, reason, body=b"", extra=b""):
+    return b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        status, reason, len(body), extra, body)
+
+
+def read_response(sock):
+    """(status, headers dict with lower-case names, body) of one response."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        if not chunk:
+            raise AssertionError(f"closed inside a response head: {head!r}")
+        head += chunk
+    lines = head[:-4].decode().split("\r\n")
+    version, status, _ = lines[0].split(" ", 2)
+    assert version == "HTTP/1.1"
+    headers = {}
+    for line in lines[1:]:
+        name, value = line.split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+    body = recv_exactly(sock, int(headers["content-length"])) if int(headers["content-length"]) else b""
+    return int(status), headers, body
+
+
+def get_list(port):
+    s = connect(port)
+    s.sendall(b"GET /userlist.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, _, body = read_response(s)
+    s.close()
+    return status, body
+
+
+# ------------------------------------------------------------------- tests
+
+def test_seed_client_bytes_get_exact_answers(registry):
+    proc, port = registry()
+    # Empty list: 400, which the seed client prints as "no online users".
+    answer = seed_exchange(port, seed_get())
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\nContent-Length: ")
+    assert seed_users(answer) == []
+
+    assert seed_exchange(port, seed_post("REGISTER Ali@127.0.0.1:5001")) == response_bytes(200, b"OK")
+    assert seed_exchange(port, seed_post("REGISTER Veli@127.0.0.1:5002")) == response_bytes(200, b"OK")
+    answer = seed_exchange(port, seed_get())
+    body = b"Ali@127.0.0.1:5001,Veli@127.0.0.1:5002,"
+    assert answer == response_bytes(200, b"OK", body)
+    assert seed_users(answer) == ["Ali@127.0.0.1:5001", "Veli@127.0.0.1:5002"]
+
+    taken = seed_exchange(port, seed_post("REGISTER Ali@127.0.0.1:6000"))
+    assert taken.startswith(b"HTTP/1.1 406 Not Acceptable\r\nContent-Length: ")
+    for bad in ["REGISTER a:b@127.0.0.1:1", "REGISTER a@b@127.0.0.1:1", "REGISTER a b@127.0.0.1:1",
+                "REGISTER @127.0.0.1:1", "REGISTER tab\tname@127.0.0.1:1",
+                "REGISTER nul\x01@127.0.0.1:1"]:
+        answer = seed_exchange(port, seed_post(bad))
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\nContent-Length: "), bad
+
+    # The seed bonus: LOGOUT removes the entry; an unknown entry is 404.
+    assert seed_exchange(port, seed_post("LOGOUT Ali@127.0.0.1:5001")) == response_bytes(200, b"OK")
+    assert seed_exchange(port, seed_post("LOGOUT Ali@127.0.0.1:5001")).startswith(
+        b"HTTP/1.1 404 Not Found\r\n")
+    # Same name, other address: not that entry.
+    assert seed_exchange(port, seed_post("LOGOUT Veli@127.0.0.1:9")).startswith(
+        b"HTTP/1.1 404 Not Found\r\n")
+    assert seed_users(seed_exchange(port, seed_get())) == ["Veli@127.0.0.1:5002"]
+    proc.wait_line(r"^registered Ali@127\.0\.0\.1:5001 \(from 127\.0\.0\.1:\d+\)$")
+    proc.wait_line(r"^logged out Ali@127\.0\.0\.1:5001$")
+    assert proc.stderr_lines[0].startswith("listening on 127.0.0.1:")
+
+
+def test_seed_listen_mode_registers_its_own_tcp_address(registry):
+    _, port = registry()
+    s = connect(port)
+    ip, cport = s.getsockname()
+    s.send(seed_post("REGISTER %s" % ("Lara" + "@" + ip + ":" + str(cport))))
+    result = s.recv(2048).decode().split("\r\n")
+    assert "200" in result[0]
+    s.close()
+    assert seed_users(seed_exchange(port, seed_get())) == [f"Lara@{ip}:{cport}"]
+
+
+def test_http_errors_and_closing(registry):
+    _, port = registry()
+
+    def ask(raw, expect_close):
+        s = connect(port)
+        s.sendall(raw)
+        status, headers, body = read_response(s)
+        if expect_close:
+            assert headers.get("connection") == "close"
+            assert closed_by_peer(s, 3)
+        else:
+            assert "connection" not in headers
+            # Still usable afterwards.
+            s.sendall(b"GET /userlist.txt HTTP/1.1\r\n\r\n")
+            assert read_response(s)[0] == 400
+        s.close()
+        return status, headers, body
+
+    assert ask(b"GET /nope HTTP/1.1\r\n\r\n", False)[0] == 404
+    assert ask(b"GET / HTTP/1.1\r\n\r\n", False)[0] == 404
+    status, headers, _ = ask(b"PUT /userlist.txt HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", False)
+    assert status == 405 and headers["allow"] == "GET, HEAD, POST"
+    assert ask(b"DELETE /userlist.txt HTTP/1.1\r\n\r\n", False)[0] == 405
+    # A body that is neither REGISTER nor LOGOUT, or a bad host/port.
+    assert ask(b"POST /userlist.txt HTTP/1.1\r\nContent-Length: 5\r\n\r\nHELLO", False)[0] == 400
+    assert ask(b"POST /userlist.txt HTTP/1.1\r\n\r\n", False)[0] == 400
+    assert ask(seed_post("REGISTER bob@127.0.0.1:0"), False)[0] == 400
+    assert ask(seed_post("REGISTER bob@not a host:5"), False)[0] == 400
+    # Framing errors: the server answers and closes.
+    assert ask(b"GARBAGE\r\n\r\n", True)[0] == 400
+    assert ask(b"GET /userlist.txt HTTP/1.1\r\nno colon here\r\n\r\n", True)[0] == 400
+    assert ask(b"POST /userlist.txt HTTP/1.1\r\nContent-Length: x1\r\n\r\n", True)[0] == 400
+    assert ask(b"POST /userlist.txt HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", True)[0] == 413
+    # The body arrives too: the answer must not be lost to a reset.
+    assert ask(b"POST /userlist.txt HTTP/1.1\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200000,
+               True)[0] == 413
+    assert ask(b"GET /userlist.txt HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", True)[0] == 431
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(100))
+    assert ask(b"GET /userlist.txt HTTP/1.1\r\n" + many + b"\r\n", True)[0] == 431
+    assert ask(b"POST /userlist.txt HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", True)[0] == 501
+    assert ask(b"GET /userlist.txt HTTP/2.0\r\n\r\n", True)[0] == 505
+
+
+def test_keep_alive_rules(registry):
+    _, port = registry()
+    s = connect(port)
+    for i in range(5):
+        s.sendall(seed_post(f"REGISTER u{i}@127.0.0.1:{7000 + i}"))
+        assert read_response(s)[0] == 200
+        s.sendall(b"GET /userlist.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = read_response(s)
+        assert status == 200 and body.count(b",") == i + 1
+    # HEAD: GET's headers, no body.
+    s.sendall(b"HEAD /userlist.txt HTTP/1.1\r\n\r\n")
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += s.recv(1)
+    assert head == b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+    # Connection: close is honoured after its answer.
+    s.sendall(b"GET /userlist.txt HTTP/1.1\r\nConnection: close\r\n\r\n")
+    status, headers, _ = read_response(s)
+    assert status == 200 and headers["connection"] == "close"
+    assert closed_by_peer(s, 3)
+
+    # HTTP/1.0 closes unless asked to keep the connection, and is told so.
+    s = connect(port)
+    s.sendall(b"GET /userlist.txt HTTP/1.0\r\n\r\n")
+    assert read_response(s)[1]["connection"] == "close"
+    assert closed_by_peer(s, 3)
+    s = connect(port)
+    s.sendall(b"GET /userlist.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert read_response(s)[1]["connection"] == "keep-alive"
+    s.sendall(b"GET /userlist.txt HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+    assert read_response(s)[0] == 200
+
+
+def test_pipelined_requests_answered_in_order_and_see_earlier_writes(registry):
+    _, port = registry()
+    s = connect(port)
+    requests = [
+        seed_post("REGISTER a@127.0.0.1:1001"),
+        b"GET /userlist.txt HTTP/1.1\r\n\r\n",
+        seed_post("REGISTER b@127.0.0.1:1002"),
+        seed_post("REGISTER a@127.0.0.1:1003"),
+        b"GET /nothing HTTP/1.1\r\n\r\n",
+        b"GET /userlist.txt HTTP/1.1\r\n\r\n",
+        seed_post("LOGOUT a@127.0.0.1:1001"),
+        b"HEAD /userlist.txt HTTP/1.1\r\n\r\n",
+        b"GET /userlist.txt HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ]
+    s.sendall(b"".join(requests))
+    got = [read_response(s) for _ in range(6)]
+    assert [g[0] for g in got] == [200, 200, 200, 406, 404, 200]
+    assert got[1][2] == b"a@127.0.0.1:1001,"
+    assert got[5][2] == b"a@127.0.0.1:1001,b@127.0.0.1:1002,"
+    assert read_response(s)[0] == 200
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += s.recv(1)
+    assert head == b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n"
+    status, headers, body = read_response(s)
+    assert (status, body) == (200, b"b@127.0.0.1:1002,")
+    assert closed_by_peer(s, 3)
+
+
+def test_pipelined_posts_then_half_close_still_answered(registry):
+    _, port = registry()
+    s = connect(port)
+    s.sendall(b"".join(seed_post(f"REGISTER p{i}@127.0.0.1:{2000 + i}") for i in range(20)))
+    s.shutdown(socket.SHUT_WR)
+    answers = [read_response(s) for _ in range(20)]
+    assert all(a[0] == 200 for a in answers)
+    assert closed_by_peer(s, 3)
+    assert get_list(port)[1].count(b",") == 20
+
+
+def curl(*args):
+    return subprocess.run(["curl", "-sS", "--max-time", "10", *args],
+                          capture_output=True, timeout=20, text=True)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_get_post_and_connection_reuse(registry):
+    proc, port = registry()
+    url = f"http://127.0.0.1:{port}/userlist.txt"
+    done = curl("-w", "%{http_code}", "--data", "REGISTER bob@127.0.0.1:4000", url)
+    assert done.returncode == 0 and done.stdout == "200", done.stderr
+    done = curl("-w", " %{http_code}", url)
+    assert done.stdout == "bob@127.0.0.1:4000, 200"
+    # Two URLs in one invocation: the second reuses the first connection.
+    done = curl("-w", " %{http_code} %{num_connects}\n", url, url)
+    assert done.stdout.splitlines() == ["bob@127.0.0.1:4000, 200 1", "bob@127.0.0.1:4000, 200 0"]
+    # A POST and then a GET on one connection (--next keeps it).
+    done = curl("-w", "%{http_code} %{num_connects}\n", "--data", "REGISTER amy@127.0.0.1:4001", url,
+                "--next", "-w", " %{http_code} %{num_connects}\n", url)
+    assert done.stdout.splitlines() == ["200 1", "bob@127.0.0.1:4000,amy@127.0.0.1:4001, 200 0"]
+    done = curl("-w", "%{http_code}", "--data", "REGISTER bob@127.0.0.1:4002", url)
+    assert done.stdout.endswith("406")
+    done = curl("-w", "%{http_code}", "--data", "LOGOUT bob@127.0.0.1:4000", url)
+    assert done.stdout == "200"
+    done = curl("-I", url)
+    assert done.stdout.startswith("HTTP/1.1 200 OK")
+
+
+def test_slow_loris_dropped_while_others_are_served(registry):
+    proc, port = registry("--message-timeout", "0.5")
+    slow = connect(port)
+    slow.sendall(b"GET /userlist.txt HTTP/1.1\r\nHost: ")
+    started = time.monotonic()
+    # Others are served meanwhile, on new and on kept connections.
+    kept = connect(port)
+    for i in range(10):
+        assert seed_exchange(port, seed_post(f"REGISTER fast{i}@127.0.0.1:{3000 + i}")) == \
+            response_bytes(200, b"OK")
+        kept.sendall(b"GET /userlist.txt HTTP/1.1\r\n\r\n")
+        assert read_response(kept)[0] == 200
+    assert closed_by_peer(slow, 5)
+    elapsed = time.monotonic() - started
+    assert 0.4 <= elapsed < 3, elapsed
+    proc.wait_line(r"^127\.0\.0\.1:\d+: dropped, no complete request within 500 ms$")
+    # A quiet kept-alive connection is not a slow client: still open.
+    kept.sendall(b"GET /userlist.txt HTTP/1.1\r\n\r\n")
+    assert read_response(kept)[0] == 200
+
+
+def test_idle_connections_closed_after_idle_timeout(registry):
+    _, port = registry("--idle-timeout", "0.01")  # 0.6 s
+    s = connect(port)
+    s.sendall(b"GET /userlist.txt HTTP/1.1\r\n\r\n")
+    assert read_response(s)[0] == 400
+    started = time.monotonic()
+    assert closed_by_peer(s, 5)
+    assert 0.5 <= time.monotonic() - started < 3
+
+
+def test_connection_limit(registry):
+    _, port = registry("--max-connections", "2")
+    a, b = connect(port), connect(port)
+    for s in (a, b):
+        s.sendall(b"GET /userlist.txt HTTP/1.1\r\n\r\n")
+        assert read_response(s)[0] == 400
+    c = connect(port)
+    assert closed_by_peer(c, 3)
+    a.close()
+    time.sleep(0.2)
+    assert seed_exchange(port, seed_get()).startswith(b"HTTP/1.1 400 ")
+
+
+def test_concurrent_registrations_survive_kill_9(registry, tmp_path):
+    proc, port = registry()
+    n = 50
+    answers = [None] * n
+
+    def register(i):
+        answers[i] = seed_exchange(port, seed_post(f"REGISTER user{i}@127.0.0.1:{10000 + i}"))
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(n)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    took = time.monotonic() - started
+    assert all(a == response_bytes(200, b"OK") for a in answers), answers
+    proc.popen.send_signal(signal.SIGKILL)
+    proc.popen.wait(10)
+
+    again, port2 = registry()
+    again.wait_line(rf"^{n} users registered in ")
+    status, body = get_list(port2)
+    assert status == 200
+    assert sorted(body.decode().rstrip(",").split(",")) == sorted(
+        f"user{i}@127.0.0.1:{10000 + i}" for i in range(n))
+    print(f"{n} concurrent registrations in {took:.3f} s; all {n} back after kill -9")
+
+
+def test_durable_across_clean_restart_and_logout(registry, tmp_path):
+    proc, port = registry()
+    assert seed_exchange(port, seed_post("REGISTER x@127.0.0.1:1")) == response_bytes(200, b"OK")
+    assert seed_exchange(port, seed_post("REGISTER y@127.0.0.1:2")) == response_bytes(200, b"OK")
+    assert seed_exchange(port, seed_post("LOGOUT x@127.0.0.1:1")) == response_bytes(200, b"OK")
+    assert proc.stop() == 0
+    proc.wait_line(r"^stopped$")
+    _, port = registry()
+    assert get_list(port) == (200, b"y@127.0.0.1:2,")
+    assert (tmp_path / "registry.sqlite3").exists()
+
+
+def test_seed_positional_address_and_sigint(start, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    proc = start("imregistryd", f"127.0.0.1:{free}", cwd=tmp_path)
+    assert proc.listening() == ("127.0.0.1", free)
+    assert seed_exchange(free, seed_get()).startswith(b"HTTP/1.1 400 ")
+    assert proc.stop(signal.SIGINT) == 0
+    proc.wait_line(r"^shutting down \(SIGINT\)$")
+    assert (tmp_path / "registry.sqlite3").exists()  # default data dir: the current one
+
+
+def run_tool(*args, cwd=None):
+    from conftest import binary
+    return subprocess.run([binary("imregistryd"), *map(str, args)], capture_output=True, text=True,
+                          timeout=20, cwd=cwd)
+
+
+def test_port_in_use_bad_data_dir_and_bad_flags(registry, tmp_path):
+    _, port = registry()
+    done = run_tool("--port", port, "--data", tmp_path)
+    assert done.returncode == 1
+    assert f"cannot listen: address already in use: TCP 127.0.0.1:{port} is already in use" in done.stderr
+    done = run_tool("--port", 0, "--data", tmp_path / "missing")
+    assert done.returncode == 1
+    assert "the data directory" in done.stderr and "does not exist" in done.stderr
+    # A data directory whose store file cannot be opened.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "registry.sqlite3").write_bytes(b"this is not a database, just text" * 100)
+    done = run_tool("--port", 0, "--data", bad)
+    assert done.returncode == 1 and "cannot open the registry in" in done.stderr, done.stderr
+    for args in (["--bogus"], ["--port", "99999"], ["--port"], ["nonsense"], ["127.0.0.1:1", "--port", "2"],
+                 ["--max-body", "0"], ["--sync", "sometimes"], ["--idle-timeout", "-1"], ["a", "b"]):
+        done = run_tool(*args)
+        assert done.returncode == 2, args
+        assert done.stderr.startswith("imregistryd: ") and "--help" in done.stderr, (args, done.stderr)
+    done = run_tool("--help")
+    assert done.returncode == 0
+    for flag in ("HOST:PORT", "--host", "--port", "--data", "--idle-timeout", "--message-timeout",
+                 "--max-connections", "--max-body", "--max-line", "--max-headers", "--sync"):
+        assert flag in done.stdout
