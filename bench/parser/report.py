@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""Turns bench_parser's output into result rows (JSON lines on stdout).
+
+    report.py TIMING.jsonl [CALLGRIND_DIR]
+
+TIMING.jsonl: bench_parser's timing lines. CALLGRIND_DIR: the files
+callgrind dumped for `bench_parser --callgrind N1 N2` (one per
+CALLGRIND_DUMP_STATS_AT, labelled case/parser/iterations/messages).
+"""
+
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+HTTP_CASES = {
+    "seed-post": "the seed's 120-byte POST /userlist.txt REGISTER",
+    "browser-get": "a 520-byte browser GET",
+    "pipelined-1000": "1000 pipelined requests, 16 KiB reads",
+}
+RELAY_CASES = {
+    "relay-send-64": 64,
+    "relay-send-1k": 1024,
+    "relay-send-64k": 65536,
+}
+GOAL = 1.5  # ours/llhttp in requests/s (issue #4)
+
+
+def rounds_of(lines, case, parser, key):
+    return {l["round"]: l[key] for l in lines if l["case"] == case and l["parser"] == parser}
+
+
+def emit(benchmark, metric, anchor_name, ours, anchor, goal, higher, note=None):
+    common = sorted(set(ours) & set(anchor))
+    if not common:
+        return
+    o = [ours[r] for r in common]
+    a = [anchor[r] for r in common]
+    ratio = statistics.median(x / y for x, y in zip(o, a))
+    row = {"benchmark": benchmark, "metric": metric,
+           "ours": float(f"{statistics.median(o):.4g}"), "anchor_name": anchor_name,
+           "anchor": float(f"{statistics.median(a):.4g}"), "ratio": float(f"{ratio:.4g}"),
+           "goal": goal, "higher_is_better": higher, "rounds": str(len(common))}
+    if note:
+        row["note"] = note
+    print(json.dumps(row), flush=True)
+
+
+def callgrind_costs(folder):
+    """{(case, parser): instructions per message}"""
+    samples = {}
+    for path in glob.glob(os.path.join(folder, "cg.*")):
+        label = total = None
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith("desc: Trigger: Client Request: "):
+                    label = line[len("desc: Trigger: Client Request: "):].strip()
+                elif line.startswith("summary:") or (total is None and line.startswith("totals:")):
+                    total = int(line.split()[1])
+        if not label or total is None:
+            continue
+        m = re.fullmatch(r"(.+)/(.+)/(\d+)/(\d+)", label)
+        if not m:
+            continue
+        case, parser, n, messages = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+        samples.setdefault((case, parser), []).append((n, total, messages))
+    out = {}
+    for key, pts in samples.items():
+        pts.sort()
+        if len(pts) >= 2:
+            (n1, i1, msgs), (n2, i2, _) = pts[0], pts[-1]
+            out[key] = (i2 - i1) / ((n2 - n1) * msgs)
+    return out
+
+
+def main():
+    lines = []
+    with open(sys.argv[1]) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+    costs = callgrind_costs(sys.argv[2]) if len(sys.argv) > 2 else {}
+
+    for case, what in HTTP_CASES.items():
+        bench = f"parser {case}"
+        for anchor in ("llhttp", "http-parser"):
+            emit(bench, "requests/s", anchor,
+                 rounds_of(lines, case, "ours", "requests_per_s"),
+                 rounds_of(lines, case, anchor, "requests_per_s"), GOAL, True)
+            if anchor == "llhttp":  # vs http-parser the MB/s ratio is the requests/s one
+                emit(bench, "MB/s", anchor,
+                     rounds_of(lines, case, "ours", "mb_per_s"),
+                     rounds_of(lines, case, anchor, "mb_per_s"), GOAL, True)
+        for anchor in ("llhttp", "http-parser"):
+            o, a = costs.get((case, "ours")), costs.get((case, anchor))
+            if o is not None and a is not None:
+                row = {
+                    "benchmark": bench, "metric": "instructions/request", "ours": round(o),
+                    "anchor_name": anchor, "anchor": round(a), "ratio": float(f"{o / a:.4g}"),
+                    "goal": float(f"{1 / GOAL:.3g}"), "higher_is_better": False,
+                }
+                if case == "seed-post" and anchor == "llhttp":
+                    row["note"] = ("callgrind instruction counts, (I(N2)-I(N1))/(N2-N1) requests: "
+                                   "setup and harness excluded; goal = 1/1.5")
+                print(json.dumps(row), flush=True)
+
+    for case, size in RELAY_CASES.items():
+        bench = f"parser {case}"
+        note = None
+        if size == 64:
+            note = ("relay::decoder on streams of SEND messages vs llhttp on HTTP POSTs with the "
+                    "same bodies (64 B, 1 KiB, 64 KiB), each body copied into a reused buffer; "
+                    "no goal: llhttp does not parse this protocol, shown for reference")
+        emit(bench, "MB/s", "llhttp",
+             rounds_of(lines, case, "ours", "mb_per_s"),
+             rounds_of(lines, case, "llhttp", "mb_per_s"), None, True, note)
+        emit(bench, "messages/s", "llhttp",
+             rounds_of(lines, case, "ours", "requests_per_s"),
+             rounds_of(lines, case, "llhttp", "requests_per_s"), None, True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# budget: 150
+# The parser suite: our HTTP request decoder against llhttp and http-parser,
+# and our relay decoder against llhttp, on the same bytes (bench_parser.cpp
+# says what each case is and what work each parser does). Rows: requests/s
+# and MB/s (median of per-round ratios over BENCH_ROUNDS alternating rounds)
+# and instructions per request from callgrind.
+source "$(dirname "$0")/../lib/common.sh"
+bench_init
+
+bin="$BENCH_BIN/bench_parser"
+[ -x "$bin" ] || { bench_log "missing $bin (build bench/ first: bash bench/run.sh)"; exit 1; }
+
+ms=150
+[ "$BENCH_QUICK" = 1 ] && ms=30
+bench_log "timing: $BENCH_ROUNDS rounds, ${ms} ms per parser per case, pinned to core $BENCH_LOAD_CPU"
+bench_timeout 90 bench_on_load "$bin" --rounds "$BENCH_ROUNDS" --ms "$ms" >"$BENCH_TMP/timing.jsonl"
+
+cg="$BENCH_TMP/callgrind"
+mkdir -p "$cg"
+if command -v valgrind >/dev/null; then
+  bench_log "instruction counts under callgrind"
+  (cd "$cg" && bench_timeout 90 bench_on_load valgrind --tool=callgrind --callgrind-out-file="$cg/cg.%p" \
+    "$bin" --callgrind 200 1000 --only seed-post,browser-get,pipelined-1000 >/dev/null 2>"$cg/valgrind.log") ||
+    bench_log "callgrind failed; no instruction rows (see $cg/valgrind.log)"
+else
+  bench_log "valgrind not installed; no instruction rows"
+fi
+
+python3 "$(dirname "$0")/report.py" "$BENCH_TMP/timing.jsonl" "$cg"
+bench_log "done"
