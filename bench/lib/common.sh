@@ -48,6 +48,8 @@
 #   bench_busy_fraction PID SECONDS CMD...
 #                                    run CMD (a load run) and print the fraction of one
 #                                    core PID used meanwhile, and its ticks: "0.93 279"
+#   bench_core_jiffies CPU           "busy total" jiffies of one core from /proc/stat
+#                                    (all processes); two readings give its busy fraction
 #   bench_median N...                the median of the numbers
 #   bench_row KEY=VALUE...           print one result row; keys: benchmark metric ours
 #                                    anchor_name anchor ratio goal higher_is_better note
@@ -202,6 +204,11 @@ bench_cpu_ticks() {
 }
 
 bench_clk_tck() { getconf CLK_TCK; }
+
+bench_core_jiffies() {
+  # cpuN user nice system idle iowait irq softirq steal ...
+  awk -v cpu="cpu$1" '$1 == cpu { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat
+}
 
 bench_busy_fraction() {
   local pid="$1" secs="$2" t0 t1 w0 w1

@@ -1,0 +1,120 @@
+// udp_echo - the floor of the udp suite: the least a UDP request/reply server
+// can do per datagram on this kernel.
+//
+//   udp_echo [--host 127.0.0.1] [--port 0] [--reply-size N] [--batch 64]
+//
+// One thread, one socket (default buffer sizes, as imbuddyd's): a blocking
+// recvmmsg of up to --batch datagrams, then one sendmmsg of the replies.
+// Datagrams starting with "SET " get no reply (protocol 2's SET has none);
+// every other one is answered with --reply-size bytes (0: the datagram
+// itself), so that the replies are as long as imbuddyd's GET replies. No
+// parsing, no state, no rate limit. Prints `listening on HOST:PORT` on stderr
+// first, like our servers; SIGTERM/SIGINT end it.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "udp_echo: %s\n", what.c_str());
+  std::exit(1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::size_t reply_size = 0;
+  unsigned batch = 64;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) die(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--host") host = value();
+    else if (a == "--port") port = std::atoi(value().c_str());
+    else if (a == "--reply-size") reply_size = std::strtoull(value().c_str(), nullptr, 10);
+    else if (a == "--batch") batch = static_cast<unsigned>(std::atoi(value().c_str()));
+    else die("unknown argument " + a);
+  }
+  if (batch == 0 || batch > 1024 || reply_size > 65507) die("bad --batch or --reply-size");
+
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_stop = 1; };
+  sigaction(SIGTERM, &sa, nullptr);  // no SA_RESTART: recvmmsg returns EINTR
+  sigaction(SIGINT, &sa, nullptr);
+
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) die(std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) die("bad host " + host);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die(std::strerror(errno));
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::fprintf(stderr, "listening on %s:%d\n", host.c_str(), ntohs(addr.sin_port));
+  std::fflush(stderr);
+
+  constexpr std::size_t buf_size = 2048;
+  std::vector<char> bufs(batch * buf_size);
+  std::vector<sockaddr_in> from(batch);
+  std::vector<iovec> iov(batch), out_iov(batch);
+  std::vector<mmsghdr> in(batch), out(batch);
+  std::string canned(reply_size, 'x');
+  for (unsigned i = 0; i < batch; ++i) {
+    iov[i] = {bufs.data() + i * buf_size, buf_size};
+    in[i].msg_hdr.msg_iov = &iov[i];
+    in[i].msg_hdr.msg_iovlen = 1;
+    in[i].msg_hdr.msg_name = &from[i];
+  }
+  unsigned long long received = 0, replied = 0;
+  while (!g_stop) {
+    for (unsigned i = 0; i < batch; ++i) in[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    int n = recvmmsg(fd, in.data(), batch, MSG_WAITFORONE, nullptr);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      die(std::string("recvmmsg: ") + std::strerror(errno));
+    }
+    received += static_cast<unsigned>(n);
+    unsigned k = 0;
+    for (int i = 0; i < n; ++i) {
+      auto& h = in[static_cast<unsigned>(i)];
+      const char* data = static_cast<const char*>(h.msg_hdr.msg_iov->iov_base);
+      if (h.msg_len >= 4 && std::memcmp(data, "SET ", 4) == 0) continue;
+      out_iov[k] = reply_size ? iovec{canned.data(), canned.size()}
+                              : iovec{const_cast<char*>(data), h.msg_len};
+      out[k].msg_hdr = {};
+      out[k].msg_hdr.msg_name = h.msg_hdr.msg_name;
+      out[k].msg_hdr.msg_namelen = h.msg_hdr.msg_namelen;
+      out[k].msg_hdr.msg_iov = &out_iov[k];
+      out[k].msg_hdr.msg_iovlen = 1;
+      ++k;
+    }
+    unsigned sent = 0;
+    while (sent < k) {
+      int m = sendmmsg(fd, out.data() + sent, k - sent, MSG_DONTWAIT);
+      if (m < 0) break;  // full buffer: replies are best effort, as ours are
+      sent += static_cast<unsigned>(m);
+    }
+    replied += sent;
+  }
+  std::fprintf(stderr, "udp_echo: %llu datagrams received, %llu replies sent\n", received, replied);
+  close(fd);
+  return 0;
+}
