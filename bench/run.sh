@@ -22,6 +22,12 @@ source "$(dirname "$0")/lib/common.sh"
 BENCH_SUITE=run
 cd "$BENCH_ROOT"
 started=$(date +%s)
+# Other work on the machine makes every number noisy: say so up front, and
+# keep the 1-minute load average with the rows.
+load=$(cut -d' ' -f1 /proc/loadavg)
+if python3 -c "import sys; sys.exit(0 if float('$load') > 0.5 * $(nproc) else 1)"; then
+  bench_log "warning: the machine is busy (load average $load on $(nproc) cores): expect noisy numbers"
+fi
 
 # ------------------------------------------------------------------ suites
 all=()
@@ -81,7 +87,8 @@ for s in "${suites[@]}"; do
   BENCH_SUITE="$s" BENCH_BUDGET="$budget" \
     timeout --kill-after=10 "$((budget + 30))" bash "bench/$s/suite.sh" >"$BENCH_BUILD/rows-$s.jsonl" || rc=$?
   n=$(grep -c '^{' "$BENCH_BUILD/rows-$s.jsonl" || true)
-  grep '^{' "$BENCH_BUILD/rows-$s.jsonl" >>"$rows" || true
+  python3 bench/lib/bench.py tag "suite=$s" "load_average_at_start=$load" \
+    <"$BENCH_BUILD/rows-$s.jsonl" >>"$rows"
   if [ "$rc" -ne 0 ]; then
     failed+=("$s")
     bench_log "suite $s FAILED (exit $rc) after $(($(date +%s) - t0)) s; kept its $n rows"

@@ -12,8 +12,8 @@
 // latency stays under connections/rate. At the end every entry still
 // registered is logged out, so the server's list is as it was.
 //
-// With --pid (repeatable), the CPU time of those processes (utime+stime from
-// /proc/PID/stat, all threads) is read when the schedule starts and when the
+// With --pid (repeatable), the CPU time of those processes (user+system, all
+// threads: bench/lib/proc_cpu.hpp) is read when the schedule starts and when the
 // last answer of it arrived; the result line then carries cpu_s and
 // cpu_us_per_request. One JSON line on stdout:
 //   {"rate_target","duration_s","sent","completed","non_200","late","errors",
@@ -33,11 +33,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "proc_cpu.hpp"
 
 namespace {
 
@@ -48,24 +48,6 @@ using clock_type = std::chrono::steady_clock;
   std::exit(1);
 }
 
-long long cpu_ticks(const std::vector<int>& pids) {
-  long long total = 0;
-  for (int pid : pids) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    auto close = all.rfind(')');
-    if (close == std::string::npos) die("cannot read /proc/" + std::to_string(pid) + "/stat");
-    std::istringstream rest(all.substr(close + 2));
-    std::string field;
-    long long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::atoll(field.c_str());
-      if (i == 15) stime = std::atoll(field.c_str());
-    }
-    total += utime + stime;
-  }
-  return total;
-}
 
 struct conn {
   int fd = -1;
@@ -186,7 +168,7 @@ int main(int argc, char** argv) {
   const double per_conn_interval = static_cast<double>(connections) / rate;
   const auto total_per_conn = static_cast<long long>(rate * duration / connections);
 
-  long long cpu0 = pids.empty() ? 0 : cpu_ticks(pids);
+  double cpu0 = pids.empty() ? 0 : bench::cpu_seconds(pids);
   auto t0 = clock_type::now();
   auto due_time = [&](std::size_t i, long long j) {
     double s = (static_cast<double>(j) + static_cast<double>(i) / connections) * per_conn_interval;
@@ -280,7 +262,7 @@ int main(int argc, char** argv) {
     poll_once(timeout_ms, true);
   }
   auto t1 = clock_type::now();
-  long long cpu1 = pids.empty() ? 0 : cpu_ticks(pids);
+  double cpu1 = pids.empty() ? 0 : bench::cpu_seconds(pids);
 
   // Leave the list as it was.
   for (auto& c : conns) {
@@ -302,7 +284,7 @@ int main(int argc, char** argv) {
               rate, secs, sent, completed, non_200, late, errors,
               static_cast<double>(completed) / secs, pct(0.5), pct(0.99));
   if (!pids.empty()) {
-    double cpu_s = static_cast<double>(cpu1 - cpu0) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    double cpu_s = cpu1 - cpu0;
     std::printf(",\"cpu_s\":%.3f,\"cpu_us_per_request\":%.3f", cpu_s,
                 completed ? cpu_s * 1e6 / static_cast<double>(completed) : 0.0);
   }

@@ -22,7 +22,8 @@
 # reconnect; raising it only helps nginx). After each wrk run the suite checks
 # how busy the server's core was: under 85 % means the load generator, not
 # the server, set the pace, and the row says so in its note.
-source "$(dirname "$0")/../lib/common.sh"
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/../lib/common.sh"
 bench_init
 chmod 755 "$BENCH_TMP"  # nginx's worker (nobody) reads the www root inside it
 
@@ -50,23 +51,16 @@ bench_start registry "$BENCH_BIN/imregistryd" --host 127.0.0.1 --port 0 --data "
 ours_pids=$BENCH_PID
 ours_port=$(bench_wait_listening registry)
 ours_port=${ours_port##*:}
+# For reference only: the same server with SQLite's synchronous=NORMAL (no
+# fsync per commit), to show what durability costs per POST.
+mkdir -p "$data/normal"
+bench_start registry-normal "$BENCH_BIN/imregistryd" --host 127.0.0.1 --port 0 --data "$data/normal" \
+  --sync normal
+normal_pids=$BENCH_PID
+normal_port=$(bench_wait_listening registry-normal)
+normal_port=${normal_port##*:}
 
-python3 - "$ours_port" "$BENCH_TMP/userlist.txt" <<'EOF'
-import http.client, sys
-port, out = int(sys.argv[1]), sys.argv[2]
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-for i in range(20):
-    body = f"REGISTER user{i:02d}@127.0.0.1:{40000 + i}"
-    c.request("POST", "/userlist.txt", body, {"Content-Type": "text/*"})
-    r = c.getresponse(); r.read()
-    if r.status != 200:
-        sys.exit(f"REGISTER answered {r.status}")
-c.request("GET", "/userlist.txt")
-r = c.getresponse(); body = r.read()
-if r.status != 200 or body.count(b",") != 20:
-    sys.exit(f"GET answered {r.status} {body[:80]!r}")
-open(out, "wb").write(body)
-EOF
+python3 "$here/client.py" setup "$ours_port" "$BENCH_TMP/userlist.txt"
 bench_log "imregistryd on port $ours_port with 20 entries ($(wc -c <"$BENCH_TMP/userlist.txt")-byte list)"
 
 ng="$BENCH_TMP/nginx"
@@ -107,19 +101,7 @@ ng_master=$BENCH_PID
 bench_wait_port "$ng_port"
 ng_pids="$ng_master $(pgrep -P "$ng_master" | tr '\n' ' ')"
 
-python3 - "$ours_port" "$ng_port" <<'EOF'
-import http.client, sys
-def get(port, method, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request(method, "/userlist.txt", body, {"Content-Type": "text/*"} if body else {})
-    r = c.getresponse()
-    return r.status, r.read()
-ours, ng = get(int(sys.argv[1]), "GET"), get(int(sys.argv[2]), "GET")
-if ours != ng:
-    sys.exit(f"nginx does not serve the same answer: {ours!r} vs {ng!r}")
-if get(int(sys.argv[2]), "POST", "REGISTER x@127.0.0.1:1")[0] != 200:
-    sys.exit("nginx does not answer POST with 200")
-EOF
+python3 "$here/client.py" compare "$ours_port" "$ng_port"
 bench_log "nginx (pids $ng_pids) on port $ng_port serves the same bytes"
 
 # ------------------------------------------------------------------ rounds
@@ -168,7 +150,11 @@ EOF
 # post_run NAME PORT ROUND -> httprate's JSON line
 post_run() {
   local name="$1" port="$2" round="$3" pids args=()
-  if [ "$name" = ours ]; then pids=$ours_pids; else pids=$ng_pids; fi
+  case "$name" in
+    ours) pids=$ours_pids ;;
+    normal) pids=$normal_pids ;;
+    *) pids=$ng_pids ;;
+  esac
   for p in $pids; do args+=(--pid "$p"); done
   bench_timeout $((post_secs + 30)) bench_on_load "$BENCH_BIN/httprate" --port "$port" \
     --rate "$rate" --duration "$post_secs" --connections 20 --prefix "r${round}x" "${args[@]}"
@@ -183,8 +169,10 @@ for ((r = 0; r < BENCH_ROUNDS; r++)); do
     read -r ka_rps ka_busy ka_bad ka_err <<<"$(wrk_run "$s" "$port")"
     read -r cl_rps cl_busy cl_bad cl_err <<<"$(wrk_run "$s" "$port" -H 'Connection: close')"
     post=$(post_run "$s" "$port" "$r")
-    printf '{"round":%d,"server":"%s","ka_rps":%s,"ka_busy":"%s","ka_bad":%s,"ka_err":"%s","cl_rps":%s,"cl_busy":"%s","cl_bad":%s,"cl_err":"%s","post":%s}\n' \
-      "$r" "$s" "$ka_rps" "$ka_busy" "$ka_bad" "$ka_err" "$cl_rps" "$cl_busy" "$cl_bad" "$cl_err" "$post" >>"$results"
+    normal=null
+    if [ "$s" = ours ]; then normal=$(post_run normal "$normal_port" "$r"); fi
+    printf '{"round":%d,"server":"%s","ka_rps":%s,"ka_busy":"%s","ka_bad":%s,"ka_err":"%s","cl_rps":%s,"cl_busy":"%s","cl_bad":%s,"cl_err":"%s","post":%s,"post_normal":%s}\n' \
+      "$r" "$s" "$ka_rps" "$ka_busy" "$ka_bad" "$ka_err" "$cl_rps" "$cl_busy" "$cl_bad" "$cl_err" "$post" "$normal" >>"$results"
     bench_log "round $((r + 1))/$BENCH_ROUNDS $s: keep-alive $ka_rps/s (server ${ka_busy} busy), close $cl_rps/s (${cl_busy}), POST $(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f\"{d['rate']:.0f}/s at {d['cpu_us_per_request']:.1f} us CPU each\")" "$post")"
   done
   if (($(bench_time_left) < 40)) && ((r + 1 < BENCH_ROUNDS)); then
@@ -205,8 +193,8 @@ rounds = [v for v in by.values() if "ours" in v and "nginx" in v]
 def med(xs):
     return statistics.median(xs)
 
-def row(benchmark, metric, get, goal, higher, note_parts):
-    o = [get(v["ours"]) for v in rounds]
+def row(benchmark, metric, get, goal, higher, note_parts, get_ours=None):
+    o = [(get_ours or get)(v["ours"]) for v in rounds]
     a = [get(v["nginx"]) for v in rounds]
     ratio = med([x / y for x, y in zip(o, a)])
     out = {"benchmark": benchmark, "metric": metric, "ours": float(f"{med(o):.4g}"),
@@ -250,7 +238,7 @@ row("http GET /userlist.txt keep-alive -c50", "requests/s", lambda v: v["ka_rps"
 row("http GET /userlist.txt Connection: close -c50", "requests/s", lambda v: v["cl_rps"], 1.2, True,
     [busy_note("cl_busy"), bad_note("cl_bad", "cl_err")])
 post_notes = [f"REGISTER/LOGOUT pairs at {rate}/s over 20 keep-alive connections; server CPU "
-              f"(utime+stime) per request; nginx answers `return 200` (HTTP work only), ours also "
+              f"(user+system) per request; nginx answers `return 200` (HTTP work only), ours also "
               f"commits each change to SQLite; goal = 1/1.2"]
 for s in ("ours", "nginx"):
     got = med([v[s]["post"]["rate"] for v in rounds])
@@ -261,5 +249,11 @@ for s in ("ours", "nginx"):
         post_notes.append(f"{s}: {bad} non-200 answers")
 row(f"http POST REGISTER/LOGOUT at {rate}/s", "server CPU us/request",
     lambda v: v["post"]["cpu_us_per_request"], float(f"{1 / 1.2:.3g}"), False, post_notes)
+row(f"http POST REGISTER/LOGOUT at {rate}/s, ours with --sync normal", "server CPU us/request",
+    lambda v: v["post"]["cpu_us_per_request"], None, False,
+    ["reference, no goal: the same server with SQLite synchronous=NORMAL (no fsync per "
+     "commit: a change survives a crash of the server, not of the machine); the "
+     "difference to the row above is what durability costs"],
+    get_ours=lambda v: v["post_normal"]["cpu_us_per_request"])
 EOF
 bench_log "done"

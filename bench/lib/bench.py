@@ -5,6 +5,8 @@
     bench.py row KEY=VALUE...       one result row on stdout
     bench.py rounds KEY=VALUE...    a row from per-round numbers (ours_rounds=..., anchor_rounds=...)
     bench.py machine                the machine description run.sh adds to rows
+    bench.py tag KEY=VALUE... <ROWS  copies row lines from stdin, adding the keys (run.sh
+                                    adds "suite" and "load_average_at_start")
     bench.py finish ROWS OUT        rows (JSON lines) -> OUT (a JSON list with machine and
                                     date) and the markdown table on stdout
 
@@ -151,6 +153,21 @@ def table(rows):
     return "\n".join(out)
 
 
+def cmd_tag(args):
+    extra = parse_kv(args)
+    for line in sys.stdin:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            print(f"bench: ignoring a line that is not JSON: {line[:120]}", file=sys.stderr)
+            continue
+        row.update(extra)
+        print(json.dumps(row, ensure_ascii=False))
+
+
 def cmd_finish(args):
     rows_path, out_path = args
     stamp = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
@@ -177,7 +194,11 @@ def cmd_finish(args):
         json.dump(rows, f, indent=1, ensure_ascii=False)
         f.write("\n")
     os.replace(tmp, out_path)
-    print(f"Machine: {mach}; {stamp}\n")
+    loads = sorted({r["load_average_at_start"] for r in rows if r.get("load_average_at_start")})
+    print(f"Machine: {mach}; {stamp}")
+    if loads:
+        print(f"Load average (1 min) before the run: {', '.join(loads)}")
+    print()
     print(table(rows))
 
 
@@ -193,6 +214,8 @@ def main():
         cmd_rounds(args)
     elif cmd == "machine":
         print(machine())
+    elif cmd == "tag":
+        cmd_tag(args)
     elif cmd == "finish":
         cmd_finish(args)
     elif cmd == "table":

@@ -14,7 +14,7 @@
 #   saturation   GET: closed loop, 4 sockets x 48 requests in flight, replies/s;
 #                SET: as fast as the generator sends, datagrams the server took
 #                off its socket per second (sent - the socket's drop counter)
-#   fixed rate   server CPU (utime+stime) per request at the same rate for both
+#   fixed rate   server CPU (user+system) per request at the same rate for both
 source "$(dirname "$0")/../lib/common.sh"
 bench_init
 
@@ -156,7 +156,7 @@ row("udp SET saturation", "requests/s", "set_sat", "rate", 0.9, True,
     ["datagrams taken off the server's socket per second (sent - socket drops)"] +
     saturation_notes("set_sat"))
 row(f"udp GET at {rate}/s", "server CPU us/request", "get_rate", "cpu_us_per_request", 1.2, False,
-    ["server utime+stime / requests handled"] + rate_notes("get_rate"))
+    ["server CPU time (user+system) / requests handled"] + rate_notes("get_rate"))
 row(f"udp SET at {rate}/s", "server CPU us/request", "set_rate", "cpu_us_per_request", 1.2, False,
     rate_notes("set_rate"))
 EOF

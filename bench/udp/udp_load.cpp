@@ -27,7 +27,8 @@
 // processed = sent - server_drops (the requests the server handled);
 // rate = processed per second (for GET at saturation: replies per second);
 // gen_busy / server_busy = share of one core used by this program / by the
-// --pid processes; cpu_us_per_request = server CPU / processed.
+// --pid processes (user+system time, bench/lib/proc_cpu.hpp);
+// cpu_us_per_request = server CPU / processed.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -48,6 +49,8 @@
 #include <string>
 #include <vector>
 
+#include "proc_cpu.hpp"
+
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
@@ -61,21 +64,6 @@ using clock_type = std::chrono::steady_clock;
   std::exit(1);
 }
 
-long long cpu_ticks(const std::vector<int>& pids) {
-  long long total = 0;
-  for (int pid : pids) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    auto close = all.rfind(')');
-    if (close == std::string::npos) die("cannot read /proc/" + std::to_string(pid) + "/stat");
-    std::istringstream rest(all.substr(close + 2));
-    std::string field;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14 || i == 15) total += std::atoll(field.c_str());
-    }
-  }
-  return total;
-}
 
 // The drop counter of the UDP socket bound to `port` (IPv4), from /proc/net/udp.
 unsigned long long socket_drops(int port) {
@@ -237,7 +225,8 @@ int main(int argc, char** argv) {
   const auto measure_from = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(warmup));
   const auto measure_to = measure_from + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(duration));
   bool measuring = false;
-  long long sent0 = 0, replies0 = 0, lost0 = 0, ticks0 = 0;
+  long long sent0 = 0, replies0 = 0, lost0 = 0;
+  double cpu0 = 0;
   unsigned long long drops0 = 0;
   double self0 = 0;
   clock_type::time_point t0;
@@ -254,7 +243,7 @@ int main(int argc, char** argv) {
       replies0 = replies;
       lost0 = lost;
       drops0 = socket_drops(port);
-      ticks0 = pids.empty() ? 0 : cpu_ticks(pids);
+      cpu0 = pids.empty() ? 0 : bench::cpu_seconds(pids);
       self0 = cpu_seconds_self();
     }
     if (now >= measure_to) break;
@@ -299,7 +288,7 @@ int main(int argc, char** argv) {
     }
   }
   auto t1 = clock_type::now();
-  long long ticks1 = pids.empty() ? 0 : cpu_ticks(pids);
+  double cpu1 = pids.empty() ? 0 : bench::cpu_seconds(pids);
   unsigned long long drops1 = socket_drops(port);
   double self1 = cpu_seconds_self();
   long long sent_w = sent - sent0, replies_w = replies - replies0, lost_w = lost - lost0;
@@ -307,7 +296,7 @@ int main(int argc, char** argv) {
   double secs = std::chrono::duration<double>(t1 - t0).count();
   long long drops_w = static_cast<long long>(drops1 - drops0);
   long long processed = sent_w - drops_w;
-  double cpu_s = static_cast<double>(ticks1 - ticks0) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  double cpu_s = cpu1 - cpu0;
   double rate_out = (is_get && rate == 0 ? static_cast<double>(replies_w) : static_cast<double>(processed)) / secs;
   std::printf(
       "{\"mode\":\"%s\",\"rate_target\":%.0f,\"duration_s\":%.3f,\"sent\":%lld,\"replies\":%lld,"
