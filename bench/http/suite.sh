@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# budget: 210
+# budget: 200
 # The http suite: imregistryd against nginx (1 worker, access log off) on the
 # registry's own traffic, both pinned to the server core, the load generators
 # pinned to the other one.

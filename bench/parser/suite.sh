@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# budget: 150
+# budget: 60
 # The parser suite: our HTTP request decoder against llhttp and http-parser,
 # and our relay decoder against llhttp, on the same bytes (bench_parser.cpp
 # says what each case is and what work each parser does). Rows: requests/s
