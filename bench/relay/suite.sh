@@ -1,0 +1,61 @@
+#!/bin/bash
+# The relay benchmarks (issue #4, items 3 and 5): builds imrelayd and the load
+# generator (Release), then runs bench/relay/suite.py within a time budget.
+#
+#   bench/relay/suite.sh [BUDGET_SECONDS]      (default 360)
+#
+# JSON rows on stdout, one per line; progress on stderr. Needs mosquitto,
+# nats-server and nginx (apt-get install mosquitto nats-server nginx); an
+# anchor that is missing loses its rows, the rest still runs. Environment:
+# RELAY_BENCH_BUILD_DIR (default build-bench-relay in the repository),
+# RELAY_BENCH_BIN (use prebuilt imrelayd and relayload from there, no build),
+# and those of suite.py (RELAY_BENCH_ONLY, RELAY_BENCH_KEEP, ..._CPU).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+budget="${1:-360}"
+
+if [[ -n "${RELAY_BENCH_BIN:-}" ]]; then
+  bin="$RELAY_BENCH_BIN"
+else
+  build="${RELAY_BENCH_BUILD_DIR:-$repo/build-bench-relay}"
+  echo "[relay] building imrelayd and relayload (Release) in $build" >&2
+  if [[ ! -f "$build/CMakeCache.txt" ]]; then
+    cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
+  fi
+  cmake --build "$build" --target imrelayd relayload >&2
+  bin="$build/bin"
+fi
+for exe in imrelayd relayload; do
+  [[ -x "$bin/$exe" ]] || { echo "[relay] missing $bin/$exe" >&2; exit 1; }
+done
+
+child=""
+export RELAY_BENCH_PIDFILE
+RELAY_BENCH_PIDFILE="$(mktemp /tmp/relay-bench-pids.XXXXXX)"
+cleanup() {
+  if [[ -n "$child" ]] && kill -0 "$child" 2>/dev/null; then
+    kill -TERM "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  fi
+  # Servers run in sessions of their own; should suite.py have died without
+  # stopping them, stop those it listed (only if they are still ours).
+  local pid
+  while read -r pid; do
+    if [[ -r "/proc/$pid/cmdline" ]] &&
+       tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qE "relay-bench-|$bin/imrelayd|nginx: worker process"; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done < "$RELAY_BENCH_PIDFILE"
+  rm -f "$RELAY_BENCH_PIDFILE"
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+/usr/bin/python3 "$here/suite.py" "$bin" "$budget" &
+child=$!
+wait "$child"
+status=$?
+child=""
+exit "$status"
