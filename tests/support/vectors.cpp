@@ -44,7 +44,8 @@ void parse_file(const std::filesystem::path& path, std::vector<vector_case>& out
       current->decoder = value;
     } else if (key == "in" || key == "in:") {
       auto bytes = wire::unescape(value);
-      REQUIRE_MESSAGE(bytes.has_value(), where() << ": " << bytes.error().message());
+      REQUIRE_MESSAGE(bytes.has_value(),
+                      where() << ": " << (bytes ? std::string() : bytes.error().message()));
       current->input += *bytes;
     } else if (key == "eof") {
       current->eof = value == "yes";

@@ -26,6 +26,7 @@ result<std::optional<std::string_view>> line_reader::next(std::string_view& in) 
     partial_.clear();
     returned_partial_ = false;
   }
+  if (in.empty()) return std::optional<std::string_view>{};  // memchr takes no null pointer
   const void* nl = std::memchr(in.data(), '\n', in.size());
   if (nl == nullptr) {
     // +1 leaves room for the '\r' of a "\r\n" split across chunks.
@@ -93,7 +94,9 @@ result<frame_reader::event> frame_reader::next(std::string_view& in) {
       body_.append(in.substr(0, take));
       in.remove_prefix(take);
       body_remaining_ -= take;
-      return body_remaining_ == 0 ? event::body : event::need_more;
+      if (body_remaining_ == 0) return event::body;
+      materialize_head();
+      return event::need_more;
     }
     case state::body_to_eof:
       if (body_.size() + in.size() > limits_.max_body) {
@@ -102,6 +105,7 @@ result<frame_reader::event> frame_reader::next(std::string_view& in) {
       }
       body_.append(in);
       in.remove_prefix(in.size());
+      materialize_head();
       return event::need_more;
     case state::start:
     case state::head:
@@ -110,7 +114,95 @@ result<frame_reader::event> frame_reader::next(std::string_view& in) {
   return event::need_more;
 }
 
+result<frame_reader::event> frame_reader::add_header(std::string_view line) {
+  if (headers_.size() >= limits_.max_headers) {
+    return fail_with(errc::too_many_headers,
+                     "more than " + std::to_string(limits_.max_headers) + " header lines");
+  }
+  if (is_blank(line.front())) {
+    return fail_with(errc::malformed_header, "obsolete line folding is not accepted");
+  }
+  std::size_t colon = 0;
+  while (colon < line.size() && is_tchar(line[colon])) ++colon;
+  if (colon == line.size() || line[colon] != ':' || colon == 0) {
+    if (colon < line.size() && colon > 0 && line[colon] != ':' &&
+        line.find(':') != std::string_view::npos) {
+      return fail_with(errc::malformed_header,
+                       "bad character in header name '" + escape(line.substr(0, line.find(':'))) + "'");
+    }
+    return fail_with(errc::malformed_header, "header line without a name and ':'");
+  }
+  std::string_view name = line.substr(0, colon);
+  std::string_view value = trim(line.substr(colon + 1));
+  for (char c : value) {
+    if (is_ctl(c)) {
+      return fail_with(errc::malformed_header,
+                       "control character in header '" + std::string(name) + "'");
+    }
+  }
+  headers_.push_back({name, value});
+  return event::need_more;
+}
+
+std::optional<result<frame_reader::event>> frame_reader::read_head_in_place(std::string_view& in) {
+  const char* const begin = in.data();
+  const char* const end = begin + in.size();
+  const char* line = begin;
+  const char* skip_to = begin;  // past leading blank lines
+  bool have_start = false;
+  headers_.clear();
+  while (line < end) {
+    const void* found = std::memchr(line, '\n', static_cast<std::size_t>(end - line));
+    if (found == nullptr) break;
+    const char* nl = static_cast<const char*>(found);
+    std::string_view text = strip_cr(std::string_view(line, static_cast<std::size_t>(nl - line)));
+    if (text.size() > limits_.max_line) {
+      return fail_with(errc::line_too_long, too_long(limits_.max_line));
+    }
+    line = nl + 1;
+    if (text.empty()) {
+      if (!have_start) {
+        skip_to = line;
+        continue;
+      }
+      in_place_ = std::string_view(skip_to, static_cast<std::size_t>(line - skip_to));
+      in.remove_prefix(static_cast<std::size_t>(line - begin));
+      state_ = state::head_done;
+      return event::head;
+    }
+    if (!have_start) {
+      start_line_ = text;
+      have_start = true;
+      continue;
+    }
+    if (auto added = add_header(text); !added) return added;
+  }
+  // The head goes on past this chunk: the copying path takes over from the
+  // first non-blank line.
+  headers_.clear();
+  in.remove_prefix(static_cast<std::size_t>(skip_to - begin));
+  return std::nullopt;
+}
+
+void frame_reader::materialize_head() {
+  if (in_place_.empty()) return;
+  head_.assign(in_place_);
+  const char* old = in_place_.data();
+  auto rebase = [&](std::string_view v) {
+    return std::string_view(head_.data() + (v.data() - old), v.size());
+  };
+  start_line_ = rebase(start_line_);
+  for (auto& h : headers_) {
+    h.name = rebase(h.name);
+    h.value = rebase(h.value);
+  }
+  in_place_ = {};
+}
+
 result<frame_reader::event> frame_reader::read_head(std::string_view& in) {
+  if (state_ == state::start && head_.empty()) {
+    if (auto done = read_head_in_place(in)) return *done;
+  }
   while (!in.empty()) {
     std::size_t line_begin = line_ends_.empty() ? 0 : line_ends_.back();
     std::size_t have = head_.size() - line_begin;  // bytes of the unfinished line
@@ -167,28 +259,7 @@ result<frame_reader::event> frame_reader::complete_head() {
       start_line_ = line;
       continue;
     }
-    if (is_blank(line.front())) {
-      return fail_with(errc::malformed_header, "obsolete line folding is not accepted");
-    }
-    auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      return fail_with(errc::malformed_header, "header line without a name and ':'");
-    }
-    std::string_view name = line.substr(0, colon);
-    for (char c : name) {
-      if (!is_tchar(c)) {
-        return fail_with(errc::malformed_header, "bad character in header name '" +
-                                                     escape(name) + "'");
-      }
-    }
-    std::string_view value = trim(line.substr(colon + 1));
-    for (char c : value) {
-      if (is_ctl(c)) {
-        return fail_with(errc::malformed_header,
-                         "control character in header '" + std::string(name) + "'");
-      }
-    }
-    headers_.push_back({name, value});
+    if (auto added = add_header(line); !added) return added;
   }
   state_ = state::head_done;
   return event::head;
@@ -268,6 +339,7 @@ void frame_reader::reset() noexcept {
   if (state_ == state::failed) return;
   state_ = state::start;
   head_.clear();
+  in_place_ = {};
   line_ends_.clear();
   headers_.clear();
   start_line_ = {};

@@ -68,7 +68,10 @@ class frame_reader {
     body,       // the body is complete: read body()/take_body(), then reset()
   };
 
-  explicit frame_reader(limits lim = {}) : limits_(lim) {}
+  explicit frame_reader(limits lim = {}) : limits_(lim) {
+    // Never small-string storage: views into head_ must survive a move.
+    head_.reserve(256);
+  }
 
   // Consumes bytes of `in` until the head or body is complete, or `in` runs
   // out. Blank lines before a start line are skipped (RFC 9112 2.2). Errors
@@ -108,11 +111,20 @@ class frame_reader {
 
   result<event> fail_with(errc code, std::string detail);
   result<event> read_head(std::string_view& in);
+  // The whole head in one chunk (the common case): parsed where it lies,
+  // nothing copied. nullopt when the chunk ends inside the head.
+  std::optional<result<event>> read_head_in_place(std::string_view& in);
   result<event> complete_head();
+  // Adds one header line; fails with malformed_header or too_many_headers.
+  result<event> add_header(std::string_view line);
+  // Before returning need_more with a head parsed in place, copies that head
+  // into head_: the caller's chunk may be gone when the body completes.
+  void materialize_head();
 
   limits limits_;
   state state_ = state::start;
   std::string head_;                        // raw head bytes, line ends included
+  std::string_view in_place_;               // the head, when parsed in the caller's chunk
   std::vector<std::uint32_t> line_ends_;    // offsets in head_ just past each '\n'
   std::string_view start_line_;
   std::vector<header> headers_;

@@ -22,8 +22,23 @@ constexpr bool is_ctl(char c) noexcept {
   auto u = static_cast<unsigned char>(c);
   return (u < 0x20 && c != '\t') || u == 0x7f;
 }
-// HTTP token character (RFC 9110 tchar).
-bool is_tchar(char c) noexcept;
+namespace detail {
+struct tchar_table {
+  bool allowed[256] = {};
+  constexpr tchar_table() {
+    for (int c = '0'; c <= '9'; ++c) allowed[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) allowed[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) allowed[c] = true;
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) allowed[static_cast<unsigned char>(c)] = true;
+  }
+};
+inline constexpr tchar_table tchars{};
+}  // namespace detail
+
+// HTTP token character (RFC 9110 tchar). A table: it runs per header byte.
+constexpr bool is_tchar(char c) noexcept {
+  return detail::tchars.allowed[static_cast<unsigned char>(c)];
+}
 
 constexpr char to_lower(char c) noexcept {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
@@ -32,7 +47,11 @@ bool iequals(std::string_view a, std::string_view b) noexcept;
 bool istarts_with(std::string_view s, std::string_view prefix) noexcept;
 
 // Strips spaces and tabs at both ends.
-std::string_view trim(std::string_view s) noexcept;
+constexpr std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
+  return s;
+}
 
 // Splits off the first word (up to a space or tab); the rest has its leading
 // blanks removed. Returns {s, ""} when there is no blank.
