@@ -121,10 +121,42 @@ def relay_demo():
     server.stop()
 
 
+def registry_demo(data):
+    section("Registry + peer-to-peer UDP (seeds 000, 004): imregistryd + impeer")
+    server = Tool("imregistryd", "imregistryd", "--port", "0", "--data", data)
+    port = server.port()
+    address = f"127.0.0.1:{port}"
+    listeners = {}
+    for name in ("Ali", "Veli", "Lara"):
+        listeners[name] = Tool(name, "impeer", name, address, "listen", stdin=True)
+        listeners[name].wait_for(r"registered", stream="stderr")
+    utku = Tool("Utku", "impeer", "Utku", address, "send", stdin=True)
+    utku.type("list")
+    utku.wait_for("^Lara$")
+    utku.type('unicast Lara "Merhaba Lara"')
+    listeners["Lara"].wait_for("^Utku: Merhaba Lara$")
+    utku.type('multicast [Ali, Veli, Ahmet] "Nice app!"')
+    utku.wait_for("^user Ahmet is not found$")
+    listeners["Veli"].wait_for("^Utku: Nice app!$")
+    utku.type('broadcast "Herkese merhaba!"')
+    for name in ("Ali", "Veli", "Lara"):
+        listeners[name].wait_for("^Utku: Herkese merhaba!$")
+    listeners["Ali"].type("logout")
+    listeners["Ali"].proc.wait(10)
+    utku.type("list")
+    time.sleep(0.3)
+    utku.type("exit")
+    utku.proc.wait(10)
+    for name in ("Veli", "Lara"):
+        listeners[name].stop()
+    server.stop()
+
+
 def main():
     if not (BIN / "imrelayd").exists():
         raise SystemExit(f"demo: no tools in {BIN}; run scripts/demo.sh")
     with tempfile.TemporaryDirectory(prefix="improto-demo-") as data:
+        registry_demo(data)
         relay_demo()
     section("Done: every server stopped cleanly")
 
