@@ -1,0 +1,464 @@
+#include "improto/server/buddy_server.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <algorithm>
+#include <functional>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+#include <vector>
+
+#include "improto/server/group_commit.hpp"
+#include "improto/store/buddy_store.hpp"
+
+namespace improto::server {
+namespace {
+
+using store_type = store::buddy_store;
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+// A registered user: the committed buddy list and the soft status.
+struct user_record {
+  explicit user_record(std::string name) : id(std::move(name)) {}
+
+  std::string id;
+  std::vector<user_record*> buddies;  // first added first, as the store keeps them
+  bool seen = false;                  // has sent a SET since the server started
+  buddy::presence status = buddy::presence::offline;
+  net::clock::time_point online_until;
+  asio::ip::address address;
+  std::string ip;  // `address` as text, made only when it changes
+  std::uint16_t port = 0;
+};
+
+struct session {
+  explicit session(std::shared_ptr<net::tcp_connection> c) : conn(std::move(c)) {}
+  std::shared_ptr<net::tcp_connection> conn;
+  bool committing = false;  // its request is queued for the store: answer it even when stopping
+};
+
+// IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; their
+// buddies must be told the plain IPv4 address.
+asio::ip::address plain(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  }
+  return a;
+}
+
+std::string request_text(const buddy::request& r) {
+  std::string text = buddy::serialize(r);
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
+std::string response_text(const buddy::response& r) {
+  std::string text;
+  buddy::serialize(r, text);
+  return text;
+}
+
+// The answer for a store result other than success, or nullopt for a
+// failure the protocol has no code for (the request is then not answered).
+std::optional<buddy::response> answer_for(const error& e) {
+  switch (e.code()) {
+    case errc::invalid_argument:
+    case errc::invalid_name:
+      return buddy::response::invalid();
+    case errc::not_found:
+      return buddy::response::no_such_user();
+    case errc::name_taken:
+      return buddy::response::user_exists();
+    default:
+      return std::nullopt;
+  }
+}
+
+bool starts_with_set(std::string_view datagram) {
+  std::size_t i = 0;
+  while (i < datagram.size() && (datagram[i] == ' ' || datagram[i] == '\t')) ++i;
+  datagram.remove_prefix(i);
+  if (datagram.size() < 3) return false;
+  auto upper = [](char c) { return static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c); };
+  return upper(datagram[0]) == 'S' && upper(datagram[1]) == 'E' && upper(datagram[2]) == 'T' &&
+         (datagram.size() == 3 || datagram[3] == ' ' || datagram[3] == '\t' ||
+          datagram[3] == '\r' || datagram[3] == '\n');
+}
+
+std::size_t digits(unsigned n) {
+  std::size_t d = 1;
+  while (n >= 10) {
+    n /= 10;
+    ++d;
+  }
+  return d;
+}
+
+}  // namespace
+
+struct buddy_server::impl {
+  impl(asio::io_context& io_context, buddy_config cfg, net::tcp_listener l, net::udp_socket u)
+      : io(io_context), config(std::move(cfg)), listener(std::move(l)), udp(std::move(u)) {}
+
+  asio::io_context& io;
+  buddy_config config;
+  net::tcp_listener listener;
+  net::udp_socket udp;
+  std::filesystem::path store_path;
+  std::unique_ptr<group_committer<store_type>> committer;
+  std::unordered_map<std::string, user_record, string_hash, std::equal_to<>> users;
+  std::unordered_set<std::shared_ptr<session>> sessions;
+  bool stopping = false;
+  buddy::buddy_list reply_list;  // reused by every GET: keeps its strings' capacity
+  std::string reply_bytes;
+
+  void log(const std::string& line) const {
+    if (config.log) config.log(line);
+  }
+
+  user_record* find(std::string_view id) {
+    auto it = users.find(id);
+    return it == users.end() ? nullptr : &it->second;
+  }
+
+  result<void> load(store_type& st);
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> run_session(std::shared_ptr<session> s);
+  asio::awaitable<void> serve(session& s, const buddy::request& req);
+  std::optional<buddy::response> precheck(const buddy::request& req);
+  void apply(const buddy::request& req);
+  void answer(session& s, const buddy::request* req, const buddy::response& r,
+              std::string_view why = {});
+
+  void on_datagram(std::string_view payload, const asio::ip::udp::endpoint& from,
+                   net::udp_replies& replies);
+  void on_set(const buddy::set_request& m, const asio::ip::udp::endpoint& from);
+  void on_get(const buddy::get_request& m, const asio::ip::udp::endpoint& from,
+              net::udp_replies& replies);
+};
+
+// ------------------------------------------------------------------- startup
+
+result<void> buddy_server::impl::load(store_type& st) {
+  auto ids = st.users();
+  if (!ids) return tl::unexpected(ids.error());
+  users.reserve(ids->size());
+  for (auto& id : *ids) {
+    std::string key = id;
+    users.try_emplace(std::move(key), std::move(id));
+  }
+  for (auto& [id, record] : users) {
+    auto list = st.buddies(id);
+    if (!list) return tl::unexpected(list.error());
+    record.buddies.reserve(list->size());
+    for (const auto& b : *list) {
+      if (auto* other = find(b)) record.buddies.push_back(other);
+    }
+  }
+  return {};
+}
+
+// ------------------------------------------------------------------------ TCP
+
+asio::awaitable<void> buddy_server::impl::accept_loop() {
+  while (!stopping) {
+    auto socket = co_await listener.accept(sessions.size(), config.stream.max_connections);
+    if (!socket) break;
+    auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), config.stream);
+    conn->start();
+    auto s = std::make_shared<session>(std::move(conn));
+    sessions.insert(s);
+    asio::co_spawn(io, run_session(s), asio::detached);
+  }
+}
+
+asio::awaitable<void> buddy_server::impl::run_session(std::shared_ptr<session> s) {
+  auto& conn = *s->conn;
+  buddy::request_decoder decoder(config.wire);
+  while (conn.is_open()) {
+    auto data = co_await conn.read();
+    if (!data) {
+      if (data.error() == errc::timeout) {
+        log(net::to_string(conn.remote()) + ": no complete request in time, dropped");
+      } else if (auto end = decoder.finish(); !end) {
+        // The request was cut short: acting on "REG ali" of "REG alice" is wrong.
+        log(net::to_string(conn.remote()) + ": " + end.error().message());
+      }
+      break;
+    }
+    std::string_view in = *data;
+    auto r = decoder.next(in);
+    if (!r) {
+      // Bad syntax, an unknown verb or a line over the limit: all are 201.
+      answer(*s, nullptr, buddy::response::invalid(), r.error().message());
+      break;
+    }
+    if (!*r) {
+      conn.set_mid_message(true);
+      continue;
+    }
+    // One request per connection: whatever follows it is ignored.
+    conn.set_mid_message(false);
+    const buddy::request req = std::move(**r);
+    co_await serve(*s, req);
+    break;
+  }
+  if (conn.is_open()) conn.close_after_flush();
+  sessions.erase(s);
+}
+
+// `s` is kept alive by run_session, which awaits this.
+asio::awaitable<void> buddy_server::impl::serve(session& s, const buddy::request& req) {
+  if (auto early = precheck(req)) {
+    answer(s, &req, *early);
+    co_return;
+  }
+  store_type::operation op;
+  if (const auto* reg = std::get_if<buddy::register_request>(&req)) {
+    op = store_type::add_user_op{reg->user};
+  } else if (const auto* add = std::get_if<buddy::add_request>(&req)) {
+    op = store_type::add_buddy_op{add->user, add->buddy};
+  } else {
+    const auto& del = std::get<buddy::delete_request>(req);
+    op = store_type::remove_buddy_op{del.user, del.buddy};
+  }
+  s.committing = true;
+  auto done = co_await committer->write(std::move(op));
+  s.committing = false;
+  if (done) {
+    apply(req);
+    answer(s, &req, buddy::response::ok());
+    co_return;
+  }
+  if (auto code = answer_for(done.error())) {
+    answer(s, &req, *code);
+    co_return;
+  }
+  // Not committed, and the protocol has no code for it: no answer at all
+  // rather than one that could be taken for success.
+  log(net::to_string(s.conn->remote()) + " " + request_text(req) +
+      ": not answered: " + done.error().message());
+  s.conn->close();
+}
+
+// Answers from the in-memory copy what needs no write. It holds committed
+// state only, so "already there" is already durable, and "unknown" is right
+// for a user whose REG has not been answered yet.
+std::optional<buddy::response> buddy_server::impl::precheck(const buddy::request& req) {
+  if (const auto* reg = std::get_if<buddy::register_request>(&req)) {
+    if (find(reg->user)) return buddy::response::user_exists();
+    return std::nullopt;
+  }
+  bool add = std::holds_alternative<buddy::add_request>(req);
+  const std::string& user =
+      add ? std::get<buddy::add_request>(req).user : std::get<buddy::delete_request>(req).user;
+  const std::string& buddy_id =
+      add ? std::get<buddy::add_request>(req).buddy : std::get<buddy::delete_request>(req).buddy;
+  auto* u = find(user);
+  auto* b = find(buddy_id);
+  if (!u || !b) return buddy::response::no_such_user();
+  bool listed = std::find(u->buddies.begin(), u->buddies.end(), b) != u->buddies.end();
+  if (add == listed) return buddy::response::ok();  // ADD twice, or DEL of a non-buddy
+  return std::nullopt;
+}
+
+// Mirrors a committed change in memory; commits resume in commit order.
+void buddy_server::impl::apply(const buddy::request& req) {
+  if (const auto* reg = std::get_if<buddy::register_request>(&req)) {
+    users.try_emplace(reg->user, reg->user);
+    return;
+  }
+  bool add = std::holds_alternative<buddy::add_request>(req);
+  const std::string& user =
+      add ? std::get<buddy::add_request>(req).user : std::get<buddy::delete_request>(req).user;
+  const std::string& buddy_id =
+      add ? std::get<buddy::add_request>(req).buddy : std::get<buddy::delete_request>(req).buddy;
+  auto* u = find(user);
+  auto* b = find(buddy_id);
+  if (!u || !b) return;  // the store knew both; a REG commits before anything naming it
+  auto it = std::find(u->buddies.begin(), u->buddies.end(), b);
+  if (add && it == u->buddies.end()) u->buddies.push_back(b);
+  if (!add && it != u->buddies.end()) u->buddies.erase(it);
+}
+
+void buddy_server::impl::answer(session& s, const buddy::request* req, const buddy::response& r,
+                                std::string_view why) {
+  std::string line = response_text(r);
+  s.conn->send(line);
+  line.pop_back();
+  log(net::to_string(s.conn->remote()) + (req ? " " + request_text(*req) : std::string()) +
+      ": " + line + (why.empty() ? std::string() : " (" + std::string(why) + ")"));
+  // The writer sends the answer, then closes.
+  s.conn->close_after_flush();
+}
+
+// ------------------------------------------------------------------------ UDP
+
+void buddy_server::impl::on_datagram(std::string_view payload,
+                                     const asio::ip::udp::endpoint& from,
+                                     net::udp_replies& replies) {
+  auto req = buddy::parse_udp_request(payload);
+  if (!req) {
+    // SET is never answered, not even a bad one; anything else gets what a
+    // bad GET gets.
+    if (!starts_with_set(payload)) {
+      replies.send(response_text(buddy::response::invalid()), from);
+    }
+    return;
+  }
+  if (const auto* set = std::get_if<buddy::set_request>(&*req)) {
+    on_set(*set, from);
+  } else {
+    on_get(std::get<buddy::get_request>(*req), from, replies);
+  }
+}
+
+void buddy_server::impl::on_set(const buddy::set_request& m, const asio::ip::udp::endpoint& from) {
+  auto* u = find(m.user);
+  if (!u) return;  // no reply to SET; statuses are kept for registered users only
+  auto now = net::clock::now();
+  bool was_online = u->seen && u->status == buddy::presence::online &&
+                    (config.status_ttl.count() <= 0 || now < u->online_until);
+  auto address = plain(from.address());
+  bool moved = !u->seen || address != u->address || m.msgport != u->port;
+  if (address != u->address || !u->seen) {
+    u->address = address;
+    u->ip = address.to_string();
+  }
+  u->seen = true;
+  u->status = m.status;
+  u->port = m.msgport;
+  u->online_until = now + config.status_ttl;
+  bool online = m.status == buddy::presence::online;
+  // Refreshes are the common case and are not news.
+  if (online != was_online || (online && moved)) {
+    log(u->id + (online ? " online at " + u->ip + " port " + std::to_string(u->port)
+                        : std::string(" offline")));
+  }
+}
+
+void buddy_server::impl::on_get(const buddy::get_request& m, const asio::ip::udp::endpoint& from,
+                                net::udp_replies& replies) {
+  auto* u = find(m.user);
+  if (!u) {
+    replies.send(response_text(buddy::response::no_such_user()), from);
+    return;
+  }
+  auto now = net::clock::now();
+  // Entries are overwritten in place, so their strings keep their capacity.
+  auto& out = reply_list.buddies;
+  std::size_t n = 0, size = 0;
+  for (const auto* b : u->buddies) {
+    if (out.size() == n) out.emplace_back();
+    auto& e = out[n];
+    e.id.assign(b->id);
+    if (b->seen) {
+      bool fresh = config.status_ttl.count() <= 0 || now < b->online_until;
+      e.status = b->status == buddy::presence::online && fresh ? buddy::presence::online
+                                                               : buddy::presence::offline;
+      e.ip.assign(b->ip);
+      e.port = b->port;
+    } else {
+      e.status = buddy::presence::offline;
+      e.ip.assign("0.0.0.0");
+      e.port = 0;
+    }
+    std::size_t line = e.id.size() + 3 + 1 + e.ip.size() + 1 + digits(e.port) + 2;
+    // One datagram is all the protocol has: a list too long for it is cut.
+    if (size + line > buddy::max_datagram) break;
+    size += line;
+    ++n;
+  }
+  out.resize(n);
+  reply_bytes.clear();
+  if (buddy::serialize(reply_list, reply_bytes)) replies.send(reply_bytes, from);
+}
+
+// --------------------------------------------------------------------- public
+
+buddy_server::buddy_server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+
+buddy_server::~buddy_server() {
+  if (impl_) {
+    impl_->stopping = true;
+    impl_->listener.close();
+    impl_->udp.close();
+  }
+}
+
+result<std::unique_ptr<buddy_server>> buddy_server::bind(asio::io_context& io,
+                                                         buddy_config config) {
+  auto listener = net::tcp_listener::bind(io, config.host, config.tcp_port);
+  if (!listener) return tl::unexpected(listener.error());
+  auto udp = net::udp_socket::bind(io, config.host, config.udp_port, config.datagram);
+  if (!udp) return tl::unexpected(udp.error());
+  auto path = config.data_dir / "buddy.sqlite3";
+  auto st = store_type::open(path, config.store);
+  if (!st) return tl::unexpected(st.error());
+  auto state =
+      std::make_unique<impl>(io, std::move(config), std::move(*listener), std::move(*udp));
+  state->store_path = path;
+  if (auto loaded = state->load(*st); !loaded) return tl::unexpected(loaded.error());
+  state->committer = std::make_unique<group_committer<store_type>>(io, std::move(*st));
+  return std::unique_ptr<buddy_server>(new buddy_server(std::move(state)));
+}
+
+asio::ip::tcp::endpoint buddy_server::tcp_endpoint() const {
+  return impl_->listener.local_endpoint();
+}
+
+asio::ip::udp::endpoint buddy_server::udp_endpoint() const { return impl_->udp.local_endpoint(); }
+
+void buddy_server::start() {
+  impl_->log("listening on " + net::to_string(tcp_endpoint()));
+  impl_->log("listening on " + net::to_string(udp_endpoint()));
+  impl_->log("data " + impl_->store_path.string() + ": " + std::to_string(impl_->users.size()) +
+             " users; status TTL " +
+             std::to_string(
+                 std::chrono::duration_cast<std::chrono::seconds>(impl_->config.status_ttl)
+                     .count()) +
+             " s");
+  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+  auto* state = impl_.get();
+  asio::co_spawn(
+      impl_->io,
+      state->udp.serve([state](std::string_view payload, const asio::ip::udp::endpoint& from,
+                               net::udp_replies& replies) {
+        state->on_datagram(payload, from, replies);
+      }),
+      asio::detached);
+}
+
+void buddy_server::stop() {
+  if (impl_->stopping) return;
+  impl_->stopping = true;
+  impl_->listener.close();
+  impl_->udp.close();
+  auto sessions = impl_->sessions;
+  for (auto& s : sessions) {
+    if (!s->committing) s->conn->close_after_flush();
+  }
+  if (auto dropped = dropped_datagrams(); dropped > 0) {
+    impl_->log("dropped " + std::to_string(impl_->udp.dropped_rate()) +
+               " datagrams over the per-source rate and " +
+               std::to_string(impl_->udp.dropped_oversized()) + " oversized ones");
+  }
+}
+
+std::size_t buddy_server::user_count() const { return impl_->users.size(); }
+std::size_t buddy_server::connection_count() const { return impl_->sessions.size(); }
+std::uint64_t buddy_server::dropped_datagrams() const {
+  return impl_->udp.dropped_rate() + impl_->udp.dropped_oversized();
+}
+
+}  // namespace improto::server
