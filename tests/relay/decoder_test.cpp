@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -352,4 +354,33 @@ TEST_CASE("no read past the input: every prefix on guarded memory") {
       CHECK(out.messages.size() == 1);
     }
   }
+}
+
+TEST_CASE("a head whose body comes in a later chunk outlives the chunk it came in") {
+  // The decoder reads the head's headers (More) and start line only when the
+  // body is complete; the chunk that held them is gone by then.
+  decoder d(direction::to_client);
+  {
+    auto chunk = std::make_unique<std::string>("USERS\nMore: yes\nContent-length: 6\n\nal");
+    std::string_view in = *chunk;
+    CHECK_FALSE(d.next(in)->has_value());
+    std::fill(chunk->begin(), chunk->end(), 'X');
+  }
+  std::string_view rest = "ice\n";
+  auto r = d.next(rest);
+  REQUIRE(r);
+  REQUIRE(r->has_value());
+  CHECK(**r == message(user_list{{"alice"}, true}));
+
+  decoder e(direction::to_server);
+  {
+    auto chunk = std::make_unique<std::string>("RECEIVED alice\nContent-length: 2\n\n");
+    std::string_view in = *chunk;
+    CHECK_FALSE(e.next(in)->has_value());
+    std::fill(chunk->begin(), chunk->end(), 'X');
+  }
+  std::string_view body = "xy";
+  auto bad = e.next(body);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().detail() == "RECEIVED carries no body");
 }
