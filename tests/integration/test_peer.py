@@ -12,19 +12,40 @@ import pytest
 from conftest import Proc, binary, connect
 
 
+SANITIZER_REPORT = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
 @pytest.fixture
-def registry(start, tmp_path):
-    proc = start("imregistryd", "--port", "0", "--data", tmp_path)
-    return proc.listening()[1]
+def tools(start):
+    """start() for imregistryd and impeer; after the test each must have
+    exited (or exit on SIGTERM) without a sanitizer report."""
+    procs = []
+
+    def _start(name, *args, stdin=subprocess.DEVNULL):
+        proc = start(name, *args, stdin=stdin)
+        procs.append(proc)
+        return proc
+    yield _start
+    for proc in procs:
+        proc.stop()
+        report = [line for line in proc.stderr_lines if any(s in line for s in SANITIZER_REPORT)]
+        assert not report, proc.stderr_lines
 
 
-def peer(start, name, port, mode, stdin=subprocess.PIPE):
-    return start("impeer", name, f"127.0.0.1:{port}", mode, stdin=stdin)
+@pytest.fixture
+def registry(tools, tmp_path):
+    proc = tools("imregistryd", "--port", "0", "--data", tmp_path)
+    yield proc.listening()[1]
+    assert proc.stop() == 0
 
 
-def listen(start, name, port, stdin=subprocess.PIPE):
+def peer(tools, name, port, mode, stdin=subprocess.PIPE):
+    return tools("impeer", name, f"127.0.0.1:{port}", mode, stdin=stdin)
+
+
+def listen(tools, name, port, stdin=subprocess.PIPE):
     """A listen-mode impeer, once it is registered and receiving."""
-    p = peer(start, name, port, "listen", stdin=stdin)
+    p = peer(tools, name, port, "listen", stdin=stdin)
     m = p.wait_line(r"^impeer: registered (\S+)@([\d.]+):(\d+) on ")
     assert m.group(1) == name
     p.address = (m.group(2), int(m.group(3)))
@@ -100,12 +121,12 @@ def seed_send_p2p(userAddressPort, message, username):
 
 # ------------------------------------------------------------------- tests
 
-def test_listen_and_send_through_pipes(start, registry):
+def test_listen_and_send_through_pipes(tools, registry):
     port = registry
-    alice = listen(start, "alice", port)
-    carol = listen(start, "carol", port)
-    bob_in = listen(start, "bob", port)
-    bob = peer(start, "bob", port, "send")
+    alice = listen(tools, "alice", port)
+    carol = listen(tools, "carol", port)
+    bob_in = listen(tools, "bob", port)
+    bob = peer(tools, "bob", port, "send")
     say(bob, "list")
     assert wait_stdout(bob, 4) == ["The online users are:", "alice", "carol", "bob"]
     say(bob, 'unicast alice "hello alice"')
@@ -137,10 +158,10 @@ def test_listen_and_send_through_pipes(start, registry):
     assert seed_get_users(port) == []
 
 
-def test_seed_style_peer_receives_from_impeer_send(start, registry):
+def test_seed_style_peer_receives_from_impeer_send(tools, registry):
     port = registry
     lara = seed_listen_register(port, "Lara")
-    utku = peer(start, "Utku", port, "send")
+    utku = peer(tools, "Utku", port, "send")
     say(utku, 'unicast Lara "Merhaba Lara"')
     assert wait_stdout(utku, 1) == ["message is sent to Lara"]
     assert lara.recv(2048) == b"Utku: Merhaba Lara"
@@ -150,9 +171,9 @@ def test_seed_style_peer_receives_from_impeer_send(start, registry):
     assert utku.popen.wait(10) == 0
 
 
-def test_impeer_listen_receives_seed_style_datagrams(start, registry):
+def test_impeer_listen_receives_seed_style_datagrams(tools, registry):
     port = registry
-    lara = listen(start, "Lara", port)
+    lara = listen(tools, "Lara", port)
     users = seed_get_users(port)
     assert users == [f"Lara@{lara.address[0]}:{lara.address[1]}"]
     seed_send_p2p(users[0], "Merhaba Lara", "Utku")
@@ -165,10 +186,10 @@ def test_impeer_listen_receives_seed_style_datagrams(start, registry):
     assert lara.stdout_lines == ["Utku: Merhaba Lara", "Defne: Nice app!"]
 
 
-def test_largest_datagram(start, registry):
+def test_largest_datagram(tools, registry):
     port = registry
-    alice = listen(start, "alice", port)
-    bob = peer(start, "bob", port, "send")
+    alice = listen(tools, "alice", port)
+    bob = peer(tools, "bob", port, "send")
     biggest = "x" * (65507 - len("bob: "))
     say(bob, f'unicast alice "{biggest}"')
     say(bob, f'unicast alice "{biggest}y"')
@@ -178,10 +199,10 @@ def test_largest_datagram(start, registry):
     assert wait_stdout(alice, 1) == ["bob: " + biggest]
 
 
-def test_listen_leaves_on_logout_line_and_survives_stdin_eof(start, registry):
+def test_listen_leaves_on_logout_line_and_survives_stdin_eof(tools, registry):
     port = registry
-    quiet = listen(start, "quiet", port, stdin=subprocess.DEVNULL)
-    chatty = listen(start, "chatty", port)
+    quiet = listen(tools, "quiet", port, stdin=subprocess.DEVNULL)
+    chatty = listen(tools, "chatty", port)
     time.sleep(0.3)
     assert quiet.popen.poll() is None  # the end of stdin does not end listen mode
     say(chatty, "hello?")
@@ -193,10 +214,10 @@ def test_listen_leaves_on_logout_line_and_survives_stdin_eof(start, registry):
     assert seed_get_users(port) == []
 
 
-def test_send_mode_logout_ends_the_names_registration(start, registry):
+def test_send_mode_logout_ends_the_names_registration(tools, registry):
     port = registry
-    dana = listen(start, "dana", port)
-    other = peer(start, "dana", port, "send")
+    dana = listen(tools, "dana", port)
+    other = peer(tools, "dana", port, "send")
     say(other, "logout")
     assert wait_stdout(other, 1) == ["dana is logged out"]
     assert other.popen.wait(10) == 0
@@ -204,15 +225,15 @@ def test_send_mode_logout_ends_the_names_registration(start, registry):
     # The listener leaves later without complaint.
     assert dana.stop() == 0
     dana.wait_line(r"was logged out already$")
-    nobody = peer(start, "nobody", port, "send")
+    nobody = peer(tools, "nobody", port, "send")
     say(nobody, "logout")
     assert wait_stdout(nobody, 1) == ["nobody is not registered"]
     assert nobody.popen.wait(10) == 0
 
 
-def test_send_mode_end_of_input_and_empty_list(start, registry):
+def test_send_mode_end_of_input_and_empty_list(tools, registry):
     port = registry
-    bob = peer(start, "bob", port, "send")
+    bob = peer(tools, "bob", port, "send")
     say(bob, "list")
     say(bob, 'broadcast "anyone?"')
     bob.popen.stdin.close()
@@ -305,17 +326,17 @@ userListRead.close()
 '''
 
 
-def test_impeer_with_the_seed_server(start, tmp_path):
+def test_impeer_with_the_seed_server(tools, tmp_path):
     script = tmp_path / "MessageServer.py"
     script.write_text(SEED_SERVER)
     seed = Proc([sys.executable, "-u", str(script), "127.0.0.1:0"], cwd=tmp_path)
     try:
         port = seed.listening()[1]
-        bob = peer(start, "bob", port, "send")
+        bob = peer(tools, "bob", port, "send")
         say(bob, "list")
         assert wait_stdout(bob, 1) == ["There are no online users."]
-        alice = listen(start, "alice", port)
-        taken = peer(start, "alice", port, "listen")
+        alice = listen(tools, "alice", port)
+        taken = peer(tools, "alice", port, "listen")
         assert taken.popen.wait(10) == 1
         taken.wait_line(rf"^impeer: the name 'alice' is already registered on 127\.0\.0\.1:{port}$")
         say(bob, "list")
@@ -343,9 +364,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_errors_are_sentences_with_exit_codes(start, registry):
+def test_errors_are_sentences_with_exit_codes(tools, registry):
     port = registry
-    listen(start, "alice", port)
+    listen(tools, "alice", port)
     started = time.monotonic()
     done = run_peer("alice", f"127.0.0.1:{port}", "listen")
     assert done.returncode == 1

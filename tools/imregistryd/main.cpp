@@ -31,10 +31,11 @@ int main(int argc, char** argv) {
       .option("host", "HOST", "address to listen on (default 127.0.0.1)", host)
       .option("port", "PORT", "TCP port, 0 for any free one (default 65432)", port)
       .option("data", "DIR", "directory of registry.sqlite3; must exist (default: .)", data)
-      .option("idle-timeout", "MINUTES", "close connections idle this long (default 5)",
+      .option("idle-timeout", "MIN", "close connections idle this many minutes (default 5)",
               idle_minutes)
-      .option("message-timeout", "SECONDS",
-              "drop clients that leave a request unfinished this long (default 30)",
+      .option("message-timeout", "SEC",
+              "drop clients that leave a request unfinished this many seconds\n"
+              "                        (slow-loris bound; default 30)",
               message_timeout)
       .option("max-connections", "N", "connections served at once (default 10000)",
               max_connections)

@@ -39,6 +39,17 @@ std::string_view path_of(std::string_view target) {
   return target.substr(0, target.find_first_of("?#"));
 }
 
+// "30 s", "0.5 s".
+std::string seconds_text(std::chrono::milliseconds d) {
+  auto ms = d.count();
+  std::string text = std::to_string(ms / 1000);
+  if (ms % 1000 != 0) {
+    std::string fraction = std::to_string(1000 + ms % 1000).substr(1);
+    text += "." + fraction.substr(0, fraction.find_last_not_of('0') + 1);
+  }
+  return text + " s";
+}
+
 // How one reply is framed, from its request.
 struct reply_form {
   int version = 1;
@@ -103,6 +114,7 @@ struct registry_server::impl {
   bool stopping = false;
   std::size_t pending_writes = 0;
   std::string loaded_from;  // for the startup log
+  std::string scratch;      // replies sent at once are built here, no allocation
 
   // The committed list, in registration order, and its GET body.
   std::list<registry::entry> entries;
@@ -158,7 +170,8 @@ struct registry_server::impl {
              std::string_view extra_headers = {});
   void complete(session& s, std::uint64_t slot_number, std::string bytes);
   void flush(session& s);
-  void render_list(slot& sl);
+  void send_now(session& s, std::string_view bytes);
+  void append_list(std::string& out, const reply_form& form);
 };
 
 // ------------------------------------------------------------------ sessions
@@ -211,7 +224,7 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
     if (!data) {
       if (data.error() == errc::timeout && s->mid_message) {
         log(net::to_string(conn.remote()) + ": dropped, no complete request within " +
-            std::to_string(config.stream.message_timeout.count()) + " ms");
+            seconds_text(config.stream.message_timeout));
       }
       break;
     }
@@ -267,8 +280,15 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const http
     return;
   }
   if (req.method == "GET" || req.method == "HEAD") {
-    add_slot(*s, slot::state::listing, form);
-    flush(*s);  // answered now unless a write of this connection is ahead
+    if (!s->replies.empty()) {
+      // Answered when it reaches the front, after this connection's writes.
+      add_slot(*s, slot::state::listing, form);
+      return;
+    }
+    // The hot path: straight from the list in memory to the connection.
+    scratch.clear();
+    append_list(scratch, form);
+    send_now(*s, scratch);
     return;
   }
   if (req.method != "POST") {
@@ -347,9 +367,22 @@ std::uint64_t registry_server::impl::add_slot(session& s, slot::state st, const 
 
 void registry_server::impl::reply(session& s, int status, std::string_view body,
                                   const reply_form& form, std::string_view extra_headers) {
+  if (s.replies.empty()) {
+    scratch.clear();
+    append_response(scratch, status, body, form, extra_headers);
+    send_now(s, scratch);
+    return;
+  }
   add_slot(s, slot::state::ready, form);
   append_response(s.replies.back().bytes, status, body, form, extra_headers);
-  flush(s);
+}
+
+void registry_server::impl::send_now(session& s, std::string_view bytes) {
+  if (s.conn->is_open() && !s.conn->send(bytes)) {
+    // It does not read its replies: nothing else bounds what we would hold.
+    log(net::to_string(s.conn->remote()) + ": reply queue full, closing");
+    s.conn->close();
+  }
 }
 
 void registry_server::impl::complete(session& s, std::uint64_t slot_number, std::string bytes) {
@@ -362,27 +395,21 @@ void registry_server::impl::complete(session& s, std::uint64_t slot_number, std:
 void registry_server::impl::flush(session& s) {
   while (!s.replies.empty() && s.replies.front().st != slot::state::pending) {
     auto& front = s.replies.front();
-    if (front.st == slot::state::listing) render_list(front);
-    if (s.conn->is_open() && !s.conn->send(front.bytes)) {
-      // It does not read its replies: nothing else bounds what we would hold.
-      log(net::to_string(s.conn->remote()) + ": reply queue full, closing");
-      s.conn->close();
-    }
+    if (front.st == slot::state::listing) append_list(front.bytes, front.form);
+    send_now(s, front.bytes);
     s.replies.pop_front();
     ++s.first_slot;
   }
   if (s.waiting) s.wake.cancel();
 }
 
-void registry_server::impl::render_list(slot& sl) {
-  sl.st = slot::state::ready;
-  sl.bytes.clear();
+void registry_server::impl::append_list(std::string& out, const reply_form& form) {
   const std::string& body = current_list();
   if (body.empty()) {
     // The seed clients read 400 as "no online users".
-    append_response(sl.bytes, 400, "no users are registered\n", sl.form);
+    append_response(out, 400, "no users are registered\n", form);
   } else {
-    append_response(sl.bytes, 200, body, sl.form);
+    append_response(out, 200, body, form);
   }
 }
 
