@@ -76,6 +76,8 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 # -------------------------------------------------------------------- runs
+# Every suite uses this build: the relay suite's own switch for that.
+export RELAY_BENCH_BIN="${RELAY_BENCH_BIN:-$BENCH_BIN}"
 rows="$BENCH_BUILD/rows.jsonl"
 : >"$rows"
 failed=()
@@ -85,7 +87,8 @@ for s in "${suites[@]}"; do
   t0=$(date +%s)
   rc=0
   BENCH_SUITE="$s" BENCH_BUDGET="$budget" \
-    timeout --kill-after=10 "$((budget + 30))" bash "bench/$s/suite.sh" >"$BENCH_BUILD/rows-$s.jsonl" || rc=$?
+    timeout --kill-after=10 "$((budget + 30))" bash "bench/$s/suite.sh" "$budget" \
+    >"$BENCH_BUILD/rows-$s.jsonl" || rc=$?
   n=$(grep -c '^{' "$BENCH_BUILD/rows-$s.jsonl" || true)
   python3 bench/lib/bench.py tag "suite=$s" "load_average_at_start=$load" \
     <"$BENCH_BUILD/rows-$s.jsonl" >>"$rows"

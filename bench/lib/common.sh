@@ -7,8 +7,9 @@
 #     line (bench_row / bench_row_rounds below), and progress on stderr
 #     (bench_log). Nothing else goes to stdout.
 #   * A line `# budget: SECONDS` near the top of suite.sh is the time the
-#     runner gives it (default 180); run.sh kills the suite 30 s after that.
-#     bench_time_left tells a suite how much of it is left.
+#     runner gives it (default 300); run.sh passes it as $1 and in
+#     BENCH_BUDGET, and kills the suite 30 s after that. bench_time_left
+#     tells a suite how much of it is left.
 #   * bench/<suite>/packages.txt, if present, lists the Debian packages the
 #     suite needs (one a line, # comments); run.sh installs missing ones.
 #   * bench/<suite>/CMakeLists.txt, if present, is added to the Release build
@@ -89,10 +90,10 @@ BENCH_STARTED_AT=$(date +%s)
 
 bench_log() { printf '[%s %s] %s\n' "$(date +%T)" "${BENCH_SUITE:-bench}" "$*" >&2; }
 
-bench_budget_of() {  # bench_budget_of SUITE_SH: the `# budget:` line, default 180
+bench_budget_of() {  # bench_budget_of SUITE_SH: the `# budget:` line, default 300
   local b
   b=$(sed -n 's/^# budget: *\([0-9][0-9]*\).*/\1/p' "$1" | head -1)
-  echo "${b:-180}"
+  echo "${b:-300}"
 }
 
 bench_init() {
