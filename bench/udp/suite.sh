@@ -67,10 +67,22 @@ echo_pid=$BENCH_PID
 echo_port=$(bench_wait_listening echo)
 echo_port=${echo_port##*:}
 
-load() {  # load PORT PID ARGS...
-  local port="$1" pid="$2"
+load() {  # load PORT PID ARGS...: udp_load's JSON, plus how busy both cores were
+  local port="$1" pid="$2" s0 s1 l0 l1 out
   shift 2
-  bench_timeout 30 bench_on_load "$BENCH_BIN/udp_load" --port "$port" --pid "$pid" --duration "$secs" "$@"
+  s0=$(bench_core_jiffies "$BENCH_SERVER_CPU")
+  l0=$(bench_core_jiffies "$BENCH_LOAD_CPU")
+  out=$(bench_timeout 30 bench_on_load "$BENCH_BIN/udp_load" --port "$port" --pid "$pid" --duration "$secs" "$@")
+  s1=$(bench_core_jiffies "$BENCH_SERVER_CPU")
+  l1=$(bench_core_jiffies "$BENCH_LOAD_CPU")
+  python3 - "$out" "$s0 $s1" "$l0 $l1" <<'EOF'
+import json, sys
+d = json.loads(sys.argv[1])
+for key, arg in (("core_server", sys.argv[2]), ("core_load", sys.argv[3])):
+    b0, a0, b1, a1 = map(int, arg.split())
+    d[key] = round((b1 - b0) / max(1, a1 - a0), 3)
+print(json.dumps(d))
+EOF
 }
 
 # The fixed rate: half of what imbuddyd answers at saturation (a second's
@@ -133,14 +145,29 @@ def saturation_notes(key):
     for s, name in (("ours", "imbuddyd"), ("echo", "udp_echo")):
         busy = med([v[s][key]["server_busy"] for v in rounds])
         gen = med([v[s][key]["gen_busy"] for v in rounds])
+        srv = med([v[s][key]["core_server"] for v in rounds])
+        load = med([v[s][key]["core_load"] for v in rounds])
         if busy < 0.85:
-            why = ("the load generator was the bottleneck" if gen >= 0.85 else
-                   "neither was saturated: the machine was busy with other work or the window too small")
-            notes.append(f"{name} used {busy:.0%} of its core, udp_load {gen:.0%} of its own: {why}")
+            if load >= 0.9 and srv < 0.9:
+                why = "the load generator was the bottleneck"
+            elif srv >= 0.9:
+                why = "other processes shared the server's core"
+            else:
+                why = "neither core was saturated (latency-bound)"
+            notes.append(f"{name} used {busy:.0%} of its core, udp_load {gen:.0%} of its own "
+                         f"(server core {srv:.0%}, load core {load:.0%} busy): {why}")
         lost = sum(v[s][key]["lost"] for v in rounds)
         if lost:
             notes.append(f"{name}: {lost} GETs unanswered")
     return notes
+
+def per_cpu_note(key):
+    # Requests per second of server CPU: robust to other work on the machine.
+    eff = {s: [v[s][key]["rate"] / max(1e-9, v[s][key]["server_busy"]) for v in rounds]
+           for s in ("ours", "echo")}
+    ratio = med([o / a for o, a in zip(eff["ours"], eff["echo"])])
+    return (f"per second of server CPU: imbuddyd {med(eff['ours']):,.0f}, udp_echo "
+            f"{med(eff['echo']):,.0f} requests (ratio {ratio:.3g})")
 
 def rate_notes(key):
     notes = []
@@ -151,10 +178,11 @@ def rate_notes(key):
     return notes
 
 row("udp GET saturation", "requests/s", "get_sat", "rate", 0.9, True,
-    ["replies/s, 4 sockets x 48 in flight; imbuddyd --udp-rate 0"] + saturation_notes("get_sat"))
+    ["replies/s, 4 sockets x 48 in flight; imbuddyd --udp-rate 0"] + saturation_notes("get_sat") +
+    [per_cpu_note("get_sat")])
 row("udp SET saturation", "requests/s", "set_sat", "rate", 0.9, True,
     ["datagrams taken off the server's socket per second (sent - socket drops)"] +
-    saturation_notes("set_sat"))
+    saturation_notes("set_sat") + [per_cpu_note("set_sat")])
 row(f"udp GET at {rate}/s", "server CPU us/request", "get_rate", "cpu_us_per_request", 1.2, False,
     ["server CPU time (user+system) / requests handled"] + rate_notes("get_rate"))
 row(f"udp SET at {rate}/s", "server CPU us/request", "set_rate", "cpu_us_per_request", 1.2, False,
