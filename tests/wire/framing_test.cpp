@@ -143,6 +143,24 @@ TEST_CASE("frame_reader rejects malformed headers") {
   }
 }
 
+TEST_CASE("a bad header line fails at the same point however the head arrives") {
+  // The head never ends: the error must come from the bad line itself.
+  const std::string input = "a\n\v\n";
+  for (std::size_t chunk = 1; chunk <= input.size(); ++chunk) {
+    CAPTURE(chunk);
+    collector c;
+    for (std::size_t i = 0; i < input.size(); i += chunk) c.feed(std::string_view(input).substr(i, chunk));
+    CHECK(c.failure == errc::malformed_header);
+  }
+  const std::string many = "X\na: 1\nb: 2\nc: 3\n";
+  for (std::size_t chunk = 1; chunk <= many.size(); ++chunk) {
+    CAPTURE(chunk);
+    collector c(wire::limits{.max_line = 80, .max_headers = 2, .max_body = 16});
+    for (std::size_t i = 0; i < many.size(); i += chunk) c.feed(std::string_view(many).substr(i, chunk));
+    CHECK(c.failure == errc::too_many_headers);
+  }
+}
+
 TEST_CASE("frame_reader Content-Length handling") {
   for (std::string_view bad : {"X\nContent-Length: -1\n\n", "X\nContent-Length: 1x\n\n",
                                "X\nContent-Length:\n\n",
@@ -216,6 +234,8 @@ TEST_CASE("text helpers") {
   CHECK_FALSE(wire::parse_decimal(""));
   CHECK_FALSE(wire::parse_decimal("+1"));
   CHECK(wire::parse_decimal("65535", 65535) == 65535u);
+  CHECK_FALSE(wire::parse_decimal("2", 1));
+  CHECK(wire::parse_decimal("1", 1) == 1u);
   CHECK_FALSE(wire::parse_decimal("65536", 65535));
   CHECK(wire::iequals("Content-Length", "content-LENGTH"));
   std::string all;

@@ -114,8 +114,9 @@ result<frame_reader::event> frame_reader::next(std::string_view& in) {
   return event::need_more;
 }
 
-result<frame_reader::event> frame_reader::add_header(std::string_view line) {
-  if (headers_.size() >= limits_.max_headers) {
+result<frame_reader::event> frame_reader::check_header(std::string_view line,
+                                                     std::size_t headers_before) {
+  if (headers_before >= limits_.max_headers) {
     return fail_with(errc::too_many_headers,
                      "more than " + std::to_string(limits_.max_headers) + " header lines");
   }
@@ -124,23 +125,27 @@ result<frame_reader::event> frame_reader::add_header(std::string_view line) {
   }
   std::size_t colon = 0;
   while (colon < line.size() && is_tchar(line[colon])) ++colon;
-  if (colon == line.size() || line[colon] != ':' || colon == 0) {
-    if (colon < line.size() && colon > 0 && line[colon] != ':' &&
-        line.find(':') != std::string_view::npos) {
+  if (colon == 0 || colon == line.size() || line[colon] != ':') {
+    auto at = line.find(':');
+    if (colon > 0 && at != std::string_view::npos) {
       return fail_with(errc::malformed_header,
-                       "bad character in header name '" + escape(line.substr(0, line.find(':'))) + "'");
+                       "bad character in header name '" + escape(line.substr(0, at)) + "'");
     }
     return fail_with(errc::malformed_header, "header line without a name and ':'");
   }
-  std::string_view name = line.substr(0, colon);
-  std::string_view value = trim(line.substr(colon + 1));
-  for (char c : value) {
+  for (char c : line.substr(colon + 1)) {
     if (is_ctl(c)) {
-      return fail_with(errc::malformed_header,
-                       "control character in header '" + std::string(name) + "'");
+      return fail_with(errc::malformed_header, "control character in header '" +
+                                                   std::string(line.substr(0, colon)) + "'");
     }
   }
-  headers_.push_back({name, value});
+  return event::need_more;
+}
+
+result<frame_reader::event> frame_reader::add_header(std::string_view line) {
+  if (auto ok = check_header(line, headers_.size()); !ok) return ok;
+  auto colon = line.find(':');
+  headers_.push_back({line.substr(0, colon), trim(line.substr(colon + 1))});
   return event::need_more;
 }
 
@@ -236,10 +241,10 @@ result<frame_reader::event> frame_reader::read_head(std::string_view& in) {
       line_ends_.push_back(static_cast<std::uint32_t>(head_.size()));
       return complete_head();
     }
-    // Every line but the start line is a header.
-    if (line_ends_.size() > limits_.max_headers) {
-      return fail_with(errc::too_many_headers,
-                       "more than " + std::to_string(limits_.max_headers) + " header lines");
+    // Every line but the start line is a header, checked as soon as it is
+    // complete, exactly as the in-place path does.
+    if (!line_ends_.empty()) {
+      if (auto ok = check_header(line, line_ends_.size() - 1); !ok) return ok;
     }
     line_ends_.push_back(static_cast<std::uint32_t>(head_.size()));
     state_ = state::head;

@@ -31,7 +31,7 @@ std::optional<std::uint64_t> parse_decimal(std::string_view s, std::uint64_t max
   for (char c : s) {
     if (!is_digit(c)) return std::nullopt;
     auto digit = static_cast<std::uint64_t>(c - '0');
-    if (value > (max - digit) / 10) return std::nullopt;
+    if (digit > max || value > (max - digit) / 10) return std::nullopt;
     value = value * 10 + digit;
   }
   return value;

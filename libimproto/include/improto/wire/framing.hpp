@@ -115,7 +115,9 @@ class frame_reader {
   // nothing copied. nullopt when the chunk ends inside the head.
   std::optional<result<event>> read_head_in_place(std::string_view& in);
   result<event> complete_head();
-  // Adds one header line; fails with malformed_header or too_many_headers.
+  // Fails with too_many_headers or malformed_header, as soon as a header
+  // line is complete, whichever path read it.
+  result<event> check_header(std::string_view line, std::size_t headers_before);
   result<event> add_header(std::string_view line);
   // Before returning need_more with a head parsed in place, copies that head
   // into head_: the caller's chunk may be gone when the body completes.
