@@ -6,7 +6,7 @@
 //  * the UDP datagrams to the server (SET / GET) and the GET reply (one line
 //    per buddy, or an error line);
 //  * the direct buddy-to-buddy chat (`CHAT userid`, text lines, `q`, `BUSY`).
-// The grammar, with byte-exact examples, is in docs/protocols/2-buddy.md.
+// The grammar, with byte-exact examples, is in docs/protocols.md.
 //
 // Accepting: `\n` or `\r\n` line ends; verbs (REG ADD DEL SET GET) and the
 // words ONLINE / OFFLINE in any case; runs of spaces or tabs between fields

@@ -4,7 +4,7 @@
 // messenger extensions: user and file lists, presence, download control).
 // Both share one grammar: a verb line, optional `Name: value` header lines,
 // a blank line, and a body of exactly `Content-length` bytes when the verb
-// carries one. docs/protocols/3-relay.md and 4-messenger.md give every
+// carries one. docs/protocols.md (protocols 3 and 4) give every
 // message with examples.
 //
 // All messages live in one variant; which of them may appear depends on the
