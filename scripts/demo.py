@@ -152,11 +152,44 @@ def registry_demo(data):
     server.stop()
 
 
+def buddy_demo(data):
+    section("Buddy list, status and direct chat (seed 002): imbuddyd + imbuddy")
+    server = Tool("imbuddyd", "imbuddyd", "--tcp-port", "0", "--udp-port", "0", "--data", data)
+    tcp, udp = server.port(0), server.port(1)
+    ports = ("--tcp-port", tcp, "--udp-port", udp)
+    alice = Tool("alice", "imbuddy", *ports, stdin=True)
+    bob = Tool("bob", "imbuddy", *ports, stdin=True)
+    alice.type("r alice")
+    bob.type("r bob")
+    time.sleep(0.5)
+    alice.type("r bob")                 # taken: 203 USER EXISTS
+    alice.type("a bob")
+    bob.type("a alice")
+    alice.type("a nobody")              # 202 NO SUCH USER
+    alice.type("s")                     # bob has never been online
+    time.sleep(0.5)
+    bob.type("o")
+    time.sleep(0.5)
+    alice.type("s")
+    alice.wait_for(r"bob.*(online|100)")
+    alice.type("c bob")
+    time.sleep(0.5)
+    alice.type("Hi Bob, are you free?")
+    bob.wait_for("alice: Hi Bob, are you free?")
+    alice.type("q")
+    time.sleep(0.5)
+    for client in (alice, bob):
+        client.type("x")
+        client.proc.wait(10)
+    server.stop()
+
+
 def main():
     if not (BIN / "imrelayd").exists():
         raise SystemExit(f"demo: no tools in {BIN}; run scripts/demo.sh")
     with tempfile.TemporaryDirectory(prefix="improto-demo-") as data:
         registry_demo(data)
+        buddy_demo(data)
         relay_demo()
     section("Done: every server stopped cleanly")
 
