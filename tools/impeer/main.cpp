@@ -8,6 +8,15 @@
 // send: reads commands from stdin (see --help) and sends datagrams
 //   `NAME: text` to the peers the registry lists.
 
+// Project headers first: Asio picks its allocator (aligned_alloc or not)
+// from macros the standard library defines, and every translation unit
+// must see the same choice.
+#include "cli.hpp"
+#include "improto/client/registry_client.hpp"
+#include "improto/net/udp.hpp"
+#include "improto/registry/messages.hpp"
+#include "improto/wire/text.hpp"
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
@@ -16,13 +25,6 @@
 #include <csignal>
 #include <deque>
 #include <optional>
-#include <set>
-
-#include "cli.hpp"
-#include "improto/client/registry_client.hpp"
-#include "improto/net/udp.hpp"
-#include "improto/registry/messages.hpp"
-#include "improto/wire/text.hpp"
 
 using namespace improto;
 

@@ -1,12 +1,15 @@
 // imregistryd - the registry server of seeds 000 and 004 (protocol 1):
 // HTTP/1.1 `POST /userlist.txt` REGISTER / LOGOUT, `GET /userlist.txt`.
 
-#include <asio/io_context.hpp>
-#include <filesystem>
-
+// Project headers first: Asio picks its allocator (aligned_alloc or not)
+// from macros the standard library defines, and every translation unit
+// must see the same choice.
 #include "cli.hpp"
 #include "improto/server/registry_server.hpp"
 #include "improto/wire/text.hpp"
+
+#include <asio/io_context.hpp>
+#include <filesystem>
 
 using namespace improto;
 
