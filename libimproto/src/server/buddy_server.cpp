@@ -214,6 +214,14 @@ asio::awaitable<void> buddy_server::impl::run_session(std::shared_ptr<session> s
     break;
   }
   if (conn.is_open()) conn.close_after_flush();
+  // Until the writer has sent the answer and closed: the session still
+  // counts for a graceful stop, and bytes the peer sends meanwhile are read
+  // and dropped, since closing with unread bytes would reset the connection
+  // (and could discard the answer).
+  while (conn.is_open()) {
+    auto more = co_await conn.read();
+    if (!more) break;
+  }
   sessions.erase(s);
 }
 
