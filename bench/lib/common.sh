@@ -24,6 +24,10 @@
 #   BENCH_BUDGET      this suite's seconds (default: its `# budget:` line)
 #   BENCH_SERVER_CPU  core for the servers under test (default 0)
 #   BENCH_LOAD_CPU    core for load generators (default 1; = server core on one CPU)
+#   BENCH_NICE        nice value of the scheduling group of every server and load
+#                     generator the helpers start (default -20, as root): each runs
+#                     in a session of its own, so in an autogroup of its own, which
+#                     the scheduler serves before other work on a shared machine
 #
 # Functions:
 #   bench_log MSG...                 a progress line on stderr
@@ -33,7 +37,8 @@
 #   bench_ensure_packages PKG...     apt-get install what is missing (apt-get
 #                                    update once, first)
 #   bench_on_server CMD... / bench_on_load CMD...
-#                                    run CMD pinned (taskset) to the server / load core
+#                                    run CMD pinned (taskset) to the server / load core,
+#                                    in a session and autogroup of its own (BENCH_NICE)
 #   bench_start NAME CMD...          start a server in the background, pinned to the
 #                                    server core, stderr+stdout to $BENCH_TMP/NAME.log;
 #                                    sets BENCH_PID (and BENCH_PID_OF[NAME]); bench_stop
@@ -76,6 +81,7 @@ BENCH_LIB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${BENCH_BIN:=$BENCH_BUILD/bin}"
 : "${BENCH_ROUNDS:=5}"
 : "${BENCH_QUICK:=0}"
+: "${BENCH_NICE:=-20}"
 if [ -z "${BENCH_SERVER_CPU:-}" ] || [ -z "${BENCH_LOAD_CPU:-}" ]; then
   if [ "$(nproc)" -ge 2 ]; then
     BENCH_SERVER_CPU=0 BENCH_LOAD_CPU=1
@@ -83,7 +89,7 @@ if [ -z "${BENCH_SERVER_CPU:-}" ] || [ -z "${BENCH_LOAD_CPU:-}" ]; then
     BENCH_SERVER_CPU=0 BENCH_LOAD_CPU=0
   fi
 fi
-export BENCH_ROOT BENCH_BUILD BENCH_BIN BENCH_ROUNDS BENCH_QUICK BENCH_SERVER_CPU BENCH_LOAD_CPU
+export BENCH_ROOT BENCH_BUILD BENCH_BIN BENCH_ROUNDS BENCH_QUICK BENCH_SERVER_CPU BENCH_LOAD_CPU BENCH_NICE
 BENCH_PIDS=()
 declare -A BENCH_PID_OF=()
 BENCH_STARTED_AT=$(date +%s)
@@ -132,13 +138,24 @@ bench_ensure_packages() {
     "${missing[@]}" >/dev/null
 }
 
-bench_on_server() { taskset -c "$BENCH_SERVER_CPU" "$@"; }
-bench_on_load() { taskset -c "$BENCH_LOAD_CPU" "$@"; }
+# bench_pinned CPU CMD...: CMD on that core, in a new session (so a new
+# autogroup) whose nice value is BENCH_NICE. The process keeps its pid
+# (setsid does not fork when its caller is not a group leader, as in a script).
+BENCH_PIN_SCRIPT='echo "$BENCH_NICE" >/proc/self/autogroup 2>/dev/null || true
+exec taskset -c "$0" "$@"'
+bench_pinned() {
+  local cpu="$1"
+  shift
+  setsid bash -c "$BENCH_PIN_SCRIPT" "$cpu" "$@"
+}
+bench_on_server() { bench_pinned "$BENCH_SERVER_CPU" "$@"; }
+bench_on_load() { bench_pinned "$BENCH_LOAD_CPU" "$@"; }
 
 bench_start() {
   local name="$1"
   shift
-  taskset -c "$BENCH_SERVER_CPU" "$@" >"$BENCH_TMP/$name.log" 2>&1 </dev/null &
+  # Not through the function: `&` on a command keeps the server's pid in $!.
+  setsid bash -c "$BENCH_PIN_SCRIPT" "$BENCH_SERVER_CPU" "$@" >"$BENCH_TMP/$name.log" 2>&1 </dev/null &
   BENCH_PID=$!
   BENCH_PIDS+=("$BENCH_PID")
   BENCH_PID_OF[$name]=$BENCH_PID
@@ -235,8 +252,12 @@ bench_timeout() {
   local secs="$1"
   shift
   case "$1" in  # `bench_timeout S bench_on_load CMD...` works too
-    bench_on_load) shift; set -- taskset -c "$BENCH_LOAD_CPU" "$@" ;;
-    bench_on_server) shift; set -- taskset -c "$BENCH_SERVER_CPU" "$@" ;;
+    bench_on_load | bench_on_server)
+      local cpu="$BENCH_LOAD_CPU"
+      [ "$1" = bench_on_server ] && cpu="$BENCH_SERVER_CPU"
+      shift
+      set -- setsid bash -c "$BENCH_PIN_SCRIPT" "$cpu" "$@"
+      ;;
   esac
   timeout --kill-after=5 "$secs" "$@"
 }

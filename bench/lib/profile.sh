@@ -65,9 +65,11 @@ case "$what" in
     case_name="${2:-seed-post}"
     (cd "$BENCH_TMP" && valgrind --tool=callgrind --callgrind-out-file="$BENCH_TMP/cg.%p" \
       "$BENCH_BIN/bench_parser" --callgrind 200 1000 --only "$case_name" >/dev/null 2>&1)
+    # Each contender is dumped twice (N1 and N2 iterations): show the larger.
     for f in "$BENCH_TMP"/cg.*.*; do
       label=$(sed -n 's/^desc: Trigger: Client Request: //p' "$f")
       case "$label" in */ours/*) ;; *) continue ;; esac
+      if [ -z "${first_seen:-}" ]; then first_seen=1; continue; fi
       echo "=== $label (iterations/messages per iteration)"
       { callgrind_annotate --threshold=100 "$f" 2>/dev/null | grep -E '^ *[0-9,]+ \( *[0-9.]+%\)' |
         grep -v -E 'PROGRAM TOTALS|libc-start|below main|:main |0x0000|iterate\(|callgrind\(' |

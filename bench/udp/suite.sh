@@ -148,12 +148,13 @@ def saturation_notes(key):
         srv = med([v[s][key]["core_server"] for v in rounds])
         load = med([v[s][key]["core_load"] for v in rounds])
         if busy < 0.85:
-            if load >= 0.9 and srv < 0.9:
-                why = "the load generator was the bottleneck"
-            elif srv >= 0.9:
-                why = "other processes shared the server's core"
-            else:
-                why = "neither core was saturated (latency-bound)"
+            whys = []
+            if load >= 0.9:
+                whys.append("the load generator's core was full (it may have set the pace)")
+            if srv >= 0.9:
+                whys.append("the server's core was also busy with work not counted to the "
+                            "server (other processes, interrupts)")
+            why = "; ".join(whys) or "neither core was full (latency-bound)"
             notes.append(f"{name} used {busy:.0%} of its core, udp_load {gen:.0%} of its own "
                          f"(server core {srv:.0%}, load core {load:.0%} busy): {why}")
         lost = sum(v[s][key]["lost"] for v in rounds)
