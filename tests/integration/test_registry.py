@@ -417,7 +417,7 @@ def test_port_in_use_bad_data_dir_and_bad_flags(registry, tmp_path):
     _, port = registry()
     done = run_tool("--port", port, "--data", tmp_path)
     assert done.returncode == 1
-    assert f"cannot listen: address already in use: TCP 127.0.0.1:{port} is already in use" in done.stderr
+    assert done.stderr == f"imregistryd: cannot listen: TCP 127.0.0.1:{port} is already in use\n"
     done = run_tool("--port", 0, "--data", tmp_path / "missing")
     assert done.returncode == 1
     assert "the data directory" in done.stderr and "does not exist" in done.stderr

@@ -8,6 +8,8 @@
 #include "improto/server/registry_server.hpp"
 #include "improto/wire/text.hpp"
 
+#include <sys/resource.h>
+
 #include <asio/io_context.hpp>
 #include <filesystem>
 
@@ -121,18 +123,36 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Each connection is a file descriptor: use what the hard limit allows,
+  // and say so (after the first line, 'listening on') when it is too low.
+  std::string fd_warning;
+  if (rlimit fds{}; ::getrlimit(RLIMIT_NOFILE, &fds) == 0) {
+    if (fds.rlim_cur < fds.rlim_max) {
+      fds.rlim_cur = fds.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &fds);
+      ::getrlimit(RLIMIT_NOFILE, &fds);
+    }
+    constexpr rlim_t spare = 32;  // store, listener, stdio
+    if (fds.rlim_cur != RLIM_INFINITY && fds.rlim_cur < config.stream.max_connections + spare) {
+      fd_warning = "warning: the file-descriptor limit (" + std::to_string(fds.rlim_cur) +
+                   ") allows fewer than --max-connections " +
+                   std::to_string(config.stream.max_connections) + " connections";
+    }
+  }
+
   asio::io_context io(1);
   auto server = server::registry_server::bind(io, config);
   if (!server) {
     const auto& e = server.error();
-    if (e == errc::address_in_use || e == errc::invalid_argument) {
-      cli::complain(args.program(), "cannot listen: " + e.message());
+    if (e == errc::storage_error) {
+      cli::complain(args.program(), "cannot open the registry in '" + data + "': " + e.detail());
     } else {
-      cli::complain(args.program(), "cannot open the registry in '" + data + "': " + e.message());
+      cli::complain(args.program(), "cannot listen: " + (e.detail().empty() ? e.message() : e.detail()));
     }
     return 1;
   }
   (*server)->start();
+  if (!fd_warning.empty()) config.log(fd_warning);
   return cli::serve_until_signal(
       io, [&] { (*server)->stop(); },
       [&] { return (*server)->connection_count() == 0 && (*server)->pending_writes() == 0; },
