@@ -6,7 +6,8 @@
 //  * TCP, one request per connection: REG / ADD / DEL, answered with one
 //    line (`200 OK`, `201 INVALID`, `202 NO SUCH USER`, `203 USER EXISTS`)
 //    only after the change is committed to SQLite, then closed.
-//  * UDP: SET (no reply) and GET (one datagram: a line per buddy).
+//  * UDP: SET (no reply) and GET (one datagram: a line per buddy; a list
+//    too long for one datagram is cut after the last line that fits).
 //
 // Users and buddy lists live in `<data_dir>/buddy.sqlite3`; a copy is kept
 // in memory (loaded by bind(), updated after each commit), so GET never
@@ -42,6 +43,7 @@ struct buddy_config {
   // Holds buddy.sqlite3; must exist.
   std::filesystem::path data_dir = ".";
   store::options store;
+  // An ONLINE not refreshed this long reads OFFLINE; 0 or less: never.
   std::chrono::milliseconds status_ttl = std::chrono::seconds(300);
   net::stream_limits stream = [] {
     net::stream_limits s;
