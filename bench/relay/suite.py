@@ -9,8 +9,9 @@ pinned to one core; the load generator is pinned to the other. Ours and each
 anchor alternate within every round; a row reports the median of the
 per-round ratios. JSON rows go to stdout, one per line, progress to stderr.
 
-Environment: RELAY_BENCH_SERVER_CPU (default 1), RELAY_BENCH_GEN_CPU
-(default 0), RELAY_BENCH_NICE (nice value of the autogroups of servers and
+Environment: BENCH_SERVER_CPU (default 0), BENCH_LOAD_CPU (default 1),
+BENCH_ROUNDS (default 5), BENCH_QUICK=1 (short runs, one round: trying out),
+RELAY_BENCH_NICE (nice value of the autogroups of servers and
 generator, default -20), RELAY_BENCH_KEEP=1 keeps the temporary directory (server logs),
 RELAY_BENCH_ONLY=unicast,latency,broadcast,slow,idle runs some phases only.
 """
@@ -29,8 +30,10 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SERVER_CPU = int(os.environ.get("RELAY_BENCH_SERVER_CPU", "1"))
-GEN_CPU = int(os.environ.get("RELAY_BENCH_GEN_CPU", "0"))
+SERVER_CPU = int(os.environ.get("BENCH_SERVER_CPU", "0"))
+GEN_CPU = int(os.environ.get("BENCH_LOAD_CPU", "1"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+QUICK = os.environ.get("BENCH_QUICK", "0") == "1"
 # Every server and every generator runs in a session of its own, so in an
 # autogroup of its own (CFS shares a core between autogroups first), with
 # this nice value on the group: on a machine shared with other work the
@@ -340,13 +343,19 @@ def main():
 
     # The plan at full budget takes about 300 s on 2 cores; a smaller
     # budget takes fewer rounds and shorter windows.
-    rounds, warmup, duration = 5, 0.4, 1.2
+    rounds, warmup, duration = ROUNDS, 0.4, 1.2
     if budget < 300:
-        rounds = 3
+        rounds = min(rounds, 3)
     if budget < 180:
-        rounds, warmup, duration = 2, 0.3, 0.8
-    if budget < 90:
+        rounds, warmup, duration = min(rounds, 2), 0.3, 0.8
+    if budget < 90 or QUICK:
         rounds, warmup, duration = 1, 0.3, 0.6
+    # A round is 26 load runs of warm-up + window + ~0.15 s of set-up; the
+    # slow-consumer and idle phases take about 55 s more. More rounds than
+    # fit (BENCH_ROUNDS=9) are cut to the budget.
+    fit = int((0.85 * budget - 55) / (26 * (warmup + duration + 0.15)))
+    if fit < rounds:
+        rounds = max(1, fit)
     log("budget %.0f s: %d rounds, windows of %.1f s after %.1f s warm-up; servers on cpu %d, "
         "generator on cpu %d; %s" % (budget, rounds, duration, warmup, SERVER_CPU, GEN_CPU,
                                      ", ".join("%s %s" % kv for kv in b.versions.items())))

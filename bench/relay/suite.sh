@@ -1,19 +1,29 @@
 #!/bin/bash
+# budget: 360
 # The relay benchmarks (issue #4, items 3 and 5): builds imrelayd and the load
-# generator (Release), then runs bench/relay/suite.py within a time budget.
+# generator (Release) unless bench/run.sh did, then runs bench/relay/suite.py
+# within a time budget (about 280 s of measurements at the full budget).
 #
-#   bench/relay/suite.sh [BUDGET_SECONDS]      (default 360)
+#   bench/relay/suite.sh [BUDGET_SECONDS]      (default 360, or $BENCH_BUDGET)
 #
 # JSON rows on stdout, one per line; progress on stderr. Needs mosquitto,
 # nats-server and nginx (apt-get install mosquitto nats-server nginx); an
 # anchor that is missing loses its rows, the rest still runs. Environment:
 # RELAY_BENCH_BUILD_DIR (default build-bench-relay in the repository),
-# RELAY_BENCH_BIN (use prebuilt imrelayd and relayload from there, no build),
-# and those of suite.py (RELAY_BENCH_ONLY, RELAY_BENCH_KEEP, ..._CPU).
+# RELAY_BENCH_BIN (use prebuilt imrelayd and relayload from there, no build;
+# bench/run.sh sets it), those of bench/lib/common.sh (BENCH_SERVER_CPU,
+# BENCH_LOAD_CPU, BENCH_ROUNDS, BENCH_QUICK) and those of suite.py
+# (RELAY_BENCH_ONLY, RELAY_BENCH_KEEP, RELAY_BENCH_NICE).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-budget="${1:-360}"
+# The runner's environment and defaults (cores, rounds); suite.py reads them.
+if [[ -f "$repo/bench/lib/common.sh" ]]; then
+  BENCH_SUITE="${BENCH_SUITE:-relay}"
+  # shellcheck source=../lib/common.sh
+  source "$repo/bench/lib/common.sh"
+fi
+budget="${1:-${BENCH_BUDGET:-360}}"
 
 if [[ -n "${RELAY_BENCH_BIN:-}" ]]; then
   bin="$RELAY_BENCH_BIN"
