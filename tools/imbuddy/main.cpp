@@ -437,7 +437,9 @@ int main(int argc, char** argv) {
   }
   auto listener = client::chat_listener::listen(io, chat_host, chat_port, state.events());
   if (!listener) {
-    cli::complain(args.program(), "cannot accept chats: " + listener.error().message());
+    const auto& e = listener.error();
+    cli::complain(args.program(),
+                  "cannot accept chats: " + (e == errc::address_in_use ? e.detail() : e.message()));
     return 1;
   }
   state.listener = *listener;

@@ -77,9 +77,9 @@ int main(int argc, char** argv) {
   auto server = server::buddy_server::bind(io, config);
   if (!server) {
     const auto& e = server.error();
-    std::string why = e == errc::address_in_use || e == errc::invalid_argument
-                          ? "cannot listen: " + e.message()
-                          : "cannot open the data store: " + e.message();
+    std::string why = e == errc::address_in_use ? "cannot listen: " + e.detail()
+                      : e == errc::invalid_argument ? "cannot listen: " + e.message()
+                                                    : "cannot open the data store: " + e.message();
     cli::complain(args.program(), why);
     return 1;
   }
