@@ -9,7 +9,9 @@ if(Asio_FOUND AND NOT TARGET Asio::asio)
     INTERFACE_INCLUDE_DIRECTORIES "${Asio_INCLUDE_DIR}"
     # Asio 1.22 looks for <experimental/coroutine> under clang, which
     # libstdc++ does not have; clang 14 supports C++20 coroutines anyway.
-    INTERFACE_COMPILE_DEFINITIONS "ASIO_STANDALONE;ASIO_NO_DEPRECATED;$<$<CXX_COMPILER_ID:Clang>:ASIO_HAS_CO_AWAIT=1>"
+    # Asio picks aligned_alloc only if a libstdc++ header came first, so two
+    # files could disagree on how coroutine frames are freed: pin one choice.
+    INTERFACE_COMPILE_DEFINITIONS "ASIO_STANDALONE;ASIO_NO_DEPRECATED;ASIO_DISABLE_STD_ALIGNED_ALLOC;$<$<CXX_COMPILER_ID:Clang>:ASIO_HAS_CO_AWAIT=1>"
     INTERFACE_LINK_LIBRARIES Threads::Threads)
 endif()
 mark_as_advanced(Asio_INCLUDE_DIR)

@@ -7,6 +7,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 
 #include "cli.hpp"
@@ -159,5 +161,8 @@ int main(int argc, char** argv) {
                           });
   }, asio::detached);
   io.run();
-  return state.exit_code;
+  // The stdin thread may still be blocked in getline and post to `io` later:
+  // end the process here rather than destroy what it refers to.
+  std::fflush(stdout);
+  std::_Exit(state.exit_code);
 }

@@ -392,7 +392,9 @@ asio::awaitable<void> chat_listener::accept_loop() {
   auto self = shared_from_this();
   auto& s = *impl_;
   while (!s.closed) {
-    auto socket = co_await s.listener.accept(0, std::numeric_limits<std::size_t>::max());
+    // A named callable: g++ 12 mishandles temporaries inside co_await.
+    std::function<std::size_t()> live = [] { return std::size_t{0}; };
+    auto socket = co_await s.listener.accept(live, std::numeric_limits<std::size_t>::max());
     if (!socket || s.closed) break;
     auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), stream_limits());
     conn->start();

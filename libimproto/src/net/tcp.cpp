@@ -181,7 +181,7 @@ asio::ip::tcp::endpoint tcp_listener::local_endpoint() const {
 }
 
 asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
-    std::size_t live_connections, std::size_t max_connections) {
+    std::function<std::size_t()> live_connections, std::size_t max_connections) {
   while (true) {
     auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
     if (!acceptor_.is_open() || ec == asio::error::operation_aborted) {
@@ -196,10 +196,11 @@ asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
       }
       continue;
     }
-    if (live_connections >= max_connections) {
+    if (live_connections() >= max_connections) {
+      // Refused at once; the caller asks again with a fresh count.
       std::error_code ignored;
       socket.close(ignored);
-      continue;
+      co_return fail(errc::overloaded, "connection limit reached");
     }
     co_return std::move(socket);
   }

@@ -172,7 +172,10 @@ result<void> buddy_server::impl::load(store_type& st) {
 
 asio::awaitable<void> buddy_server::impl::accept_loop() {
   while (!stopping) {
-    auto socket = co_await listener.accept(sessions.size(), config.stream.max_connections);
+    // A named callable: g++ 12 mishandles temporaries inside co_await.
+    std::function<std::size_t()> live = [this] { return sessions.size(); };
+    auto socket = co_await listener.accept(live, config.stream.max_connections);
+    if (!socket && socket.error() == errc::overloaded) continue;
     if (!socket) break;
     auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), config.stream);
     conn->start();

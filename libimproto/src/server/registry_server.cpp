@@ -178,10 +178,10 @@ struct registry_server::impl {
 
 asio::awaitable<void> registry_server::impl::accept_loop() {
   while (!stopping) {
-    // The limit is checked here, per newcomer: tcp_listener::accept() keeps
-    // the count it was called with while it waits, so a connection closing
-    // meanwhile would not let the next one in.
-    auto socket = co_await listener.accept(0, config.stream.max_connections);
+    // The limit is checked below, per newcomer, against the live sessions.
+    // A named callable: g++ 12 mishandles temporaries inside co_await.
+    std::function<std::size_t()> live = [] { return std::size_t{0}; };
+    auto socket = co_await listener.accept(live, config.stream.max_connections);
     if (!socket) break;
     if (sessions.size() >= config.stream.max_connections) {
       std::error_code ignored;

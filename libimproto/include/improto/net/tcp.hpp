@@ -9,6 +9,7 @@
 // is safe to use from another thread (post to the io_context instead).
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -100,12 +101,12 @@ class tcp_listener {
                                    std::uint16_t port, int backlog = 1024);
 
   asio::ip::tcp::endpoint local_endpoint() const;
-  // Accepts the next connection. While `live_connections` is at the limit,
-  // (the caller's count) it accepts and closes newcomers so that they fail fast
-  // instead of waiting in the backlog. Fails with connection_closed once
-  // close() has been called.
-  asio::awaitable<result<asio::ip::tcp::socket>> accept(std::size_t live_connections,
-                                                        std::size_t max_connections);
+  // Accepts the next connection. When `live_connections()` (the caller's
+  // count, read once the connection arrives) is at the limit, the newcomer is closed at once, so it fails fast
+  // instead of waiting in the backlog, and this returns overloaded: call
+  // again. Fails with connection_closed once close() has been called.
+  asio::awaitable<result<asio::ip::tcp::socket>> accept(
+      std::function<std::size_t()> live_connections, std::size_t max_connections);
   void close();
 
  private:
