@@ -106,19 +106,6 @@ struct buddy_store::impl {
     return result<void>{};
   }
 
-  // Runs one operation in its own transaction.
-  template <class Op>
-  result<void> one(Op&& op) {
-    result<void> reply;
-    auto done = db.write([&]() -> result<void> {
-      outcome o = op();
-      if (!o) return tl::unexpected(o.error());
-      reply = std::move(*o);
-      return {};
-    });
-    if (!done) return done;
-    return reply;
-  }
 };
 
 buddy_store::buddy_store(std::unique_ptr<impl> p) noexcept : impl_(std::move(p)) {}
@@ -161,7 +148,7 @@ result<buddy_store> buddy_store::open(const std::filesystem::path& file, options
 
 result<void> buddy_store::add_user(std::string_view userid) {
   if (!impl_) return closed();
-  return impl_->one([&] { return impl_->add_user(userid); });
+  return impl_->db.write_one([&] { return impl_->add_user(userid); });
 }
 
 result<bool> buddy_store::has_user(std::string_view userid) {
@@ -173,12 +160,12 @@ result<bool> buddy_store::has_user(std::string_view userid) {
 
 result<void> buddy_store::add_buddy(std::string_view user, std::string_view buddy) {
   if (!impl_) return closed();
-  return impl_->one([&] { return impl_->add_buddy(user, buddy); });
+  return impl_->db.write_one([&] { return impl_->add_buddy(user, buddy); });
 }
 
 result<void> buddy_store::remove_buddy(std::string_view user, std::string_view buddy) {
   if (!impl_) return closed();
-  return impl_->one([&] { return impl_->remove_buddy(user, buddy); });
+  return impl_->db.write_one([&] { return impl_->remove_buddy(user, buddy); });
 }
 
 result<std::vector<std::string>> buddy_store::buddies(std::string_view user) {

@@ -83,19 +83,6 @@ struct registry_store::impl {
     return result<void>{};
   }
 
-  // Runs one operation in its own transaction.
-  template <class Op>
-  result<void> one(Op&& op) {
-    result<void> reply;
-    auto done = db.write([&]() -> result<void> {
-      outcome o = op();
-      if (!o) return tl::unexpected(o.error());
-      reply = std::move(*o);
-      return {};
-    });
-    if (!done) return done;
-    return reply;
-  }
 };
 
 registry_store::registry_store(std::unique_ptr<impl> p) noexcept : impl_(std::move(p)) {}
@@ -133,13 +120,13 @@ tl::unexpected<error> closed() { return fail(errc::storage_error, "store is clos
 
 result<void> registry_store::add(std::string_view name, std::string_view host, std::uint16_t port) {
   if (!impl_) return closed();
-  return impl_->one([&] { return impl_->add(name, host, port); });
+  return impl_->db.write_one([&] { return impl_->add(name, host, port); });
 }
 
 result<void> registry_store::remove(std::string_view name, std::string_view host,
                                     std::uint16_t port) {
   if (!impl_) return closed();
-  return impl_->one([&] { return impl_->remove(name, host, port); });
+  return impl_->db.write_one([&] { return impl_->remove(name, host, port); });
 }
 
 result<std::vector<registry_record>> registry_store::list() {

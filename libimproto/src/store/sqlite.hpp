@@ -118,6 +118,22 @@ class database {
     return done;
   }
 
+  // Runs one store operation in its own transaction. `op` returns
+  // result<result<void>>: an outer error is a storage failure (rolled back),
+  // an inner one the request's own refusal (name_taken, not_found ...).
+  template <class Op>
+  result<void> write_one(Op&& op) {
+    result<void> reply;
+    auto done = write([&]() -> result<void> {
+      result<result<void>> o = op();
+      if (!o) return tl::unexpected(o.error());
+      reply = std::move(*o);
+      return {};
+    });
+    if (!done) return done;
+    return reply;
+  }
+
   // Rows changed by the last INSERT/UPDATE/DELETE that completed.
   std::int64_t changes() const noexcept { return sqlite3_changes64(db_); }
 
