@@ -80,6 +80,7 @@ struct relay_server::impl {
   std::unordered_set<std::shared_ptr<session>> sessions;
   std::map<std::string, user_entry, std::less<>> users;  // ordered: LIST USERS pages by name
   std::size_t complete_users = 0;
+  std::size_t subscribers = 0;  // notices skip the user walk while nobody listens
   bool stopping = false;
   std::string scratch;
 
@@ -211,6 +212,7 @@ void relay_server::impl::cleanup(const std::shared_ptr<session>& s, std::string_
     auto it = users.find(s->user);
     if (it != users.end()) {
       bool was_complete = it->second.complete();
+      if (it->second.subscribed) --subscribers;
       auto other = *s->role == relay::role::to_send ? it->second.receiver : it->second.sender;
       users.erase(it);
       // Unregistered on both sockets; the other stays open and may register again.
@@ -434,7 +436,15 @@ void relay_server::impl::on_list_users(session& s, const relay::list_users& m) {
 }
 
 void relay_server::impl::set_subscribed(session& s, bool on) {
-  users.find(s.user)->second.subscribed = on;
+  auto& entry = users.find(s.user)->second;
+  if (entry.subscribed != on) {
+    if (on) {
+      ++subscribers;
+    } else {
+      --subscribers;
+    }
+  }
+  entry.subscribed = on;
   if (on) {
     reply(s, relay::subscribed{});
   } else {
@@ -443,6 +453,7 @@ void relay_server::impl::set_subscribed(session& s, bool on) {
 }
 
 void relay_server::impl::notify_presence(const relay::message& notice, std::string_view about) {
+  if (subscribers == 0) return;
   std::string bytes = relay::serialize(notice);
   for (auto& [name, entry] : users) {
     // Notices are not acknowledged; a receiver with a full queue misses one.
