@@ -295,6 +295,8 @@ def cpu_note(runs):
         text += ", %.0f acknowledged deliveries per server cpu-s" % eff
     if gen >= 0.9 and srv < 0.9:
         text += "; load generator saturated a core"
+    elif gen >= 0.9:
+        text += "; load generator near saturation too"
     return text
 
 
