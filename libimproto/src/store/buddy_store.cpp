@@ -200,30 +200,20 @@ result<std::vector<std::string>> buddy_store::users() {
 
 result<std::vector<result<void>>> buddy_store::apply(std::span<const operation> ops) {
   if (!impl_) return closed();
-  std::vector<result<void>> replies;
-  if (ops.empty()) return replies;
-  replies.reserve(ops.size());
-  auto done = impl_->db.write([&]() -> result<void> {
-    for (const operation& op : ops) {
-      outcome o = std::visit(
-          [&](const auto& v) -> outcome {
-            using T = std::decay_t<decltype(v)>;
-            if constexpr (std::is_same_v<T, add_user_op>) {
-              return impl_->add_user(v.userid);
-            } else if constexpr (std::is_same_v<T, add_buddy_op>) {
-              return impl_->add_buddy(v.user, v.buddy);
-            } else {
-              return impl_->remove_buddy(v.user, v.buddy);
-            }
-          },
-          op);
-      if (!o) return tl::unexpected(o.error());
-      replies.push_back(std::move(*o));
-    }
-    return {};
+  return impl_->db.write_batch(ops, [&](const operation& op) -> outcome {
+    return std::visit(
+        [&](const auto& v) -> outcome {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, add_user_op>) {
+            return impl_->add_user(v.userid);
+          } else if constexpr (std::is_same_v<T, add_buddy_op>) {
+            return impl_->add_buddy(v.user, v.buddy);
+          } else {
+            return impl_->remove_buddy(v.user, v.buddy);
+          }
+        },
+        op);
   });
-  if (!done) return tl::unexpected(done.error());
-  return replies;
 }
 
 result<store_status> buddy_store::status() {

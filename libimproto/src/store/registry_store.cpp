@@ -157,27 +157,17 @@ result<bool> registry_store::contains(std::string_view name) {
 
 result<std::vector<result<void>>> registry_store::apply(std::span<const operation> ops) {
   if (!impl_) return closed();
-  std::vector<result<void>> replies;
-  if (ops.empty()) return replies;
-  replies.reserve(ops.size());
-  auto done = impl_->db.write([&]() -> result<void> {
-    for (const operation& op : ops) {
-      outcome o = std::visit(
-          [&](const auto& v) -> outcome {
-            if constexpr (std::is_same_v<std::decay_t<decltype(v)>, add_op>) {
-              return impl_->add(v.name, v.host, v.port);
-            } else {
-              return impl_->remove(v.name, v.host, v.port);
-            }
-          },
-          op);
-      if (!o) return tl::unexpected(o.error());
-      replies.push_back(std::move(*o));
-    }
-    return {};
+  return impl_->db.write_batch(ops, [&](const operation& op) -> outcome {
+    return std::visit(
+        [&](const auto& v) -> outcome {
+          if constexpr (std::is_same_v<std::decay_t<decltype(v)>, add_op>) {
+            return impl_->add(v.name, v.host, v.port);
+          } else {
+            return impl_->remove(v.name, v.host, v.port);
+          }
+        },
+        op);
   });
-  if (!done) return tl::unexpected(done.error());
-  return replies;
 }
 
 result<store_status> registry_store::status() {

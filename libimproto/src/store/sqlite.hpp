@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <vector>
 #include <string_view>
 #include <utility>
 
@@ -132,6 +133,26 @@ class database {
     });
     if (!done) return done;
     return reply;
+  }
+
+  // Runs a batch in one transaction: `run(op)` for each operation, in order,
+  // each returning result<result<void>> as for write_one. One reply per
+  // operation; a storage failure rolls the whole batch back.
+  template <class Op, class Run>
+  result<std::vector<result<void>>> write_batch(std::span<const Op> ops, Run&& run) {
+    std::vector<result<void>> replies;
+    if (ops.empty()) return replies;
+    replies.reserve(ops.size());
+    auto done = write([&]() -> result<void> {
+      for (const Op& op : ops) {
+        result<result<void>> o = run(op);
+        if (!o) return tl::unexpected(o.error());
+        replies.push_back(std::move(*o));
+      }
+      return {};
+    });
+    if (!done) return tl::unexpected(done.error());
+    return replies;
   }
 
   // Rows changed by the last INSERT/UPDATE/DELETE that completed.
