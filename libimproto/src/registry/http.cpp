@@ -438,6 +438,37 @@ void write_response(std::string& out, int status, std::string_view body, bool ke
   if (with_body) out += body;
 }
 
+namespace {
+
+// The event loop both decoders share. `on_head` validates a head and says
+// whether the message is complete without a body; `fill` takes the message.
+template <class OnHead, class Fill, class Fail>
+result<bool> run_frames(frame_reader& reader, std::string_view& in, OnHead on_head, Fill fill,
+                        Fail fail_with) {
+  for (;;) {
+    auto ev = reader.next(in);
+    if (!ev) return fail_with(std::move(ev.error()));
+    switch (*ev) {
+      case frame_reader::event::need_more:
+        return false;
+      case frame_reader::event::head: {
+        auto done = on_head();
+        if (!done) return fail_with(std::move(done.error()));
+        if (*done) {
+          fill();
+          return true;
+        }
+        break;  // read the body, usually already in `in`
+      }
+      case frame_reader::event::body:
+        fill();
+        return true;
+    }
+  }
+}
+
+}  // namespace
+
 // ------------------------------------------------------------- request_decoder
 
 tl::unexpected<error> request_decoder::fail_with(error e) {
@@ -495,26 +526,9 @@ void request_decoder::fill(request& out) {
 
 result<bool> request_decoder::next(std::string_view& in, request& out) {
   if (error_) return tl::unexpected<error>(*error_);
-  for (;;) {
-    auto ev = reader_.next(in);
-    if (!ev) return fail_with(std::move(ev.error()));
-    switch (*ev) {
-      case frame_reader::event::need_more:
-        return false;
-      case frame_reader::event::head: {
-        auto done = on_head();
-        if (!done) return fail_with(std::move(done.error()));
-        if (*done) {
-          fill(out);
-          return true;
-        }
-        break;  // read the body, usually already in `in`
-      }
-      case frame_reader::event::body:
-        fill(out);
-        return true;
-    }
-  }
+  return run_frames(
+      reader_, in, [this] { return on_head(); }, [&] { fill(out); },
+      [this](error e) -> result<bool> { return fail_with(std::move(e)); });
 }
 
 wire::decode_result<request> request_decoder::next(std::string_view& in) {
@@ -592,26 +606,9 @@ void response_decoder::fill(response& out) {
 
 result<bool> response_decoder::next(std::string_view& in, response& out) {
   if (error_) return tl::unexpected<error>(*error_);
-  for (;;) {
-    auto ev = reader_.next(in);
-    if (!ev) return fail_with(std::move(ev.error()));
-    switch (*ev) {
-      case frame_reader::event::need_more:
-        return false;
-      case frame_reader::event::head: {
-        auto done = on_head();
-        if (!done) return fail_with(std::move(done.error()));
-        if (*done) {
-          fill(out);
-          return true;
-        }
-        break;
-      }
-      case frame_reader::event::body:
-        fill(out);
-        return true;
-    }
-  }
+  return run_frames(
+      reader_, in, [this] { return on_head(); }, [&] { fill(out); },
+      [this](error e) -> result<bool> { return fail_with(std::move(e)); });
 }
 
 wire::decode_result<response> response_decoder::next(std::string_view& in) {
