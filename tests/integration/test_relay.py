@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import closed_by_peer, connect, recv_exactly, recv_until
+from conftest import binary, closed_by_peer, connect, recv_exactly, recv_until
 
 
 @pytest.fixture
@@ -198,6 +198,114 @@ def test_presence_and_user_list(relay):
     assert recv_until(a_tx, b"bob\n") == b"USERS\nContent-length: 10\n\nalice\nbob\n"
     b_tx.close()
     assert recv_until(a_rx) == b"LEFT bob\n\n"
+
+
+def connect_from(port, source, timeout=10.0):
+    """A connection from another loopback address (127.0.0.0/8 is all local)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+    s.settimeout(timeout)
+    return s
+
+
+def register_at_once(port, name, source="127.0.0.1"):
+    """Like register(), but sends both REGISTERs before reading either reply,
+    so that a short --pairing-timeout cannot fall between them."""
+    tx, rx = connect_from(port, source), connect_from(port, source)
+    tx.sendall(b"REGISTER TOSEND %s\n\n" % name)
+    rx.sendall(b"REGISTER TORECV %s\n\n" % name)
+    assert recv_until(tx) == b"REGISTERED TOSEND %s\n\n" % name
+    assert recv_until(rx) == b"REGISTERED TORECV %s\n\n" % name
+    return tx, rx
+
+
+def test_sockets_pair_only_from_the_same_address(relay):
+    proc, port = relay()
+    a_tx, a_rx = register(port, b"alice")
+    bob_rx = connect(port)
+    bob_rx.sendall(b"REGISTER TORECV bob\n\n")
+    assert recv_until(bob_rx) == b"REGISTERED TORECV bob\n\n"
+    # Someone else cannot complete bob's registration and send as bob.
+    mallory = connect_from(port, "127.0.0.2")
+    mallory.sendall(b"REGISTER TOSEND bob\n\n")
+    assert recv_until(mallory) == b"ERROR 104 Username taken\n\n"
+    mallory.sendall(send(b"alice", b"I am bob"))
+    assert recv_until(mallory) == b"ERROR 101 No user registered\n\n"
+    # Nor claim a name's receiving socket before its owner comes.
+    trap = connect_from(port, "127.0.0.2")
+    trap.sendall(b"REGISTER TORECV carol\n\n")
+    assert recv_until(trap) == b"REGISTERED TORECV carol\n\n"
+    carol_tx = connect(port)
+    carol_tx.sendall(b"REGISTER TOSEND carol\n\n")
+    assert recv_until(carol_tx) == b"ERROR 104 Username taken\n\n"
+    a_tx.sendall(send(b"carol", b"for carol"))
+    assert recv_until(a_tx) == b"ERROR 102 Unable to send\n\n"
+    # The refused socket stays open and may take a free name.
+    mallory.sendall(b"REGISTER TOSEND mallory\n\n")
+    assert recv_until(mallory) == b"REGISTERED TOSEND mallory\n\n"
+    # bob's own send socket, from bob's address, pairs and works.
+    bob_tx = connect(port)
+    bob_tx.sendall(b"REGISTER TOSEND bob\n\n")
+    assert recv_until(bob_tx) == b"REGISTERED TOSEND bob\n\n"
+    bob_tx.sendall(send(b"alice", b"really bob"))
+    assert recv_exactly(a_rx, len(forward(b"bob", b"really bob"))) == forward(b"bob", b"really bob")
+    a_rx.sendall(b"RECEIVED bob\n\n")
+    assert recv_until(bob_tx) == b"SENT alice\n\n"
+    a_tx.sendall(send(b"bob", b"hi bob"))
+    assert recv_exactly(bob_rx, len(forward(b"alice", b"hi bob"))) == forward(b"alice", b"hi bob")
+    bob_rx.sendall(b"RECEIVED alice\n\n")
+    assert recv_until(a_tx) == b"SENT bob\n\n"
+    # A whole registration from another address is fine.
+    register_at_once(port, b"dave", source="127.0.0.2")
+
+
+def test_half_registration_expires_and_frees_the_name(relay):
+    proc, port = relay("--pairing-timeout", "0.3")
+    a_tx, a_rx = register_at_once(port, b"alice")
+    a_tx.sendall(b"SUBSCRIBE PRESENCE\n\n")
+    assert recv_until(a_tx) == b"SUBSCRIBED PRESENCE\n\n"
+    lone = connect(port, timeout=30)
+    lone.sendall(b"REGISTER TORECV bob\n\n")
+    assert recv_until(lone) == b"REGISTERED TORECV bob\n\n"
+    # The other socket never comes: the lone one is told and closed.
+    assert recv_until(lone) == b"ERROR 101 No user registered\n\n"
+    assert closed_by_peer(lone, timeout=30)
+    proc.wait_line(r"^bob unregistered \(other socket not registered within 0\.3 s\)$", timeout=30)
+    # The name is free, from any address.
+    b_tx, b_rx = register_at_once(port, b"bob", source="127.0.0.2")
+    # alice heard of bob once, when he completed; never of the half registration.
+    assert recv_until(a_rx) == b"JOINED bob\n\n"
+    # alice registered before the lone socket and is still there: a completed
+    # pair does not expire.
+    b_tx.sendall(send(b"alice", b"hi"))
+    assert recv_exactly(a_rx, len(forward(b"bob", b"hi"))) == forward(b"bob", b"hi")
+    a_rx.sendall(b"RECEIVED bob\n\n")
+    assert recv_until(b_tx) == b"SENT alice\n\n"
+
+
+def test_half_registered_users_are_not_listed_nor_announced(relay):
+    _, port = relay()
+    a_tx, a_rx = register(port, b"alice")
+    a_tx.sendall(b"SUBSCRIBE PRESENCE\n\n")
+    assert recv_until(a_tx) == b"SUBSCRIBED PRESENCE\n\n"
+    half = connect(port)
+    half.sendall(b"REGISTER TOSEND bob\n\n")
+    assert recv_until(half) == b"REGISTERED TOSEND bob\n\n"
+    a_tx.sendall(b"LIST USERS\n\n")
+    assert recv_until(a_tx, b"alice\n") == b"USERS\nContent-length: 6\n\nalice\n"
+    a_tx.sendall(send(b"bob", b"x"))
+    assert recv_until(a_tx) == b"ERROR 102 Unable to send\n\n"
+    half.close()  # leaves without completing: no LEFT either
+    c_tx, c_rx = register(port, b"carol")
+    assert recv_until(a_rx) == b"JOINED carol\n\n"
+
+
+def test_pairing_timeout_flag_is_checked(start):
+    for bad in ("0", "-1", "86401", "soon"):
+        proc = start("imrelayd", "--port", "0", "--pairing-timeout", bad)
+        assert proc.popen.wait(10) == 2
+        proc.wait_line(r"--pairing-timeout")
+    help_text = subprocess.run([binary("imrelayd"), "--help"], capture_output=True, text=True)
+    assert help_text.returncode == 0 and "--pairing-timeout SECONDS" in help_text.stdout
 
 
 def test_receiver_that_never_reads_does_not_stall_others(relay):

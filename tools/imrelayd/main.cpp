@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   double receiver_timeout = 10;
   double idle_timeout = 3600;
   double message_timeout = 30;
+  double pairing_timeout = 30;
   std::string max_connections = "10000";
   std::string max_body = "65536";
 
@@ -24,6 +25,9 @@ int main(int argc, char** argv) {
       .option("receiver-timeout", "SECONDS",
               "answer ERROR 102 when a receiver has not answered by then (default 10)",
               receiver_timeout)
+      .option("pairing-timeout", "SECONDS",
+              "close a socket whose name's other socket is not registered by then (default 30)",
+              pairing_timeout)
       .option("idle-timeout", "SECONDS", "close connections silent this long (default 3600)",
               idle_timeout)
       .option("message-timeout", "SECONDS",
@@ -44,7 +48,11 @@ int main(int argc, char** argv) {
   }
   config.wire.max_body = static_cast<std::size_t>(*body);
   config.stream.max_connections = static_cast<std::size_t>(*connections);
+  if (pairing_timeout <= 0 || pairing_timeout > 86400) {
+    return args.usage_error("--pairing-timeout: expected more than 0, at most 86400 seconds");
+  }
   config.receiver_timeout = cli::seconds(receiver_timeout);
+  config.pairing_timeout = cli::seconds(pairing_timeout);
   config.stream.idle_timeout = cli::seconds(idle_timeout);
   config.stream.message_timeout = cli::seconds(message_timeout);
   config.log = cli::stderr_logger();

@@ -18,6 +18,18 @@ namespace {
 
 struct session;
 
+// 300ms -> "0.3", 30s -> "30": as the operator wrote it on the command line.
+std::string seconds_text(std::chrono::milliseconds d) {
+  auto ms = d.count();
+  std::string out = std::to_string(ms / 1000);
+  if (auto frac = ms % 1000; frac != 0) {
+    std::string digits = std::to_string(1000 + frac).substr(1);
+    while (digits.back() == '0') digits.pop_back();
+    out += "." + digits;
+  }
+  return out;
+}
+
 // One SEND waiting for its receivers' answers.
 struct delivery {
   std::weak_ptr<session> sender;
@@ -45,7 +57,8 @@ struct session {
       : conn(std::move(c)),
         decoder(relay::direction::to_server, lim),
         drained(io),
-        answer_timer(io) {}
+        answer_timer(io),
+        pairing_timer(io) {}
 
   std::shared_ptr<net::tcp_connection> conn;
   relay::decoder decoder;
@@ -66,6 +79,9 @@ struct session {
   std::size_t expired = 0;
   bool timer_armed = false;
   asio::steady_timer answer_timer;
+
+  // Runs while this socket holds a name whose other socket has not come.
+  asio::steady_timer pairing_timer;
 };
 
 }  // namespace
@@ -99,6 +115,8 @@ struct relay_server::impl {
   void reply_error(session& s, int code);
 
   void on_register(const std::shared_ptr<session>& s, const relay::register_request& m);
+  void arm_pairing_timer(const std::shared_ptr<session>& s);
+  void expire_half_registration(const std::shared_ptr<session>& s);
   void on_send(const std::shared_ptr<session>& s, relay::send& m);
   void on_answer(const std::shared_ptr<session>& s, bool ok, std::string_view from);
   bool forward_to(const std::shared_ptr<session>& receiver, const std::shared_ptr<delivery>& d,
@@ -208,6 +226,7 @@ void relay_server::impl::cleanup(const std::shared_ptr<session>& s, std::string_
   s->drained.cancel();
   fail_awaiting(*s);
   s->answer_timer.cancel();
+  s->pairing_timer.cancel();
   if (s->role) {
     auto it = users.find(s->user);
     if (it != users.end()) {
@@ -218,6 +237,7 @@ void relay_server::impl::cleanup(const std::shared_ptr<session>& s, std::string_
       // Unregistered on both sockets; the other stays open and may register again.
       if (other) {
         fail_awaiting(*other);
+        other->pairing_timer.cancel();
         other->role.reset();
         other->user.clear();
       }
@@ -294,8 +314,13 @@ void relay_server::impl::on_register(const std::shared_ptr<session>& s,
     return;
   }
   auto [it, fresh] = users.try_emplace(m.user);
-  auto& holder = m.role == relay::role::to_send ? it->second.sender : it->second.receiver;
-  if (holder) {
+  auto& entry = it->second;
+  auto& holder = m.role == relay::role::to_send ? entry.sender : entry.receiver;
+  const auto& other = m.role == relay::role::to_send ? entry.receiver : entry.sender;
+  // Without credentials the source address is all that ties the two
+  // sockets to one client: a socket from elsewhere cannot complete (and so
+  // send as, or receive for) a name someone else holds half of.
+  if (holder || (other && other->conn->remote().address() != s->conn->remote().address())) {
     reply_error(*s, relay::codes::username_taken);
     return;
   }
@@ -305,10 +330,41 @@ void relay_server::impl::on_register(const std::shared_ptr<session>& s,
   reply(*s, relay::registered{m.role, m.user});
   log(m.user + " registered " + std::string(relay::role_name(m.role)) + " from " +
       net::to_string(s->conn->remote()));
-  if (it->second.complete()) {
+  if (entry.complete()) {
+    other->pairing_timer.cancel();
     ++complete_users;
     notify_presence(relay::joined{m.user}, m.user);
+  } else {
+    arm_pairing_timer(s);
   }
+}
+
+void relay_server::impl::arm_pairing_timer(const std::shared_ptr<session>& s) {
+  s->pairing_timer.expires_after(config.pairing_timeout);
+  s->pairing_timer.async_wait([this, weak = std::weak_ptr<session>(s)](std::error_code ec) {
+    auto locked = weak.lock();
+    if (!locked || ec) return;
+    expire_half_registration(locked);
+  });
+}
+
+void relay_server::impl::expire_half_registration(const std::shared_ptr<session>& s) {
+  // The timer may have fired just as the pair completed or the socket left.
+  if (!s->role || stopping) return;
+  auto it = users.find(s->user);
+  if (it == users.end() || it->second.complete()) return;
+  const auto& holder = *s->role == relay::role::to_send ? it->second.sender : it->second.receiver;
+  if (holder != s) return;
+  std::string user = std::move(s->user);
+  users.erase(it);  // never complete: never listed nor announced, so no LEFT
+  s->role.reset();
+  s->user.clear();
+  log(user + " unregistered (other socket not registered within " +
+      seconds_text(config.pairing_timeout) + " s)");
+  // 101: the name is no longer registered; closing tells a client waiting
+  // on its lone receiving socket, which would otherwise never hear.
+  reply_error(*s, relay::codes::no_user_registered);
+  s->conn->close_after_flush();
 }
 
 // ------------------------------------------------------------------ delivery

@@ -35,6 +35,9 @@ struct relay_config {
   std::size_t max_in_flight = 1024;
   // FORWARDs one receiver may leave unanswered; past it, sends to it fail.
   std::size_t max_unanswered = 4096;
+  // A name registered on one socket only is dropped (and that socket told
+  // and closed) when its other socket has not registered within this.
+  std::chrono::milliseconds pairing_timeout = std::chrono::seconds(30);
   net::logger log;  // one line per event; may be empty
 };
 
