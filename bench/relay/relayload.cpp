@@ -612,7 +612,7 @@ void Load::connect_more() {
   constexpr std::size_t window = 128;
   while (connecting < window && next_connect < conns.size()) {
     Conn* c = conns[next_connect].get();
-    std::size_t i = next_connect++;
+    ++next_connect;
     ++connecting;
     auto addr = asio::ip::make_address(opt.host);
     tcp::endpoint ep(addr, opt.port);
@@ -621,9 +621,12 @@ void Load::connect_more() {
     if (ec) die("socket: " + ec.message() + " (raise the descriptor limit)");
     if (opt.src_addrs > 1) {
       // 127.0.0.2, .3, ...: each source address has its own ephemeral ports.
+      // By user, not by connection: the relay pairs a user's two sockets
+      // only when they come from one address.
       int one = 1;
       setsockopt(c->sock.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      auto src = asio::ip::make_address_v4(0x7f000002u + static_cast<std::uint32_t>(i % static_cast<std::size_t>(opt.src_addrs)));
+      auto user = static_cast<std::size_t>(c->index);
+      auto src = asio::ip::make_address_v4(0x7f000002u + static_cast<std::uint32_t>(user % static_cast<std::size_t>(opt.src_addrs)));
       c->sock.bind(tcp::endpoint(src, 0), ec);
       if (ec) die("bind: " + ec.message());
     }
