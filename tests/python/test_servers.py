@@ -288,3 +288,26 @@ def test_interpreter_exit_with_servers_running(tmp_path):
     assert len(done.stdout.split()) == 2
     assert os.listdir(tmp_path) == []
 
+
+
+def test_stop_and_queries_from_many_threads():
+    import threading
+    srv = improto.RelayServer()
+    outcomes = []
+
+    def query():
+        try:
+            while True:
+                srv.user_count()
+        except ValueError:
+            outcomes.append("stopped")
+
+    threads = [threading.Thread(target=query) for _ in range(4)]
+    threads += [threading.Thread(target=srv.stop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+        assert not t.is_alive()
+    assert outcomes == ["stopped"] * 4
+    assert refused(srv.address)

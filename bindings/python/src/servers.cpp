@@ -12,9 +12,12 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include <asio/executor_work_guard.hpp>
@@ -143,27 +146,43 @@ class runner {
     thread_ = std::thread([this] { io_.run(); });
   }
 
-  bool running() const { return thread_.joinable(); }
+  bool running() const {
+    std::lock_guard lock(mutex_);
+    return !stopping_;
+  }
 
-  // Runs f(server) on the io thread and returns its result. Call without the GIL.
+  // Runs f(server) on the io thread and returns its result, or nullopt
+  // once the server is stopping. Call without the GIL.
   template <class F>
-  auto call(F f) {
-    using R = decltype(f(*server_));
+  auto call(F f) -> std::optional<std::invoke_result_t<F&, const Server&>> {
+    using R = std::invoke_result_t<F&, const Server&>;
     std::promise<R> promise;
     auto future = promise.get_future();
-    asio::post(io_, [&] { promise.set_value(f(*server_)); });
+    {
+      // Posted before stop()'s handler, so it runs before the loop ends.
+      std::lock_guard lock(mutex_);
+      if (stopping_) return std::nullopt;
+      asio::post(io_, [&] { promise.set_value(f(*server_)); });
+    }
     return future.get();
   }
 
   // Stops the server, lets connections drain for up to `grace`, then stops
-  // the thread and destroys the server. Idempotent. Call without the GIL.
+  // the thread and destroys the server. Idempotent and safe from several
+  // threads at once. Call without the GIL.
   void stop(std::chrono::milliseconds grace) {
-    if (!thread_.joinable()) return;
-    auto deadline = net::clock::now() + grace;
-    asio::post(io_, [this, deadline] {
-      server_->stop();
-      poll_drained(deadline);
-    });
+    std::lock_guard stopping(stop_mutex_);
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      stopping_ = true;
+      if (!thread_.joinable()) return;  // never launched
+      auto deadline = net::clock::now() + grace;
+      asio::post(io_, [this, deadline] {
+        server_->stop();
+        poll_drained(deadline);
+      });
+    }
     thread_.join();
     server_.reset();  // before the io_context, as the servers require
   }
@@ -185,6 +204,9 @@ class runner {
   std::unique_ptr<Server> server_;
   drained_fn drained_;
   std::thread thread_;
+  std::mutex stop_mutex_;     // one stop() at a time; held until the thread is joined
+  mutable std::mutex mutex_;  // guards stopping_ and posting against it
+  bool stopping_ = false;
 };
 
 // What every Python-facing server has: a log sink that outlives the runner,
@@ -204,9 +226,12 @@ struct handle {
   }
   template <class F>
   auto call(F f) {
-    if (!run.running()) throw py::value_error("the server is stopped");
-    py::gil_scoped_release nogil;
-    return run.call(std::move(f));
+    auto value = [&] {
+      py::gil_scoped_release nogil;
+      return run.call(std::move(f));
+    }();
+    if (!value) throw py::value_error("the server is stopped");
+    return *value;
   }
 
   log_sink sink;  // declared first: destroyed last
