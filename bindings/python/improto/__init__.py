@@ -58,3 +58,10 @@ __all__ = [
     "BuddyServer",
     "RelayServer",
 ]
+
+# Show the public classes where users import them from (help(), repr, pickle).
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = __name__
+del _name, _obj
