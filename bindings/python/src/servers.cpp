@@ -371,7 +371,8 @@ void register_servers(py::module_& m) {
   registry.def(py::init(&make_registry), py::arg("host"), py::arg("port"), py::arg("data_dir"),
                py::arg("idle_timeout"), py::arg("message_timeout"), py::arg("max_connections"),
                py::arg("max_body"), py::arg("max_line"), py::arg("max_headers"),
-               py::arg("max_pipelined"), py::arg("sync"), py::arg("log"));
+               py::arg("max_pipelined"), py::arg("sync"), py::arg("log"),
+               "Binds and starts the server; improto.RegistryServer documents the options.");
   add_common<registry_handle>(registry);
   registry.def(
       "pending_writes",
@@ -384,7 +385,8 @@ void register_servers(py::module_& m) {
   buddy.def(py::init(&make_buddy), py::arg("host"), py::arg("port"), py::arg("udp_port"),
             py::arg("data_dir"), py::arg("ttl"), py::arg("idle_timeout"),
             py::arg("message_timeout"), py::arg("max_connections"), py::arg("udp_rate"),
-            py::arg("sync"), py::arg("log"));
+            py::arg("sync"), py::arg("log"),
+            "Binds and starts the server; improto.BuddyServer documents the options.");
   add_common<buddy_handle>(buddy);
   buddy.def_property_readonly("udp_port", [](const buddy_handle& h) { return h.udp_port; },
                               "The UDP port of SET/GET (the one bound when 0 was asked).");
@@ -399,7 +401,8 @@ void register_servers(py::module_& m) {
   relay.def(py::init(&make_relay), py::arg("host"), py::arg("port"), py::arg("receiver_timeout"),
             py::arg("idle_timeout"), py::arg("message_timeout"), py::arg("max_body"),
             py::arg("max_connections"), py::arg("max_in_flight"), py::arg("max_unanswered"),
-            py::arg("log"));
+            py::arg("log"),
+            "Binds and starts the server; improto.RelayServer documents the options.");
   add_common<relay_handle>(relay);
 }
 
