@@ -311,3 +311,42 @@ def test_stop_and_queries_from_many_threads():
         assert not t.is_alive()
     assert outcomes == ["stopped"] * 4
     assert refused(srv.address)
+
+
+def test_log_callback_may_stop_its_own_server():
+    import threading
+    ready, stopped = threading.Event(), threading.Event()
+    holder = {}
+
+    def log(line):
+        assert ready.wait(TIMEOUT)
+        holder["server"].stop()
+        stopped.set()
+
+    srv = improto.RelayServer(log=log)
+    holder["server"] = srv
+    ready.set()
+    assert stopped.wait(TIMEOUT)
+    assert not srv.running
+    assert refused(srv.address)
+
+
+def test_failing_log_callback_keeps_the_lines_coming(capsys):
+    seen = []
+
+    def log(line):
+        seen.append(line)
+        if len(seen) == 1:
+            raise RuntimeError("callback failed")
+
+    with improto.BuddyServer(log=log) as srv:
+        wait_for(lambda: len(seen) >= 3, "three log lines")  # TCP, UDP, then the store
+        assert seen[0] == f"listening on {srv.host}:{srv.port}"
+    assert "callback failed" in capsys.readouterr().err
+
+
+def test_stop_timeout_is_checked():
+    with improto.RelayServer() as srv:
+        with pytest.raises(improto.ConfigError):
+            srv.stop(timeout=-1)
+        assert srv.running

@@ -1,7 +1,7 @@
 """Type stub of the native core, improto._core (see servers.cpp, errors.cpp)."""
 
 import os
-from typing import Callable, Dict, Optional, Union
+from typing import Dict, Optional, Union
 
 # errc name -> short description, e.g. "line_too_long" -> "line too long".
 ERRC: Dict[str, str]
@@ -9,7 +9,7 @@ ERRC: Dict[str, str]
 def _raise(errc: str, detail: str = ..., code: Optional[int] = ...) -> None:
     """Raises the exception the bindings raise for this errc (for tests of the mapping)."""
 
-_Log = Optional[Callable[[str], object]]
+_Log = bool
 _Path = Union[str, os.PathLike[str]]
 
 class _ServerCore:
@@ -20,6 +20,7 @@ class _ServerCore:
     @property
     def running(self) -> bool: ...
     def stop(self, timeout: float = ...) -> None: ...
+    def next_log_line(self) -> Optional[str]: ...
     def connection_count(self) -> int: ...
     def user_count(self) -> int: ...
 

@@ -10,19 +10,23 @@ The keyword arguments mirror the flags of the server tools (``imregistryd``,
 an unusable store :class:`improto.StorageError`.
 
 A server stops with :meth:`stop`, at the end of a ``with`` block, when it is
-garbage-collected, or at interpreter exit, whichever comes first. While it
-runs it never holds the GIL except to call ``log``.
+garbage-collected, or at interpreter exit, whichever comes first. Its thread
+never takes the GIL: the ``log`` callback, if given, is called on a Python
+thread of its own, in order, one line per server event.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+import threading
 import weakref
 from typing import Any, Callable, Optional, Tuple, Union
 
 from . import _core
+from ._errors import ConfigError
 
 __all__ = ["RegistryServer", "BuddyServer", "RelayServer"]
 
@@ -30,12 +34,28 @@ Logger = Optional[Callable[[str], Any]]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _shutdown(core: Any, temp_dir: Optional[str], timeout: float) -> None:
+def _shutdown(core: Any, temp_dir: Optional[str], timeout: float,
+              pump: Optional[threading.Thread]) -> None:
     try:
         core.stop(timeout)
+        # Every line is queued once stop() returns: deliver them before returning.
+        if pump is not None and pump is not threading.current_thread():
+            pump.join()
     finally:
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _pump_log(core: Any, log: Callable[[str], Any]) -> None:
+    # Holds the core, never the server object, so that GC can still stop it.
+    while True:
+        line = core.next_log_line()
+        if line is None:
+            return
+        try:
+            log(line)
+        except Exception:  # a failing callback must not lose the next lines
+            sys.excepthook(*sys.exc_info())
 
 
 class _Server:
@@ -44,16 +64,22 @@ class _Server:
     _core: Any
     _temp_dir: Optional[str]
 
-    def _launch(self, make: Callable[[], Any], temp_dir: Optional[str]) -> None:
+    def _launch(self, make: Callable[[bool], Any], temp_dir: Optional[str], log: Logger) -> None:
         try:
-            self._core = make()
+            self._core = make(log is not None)
         except BaseException:
             if temp_dir is not None:
                 shutil.rmtree(temp_dir, ignore_errors=True)
             raise
         self._temp_dir = temp_dir
+        pump = None
+        if log is not None:
+            pump = threading.Thread(target=_pump_log, args=(self._core, log),
+                                    name=f"improto {type(self).__name__} log", daemon=True)
+            pump.start()
         # Runs once: on stop(), on garbage collection, or at exit.
-        self._finalizer = weakref.finalize(self, _shutdown, self._core, temp_dir, 2.0)
+        self._finalizer = weakref.finalize(self, _shutdown, self._core, temp_dir, 2.0, pump)
+        self._pump = pump
 
     @property
     def host(self) -> str:
@@ -89,8 +115,12 @@ class _Server:
         ``timeout`` seconds for that, then end the server's thread and
         remove the temporary data directory, if the server made one.
         Calling it again does nothing."""
+        timeout = float(timeout)
+        if not 0 <= timeout < 1e9:
+            raise ConfigError(f"timeout: expected a number of seconds from 0, not {timeout}",
+                              errc="invalid_config")
         if self._finalizer.detach() is not None:
-            _shutdown(self._core, self._temp_dir, timeout)
+            _shutdown(self._core, self._temp_dir, timeout, self._pump)
 
     def __enter__(self):
         return self
@@ -129,8 +159,8 @@ class RegistryServer(_Server):
         max_pipelined: requests one connection may have awaiting replies.
         sync: SQLite synchronous level: ``"full"`` (acknowledged changes
             survive power loss), ``"normal"``, ``"extra"`` or ``"off"``.
-        log: called with one line per server event (from the server's
-            thread, with the GIL taken for the call), or None.
+        log: called with each line the server logs (on a Python thread of
+            the server's own, in order), or None.
     """
 
     def __init__(
@@ -153,10 +183,10 @@ class RegistryServer(_Server):
         self.data_dir = directory
         """The directory holding ``registry.sqlite3``."""
         self._launch(
-            lambda: _core._RegistryServer(
+            lambda logging: _core._RegistryServer(
                 host, port, directory, idle_timeout, message_timeout, max_connections,
-                max_body, max_line, max_headers, max_pipelined, sync, log),
-            temp)
+                max_body, max_line, max_headers, max_pipelined, sync, logging),
+            temp, log)
 
     def pending_writes(self) -> int:
         """Writes queued or being committed to SQLite. Raises ValueError once stopped."""
@@ -203,10 +233,10 @@ class BuddyServer(_Server):
         self.data_dir = directory
         """The directory holding ``buddy.sqlite3``."""
         self._launch(
-            lambda: _core._BuddyServer(
+            lambda logging: _core._BuddyServer(
                 host, port, udp_port, directory, ttl, idle_timeout, message_timeout,
-                max_connections, udp_rate, sync, log),
-            temp)
+                max_connections, udp_rate, sync, logging),
+            temp, log)
 
     @property
     def udp_port(self) -> int:
@@ -256,7 +286,7 @@ class RelayServer(_Server):
         log: Logger = None,
     ) -> None:
         self._launch(
-            lambda: _core._RelayServer(
+            lambda logging: _core._RelayServer(
                 host, port, receiver_timeout, idle_timeout, message_timeout, max_body,
-                max_connections, max_in_flight, max_unanswered, log),
-            None)
+                max_connections, max_in_flight, max_unanswered, logging),
+            None, log)

@@ -7,6 +7,8 @@
 // libstdc++'s config macros, and every file must pick the same one.
 #include <cmath>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -97,32 +99,58 @@ T bound_or_raise(result<T>&& r) {
   return value_or_raise(std::move(r));
 }
 
-// --- logging into a Python callable ------------------------------------------
+// --- log lines for Python ----------------------------------------------------
 
-// Owns the callable (released with the GIL held, by the owner); the logger
-// it hands out only points here, so the server may be destroyed without it.
-class log_sink {
+// The server thread never runs Python code: it queues its log lines here and
+// a Python thread (improto/servers.py) takes them with next_log_line() and
+// calls the user's callback. So a callback may do anything (stop the server,
+// drop the last reference to it) without deadlocking the server's thread.
+class log_queue {
  public:
-  explicit log_sink(py::object callback) : callback_(std::move(callback)) {}
+  static constexpr std::size_t max_lines = 10'000;  // past this, lines are counted, not kept
 
-  net::logger logger() {
-    if (callback_.is_none()) return {};
-    return [this](std::string_view line) {
-      py::gil_scoped_acquire gil;
-      try {
-        PyObject* text = PyUnicode_DecodeUTF8(line.data(), static_cast<Py_ssize_t>(line.size()),
-                                              "replace");
-        if (!text) throw py::error_already_set();
-        callback_(py::reinterpret_steal<py::str>(text));
-      } catch (py::error_already_set& e) {
-        // An exception in the callback must not stop the server.
-        e.discard_as_unraisable("improto server log callback");
+  void push(std::string_view line) {
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      if (lines_.size() >= max_lines) {
+        ++dropped_;
+        return;
       }
-    };
+      if (dropped_ > 0) {
+        lines_.push_back(std::to_string(dropped_) + " log lines dropped (the log callback is slow)");
+        dropped_ = 0;
+      }
+      lines_.emplace_back(line);
+    }
+    ready_.notify_one();
+  }
+
+  // Ends the stream once what is queued has been taken.
+  void close() {
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+    }
+    ready_.notify_all();
+  }
+
+  // The next line; nullopt once closed and empty. Blocks: call without the GIL.
+  std::optional<std::string> pop() {
+    std::unique_lock lock(mutex_);
+    ready_.wait(lock, [this] { return closed_ || !lines_.empty(); });
+    if (lines_.empty()) return std::nullopt;
+    auto line = std::move(lines_.front());
+    lines_.pop_front();
+    return line;
   }
 
  private:
-  py::object callback_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::string> lines_;
+  std::uint64_t dropped_ = 0;
+  bool closed_ = false;
 };
 
 // --- one server on its own thread --------------------------------------------
@@ -209,20 +237,38 @@ class runner {
   bool stopping_ = false;
 };
 
-// What every Python-facing server has: a log sink that outlives the runner,
-// and the address it listens on.
+// What every Python-facing server has: the runner, the log queue (shared
+// with the server's logger, so it outlives both) and the address.
 template <class Server>
 struct handle {
-  explicit handle(py::object log) : sink(std::move(log)) {}
+  explicit handle(bool log) : logs(log ? std::make_shared<log_queue>() : nullptr) {}
   ~handle() {
-    // pybind11 destroys us with the GIL held; the io thread may need it to log.
+    // pybind11 destroys us with the GIL held; stopping may wait for the thread.
     py::gil_scoped_release nogil;
     run.stop(2000ms);
+    if (logs) logs->close();
+  }
+  net::logger logger() {
+    if (!logs) return {};
+    return [queue = logs](std::string_view line) { queue->push(line); };
   }
   void stop(double grace) {
     auto ms = grace <= 0 ? 0ms : seconds_arg("timeout", grace);
     py::gil_scoped_release nogil;
     run.stop(ms);
+    if (logs) logs->close();  // after the join: every line the server wrote is queued
+  }
+  py::object next_log_line() {
+    if (!logs) return py::none();
+    std::optional<std::string> line;
+    {
+      py::gil_scoped_release nogil;
+      line = logs->pop();
+    }
+    if (!line) return py::none();
+    PyObject* text = PyUnicode_DecodeUTF8(line->data(), static_cast<Py_ssize_t>(line->size()), "replace");
+    if (!text) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(text);
   }
   template <class F>
   auto call(F f) {
@@ -234,7 +280,7 @@ struct handle {
     return *value;
   }
 
-  log_sink sink;  // declared first: destroyed last
+  std::shared_ptr<log_queue> logs;
   runner<Server> run;
   std::string host;
   std::uint16_t port = 0;
@@ -251,7 +297,7 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
                                                long long max_connections, long long max_body,
                                                long long max_line, long long max_headers,
                                                long long max_pipelined, const std::string& sync,
-                                               py::object log) {
+                                               bool log) {
   server::registry_config config;
   config.host = host_arg(host);
   config.port = port_arg("port", port);
@@ -265,8 +311,8 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
   config.max_pipelined = count_arg("max_pipelined", max_pipelined, 1'000'000);
   config.store.synchronous = sync_arg(sync);
 
-  auto h = std::make_unique<registry_handle>(std::move(log));
-  config.log = h->sink.logger();
+  auto h = std::make_unique<registry_handle>(log);
+  config.log = h->logger();
   py::gil_scoped_release nogil;  // opening SQLite and loading the list take a while
   auto server = bound_or_raise(server::registry_server::bind(h->run.io(), std::move(config)));
   auto ep = server->local_endpoint();
@@ -282,7 +328,7 @@ std::unique_ptr<buddy_handle> make_buddy(const std::string& host, long long tcp_
                                          long long udp_port, const std::filesystem::path& data_dir,
                                          double ttl, double idle_timeout, double message_timeout,
                                          long long max_connections, double udp_rate,
-                                         const std::string& sync, py::object log) {
+                                         const std::string& sync, bool log) {
   server::buddy_config config;
   config.host = host_arg(host);
   config.tcp_port = port_arg("port", tcp_port);
@@ -299,8 +345,8 @@ std::unique_ptr<buddy_handle> make_buddy(const std::string& host, long long tcp_
   config.datagram.burst = udp_rate * 2;
   config.store.synchronous = sync_arg(sync);
 
-  auto h = std::make_unique<buddy_handle>(std::move(log));
-  config.log = h->sink.logger();
+  auto h = std::make_unique<buddy_handle>(log);
+  config.log = h->logger();
   py::gil_scoped_release nogil;
   auto server = bound_or_raise(server::buddy_server::bind(h->run.io(), std::move(config)));
   auto tcp = server->tcp_endpoint();
@@ -316,7 +362,7 @@ std::unique_ptr<relay_handle> make_relay(const std::string& host, long long port
                                          double receiver_timeout, double idle_timeout,
                                          double message_timeout, long long max_body,
                                          long long max_connections, long long max_in_flight,
-                                         long long max_unanswered, py::object log) {
+                                         long long max_unanswered, bool log) {
   server::relay_config config;
   config.host = host_arg(host);
   config.port = port_arg("port", port);
@@ -328,8 +374,8 @@ std::unique_ptr<relay_handle> make_relay(const std::string& host, long long port
   config.max_in_flight = count_arg("max_in_flight", max_in_flight, 1'000'000);
   config.max_unanswered = count_arg("max_unanswered", max_unanswered, 1'000'000);
 
-  auto h = std::make_unique<relay_handle>(std::move(log));
-  config.log = h->sink.logger();
+  auto h = std::make_unique<relay_handle>(log);
+  config.log = h->logger();
   py::gil_scoped_release nogil;
   auto server = bound_or_raise(server::relay_server::bind(h->run.io(), std::move(config)));
   auto ep = server->local_endpoint();
@@ -353,6 +399,9 @@ void add_common(Cls& cls) {
            "Stops accepting, closes the connections once what they are owed is sent "
            "(waiting up to `timeout` seconds), then stops the server's thread. "
            "Idempotent.")
+      .def("next_log_line", &H::next_log_line,
+           "The next log line of the server, waiting for it (without the GIL); None once the "
+           "server is stopped and every line was taken, or when it was made with log=False.")
       .def(
           "connection_count",
           [](H& h) { return h.call([](const auto& s) { return s.connection_count(); }); },
