@@ -95,3 +95,42 @@ def test_unknown_errc_name_is_a_value_error():
 def test_documented():
     for name in improto.__all__:
         assert getattr(improto, name).__doc__, name
+
+
+def test_public_methods_documented():
+    for cls in (improto.RegistryServer, improto.BuddyServer, improto.RelayServer):
+        for name in dir(cls):
+            if not name.startswith("_"):
+                assert getattr(cls, name).__doc__, f"{cls.__name__}.{name}"
+
+
+def test_stub_matches_the_module_and_is_installed():
+    import ast
+    from pathlib import Path
+    package = Path(improto.__file__).parent
+    assert (package / "py.typed").exists()
+    tree = ast.parse((package / "_core.pyi").read_text())
+    names = 0
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            classes = ([_core._RegistryServer, _core._BuddyServer, _core._RelayServer]
+                       if node.name == "_ServerCore" else [getattr(_core, node.name)])
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    for cls in classes:
+                        assert hasattr(cls, item.name), f"{cls.__name__}.{item.name}"
+                    names += 1
+        elif isinstance(node, ast.FunctionDef):
+            assert hasattr(_core, node.name), node.name
+            names += 1
+        elif isinstance(node, ast.AnnAssign) and not node.target.id.startswith("_"):
+            assert hasattr(_core, node.target.id), node.target.id
+            names += 1
+    assert names >= 8
+    # Every member of the core classes is in the stub (its own or _ServerCore's).
+    stubbed = {item.name for node in tree.body if isinstance(node, ast.ClassDef)
+               for item in node.body if isinstance(item, ast.FunctionDef)}
+    for cls in (_core._RegistryServer, _core._BuddyServer, _core._RelayServer):
+        for name in vars(cls):
+            if not name.startswith("_"):
+                assert name in stubbed, f"{cls.__name__}.{name} missing from _core.pyi"
