@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every test: unit and integration tests (ctest), the same
 # tests under ASan+UBSan, a bounded fuzz smoke run of every decoder, and the
-# example built against the installed package.
+# example built against the installed package, and the Python package
+# installed with pip and its tests.
 source "$(dirname "$0")/lib.sh"
 
 ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl
@@ -30,5 +31,16 @@ rm -rf "$prefix"
 cmake --install "$ROOT/build" --prefix "$prefix" >/dev/null
 build_source "$ROOT/examples" "$ROOT/build/_examples" -DCMAKE_PREFIX_PATH="$prefix"
 ctest --test-dir "$ROOT/build/_examples" --output-on-failure
+
+log "Python: pip-install bindings/python into a temporary venv, run tests/python against it"
+ensure_packages python3-venv python3-pip python3-setuptools python3-wheel
+pyenv="$(mktemp -d)"
+/usr/bin/python3 -m venv --system-site-packages "$pyenv/venv"
+# build/_python keeps pip's CMake build between runs (incremental rebuilds).
+IMPROTO_PYTHON_BUILD_DIR="$ROOT/build/_python" "$pyenv/venv/bin/python" -m pip install \
+  --quiet --no-build-isolation --no-index "$ROOT/bindings/python"
+(cd "$pyenv" && IMPROTO_EXPECT_INSTALLED=1 "$pyenv/venv/bin/python" -m pytest -q -p no:cacheprovider \
+  "$ROOT/tests/python")
+rm -rf "$pyenv"
 
 log "all tests passed"

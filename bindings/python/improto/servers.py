@@ -1,0 +1,292 @@
+"""The improto servers in-process: each runs the C++ server core on its own
+thread and event loop, listening on loopback on a free port by default.
+
+>>> with RelayServer() as relay:
+...     connect_somehow(relay.host, relay.port)
+
+The keyword arguments mirror the flags of the server tools (``imregistryd``,
+``imbuddyd``, ``imrelayd``), with durations in seconds. A bad option raises
+:class:`improto.ConfigError`, a taken port :class:`improto.AddressInUseError`,
+an unusable store :class:`improto.StorageError`.
+
+A server stops with :meth:`stop`, at the end of a ``with`` block, when it is
+garbage-collected, or at interpreter exit, whichever comes first. Its thread
+never takes the GIL: the ``log`` callback, if given, is called on a Python
+thread of its own, in order, one line per server event.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import weakref
+from typing import Any, Callable, Optional, Tuple, Union
+
+from . import _core
+from ._errors import ConfigError
+
+__all__ = ["RegistryServer", "BuddyServer", "RelayServer"]
+
+Logger = Optional[Callable[[str], Any]]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _shutdown(core: Any, temp_dir: Optional[str], timeout: float,
+              pump: Optional[threading.Thread]) -> None:
+    try:
+        core.stop(timeout)
+        # Every line is queued once stop() returns: deliver them before returning.
+        if pump is not None and pump is not threading.current_thread():
+            pump.join()
+    finally:
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _pump_log(core: Any, log: Callable[[str], Any]) -> None:
+    # Holds the core, never the server object, so that GC can still stop it.
+    while True:
+        line = core.next_log_line()
+        if line is None:
+            return
+        try:
+            log(line)
+        except Exception:  # a failing callback must not lose the next lines
+            sys.excepthook(*sys.exc_info())
+
+
+class _Server:
+    """What the three servers share: address, stop(), context manager."""
+
+    _core: Any
+    _temp_dir: Optional[str]
+
+    def _launch(self, make: Callable[[bool], Any], temp_dir: Optional[str], log: Logger) -> None:
+        try:
+            self._core = make(log is not None)
+        except BaseException:
+            if temp_dir is not None:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+            raise
+        self._temp_dir = temp_dir
+        pump = None
+        if log is not None:
+            pump = threading.Thread(target=_pump_log, args=(self._core, log),
+                                    name=f"improto {type(self).__name__} log", daemon=True)
+            pump.start()
+        # Runs once: on stop(), on garbage collection, or at exit.
+        self._finalizer = weakref.finalize(self, _shutdown, self._core, temp_dir, 2.0, pump)
+        self._pump = pump
+
+    @property
+    def host(self) -> str:
+        """The address the server listens on, e.g. ``"127.0.0.1"``."""
+        return self._core.host
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on (the one the system chose when 0 was asked)."""
+        return self._core.port
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        """``(host, port)``, ready for :func:`socket.create_connection`."""
+        return (self.host, self.port)
+
+    @property
+    def running(self) -> bool:
+        """True until the server is stopped."""
+        return self._finalizer.alive
+
+    def connection_count(self) -> int:
+        """Open TCP connections right now. Raises ValueError once stopped."""
+        return self._core.connection_count()
+
+    def user_count(self) -> int:
+        """Users registered right now. Raises ValueError once stopped."""
+        return self._core.user_count()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the server: stop accepting, send each connection what it is
+        owed (answers to committed changes) and close it, waiting at most
+        ``timeout`` seconds for that, then end the server's thread and
+        remove the temporary data directory, if the server made one.
+        Calling it again does nothing."""
+        timeout = float(timeout)
+        if not 0 <= timeout < 1e9:
+            raise ConfigError(f"timeout: expected a number of seconds from 0, not {timeout}",
+                              errc="invalid_config")
+        if self._finalizer.detach() is not None:
+            _shutdown(self._core, self._temp_dir, timeout, self._pump)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
+
+
+def _data_dir(data_dir: Optional[PathLike], prefix: str) -> Tuple[str, Optional[str]]:
+    if data_dir is not None:
+        return os.fspath(data_dir), None
+    temp = tempfile.mkdtemp(prefix=prefix)
+    return temp, temp
+
+
+class RegistryServer(_Server):
+    """The registry server (protocol 1, seeds 000 and 004) in-process: HTTP/1.1,
+    ``POST /userlist.txt`` with ``REGISTER name@ip:port`` or ``LOGOUT ...``,
+    ``GET /userlist.txt`` for the list.
+
+    Args:
+        host: address to listen on.
+        port: TCP port; 0 (the default) picks a free one, see :attr:`port`.
+        data_dir: existing directory for ``registry.sqlite3``; by default a
+            fresh temporary directory, removed when the server stops.
+        idle_timeout: close connections idle this many seconds.
+        message_timeout: drop clients that leave a request unfinished this long.
+        max_connections: connections served at once.
+        max_body: largest request body accepted (else 413).
+        max_line: longest request or header line (else 431).
+        max_headers: most header lines in a request (else 431).
+        max_pipelined: requests one connection may have awaiting replies.
+        sync: SQLite synchronous level: ``"full"`` (acknowledged changes
+            survive power loss), ``"normal"``, ``"extra"`` or ``"off"``.
+        log: called with each line the server logs (on a Python thread of
+            the server's own, in order), or None.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        data_dir: Optional[PathLike] = None,
+        idle_timeout: float = 300.0,
+        message_timeout: float = 30.0,
+        max_connections: int = 10000,
+        max_body: int = 4096,
+        max_line: int = 8192,
+        max_headers: int = 64,
+        max_pipelined: int = 256,
+        sync: str = "full",
+        log: Logger = None,
+    ) -> None:
+        directory, temp = _data_dir(data_dir, "improto-registry-")
+        self.data_dir = directory
+        """The directory holding ``registry.sqlite3``."""
+        self._launch(
+            lambda logging: _core._RegistryServer(
+                host, port, directory, idle_timeout, message_timeout, max_connections,
+                max_body, max_line, max_headers, max_pipelined, sync, logging),
+            temp, log)
+
+    def pending_writes(self) -> int:
+        """Writes queued or being committed to SQLite. Raises ValueError once stopped."""
+        return self._core.pending_writes()
+
+
+class BuddyServer(_Server):
+    """The buddy list and status server (protocol 2, seed 002) in-process.
+    TCP (:attr:`port`): ``REG``/``ADD``/``DEL``, one request per connection;
+    UDP (:attr:`udp_port`): ``SET`` (no reply) and ``GET``.
+
+    Args:
+        host: address to listen on (TCP and UDP).
+        port: TCP port; 0 (the default) picks a free one.
+        udp_port: UDP port; 0 (the default) picks a free one.
+        data_dir: existing directory for ``buddy.sqlite3``; by default a
+            fresh temporary directory, removed when the server stops.
+        ttl: an ONLINE status not refreshed this many seconds reads OFFLINE.
+        idle_timeout: close TCP connections that send nothing this long.
+        message_timeout: close TCP connections that leave a line unfinished this long.
+        max_connections: TCP connections served at once.
+        udp_rate: datagrams accepted per second from one address (bursts of
+            twice that); 0 for no limit.
+        sync: SQLite synchronous level (see :class:`RegistryServer`).
+        log: called with one line per server event, or None.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        udp_port: int = 0,
+        *,
+        data_dir: Optional[PathLike] = None,
+        ttl: float = 300.0,
+        idle_timeout: float = 120.0,
+        message_timeout: float = 30.0,
+        max_connections: int = 10000,
+        udp_rate: float = 200.0,
+        sync: str = "full",
+        log: Logger = None,
+    ) -> None:
+        directory, temp = _data_dir(data_dir, "improto-buddy-")
+        self.data_dir = directory
+        """The directory holding ``buddy.sqlite3``."""
+        self._launch(
+            lambda logging: _core._BuddyServer(
+                host, port, udp_port, directory, ttl, idle_timeout, message_timeout,
+                max_connections, udp_rate, sync, logging),
+            temp, log)
+
+    @property
+    def udp_port(self) -> int:
+        """The UDP port of SET/GET (the one the system chose when 0 was asked)."""
+        return self._core.udp_port
+
+    @property
+    def udp_address(self) -> Tuple[str, int]:
+        """``(host, udp_port)``, ready for :meth:`socket.socket.sendto`."""
+        return (self.host, self.udp_port)
+
+    def dropped_datagrams(self) -> int:
+        """Datagrams dropped over the per-source rate, and oversized ones."""
+        return self._core.dropped_datagrams()
+
+
+class RelayServer(_Server):
+    """The relay chat server (protocol 3, seed 003, with the messenger
+    extensions of protocol 4) in-process. All state is in memory.
+
+    Args:
+        host: address to listen on.
+        port: TCP port; 0 (the default) picks a free one.
+        receiver_timeout: seconds a receiver has to answer a FORWARD before
+            the sender gets ``ERROR 102``.
+        idle_timeout: close connections silent this many seconds.
+        message_timeout: close connections that leave a message unfinished this long.
+        max_body: largest message body accepted.
+        max_connections: connections served at once.
+        max_in_flight: SENDs one sender may have awaiting replies.
+        max_unanswered: FORWARDs one receiver may leave unanswered.
+        log: called with one line per server event, or None.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        receiver_timeout: float = 10.0,
+        idle_timeout: float = 3600.0,
+        message_timeout: float = 30.0,
+        max_body: int = 65536,
+        max_connections: int = 10000,
+        max_in_flight: int = 1024,
+        max_unanswered: int = 4096,
+        log: Logger = None,
+    ) -> None:
+        self._launch(
+            lambda logging: _core._RelayServer(
+                host, port, receiver_timeout, idle_timeout, message_timeout, max_body,
+                max_connections, max_in_flight, max_unanswered, logging),
+            None, log)
