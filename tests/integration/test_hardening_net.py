@@ -232,12 +232,24 @@ def test_buddy_over_max_connections_closes_silently(server):
 
 # ---------------------------------------------------------------- descriptors
 
+def sanitized(path):
+    with open(path, "rb") as f:
+        image = f.read()
+    return b"__asan_init" in image or b"__ubsan_handle" in image
+
+
 def test_out_of_descriptors_is_logged_once_and_recovered(tmp_path):
+    relayd = binary("imrelayd")
+    if sanitized(relayd):
+        # The sanitizer runtimes need descriptors too (UBSan probes memory
+        # through a pipe and then reports a false "invalid vptr"); the plain
+        # build runs this test.
+        pytest.skip("out of descriptors is not testable under the sanitizers")
     limit = 24
     wrapper = ("import os, resource, sys\n"
                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit}))\n"
                "os.execv(sys.argv[1], sys.argv[1:])\n")
-    proc = Proc([sys.executable, "-c", wrapper, binary("imrelayd"), "--port", "0"])
+    proc = Proc([sys.executable, "-c", wrapper, relayd, "--port", "0"])
     try:
         port = proc.listening()[1]
         clients = [connect(port) for _ in range(2 * limit)]

@@ -7,7 +7,7 @@
 #include <asio/write.hpp>
 #include <sys/socket.h>
 
-#include <system_error>
+#include <cerrno>
 #include <vector>
 
 namespace improto::net {
@@ -191,7 +191,9 @@ namespace {
 // The process or the system is out of descriptors (or socket memory): the
 // pending connection stays in the backlog, so retrying at once would spin.
 bool out_of_resources(const std::error_code& ec) {
-  return ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open_in_system ||
+  // ENFILE has no asio::error name; compared by value (no category lookup).
+  return ec == asio::error::no_descriptors ||
+         (ec.category() == asio::system_category() && ec.value() == ENFILE) ||
          ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
 }
 }  // namespace
