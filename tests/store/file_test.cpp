@@ -315,15 +315,35 @@ TEST_CASE("store: a directory we may not write says permission denied") {
                                         fs::perms::others_exec);
   fs::create_directory(dir / "closed");
   fs::permissions(dir / "closed", fs::perms::owner_all);
-  auto messages = open_errors_unprivileged(
-      {dir / "readonly" / "registry.sqlite3", dir / "closed" / "registry.sqlite3"});
-  REQUIRE(messages.size() == 2);
+  // A database anyone may write, in a directory where its WAL files cannot
+  // be created.
+  fs::create_directory(dir / "walless");
+  {
+    auto made = registry_store::open(dir / "walless" / "registry.sqlite3");
+    REQUIRE(made.has_value());
+  }
+  for (const char* side : {"registry.sqlite3-wal", "registry.sqlite3-shm"}) {
+    fs::remove(dir / "walless" / side);
+  }
+  fs::permissions(dir / "walless" / "registry.sqlite3", fs::perms::all & ~fs::perms::owner_exec &
+                                                            ~fs::perms::group_exec &
+                                                            ~fs::perms::others_exec);
+  fs::permissions(dir / "walless", fs::perms::owner_all | fs::perms::group_read |
+                                       fs::perms::group_exec | fs::perms::others_read |
+                                       fs::perms::others_exec);
+  auto messages = open_errors_unprivileged({dir / "readonly" / "registry.sqlite3",
+                                            dir / "closed" / "registry.sqlite3",
+                                            dir / "walless" / "registry.sqlite3"});
+  REQUIRE(messages.size() == 3);
   for (const auto& m : messages) {
     INFO(m);
     CHECK(m.find("permission denied") != std::string::npos);
     CHECK(m.find("registry.sqlite3") != std::string::npos);
   }
   CHECK(messages[0].find("cannot create files in " + (dir / "readonly").string()) !=
+        std::string::npos);
+  CHECK(messages[1].find("cannot look inside " + (dir / "closed").string()) != std::string::npos);
+  CHECK(messages[2].find("cannot create files in " + (dir / "walless").string()) !=
         std::string::npos);
   CHECK(fs::is_empty(dir / "readonly"));
 }

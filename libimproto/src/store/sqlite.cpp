@@ -46,6 +46,8 @@ std::string open_hint(const fs::path& file) {
     if (::faccessat(AT_FDCWD, file.c_str(), R_OK | W_OK, AT_EACCESS) != 0) {
       return " (" + reason(errno) + ")";
     }
+  } else if (errno == EACCES) {
+    return " (cannot look inside " + dir.string() + ": permission denied)";
   } else if (errno != ENOENT) {
     return " (" + reason(errno) + ")";
   }
@@ -241,8 +243,11 @@ result<database> database::open(const fs::path& file, const options& opts, const
 
   if (auto r = d.configure(opts); !r) {
     // A file we may write in a directory we may not: the WAL files cannot be
-    // created, and SQLite again only says "unable to open database file".
-    if (r.error().detail().find("unable to open") != std::string::npos) {
+    // created, and SQLite only says "unable to open database file" or
+    // "attempt to write a readonly database".
+    const std::string& detail = r.error().detail();
+    if (detail.find("unable to open") != std::string::npos ||
+        detail.find("readonly database") != std::string::npos) {
       return storage(r.error().detail() + open_hint(file));
     }
     return tl::unexpected(r.error());
