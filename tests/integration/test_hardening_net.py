@@ -152,14 +152,20 @@ REGISTRY_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConne
 
 
 def registry_get(sock):
+    """One GET on a kept connection: its whole answer (by Content-Length), or
+    what came before the server closed."""
     sock.sendall(b"GET /userlist.txt HTTP/1.1\r\nHost: x\r\n\r\n")
     data = b""
-    while b"\r\n\r\n" not in data:
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            m = re.search(rb"\r\nContent-Length: (\d+)", head, re.IGNORECASE)
+            if m and len(body) >= int(m.group(1)):
+                return data
         chunk = sock.recv(4096)
         if not chunk:
-            break
+            return data
         data += chunk
-    return data
 
 
 def test_registry_over_max_connections_answers_503(server):
