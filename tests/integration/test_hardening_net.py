@@ -111,6 +111,21 @@ def test_registry_answers_a_peer_that_half_closed_after_its_requests(server, tmp
     assert b"alice@127.0.0.1:4000," in listing and b"bob@127.0.0.1:4001," in listing
 
 
+def test_registry_stop_answers_a_reading_session_then_exits(start, tmp_path):
+    proc = start("imregistryd", "--port", "0", "--data", tmp_path)
+    port = proc.listening()[1]
+    with held_write_lock(tmp_path / "registry.sqlite3"):
+        s = connect(port)
+        s.sendall(http_post(b"REGISTER alice@127.0.0.1:4000"))
+        # The session reads on while the write waits for the lock.
+        time.sleep(0.3)
+        proc.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+    data = recv_all(s)
+    assert data.startswith(b"HTTP/1.1 200 "), data
+    check_clean_exit(proc)
+
+
 def test_buddy_answers_a_peer_that_half_closed_after_reg(server, tmp_path):
     proc, port = server("imbuddyd")
     with held_write_lock(tmp_path / "buddy.sqlite3"):

@@ -351,6 +351,8 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
   auto index = static_cast<std::size_t>(slot_number - s->first_slot);
   append_response(bytes, status, body, s->replies[index].form);
   complete(*s, slot_number, std::move(bytes));
+  // stop() left open a session owed replies; it may be reading, not waiting.
+  if (stopping && s->replies.empty()) s->conn->close_after_flush();
 }
 
 // ------------------------------------------------------------------- replies
@@ -449,8 +451,8 @@ void registry_server::stop() {
   impl_->listener.close();
   auto sessions = impl_->sessions;
   for (auto& s : sessions) {
-    // A session with replies owed is waiting for its commits; it closes
-    // itself once they are sent. The others are blocked reading.
+    // A session with replies owed closes once they are sent (commit());
+    // the others are idle.
     if (s->replies.empty()) s->conn->close_after_flush();
   }
 }
