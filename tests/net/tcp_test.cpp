@@ -4,8 +4,10 @@
 #include <asio/post.hpp>
 #include <asio/detached.hpp>
 #include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <set>
 #include <optional>
@@ -24,7 +26,11 @@ struct echo_server {
   asio::io_context io;
   net::stream_limits limits;
   std::optional<net::tcp_listener> listener;
-  std::size_t live = 0;
+  std::atomic<std::size_t> live = 0;  // read by the test thread too
+  // Sent after the peer's end of stream, once `late_delay` has passed (a
+  // reply still being committed when the peer half-closed).
+  std::string late_reply;
+  std::chrono::milliseconds late_delay{0};
   std::vector<std::string> close_reasons;
   std::set<std::shared_ptr<net::tcp_connection>> connections;
 
@@ -40,7 +46,7 @@ struct echo_server {
   asio::awaitable<void> accept_loop() {
     while (true) {
       // A named callable: g++ 12 mishandles temporaries inside co_await.
-      std::function<std::size_t()> count = [this] { return live; };
+      std::function<std::size_t()> count = [this] { return live.load(); };
       auto socket = co_await listener->accept(count, limits.max_connections);
       if (!socket && socket.error() == errc::overloaded) continue;
       if (!socket) co_return;
@@ -59,6 +65,20 @@ struct echo_server {
       // A trailing '+' marks an unfinished message: the slow-loris deadline applies.
       conn->set_mid_message(!data->empty() && data->back() == '+');
       if (!conn->send(*data)) conn->close();
+    }
+    if (conn->peer_finished() && conn->is_open()) {
+      CHECK(conn->is_open());  // end of stream leaves it writable
+      if (!late_reply.empty()) {
+        asio::steady_timer later(io, late_delay);
+        co_await later.async_wait(net::use_nothrow);
+        CHECK(conn->send(late_reply));
+      }
+      conn->close_after_flush();
+      // The writer flushes, then closes.
+      while (conn->is_open()) {
+        asio::steady_timer tick(io, 1ms);
+        co_await tick.async_wait(net::use_nothrow);
+      }
     }
     close_reasons.emplace_back(conn->close_reason());
     connections.erase(conn);
@@ -79,6 +99,17 @@ struct client {
   std::string receive(std::size_t n) {
     std::string out(n, '\0');
     asio::read(socket, asio::buffer(out));
+    return out;
+  }
+  // Everything until the server's end of stream (or the receive timeout).
+  std::string receive_all() {
+    std::string out;
+    char buf[4096];
+    while (true) {
+      auto n = ::recv(socket.native_handle(), buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
     return out;
   }
   // True when the server closed the connection.
@@ -172,10 +203,11 @@ TEST_CASE("a peer that never reads fills only its own bounded queue") {
   runner.join();
 }
 
-TEST_CASE("connection limit refuses newcomers quickly") {
+TEST_CASE("connection limit refuses newcomers quickly, with the refusal message") {
   net::stream_limits lim;
   lim.max_connections = 2;
   echo_server server(lim);
+  server.listener->set_refusal("BUSY\n");
   std::thread runner([&] { server.io.run(); });
   {
     client a(server.port());
@@ -185,11 +217,19 @@ TEST_CASE("connection limit refuses newcomers quickly") {
     b.send("b");
     CHECK(b.receive(1) == "b");
     client c(server.port());
-    CHECK(c.closed_by_server());
+    CHECK(c.receive_all() == "BUSY\n");
+    // A request sent at once does not turn the refusal into a reset.
+    client e(server.port());
+    e.send("hello?");
+    CHECK(e.receive_all() == "BUSY\n");
   }
   {
     // Below the limit again: newcomers are served.
-    std::this_thread::sleep_for(100ms);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (server.live.load() >= 2 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    REQUIRE(server.live.load() < 2);
     client d(server.port());
     d.send("d");
     CHECK(d.receive(1) == "d");
@@ -199,6 +239,34 @@ TEST_CASE("connection limit refuses newcomers quickly") {
     for (auto& conn : server.connections) conn->close();
   });
   runner.join();
+}
+
+TEST_CASE("a peer that shuts down its sending side still gets later replies") {
+  echo_server server({});
+  server.late_reply = "committed later";
+  server.late_delay = 50ms;
+  std::thread runner([&] { server.io.run(); });
+  {
+    client c(server.port());
+    c.send("request");
+    CHECK(c.receive(7) == "request");
+    c.send("+more");
+    c.socket.shutdown(asio::ip::tcp::socket::shutdown_send);
+    // The echo of what preceded the end of stream, the late reply, then the
+    // server's own end of stream.
+    CHECK(c.receive_all() == "+morecommitted later");
+  }
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (server.live.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  server.listener->close();
+  asio::post(server.io, [&] {
+    for (auto& conn : server.connections) conn->close();
+  });
+  runner.join();
+  REQUIRE(server.close_reasons.size() == 1);
+  CHECK(server.close_reasons[0] == "closed by peer");
 }
 
 TEST_CASE("bind and connect report errors as values") {

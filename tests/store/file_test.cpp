@@ -252,6 +252,102 @@ TEST_CASE("store: a missing directory is a storage error naming the path") {
   CHECK_FALSE(fs::exists(dir / "missing"));
 }
 
+TEST_CASE("store: a parent that is a file is named as such") {
+  temp_dir dir;
+  write_file(dir / "plain", "x");
+  const auto file = dir / "plain" / "sub" / "registry.sqlite3";
+  check_error(registry_store::open(file), errc::storage_error,
+              {file.string(), "unable to open database file", "a parent is not a directory"});
+}
+
+namespace {
+// Runs open() on each path as an unprivileged user (root bypasses file
+// permissions), in a child process, and returns the error messages.
+std::vector<std::string> open_errors_unprivileged(const std::vector<fs::path>& files) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(2);
+    std::string out;
+    for (const auto& f : files) {
+      auto r = registry_store::open(f);
+      out += r ? std::string("opened") : r.error().message();
+      out += '\0';
+    }
+    const char* p = out.data();
+    std::size_t left = out.size();
+    while (left > 0) {
+      auto n = ::write(fds[1], p, left);
+      if (n <= 0) ::_exit(3);
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string all;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) all.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0), "child status ", status);
+  std::vector<std::string> messages;
+  for (std::size_t start = 0, end; (end = all.find('\0', start)) != std::string::npos;
+       start = end + 1) {
+    messages.push_back(all.substr(start, end - start));
+  }
+  return messages;
+}
+}  // namespace
+
+TEST_CASE("store: a directory we may not write says permission denied") {
+  temp_dir dir;
+  // Reachable by the unprivileged child; the subdirectories are not writable.
+  fs::permissions(dir.path(), fs::perms::all & ~fs::perms::others_write & ~fs::perms::group_write);
+  fs::create_directory(dir / "readonly");
+  fs::permissions(dir / "readonly", fs::perms::owner_all | fs::perms::group_read |
+                                        fs::perms::group_exec | fs::perms::others_read |
+                                        fs::perms::others_exec);
+  fs::create_directory(dir / "closed");
+  fs::permissions(dir / "closed", fs::perms::owner_all);
+  // A database anyone may write, in a directory where its WAL files cannot
+  // be created.
+  fs::create_directory(dir / "walless");
+  {
+    auto made = registry_store::open(dir / "walless" / "registry.sqlite3");
+    REQUIRE(made.has_value());
+  }
+  for (const char* side : {"registry.sqlite3-wal", "registry.sqlite3-shm"}) {
+    fs::remove(dir / "walless" / side);
+  }
+  fs::permissions(dir / "walless" / "registry.sqlite3", fs::perms::all & ~fs::perms::owner_exec &
+                                                            ~fs::perms::group_exec &
+                                                            ~fs::perms::others_exec);
+  fs::permissions(dir / "walless", fs::perms::owner_all | fs::perms::group_read |
+                                       fs::perms::group_exec | fs::perms::others_read |
+                                       fs::perms::others_exec);
+  auto messages = open_errors_unprivileged({dir / "readonly" / "registry.sqlite3",
+                                            dir / "closed" / "registry.sqlite3",
+                                            dir / "walless" / "registry.sqlite3"});
+  REQUIRE(messages.size() == 3);
+  for (const auto& m : messages) {
+    INFO(m);
+    CHECK(m.find("permission denied") != std::string::npos);
+    CHECK(m.find("registry.sqlite3") != std::string::npos);
+  }
+  CHECK(messages[0].find("cannot create files in " + (dir / "readonly").string()) !=
+        std::string::npos);
+  CHECK(messages[1].find("cannot look inside " + (dir / "closed").string()) != std::string::npos);
+  CHECK(messages[2].find("cannot create files in " + (dir / "walless").string()) !=
+        std::string::npos);
+  CHECK(fs::is_empty(dir / "readonly"));
+}
+
 TEST_CASE("store: a directory is not a database file") {
   temp_dir dir;
   check_error(registry_store::open(dir.path()), errc::storage_error,

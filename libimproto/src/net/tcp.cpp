@@ -5,6 +5,9 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/write.hpp>
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <vector>
 
 namespace improto::net {
@@ -62,6 +65,7 @@ thread_local std::vector<char> shared_read_buffer;
 asio::awaitable<result<std::string_view>> tcp_connection::read() {
   while (true) {
     if (!open_) co_return fail(errc::connection_closed, close_reason_);
+    if (peer_finished_) co_return fail(errc::connection_closed, "closed by peer");
     auto [wait_ec] = co_await socket_.async_wait(asio::socket_base::wait_read, use_nothrow);
     if (!wait_ec) {
       if (shared_read_buffer.size() < limits_.read_chunk) {
@@ -79,8 +83,11 @@ asio::awaitable<result<std::string_view>> tcp_connection::read() {
     }
     if (close_reason_ == "timeout") co_return fail(errc::timeout, "no complete message in time");
     if (wait_ec == asio::error::eof) {
-      // The peer may have only shut down its sending side: flush replies.
-      close_after_flush();
+      // The peer may have shut down only its sending side: it still reads,
+      // and replies still being committed must reach it. The caller closes
+      // (close_after_flush()) once it has nothing more to send; until then
+      // the deadlines still bound how long the connection lives.
+      peer_finished_ = true;
       co_return fail(errc::connection_closed, "closed by peer");
     }
     shut(wait_ec.message());
@@ -122,7 +129,7 @@ asio::awaitable<void> tcp_connection::write_loop() {
       if (closing_) {
         std::error_code ec;
         socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-        shut("closed");
+        shut(peer_finished_ ? "closed by peer" : "closed");
         break;
       }
       writer_waiting_ = true;
@@ -180,6 +187,17 @@ asio::ip::tcp::endpoint tcp_listener::local_endpoint() const {
   return acceptor_.local_endpoint(ec);
 }
 
+namespace {
+// The process or the system is out of descriptors (or socket memory): the
+// pending connection stays in the backlog, so retrying at once would spin.
+bool out_of_resources(const std::error_code& ec) {
+  // ENFILE has no asio::error name; compared by value (no category lookup).
+  return ec == asio::error::no_descriptors ||
+         (ec.category() == asio::system_category() && ec.value() == ENFILE) ||
+         ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+}
+}  // namespace
+
 asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
     std::function<std::size_t()> live_connections, std::size_t max_connections) {
   while (true) {
@@ -188,22 +206,50 @@ asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
       co_return fail(errc::connection_closed, "listener closed");
     }
     if (ec) {
-      if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
-          ec == asio::error::no_memory) {
-        // Out of descriptors: back off instead of spinning on accept.
-        asio::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(50));
+      if (out_of_resources(ec)) {
+        // One line per episode, not per failed accept.
+        if (failed_accepts_++ == 0 && log_) {
+          log_("cannot accept connections: " + ec.message() +
+               "; retrying every 100 ms until some are closed");
+        }
+        asio::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(100));
         co_await pause.async_wait(use_nothrow);
       }
-      continue;
+      continue;  // otherwise the newcomer failed (e.g. reset in the backlog)
+    }
+    if (failed_accepts_ > 0) {
+      if (log_) {
+        log_("accepting connections again (" + std::to_string(failed_accepts_) +
+             (failed_accepts_ == 1 ? " attempt" : " attempts") + " failed meanwhile)");
+      }
+      failed_accepts_ = 0;
     }
     if (live_connections() >= max_connections) {
       // Refused at once; the caller asks again with a fresh count.
-      std::error_code ignored;
-      socket.close(ignored);
+      refuse(socket);
       co_return fail(errc::overloaded, "connection limit reached");
     }
     co_return std::move(socket);
   }
+}
+
+void tcp_listener::refuse(asio::ip::tcp::socket& socket) const {
+  int fd = socket.native_handle();
+  // Closing with unread bytes sends a reset, which may make the peer drop
+  // the refusal: take in what has arrived already (a request sent right
+  // after connecting), without waiting for more.
+  char sink[4096];
+  for (int i = 0; i < 16; ++i) {
+    if (::recv(fd, sink, sizeof sink, MSG_DONTWAIT) <= 0) break;
+  }
+  if (!refusal_.empty()) {
+    // Best effort: a fresh socket's send buffer takes a short message whole.
+    [[maybe_unused]] auto sent =
+        ::send(fd, refusal_.data(), refusal_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  ::shutdown(fd, SHUT_WR);
+  std::error_code ignored;
+  socket.close(ignored);
 }
 
 void tcp_listener::close() {

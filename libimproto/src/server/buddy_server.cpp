@@ -171,6 +171,9 @@ result<void> buddy_server::impl::load(store_type& st) {
 // ------------------------------------------------------------------------ TCP
 
 asio::awaitable<void> buddy_server::impl::accept_loop() {
+  // The buddy protocol has no "busy" answer: over the limit a newcomer is
+  // closed without one (see docs/protocols.md).
+  listener.set_logger([this](std::string_view line) { log(std::string(line)); });
   while (!stopping) {
     // A named callable: g++ 12 mishandles temporaries inside co_await.
     std::function<std::size_t()> live = [this] { return sessions.size(); };
@@ -221,7 +224,7 @@ asio::awaitable<void> buddy_server::impl::run_session(std::shared_ptr<session> s
   // counts for a graceful stop, and bytes the peer sends meanwhile are read
   // and dropped, since closing with unread bytes would reset the connection
   // (and could discard the answer).
-  while (conn.is_open()) {
+  while (conn.is_open() && !conn.peer_finished()) {
     auto more = co_await conn.read();
     if (!more) break;
   }

@@ -177,17 +177,19 @@ struct registry_server::impl {
 // ------------------------------------------------------------------ sessions
 
 asio::awaitable<void> registry_server::impl::accept_loop() {
+  {
+    // Over the limit a newcomer learns why, rather than seeing a bare close.
+    std::string busy;
+    http::write_response(busy, 503, {}, false);
+    listener.set_refusal(std::move(busy));
+    listener.set_logger([this](std::string_view line) { log(std::string(line)); });
+  }
   while (!stopping) {
-    // The limit is checked below, per newcomer, against the live sessions.
     // A named callable: g++ 12 mishandles temporaries inside co_await.
-    std::function<std::size_t()> live = [] { return std::size_t{0}; };
+    std::function<std::size_t()> live = [this] { return sessions.size(); };
     auto socket = co_await listener.accept(live, config.stream.max_connections);
+    if (!socket && socket.error() == errc::overloaded) continue;
     if (!socket) break;
-    if (sessions.size() >= config.stream.max_connections) {
-      std::error_code ignored;
-      socket->close(ignored);  // refused at once rather than left waiting
-      continue;
-    }
     auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), config.stream);
     conn->start();
     auto s = std::make_shared<session>(io, conn, config.http);
@@ -207,11 +209,7 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
   auto& conn = *s->conn;
   std::optional<net::clock::time_point> linger_until;
   while (conn.is_open()) {
-    // Nothing more is read while a write of this connection is being
-    // committed: its reply must not be refused because the peer's end of
-    // stream (which closes our sending side once flushed) was read first.
-    // Group commit still batches across connections.
-    if (s->writes_pending > 0 || s->replies.size() >= config.max_pipelined) {
+    if (s->replies.size() >= config.max_pipelined) {
       co_await wait_for_replies(*s);
       continue;
     }
@@ -251,7 +249,8 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
     }
     conn.set_mid_message(s->mid_message);
   }
-  // Replies still owed (commits in flight) go out before the close.
+  // Replies still owed (commits in flight) go out before the close, also to
+  // a peer that has shut down its sending side (read() leaves it writable).
   while (!s->replies.empty() && conn.is_open()) co_await wait_for_replies(*s);
   if (conn.is_open()) conn.close_after_flush();
   sessions.erase(s);
@@ -303,7 +302,6 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const http
     return;
   }
   auto number = add_slot(*s, slot::state::pending, form);
-  ++s->writes_pending;
   ++pending_writes;
   asio::co_spawn(io, commit(s, number, std::move(*cmd)), asio::detached);
 }
@@ -349,11 +347,12 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
     log(what + ": " + std::to_string(status) + " (" + e.message() + ")");
   }
   --pending_writes;
-  --s->writes_pending;
   std::string bytes;
   auto index = static_cast<std::size_t>(slot_number - s->first_slot);
   append_response(bytes, status, body, s->replies[index].form);
   complete(*s, slot_number, std::move(bytes));
+  // stop() left open a session owed replies; it may be reading, not waiting.
+  if (stopping && s->replies.empty()) s->conn->close_after_flush();
 }
 
 // ------------------------------------------------------------------- replies
@@ -452,8 +451,8 @@ void registry_server::stop() {
   impl_->listener.close();
   auto sessions = impl_->sessions;
   for (auto& s : sessions) {
-    // A session with replies owed is waiting for its commits; it closes
-    // itself once they are sent. The others are blocked reading.
+    // A session with replies owed closes once they are sent (commit());
+    // the others are idle.
     if (s->replies.empty()) s->conn->close_after_flush();
   }
 }

@@ -106,6 +106,7 @@ struct relay_server::impl {
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> run_session(std::shared_ptr<session> s);
+  asio::awaitable<void> finish_replies(session& s);
   void handle(const std::shared_ptr<session>& s, relay::message&& m);
   void cleanup(const std::shared_ptr<session>& s, std::string_view reason);
 
@@ -137,6 +138,9 @@ struct relay_server::impl {
 // ------------------------------------------------------------------ sessions
 
 asio::awaitable<void> relay_server::impl::accept_loop() {
+  // Over the limit a newcomer learns why, rather than seeing a bare close.
+  listener.set_refusal(relay::serialize(relay::error_for(relay::codes::server_busy)));
+  listener.set_logger([this](std::string_view line) { log(std::string(line)); });
   while (!stopping) {
     // A named callable: g++ 12 mishandles temporaries inside co_await.
     std::function<std::size_t()> live = [this] { return sessions.size(); };
@@ -166,6 +170,7 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
     auto data = co_await conn.read();
     if (!data) {
       reason = data.error().message();
+      if (conn.peer_finished()) co_await finish_replies(*s);
       break;
     }
     std::string_view in = *data;
@@ -193,6 +198,19 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
     conn.set_mid_message(partial);
   }
   cleanup(s, reason);
+}
+
+// The peer has shut down its sending side but may still read: its pending
+// replies (SENT once the receivers answer, bounded by receiver_timeout) go
+// out before the close. FORWARDs it can no longer answer fail now.
+asio::awaitable<void> relay_server::impl::finish_replies(session& s) {
+  fail_awaiting(s);
+  while (!s.replies.empty() && s.conn->is_open() && !stopping) {
+    s.reader_waiting = true;  // fill() wakes us as slots go out
+    s.drained.expires_at(net::clock::time_point::max());
+    co_await s.drained.async_wait(net::use_nothrow);
+    s.reader_waiting = false;
+  }
 }
 
 void relay_server::impl::handle(const std::shared_ptr<session>& s, relay::message&& m) {
@@ -544,7 +562,10 @@ void relay_server::stop() {
   impl_->stopping = true;
   impl_->listener.close();
   auto sessions = impl_->sessions;
-  for (auto& s : sessions) s->conn->close_after_flush();
+  for (auto& s : sessions) {
+    s->conn->close_after_flush();
+    s->drained.cancel();  // one finishing its replies stops waiting for them
+  }
 }
 
 std::size_t relay_server::user_count() const { return impl_->complete_users; }

@@ -1,6 +1,7 @@
 #include "sqlite.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,11 +29,32 @@ std::string hex(std::int64_t value) {
 // Why SQLite could not open `file`, in file-system terms, when we can tell:
 // SQLite itself only says "unable to open database file".
 std::string open_hint(const fs::path& file) {
-  std::error_code ec;
   fs::path dir = file.parent_path();
   if (dir.empty()) dir = ".";
-  if (!fs::exists(dir, ec)) return " (directory " + dir.string() + " does not exist)";
-  if (!fs::is_directory(dir, ec)) return " (" + dir.string() + " is not a directory)";
+  auto reason = [](int err) -> std::string {
+    return err == EACCES ? "permission denied" : std::strerror(err);
+  };
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOENT) return " (directory " + dir.string() + " does not exist)";
+    if (err == ENOTDIR) return " (" + dir.string() + ": a parent is not a directory)";
+    return " (directory " + dir.string() + ": " + reason(err) + ")";
+  }
+  if (!S_ISDIR(st.st_mode)) return " (" + dir.string() + " is not a directory)";
+  if (::stat(file.c_str(), &st) == 0) {
+    if (::faccessat(AT_FDCWD, file.c_str(), R_OK | W_OK, AT_EACCESS) != 0) {
+      return " (" + reason(errno) + ")";
+    }
+  } else if (errno == EACCES) {
+    return " (cannot look inside " + dir.string() + ": permission denied)";
+  } else if (errno != ENOENT) {
+    return " (" + reason(errno) + ")";
+  }
+  // A new database, and the journals beside any database, are created here.
+  if (::faccessat(AT_FDCWD, dir.c_str(), W_OK | X_OK, AT_EACCESS) != 0) {
+    return " (cannot create files in " + dir.string() + ": " + reason(errno) + ")";
+  }
   return {};
 }
 
@@ -219,7 +241,17 @@ result<database> database::open(const fs::path& file, const options& opts, const
   }
   sqlite3_busy_timeout(d.db_, static_cast<int>(timeout));
 
-  if (auto r = d.configure(opts); !r) return tl::unexpected(r.error());
+  if (auto r = d.configure(opts); !r) {
+    // A file we may write in a directory we may not: the WAL files cannot be
+    // created, and SQLite only says "unable to open database file" or
+    // "attempt to write a readonly database".
+    const std::string& detail = r.error().detail();
+    if (detail.find("unable to open") != std::string::npos ||
+        detail.find("readonly database") != std::string::npos) {
+      return storage(r.error().detail() + open_hint(file));
+    }
+    return tl::unexpected(r.error());
+  }
   if (auto r = d.migrate(s); !r) return tl::unexpected(r.error());
 
   auto begin = d.prepare("BEGIN IMMEDIATE");

@@ -48,8 +48,12 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   // The view points into a buffer shared by all connections of this thread,
   // so it is valid only until the caller's next co_await: decode it first.
   // Fails with connection_closed on end of stream or close(), timeout on a
-  // deadline.
+  // deadline. End of stream (peer_finished()) leaves the connection open for
+  // sending: a peer that shut down only its sending side still gets the
+  // replies queued later; the caller ends it with close_after_flush().
   asio::awaitable<result<std::string_view>> read();
+  // The peer has shut down its sending side (read() saw end of stream).
+  bool peer_finished() const noexcept { return peer_finished_; }
 
   // Queues bytes; returns false, queueing nothing, when the queue bound would
   // be exceeded or the connection is closing.
@@ -90,6 +94,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   bool closing_ = false;
   bool mid_message_ = false;
   bool writer_waiting_ = false;
+  bool peer_finished_ = false;
   std::string close_reason_;
 };
 
@@ -102,16 +107,29 @@ class tcp_listener {
 
   asio::ip::tcp::endpoint local_endpoint() const;
   // Accepts the next connection. When `live_connections()` (the caller's
-  // count, read once the connection arrives) is at the limit, the newcomer is closed at once, so it fails fast
+  // count, read once the connection arrives) is at the limit, the newcomer
+  // gets the refusal (set_refusal()) and is closed at once, so it fails fast
   // instead of waiting in the backlog, and this returns overloaded: call
-  // again. Fails with connection_closed once close() has been called.
+  // again. Running out of descriptors pauses accepting (no busy loop) and is
+  // logged once per episode. Fails with connection_closed once close() has
+  // been called.
   asio::awaitable<result<asio::ip::tcp::socket>> accept(
       std::function<std::size_t()> live_connections, std::size_t max_connections);
+  // Bytes written to a newcomer refused at the connection limit (e.g. a
+  // protocol's "busy" answer), best effort: only what the socket takes
+  // without blocking. Empty (the default): closed silently.
+  void set_refusal(std::string bytes) { refusal_ = std::move(bytes); }
+  // Where accept() reports running out of descriptors, and recovering.
+  void set_logger(logger log) { log_ = std::move(log); }
   void close();
 
  private:
   explicit tcp_listener(asio::ip::tcp::acceptor acceptor) : acceptor_(std::move(acceptor)) {}
+  void refuse(asio::ip::tcp::socket& socket) const;
   asio::ip::tcp::acceptor acceptor_;
+  std::string refusal_;
+  logger log_;
+  std::uint64_t failed_accepts_ = 0;  // in the current out-of-descriptors episode
 };
 
 // Connects with a timeout; connection_refused / timeout as values.
