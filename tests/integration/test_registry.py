@@ -590,7 +590,7 @@ def test_logout_only_from_the_registering_address(registry, tmp_path):
     assert post_from("127.0.0.2", port, "REGISTER amy@127.0.0.3:5000")[0] == 200
     status, answer = post_from("127.0.0.3", port, "LOGOUT amy@127.0.0.3:5000")
     assert status == 403
-    assert answer == (b"LOGOUT refused: 'amy@127.0.0.3:5000' was registered from 127.0.0.2; "
+    assert answer == (b'LOGOUT refused: "amy@127.0.0.3:5000" was registered from 127.0.0.2; '
                       b"only that address may log it out\n")
     assert get_list(port) == (200, b"amy@127.0.0.3:5000,")
     assert post_from("127.0.0.2", port, "LOGOUT amy@127.0.0.3:5000")[0] == 200

@@ -481,12 +481,19 @@ bool registry_server::impl::send_list(session& s, slot& sl) {
   if (!sl.list) {
     // Its snapshot: taken now, after the writes before it on this connection.
     sl.list = current_list();
+    scratch.clear();
     if (sl.list->empty()) {
       // The seed clients read 400 as "no online users".
-      append_response(sl.bytes, 400, "no users are registered\n", sl.form);
+      append_response(scratch, 400, "no users are registered\n", sl.form);
     } else {
-      append_head(sl.bytes, 200, sl.list->size(), sl.form);
+      append_head(scratch, 200, sl.list->size(), sl.form);
       if (!sl.form.head) sl.list_size = sl.list->size();
+    }
+    // The usual case, straight out without a copy of its own.
+    if (fits(s, scratch.size())) {
+      send_now(s, scratch);
+    } else {
+      sl.bytes = scratch;
     }
   }
   if (!sl.bytes.empty()) {

@@ -31,6 +31,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -40,6 +41,12 @@
 namespace improto::store {
 
 struct registry_record {
+  // Constructors rather than an aggregate: `{name, host, port}` stays valid
+  // (and warning-free) now that origin follows.
+  registry_record() = default;
+  registry_record(std::string n, std::string h, std::uint16_t p, std::string o = {})
+      : name(std::move(n)), host(std::move(h)), port(p), origin(std::move(o)) {}
+
   std::string name;
   std::string host;
   std::uint16_t port = 0;
@@ -53,12 +60,19 @@ struct registry_record {
 class registry_store {
  public:
   struct add_op {
+    add_op() = default;
+    add_op(std::string n, std::string h, std::uint16_t p, std::string o = {})
+        : name(std::move(n)), host(std::move(h)), port(p), origin(std::move(o)) {}
     std::string name;
     std::string host;
     std::uint16_t port = 0;
     std::string origin;  // see registry_record::origin
   };
   struct remove_op {
+    remove_op() = default;
+    remove_op(std::string n, std::string h, std::uint16_t p,
+              std::optional<std::string> f = std::nullopt)
+        : name(std::move(n)), host(std::move(h)), port(p), from(std::move(f)) {}
     std::string name;
     std::string host;
     std::uint16_t port = 0;
