@@ -538,6 +538,9 @@ def test_big_list_answer_is_a_snapshot_while_the_list_changes(registry, tmp_path
     # Changes committed while that answer streams: a new entry, one gone.
     assert seed_exchange(port, seed_post("REGISTER late@127.0.0.1:9")) == response_bytes(200, b"OK")
     assert seed_exchange(port, seed_post("LOGOUT first@127.0.0.1:1")) == response_bytes(200, b"OK")
+    changed = body[len(b"first@127.0.0.1:1,"):] + b"late@127.0.0.1:9,"
+    # Another client sees the changes at once (the list is rebuilt for it).
+    assert get_list(port) == (200, changed)
     head_size = len(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
     rest = recv_exactly(slow, head_size + len(body) - 64)
     assert (start + rest)[head_size:] == body  # the list as it was when the GET was answered
@@ -545,7 +548,7 @@ def test_big_list_answer_is_a_snapshot_while_the_list_changes(registry, tmp_path
     slow.sendall(b"GET /userlist.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     status, _, now = read_response(slow)
     assert status == 200
-    assert now == body[len(b"first@127.0.0.1:1,"):] + b"late@127.0.0.1:9,"
+    assert now == changed
     slow.close()
 
 

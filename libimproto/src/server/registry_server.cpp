@@ -105,8 +105,9 @@ struct slot {
   state st = state::ready;
   std::string bytes;
   reply_form form;
-  // A listing at the front: the snapshot it answers (set once; later
-  // commits do not change it), the body bytes still to send from it.
+  // A listing at the front: the list it answers (set once; its first
+  // list_size bytes never change, see impl::list_body) and how much of it
+  // has been sent.
   std::shared_ptr<const std::string> list;
   std::size_t list_sent = 0;
   std::size_t list_size = 0;
@@ -155,8 +156,10 @@ struct registry_server::impl {
   // The committed list, in registration order, and its GET body.
   std::list<registry::entry> entries;
   std::unordered_map<std::string, std::list<registry::entry>::iterator> by_name;
-  // `a@1.2.3.4:5,b@...,`. Shared with the GETs streaming it: changed in
-  // place only while nobody else holds it, else rebuilt (copy on write).
+  // `a@1.2.3.4:5,b@...,`. Shared with the GETs streaming it, each of which
+  // answers the first list_size bytes it saw: a REGISTER appends in place
+  // (that prefix does not change), a LOGOUT makes the next GET build a new
+  // string (copy on write) and leaves the old one to the GETs still on it.
   std::shared_ptr<std::string> list_body = std::make_shared<std::string>();
   bool list_body_stale = false;
 
@@ -169,12 +172,8 @@ struct registry_server::impl {
 
   void add_entry(registry::entry e) {
     if (!list_body_stale) {
-      if (list_body.use_count() == 1) {
-        *list_body += registry::to_string(e);
-        *list_body += ',';
-      } else {
-        list_body_stale = true;  // a GET is streaming it: rebuilt by the next GET
-      }
+      *list_body += registry::to_string(e);
+      *list_body += ',';
     }
     std::string key = e.name;
     entries.push_back(std::move(e));
