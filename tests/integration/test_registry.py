@@ -437,3 +437,195 @@ def test_port_in_use_bad_data_dir_and_bad_flags(registry, tmp_path):
     for flag in ("HOST:PORT", "--host", "--port", "--data", "--idle-timeout", "--message-timeout",
                  "--max-connections", "--max-body", "--max-line", "--max-headers", "--sync"):
         assert flag in done.stdout
+
+
+# ------------------------------------------------ large lists, --max-users
+
+def seed_store(path, entries):
+    """Adds (name, host, port) rows straight to a stopped server's store file,
+    in one transaction: a list of megabytes in well under a second (over
+    HTTP each REGISTER costs an fsync). Only the columns of schema version 1,
+    so that the same test runs against an older server."""
+    import sqlite3
+    db = sqlite3.connect(path)
+    with db:
+        db.executemany("INSERT INTO registry (name, host, port) VALUES (?, ?, ?)", entries)
+    db.close()
+
+
+def big_list_entries(n):
+    """n entries of about 310 bytes each: names and host names near their
+    protocol limits (64 and 253 bytes), as an attacker would send them."""
+    host_label = "h" * 60
+    entries = []
+    for i in range(n):
+        name = f"user{i:06d}" + "n" * 54
+        host = f"{host_label}.{host_label}.{host_label}.{i:06d}" + "d" * 59
+        entries.append((name, host, 1024 + i % 60000))
+    return entries
+
+
+def big_registry(registry, tmp_path, n):
+    """A registry whose list is n long entries; returns (proc, port, body)."""
+    proc, port = registry()
+    assert seed_exchange(port, seed_post("REGISTER first@127.0.0.1:1")) == response_bytes(200, b"OK")
+    assert proc.stop() == 0
+    entries = big_list_entries(n)
+    seed_store(tmp_path / "registry.sqlite3", entries)
+    proc, port = registry()
+    proc.wait_line(rf"^{n + 1} users registered in ")
+    body = b"first@127.0.0.1:1," + b"".join(b"%s@%s:%d," % (e[0].encode(), e[1].encode(), e[2])
+                                            for e in entries)
+    return proc, port, body
+
+
+def test_list_larger_than_the_reply_queue_is_streamed_whole(registry, tmp_path):
+    # 20,000 entries of ~310 bytes: a 6 MiB answer, past the 4 MiB
+    # per-connection queue (before streaming, every GET was closed unanswered
+    # with "reply queue full, closing").
+    _, port, body = big_registry(registry, tmp_path, 20000)
+    assert len(body) > 6 * 1024 * 1024
+
+    # Two clients at once, each with a pipelined GET behind the big one.
+    results = {}
+
+    def fetch(key):
+        s = connect(port, timeout=30)
+        s.sendall(b"GET /userlist.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"HEAD /userlist.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /none HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        try:
+            first = read_response(s)
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                chunk = s.recv(1)
+                assert chunk, head
+                head += chunk
+            results[key] = (first, head, read_response(s)[0], closed_by_peer(s, 10))
+        except Exception as e:  # reported by the main thread
+            results[key] = e
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=fetch, args=(k,)) for k in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for key in ("a", "b"):
+        got = results[key]
+        assert not isinstance(got, Exception), got
+        (status, headers, received), head, after, closed = got
+        assert status == 200
+        assert int(headers["content-length"]) == len(body)
+        assert len(received) == len(body) and received == body
+        assert head == b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+        assert after == 404 and closed
+
+
+def test_big_list_answer_is_a_snapshot_while_the_list_changes(registry, tmp_path):
+    # 12 MiB: more than the server's queue and both kernels' buffers hold,
+    # so the answer is still streaming while the list changes.
+    proc, port, body = big_registry(registry, tmp_path, 40000)
+    slow = socket.socket()
+    # A small receive window, so the answer is still being streamed below.
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    slow.settimeout(30)
+    slow.connect(("127.0.0.1", port))
+    slow.sendall(b"GET /userlist.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    start = recv_exactly(slow, 64)
+    assert start.startswith(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+    # Changes committed while that answer streams: a new entry, one gone.
+    assert seed_exchange(port, seed_post("REGISTER late@127.0.0.1:9")) == response_bytes(200, b"OK")
+    assert seed_exchange(port, seed_post("LOGOUT first@127.0.0.1:1")) == response_bytes(200, b"OK")
+    changed = body[len(b"first@127.0.0.1:1,"):] + b"late@127.0.0.1:9,"
+    # Another client sees the changes at once (the list is rebuilt for it).
+    assert get_list(port) == (200, changed)
+    head_size = len(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+    rest = recv_exactly(slow, head_size + len(body) - 64)
+    assert (start + rest)[head_size:] == body  # the list as it was when the GET was answered
+    # The next GET on the same connection sees both changes.
+    slow.sendall(b"GET /userlist.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, _, now = read_response(slow)
+    assert status == 200
+    assert now == changed
+    slow.close()
+
+
+def test_max_users_cap(registry):
+    proc, port = registry("--max-users", "3")
+    for i in range(3):
+        assert seed_exchange(port, seed_post(f"REGISTER u{i}@127.0.0.1:{i + 1}")) == response_bytes(200, b"OK")
+    full = seed_exchange(port, seed_post("REGISTER u3@127.0.0.1:4"))
+    assert full.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), full
+    assert b"user limit reached" in full and b"at most 3 users" in full
+    proc.wait_line(r"^REGISTER u3@127\.0\.0\.1:4: 503 \(user limit of 3 reached\)$")
+    # A taken name is still told so.
+    assert seed_exchange(port, seed_post("REGISTER u0@127.0.0.1:9")).startswith(b"HTTP/1.1 406 ")
+    # Pipelined past the cap on one connection: the first fits, the rest are refused.
+    assert seed_exchange(port, seed_post("LOGOUT u0@127.0.0.1:1")) == response_bytes(200, b"OK")
+    s = connect(port)
+    s.sendall(seed_post("REGISTER v0@127.0.0.1:5") + seed_post("REGISTER v1@127.0.0.1:6"))
+    assert [read_response(s)[0] for _ in range(2)] == [200, 503]
+    s.close()
+    assert get_list(port) == (200, b"u1@127.0.0.1:2,u2@127.0.0.1:3,v0@127.0.0.1:5,")
+    done = run_tool("--max-users", "0")
+    assert done.returncode == 2 and "--max-users" in done.stderr
+    done = run_tool("--help")
+    assert "--max-users" in done.stdout and "--logout-from-any" in done.stdout
+
+
+# ------------------------------------------- LOGOUT from the registering IP
+
+def post_from(source, port, body):
+    """One POST over a connection from the loopback address `source`."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    s.settimeout(5)
+    s.sendall(seed_post(body))
+    status, _, answer = read_response(s)
+    s.close()
+    return status, answer
+
+
+def test_logout_only_from_the_registering_address(registry, tmp_path):
+    proc, port = registry()
+    # The address in the body does not matter; the connection's does.
+    assert post_from("127.0.0.2", port, "REGISTER amy@127.0.0.3:5000")[0] == 200
+    status, answer = post_from("127.0.0.3", port, "LOGOUT amy@127.0.0.3:5000")
+    assert status == 403
+    assert answer == (b'LOGOUT refused: "amy@127.0.0.3:5000" was registered from 127.0.0.2; '
+                      b"only that address may log it out\n")
+    assert get_list(port) == (200, b"amy@127.0.0.3:5000,")
+    assert post_from("127.0.0.2", port, "LOGOUT amy@127.0.0.3:5000")[0] == 200
+    assert get_list(port)[0] == 400
+
+    # Remembered in the store: still enforced after a restart.
+    assert post_from("127.0.0.2", port, "REGISTER bob@127.0.0.2:6000")[0] == 200
+    assert proc.stop() == 0
+    proc, port = registry()
+    assert post_from("127.0.0.3", port, "LOGOUT bob@127.0.0.2:6000")[0] == 403
+    assert post_from("127.0.0.1", port, "LOGOUT bob@127.0.0.2:6000")[0] == 403
+    # A wrong address in the body is still 404, whoever asks.
+    assert post_from("127.0.0.3", port, "LOGOUT bob@127.0.0.2:6001")[0] == 404
+    assert post_from("127.0.0.2", port, "LOGOUT bob@127.0.0.2:6000")[0] == 200
+
+    # A REGISTER and a LOGOUT from another address pipelined behind it, on
+    # connections committed together: the LOGOUT still sees the origin.
+    a = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.4", 0))
+    b = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.5", 0))
+    a.sendall(seed_post("REGISTER cat@127.0.0.4:7000"))
+    b.sendall(seed_post("LOGOUT cat@127.0.0.4:7000"))
+    assert read_response(a)[0] == 200
+    assert read_response(b)[0] in (403, 404)  # 404 if it was committed first
+    a.close()
+    b.close()
+    assert get_list(port) == (200, b"cat@127.0.0.4:7000,")
+
+
+def test_logout_from_any_keeps_the_seed_rule(registry):
+    proc, port = registry("--logout-from-any")
+    assert post_from("127.0.0.2", port, "REGISTER amy@127.0.0.2:5000")[0] == 200
+    assert post_from("127.0.0.2", port, "REGISTER bob@127.0.0.2:5001")[0] == 200
+    assert post_from("127.0.0.3", port, "LOGOUT amy@127.0.0.2:5000")[0] == 200
+    assert post_from("127.0.0.2", port, "LOGOUT bob@127.0.0.2:5001")[0] == 200
+    assert get_list(port)[0] == 400

@@ -297,3 +297,67 @@ TEST_CASE("registry: a moved-from store reports that it is closed") {
   check_ok(c.add("amy", "h", 2));
   CHECK(list_of(c).size() == 2);
 }
+
+TEST_CASE("registry: an entry remembers its origin, and a LOGOUT from another origin is refused") {
+  temp_dir dir;
+  const auto file = dir / "registry.sqlite3";
+  {
+    auto s = open_store(file);
+    check_ok(s.add("amy", "10.0.0.1", 5000, "127.0.0.2"));
+    check_ok(s.add("bob", "h", 1));  // no origin: anyone may remove it
+    CHECK(list_of(s) == std::vector<registry_record>{{"amy", "10.0.0.1", 5000, "127.0.0.2"},
+                                                     {"bob", "h", 1, ""}});
+    check_error(s.remove("amy", "10.0.0.1", 5000, "127.0.0.3"), errc::rejected,
+                {"amy@10.0.0.1:5000", "127.0.0.2"});
+    // The exact entry is looked for first: a wrong address is not_found.
+    check_error(s.remove("amy", "10.0.0.1", 5001, "127.0.0.2"), errc::not_found);
+    check_ok(s.remove("bob", "h", 1, "192.0.2.9"));
+    CHECK(list_of(s).size() == 1);
+  }
+  // Persisted: the rule holds after reopening, and without `from` anyone may.
+  auto s = open_store(file);
+  check_error(s.remove("amy", "10.0.0.1", 5000, "127.0.0.3"), errc::rejected);
+  check_ok(s.remove("amy", "10.0.0.1", 5000, "127.0.0.2"));
+  check_ok(s.add("amy", "10.0.0.1", 5000, "127.0.0.2"));
+  check_ok(s.remove("amy", "10.0.0.1", 5000));
+
+  // In a batch, a LOGOUT sees the origin of a REGISTER just before it.
+  using add = registry_store::add_op;
+  using remove = registry_store::remove_op;
+  const std::vector<registry_store::operation> ops = {
+      add{"cat", "h", 3, "127.0.0.4"}, remove{"cat", "h", 3, std::string("127.0.0.5")},
+      remove{"cat", "h", 3, std::string("127.0.0.4")}};
+  auto replies = s.apply(ops);
+  REQUIRE(replies.has_value());
+  check_ok((*replies)[0]);
+  check_error((*replies)[1], errc::rejected, {"127.0.0.4"});
+  check_ok((*replies)[2]);
+  CHECK(list_of(s).empty());
+}
+
+TEST_CASE("registry: a version 1 file is migrated, its entries of unknown origin kept") {
+  temp_dir dir;
+  const auto file = dir / "registry.sqlite3";
+  {
+    // The schema as version 1 shipped it.
+    test::raw_db raw(file);
+    raw.exec(
+        "PRAGMA application_id = 1229804103;"
+        "CREATE TABLE registry (seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+        " host TEXT NOT NULL, port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535));"
+        "INSERT INTO registry (name, host, port) VALUES ('old', '10.0.0.1', 7), ('older', 'h', 8);"
+        "PRAGMA user_version = 1;");
+  }
+  auto s = open_store(file);
+  auto st = s.status();
+  REQUIRE(st.has_value());
+  CHECK(st->schema_version == 2);
+  CHECK(list_of(s) ==
+        std::vector<registry_record>{{"old", "10.0.0.1", 7, ""}, {"older", "h", 8, ""}});
+  // Unknown origin: removable from any address rather than from none.
+  check_ok(s.remove("old", "10.0.0.1", 7, "127.0.0.9"));
+  check_ok(s.add("new", "h", 9, "127.0.0.2"));
+  check_error(s.remove("new", "h", 9, "127.0.0.9"), errc::rejected);
+  test::raw_db raw(file);
+  CHECK(raw.integer("PRAGMA user_version") == 2);
+}

@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   std::string max_body = "4096";
   std::string max_line = "8192";
   std::string max_headers = "64";
+  std::string max_users = "1000000";
+  bool logout_from_any = false;
 
   cli::parser args(
       "imregistryd", "[HOST:PORT] [--host HOST] [--port PORT] [--data DIR] [options]",
@@ -50,6 +52,14 @@ int main(int argc, char** argv) {
               max_line)
       .option("max-headers", "N", "most header lines in a request, else 431 (default 64)",
               max_headers)
+      .option("max-users", "N",
+              "entries the list may hold; a REGISTER past it is answered\n"
+              "                        503 'user limit reached' (default 1000000)",
+              max_users)
+      .flag("logout-from-any",
+            "accept a LOGOUT from any address (the seed's rule); by default only\n"
+            "                        the IP address that registered the entry may (else 403)",
+            logout_from_any)
       .option("sync", "LEVEL",
               "SQLite synchronous level: full (default; acknowledged changes survive\n"
               "                        power loss), normal (survive a crash of this process), off",
@@ -90,7 +100,8 @@ int main(int argc, char** argv) {
   count_flag counts[] = {{"max-connections", max_connections, 1'000'000},
                          {"max-body", max_body, 1u << 30},
                          {"max-line", max_line, 1u << 20},
-                         {"max-headers", max_headers, 10'000}};
+                         {"max-headers", max_headers, 10'000},
+                         {"max-users", max_users, 1'000'000'000}};
   for (auto& c : counts) {
     auto v = wire::parse_decimal(c.text, c.max);
     if (!v || *v == 0) {
@@ -112,6 +123,8 @@ int main(int argc, char** argv) {
   config.http.max_body = static_cast<std::size_t>(counts[1].value);
   config.http.max_line = static_cast<std::size_t>(counts[2].value);
   config.http.max_headers = static_cast<std::size_t>(counts[3].value);
+  config.max_users = static_cast<std::size_t>(counts[4].value);
+  config.logout_from_any = logout_from_any;
   config.stream.idle_timeout = cli::seconds(idle_minutes * 60);
   config.stream.message_timeout = cli::seconds(message_timeout);
   config.data_dir = data;

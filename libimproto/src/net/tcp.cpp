@@ -103,6 +103,14 @@ bool tcp_connection::send(std::string_view bytes) {
   return true;
 }
 
+asio::awaitable<void> tcp_connection::wait_until_queued_at_most(std::size_t mark) {
+  if (!drained_) drained_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
+  while (open_ && queued_bytes() > mark) {
+    drained_->expires_at(clock::time_point::max());
+    co_await drained_->async_wait(use_nothrow);
+  }
+}
+
 void tcp_connection::close_after_flush() {
   if (!open_ || closing_) return;
   closing_ = true;
@@ -121,6 +129,7 @@ void tcp_connection::shut(std::string_view reason) {
   socket_.close(ec);
   wake_writer_.cancel();
   deadline_timer_.cancel();
+  if (drained_) drained_->cancel();
 }
 
 asio::awaitable<void> tcp_connection::write_loop() {
@@ -142,6 +151,7 @@ asio::awaitable<void> tcp_connection::write_loop() {
     std::swap(pending_, writing_);
     auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), use_nothrow);
     writing_.clear();
+    if (drained_) drained_->cancel();
     // A burst must not pin its buffer to an idle connection for good.
     if (writing_.capacity() > 64 * 1024) writing_ = std::string();
     if (ec) {

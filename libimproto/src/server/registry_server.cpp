@@ -1,5 +1,6 @@
 #include "improto/server/registry_server.hpp"
 
+#include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/steady_timer.hpp>
@@ -68,6 +69,31 @@ void append_response(std::string& out, int status, std::string_view body, const 
   if (form.head) out.resize(out.size() - body.size());
 }
 
+// The status line and headers append_response() writes for a body of
+// `body_size` bytes, without the body: a large list is streamed after them.
+void append_head(std::string& out, int status, std::size_t body_size, const reply_form& form) {
+  out += "HTTP/1.1 ";
+  out += std::to_string(status);
+  out += ' ';
+  out += http::reason_phrase(status);
+  out += "\r\nContent-Length: ";
+  out += std::to_string(body_size);
+  out += "\r\n";
+  if (!form.keep_alive) out += "Connection: close\r\n";
+  if (form.version == 0 && form.keep_alive) out += "Connection: keep-alive\r\n";
+  out += "\r\n";
+}
+
+// The address a LOGOUT must come from: the peer's IP, IPv4-mapped IPv6
+// written as IPv4 so that both listener kinds remember the same text.
+std::string origin_of(const asio::ip::tcp::endpoint& peer) {
+  auto address = peer.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+  }
+  return address.to_string();
+}
+
 // A reply in its connection's queue. Replies leave in request order.
 struct slot {
   enum class state {
@@ -79,6 +105,12 @@ struct slot {
   state st = state::ready;
   std::string bytes;
   reply_form form;
+  // A listing at the front: the list it answers (set once; its first
+  // list_size bytes never change, see impl::list_body) and how much of it
+  // has been sent.
+  std::shared_ptr<const std::string> list;
+  std::size_t list_sent = 0;
+  std::size_t list_size = 0;
 };
 
 struct session {
@@ -90,11 +122,14 @@ struct session {
   http::request request;  // reused: no allocation per request once warm
   std::deque<slot> replies;
   std::uint64_t first_slot = 0;  // number of replies.front()
-  std::size_t writes_pending = 0;
   bool mid_message = false;   // bytes of an unfinished request are buffered
   bool stop_reading = false;  // Connection: close, or a request we could not parse
   bool waiting = false;
   asio::steady_timer wake;    // the reader waits here for commits to finish
+  // The front reply does not fit in the connection's queue now; a drainer
+  // coroutine (at most one: `draining`) resumes it as the peer reads.
+  bool blocked = false;
+  bool draining = false;
 };
 
 }  // namespace
@@ -113,13 +148,18 @@ struct registry_server::impl {
   std::unordered_set<std::shared_ptr<session>> sessions;
   bool stopping = false;
   std::size_t pending_writes = 0;
+  std::size_t registers_pending = 0;  // REGISTERs being committed (max_users)
   std::string loaded_from;  // for the startup log
   std::string scratch;      // replies sent at once are built here, no allocation
 
   // The committed list, in registration order, and its GET body.
   std::list<registry::entry> entries;
   std::unordered_map<std::string, std::list<registry::entry>::iterator> by_name;
-  std::string list_body;      // `a@1.2.3.4:5,b@...,`
+  // `a@1.2.3.4:5,b@...,`. Shared with the GETs streaming it, each of which
+  // answers the first list_size bytes it saw: a REGISTER appends in place
+  // (that prefix does not change), a LOGOUT makes the next GET build a new
+  // string (copy on write) and leaves the old one to the GETs still on it.
+  std::shared_ptr<std::string> list_body = std::make_shared<std::string>();
   bool list_body_stale = false;
 
   // Last member: destroyed first, while the state its results touch exists.
@@ -131,8 +171,8 @@ struct registry_server::impl {
 
   void add_entry(registry::entry e) {
     if (!list_body_stale) {
-      list_body += registry::to_string(e);
-      list_body += ',';
+      *list_body += registry::to_string(e);
+      *list_body += ',';
     }
     std::string key = e.name;
     entries.push_back(std::move(e));
@@ -145,13 +185,15 @@ struct registry_server::impl {
     by_name.erase(it);
     list_body_stale = true;  // rebuilt by the next GET, not by every LOGOUT
   }
-  const std::string& current_list() {
+  std::shared_ptr<const std::string> current_list() {
     if (list_body_stale) {
-      list_body.clear();
+      auto fresh = std::make_shared<std::string>();
+      fresh->reserve(list_body->size());
       for (const auto& e : entries) {
-        list_body += registry::to_string(e);
-        list_body += ',';
+        *fresh += registry::to_string(e);
+        *fresh += ',';
       }
+      list_body = std::move(fresh);
       list_body_stale = false;
     }
     return list_body;
@@ -163,15 +205,17 @@ struct registry_server::impl {
   asio::awaitable<void> commit(std::shared_ptr<session> s, std::uint64_t slot_number,
                                registry::command cmd);
   void handle(const std::shared_ptr<session>& s, const http::request& req);
-  void reject(session& s, const error& why);
+  void reject(const std::shared_ptr<session>& s, const error& why);
 
   std::uint64_t add_slot(session& s, slot::state st, const reply_form& form);
-  void reply(session& s, int status, std::string_view body, const reply_form& form,
-             std::string_view extra_headers = {});
-  void complete(session& s, std::uint64_t slot_number, std::string bytes);
-  void flush(session& s);
+  void reply(const std::shared_ptr<session>& s, int status, std::string_view body,
+             const reply_form& form, std::string_view extra_headers = {});
+  void complete(const std::shared_ptr<session>& s, std::uint64_t slot_number, std::string bytes);
+  void flush(const std::shared_ptr<session>& s);
+  bool fits(const session& s, std::size_t bytes) const;
+  bool send_list(session& s, slot& sl);
+  asio::awaitable<void> drain(std::shared_ptr<session> s);
   void send_now(session& s, std::string_view bytes);
-  void append_list(std::string& out, const reply_form& form);
 };
 
 // ------------------------------------------------------------------ sessions
@@ -209,7 +253,10 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
   auto& conn = *s->conn;
   std::optional<net::clock::time_point> linger_until;
   while (conn.is_open()) {
-    if (s->replies.size() >= config.max_pipelined) {
+    // Nothing more is read while this connection's replies wait for the
+    // peer to read (s->blocked): no point queueing more, and its end of
+    // stream must not cut an answer short.
+    if (s->blocked || s->replies.size() >= config.max_pipelined) {
       co_await wait_for_replies(*s);
       continue;
     }
@@ -232,7 +279,7 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
       std::string_view before = in;
       auto got = s->decoder.next(in, s->request);
       if (!got) {
-        reject(*s, got.error());
+        reject(s, got.error());
         linger_until = net::clock::now() + linger_time;
         conn.set_idle_timeout(linger_quiet);
         s->mid_message = false;
@@ -256,10 +303,10 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
   sessions.erase(s);
 }
 
-void registry_server::impl::reject(session& s, const error& why) {
-  s.stop_reading = true;
+void registry_server::impl::reject(const std::shared_ptr<session>& s, const error& why) {
+  s->stop_reading = true;
   int status = http::status_for(why.code());
-  log(net::to_string(s.conn->remote()) + ": " + std::to_string(status) + " " +
+  log(net::to_string(s->conn->remote()) + ": " + std::to_string(status) + " " +
       std::string(http::reason_phrase(status)) + " (" + why.message() + "), closing");
   reply_form form;
   form.keep_alive = false;
@@ -274,32 +321,42 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const http
   if (!form.keep_alive) s->stop_reading = true;
 
   if (path_of(req.target) != list_path) {
-    reply(*s, 404, "no such resource: " + wire::escape(req.target) + " (try /userlist.txt)\n",
+    reply(s, 404, "no such resource: " + wire::escape(req.target) + " (try /userlist.txt)\n",
           form);
     return;
   }
   if (req.method == "GET" || req.method == "HEAD") {
-    if (!s->replies.empty()) {
-      // Answered when it reaches the front, after this connection's writes.
-      add_slot(*s, slot::state::listing, form);
-      return;
-    }
-    // The hot path: straight from the list in memory to the connection.
-    scratch.clear();
-    append_list(scratch, form);
-    send_now(*s, scratch);
+    // Answered when it reaches the front, after this connection's writes
+    // (at once when nothing is owed before it).
+    add_slot(*s, slot::state::listing, form);
+    if (s->replies.size() == 1) flush(s);
     return;
   }
   if (req.method != "POST") {
     std::string allow = "Allow: " + std::string(allowed_methods) + "\r\n";
-    reply(*s, 405, req.method.substr(0, 32) + " is not allowed here; use GET or POST\n", form,
+    reply(s, 405, req.method.substr(0, 32) + " is not allowed here; use GET or POST\n", form,
           allow);
     return;
   }
   auto cmd = registry::parse_command(req.body);
   if (!cmd) {
-    reply(*s, http::status_for(cmd.error().code()), cmd.error().message() + "\n", form);
+    reply(s, http::status_for(cmd.error().code()), cmd.error().message() + "\n", form);
     return;
+  }
+  if (cmd->kind == registry::command_kind::register_) {
+    // Counting the REGISTERs in flight, which may yet fail: the cap holds
+    // whatever they turn out to be. A taken name still hears 406.
+    if (entries.size() + registers_pending >= config.max_users &&
+        !by_name.contains(cmd->entry.name)) {
+      log("REGISTER " + registry::to_string(cmd->entry) + ": 503 (user limit of " +
+          std::to_string(config.max_users) + " reached)");
+      reply(s, 503,
+            "user limit reached: the registry holds at most " + std::to_string(config.max_users) +
+                " users; try again after some log out\n",
+            form);
+      return;
+    }
+    ++registers_pending;
   }
   auto number = add_slot(*s, slot::state::pending, form);
   ++pending_writes;
@@ -310,11 +367,16 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
                                                     std::uint64_t slot_number,
                                                     registry::command cmd) {
   bool is_register = cmd.kind == registry::command_kind::register_;
+  std::string origin = origin_of(s->conn->remote());
   store_type::operation op;
   if (is_register) {
-    op = store_type::add_op{cmd.entry.name, cmd.entry.host, cmd.entry.port};
+    op = store_type::add_op{cmd.entry.name, cmd.entry.host, cmd.entry.port, origin};
   } else {
-    op = store_type::remove_op{cmd.entry.name, cmd.entry.host, cmd.entry.port};
+    // Checked by the store, in commit order: a REGISTER just ahead of this
+    // LOGOUT in the same group is seen with its origin.
+    std::optional<std::string> from;
+    if (!config.logout_from_any) from = origin;
+    op = store_type::remove_op{cmd.entry.name, cmd.entry.host, cmd.entry.port, std::move(from)};
   }
   // A named awaitable: g++ 12 mishandles temporaries inside co_await.
   auto write = committer->write(std::move(op));
@@ -337,7 +399,10 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
   } else {
     const auto& e = done.error();
     status = http::status_for(e.code());  // 406, 404; 500 for storage_error
-    if (e == errc::name_taken) {
+    if (e == errc::rejected) {
+      status = 403;  // a LOGOUT from another address than the registration's
+      body = "LOGOUT refused: " + e.detail() + "\n";
+    } else if (e == errc::name_taken) {
       body = "the name '" + cmd.entry.name + "' is already registered\n";
     } else if (e == errc::not_found) {
       body = registry::to_string(cmd.entry) + " is not registered\n";
@@ -346,11 +411,12 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
     }
     log(what + ": " + std::to_string(status) + " (" + e.message() + ")");
   }
+  if (is_register) --registers_pending;
   --pending_writes;
   std::string bytes;
   auto index = static_cast<std::size_t>(slot_number - s->first_slot);
   append_response(bytes, status, body, s->replies[index].form);
-  complete(*s, slot_number, std::move(bytes));
+  complete(s, slot_number, std::move(bytes));
   // stop() left open a session owed replies; it may be reading, not waiting.
   if (stopping && s->replies.empty()) s->conn->close_after_flush();
 }
@@ -364,51 +430,128 @@ std::uint64_t registry_server::impl::add_slot(session& s, slot::state st, const 
   return s.first_slot + s.replies.size() - 1;
 }
 
-void registry_server::impl::reply(session& s, int status, std::string_view body,
-                                  const reply_form& form, std::string_view extra_headers) {
-  if (s.replies.empty()) {
+void registry_server::impl::reply(const std::shared_ptr<session>& s, int status,
+                                  std::string_view body, const reply_form& form,
+                                  std::string_view extra_headers) {
+  if (s->replies.empty()) {
     scratch.clear();
     append_response(scratch, status, body, form, extra_headers);
-    send_now(s, scratch);
-    return;
+    if (fits(*s, scratch.size())) {
+      send_now(*s, scratch);
+      return;
+    }
   }
-  add_slot(s, slot::state::ready, form);
-  append_response(s.replies.back().bytes, status, body, form, extra_headers);
+  // Behind other replies, or the queue is full of a list still streaming.
+  add_slot(*s, slot::state::ready, form);
+  append_response(s->replies.back().bytes, status, body, form, extra_headers);
+  if (s->replies.size() == 1) flush(s);
+}
+
+// Whether `bytes` can be queued now. Into an empty queue always: a reply
+// larger than the whole bound can never fit, and send_now() then closes.
+bool registry_server::impl::fits(const session& s, std::size_t bytes) const {
+  std::size_t queued = s.conn->queued_bytes();
+  return queued == 0 || queued + bytes <= config.stream.max_queued_bytes;
 }
 
 void registry_server::impl::send_now(session& s, std::string_view bytes) {
   if (s.conn->is_open() && !s.conn->send(bytes)) {
-    // It does not read its replies: nothing else bounds what we would hold.
-    log(net::to_string(s.conn->remote()) + ": reply queue full, closing");
+    // Callers check fits() first: a connection already closing, or a reply
+    // larger than the whole queue bound.
+    log(net::to_string(s.conn->remote()) + ": reply refused (" + std::to_string(bytes.size()) +
+        " bytes), closing");
     s.conn->close();
   }
 }
 
-void registry_server::impl::complete(session& s, std::uint64_t slot_number, std::string bytes) {
-  auto& sl = s.replies[static_cast<std::size_t>(slot_number - s.first_slot)];
+void registry_server::impl::complete(const std::shared_ptr<session>& s, std::uint64_t slot_number,
+                                     std::string bytes) {
+  auto& sl = s->replies[static_cast<std::size_t>(slot_number - s->first_slot)];
   sl.st = slot::state::ready;
   sl.bytes = std::move(bytes);
   flush(s);
 }
 
-void registry_server::impl::flush(session& s) {
-  while (!s.replies.empty() && s.replies.front().st != slot::state::pending) {
-    auto& front = s.replies.front();
-    if (front.st == slot::state::listing) append_list(front.bytes, front.form);
-    send_now(s, front.bytes);
-    s.replies.pop_front();
-    ++s.first_slot;
+// Sends what it can of a listing at the front; true once all of it is queued
+// (or the connection is gone), false when the queue is full.
+bool registry_server::impl::send_list(session& s, slot& sl) {
+  if (!s.conn->is_open()) return true;
+  if (!sl.list) {
+    // Its snapshot: taken now, after the writes before it on this connection.
+    sl.list = current_list();
+    scratch.clear();
+    if (sl.list->empty()) {
+      // The seed clients read 400 as "no online users".
+      append_response(scratch, 400, "no users are registered\n", sl.form);
+    } else {
+      append_head(scratch, 200, sl.list->size(), sl.form);
+      if (!sl.form.head) sl.list_size = sl.list->size();
+    }
+    // The usual case, straight out without a copy of its own.
+    if (fits(s, scratch.size())) {
+      send_now(s, scratch);
+    } else {
+      sl.bytes = scratch;
+    }
   }
-  if (s.waiting) s.wake.cancel();
+  if (!sl.bytes.empty()) {
+    if (!fits(s, sl.bytes.size())) return false;
+    send_now(s, sl.bytes);
+    sl.bytes = std::string();
+  }
+  // The body in pieces that fit: the queue bound limits what waits for the
+  // peer, not the size of one answer.
+  constexpr std::size_t piece = 256 * 1024;
+  while (sl.list_sent < sl.list_size && s.conn->is_open()) {
+    std::size_t queued = s.conn->queued_bytes();
+    if (queued >= config.stream.max_queued_bytes) return false;
+    std::size_t n = std::min({sl.list_size - sl.list_sent, piece,
+                              config.stream.max_queued_bytes - queued});
+    send_now(s, std::string_view(*sl.list).substr(sl.list_sent, n));
+    sl.list_sent += n;
+  }
+  sl.list.reset();
+  return true;
 }
 
-void registry_server::impl::append_list(std::string& out, const reply_form& form) {
-  const std::string& body = current_list();
-  if (body.empty()) {
-    // The seed clients read 400 as "no online users".
-    append_response(out, 400, "no users are registered\n", form);
-  } else {
-    append_response(out, 200, body, form);
+void registry_server::impl::flush(const std::shared_ptr<session>& s) {
+  s->blocked = false;
+  while (!s->replies.empty() && s->replies.front().st != slot::state::pending) {
+    auto& front = s->replies.front();
+    if (front.st == slot::state::listing) {
+      if (!send_list(*s, front)) {
+        s->blocked = true;
+        break;
+      }
+    } else if (s->conn->is_open()) {
+      if (!fits(*s, front.bytes.size())) {
+        s->blocked = true;
+        break;
+      }
+      send_now(*s, front.bytes);
+    }
+    s->replies.pop_front();
+    ++s->first_slot;
+  }
+  if (s->blocked && !s->draining) {
+    s->draining = true;
+    asio::co_spawn(io, drain(s), asio::detached);
+  }
+  if (s->waiting) s->wake.cancel();
+}
+
+asio::awaitable<void> registry_server::impl::drain(std::shared_ptr<session> s) {
+  // Resumes once half the queue has gone out: pieces stay large, and the
+  // peer always has bytes to read.
+  while (s->blocked && s->conn->is_open()) {
+    co_await s->conn->wait_until_queued_at_most(config.stream.max_queued_bytes / 2);
+    flush(s);
+  }
+  s->draining = false;
+  if (s->blocked) {
+    // Closed: what is left can no longer be sent; let the reader finish.
+    s->blocked = false;
+    if (s->waiting) s->wake.cancel();
   }
 }
 
@@ -420,6 +563,7 @@ registry_server::~registry_server() = default;
 result<std::unique_ptr<registry_server>> registry_server::bind(asio::io_context& io,
                                                                registry_config config) {
   if (config.max_pipelined == 0) return fail(errc::invalid_config, "max_pipelined must be at least 1");
+  if (config.max_users == 0) return fail(errc::invalid_config, "max_users must be at least 1");
   auto path = config.data_dir / store_file_name;
   auto opened = store_type::open(path, config.store);
   if (!opened) return tl::unexpected(opened.error());

@@ -21,6 +21,10 @@ constexpr const char* migrations[] = {
     "  port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535)"
     ");"
     "PRAGMA user_version = 1;",
+    // v2. origin: the IP address whose connection registered the entry, so
+    // that only it may log the entry out; '' for entries older than this.
+    "ALTER TABLE registry ADD COLUMN origin TEXT NOT NULL DEFAULT '';"
+    "PRAGMA user_version = 2;",
 };
 
 // The answer to one operation, or (outer error) a storage failure that
@@ -52,8 +56,10 @@ struct registry_store::impl {
   detail::statement erase;
   detail::statement select_all;
   detail::statement select_one;
+  detail::statement select_origin;
 
-  outcome add(std::string_view name, std::string_view host, std::uint16_t port) {
+  outcome add(std::string_view name, std::string_view host, std::uint16_t port,
+              std::string_view origin) {
     if (!valid_name(name)) {
       return answer(errc::invalid_argument,
                     "registry name must be non-empty, without ':', '@', ',', white space or "
@@ -65,7 +71,7 @@ struct registry_store::impl {
           "registry host must be non-empty, without ',', '@', white space or control characters");
     }
     detail::query q(db, insert, "cannot add registry entry");
-    q.bind(name).bind(host).bind(std::int64_t{port});
+    q.bind(name).bind(host).bind(std::int64_t{port}).bind(origin);
     if (auto r = q.run(); !r) return tl::unexpected(r.error());
     if (db.changes() == 0) {
       return answer(errc::name_taken, wire::quote(name) + " is already registered");
@@ -73,14 +79,26 @@ struct registry_store::impl {
     return result<void>{};
   }
 
-  outcome remove(std::string_view name, std::string_view host, std::uint16_t port) {
-    detail::query q(db, erase, "cannot remove registry entry");
-    q.bind(name).bind(host).bind(std::int64_t{port});
-    if (auto r = q.run(); !r) return tl::unexpected(r.error());
-    if (db.changes() == 0) {
-      return answer(errc::not_found, "no registry entry " + wire::quote(address(name, host, port)));
+  outcome remove(std::string_view name, std::string_view host, std::uint16_t port,
+                 std::optional<std::string_view> from) {
+    {
+      detail::query q(db, erase, "cannot remove registry entry");
+      q.bind(name).bind(host).bind(std::int64_t{port});
+      q.bind(std::int64_t{from ? 0 : 1}).bind(from.value_or(std::string_view{}));
+      if (auto r = q.run(); !r) return tl::unexpected(r.error());
     }
-    return result<void>{};
+    if (db.changes() > 0) return result<void>{};
+    // Nothing removed: no such entry, or it belongs to another origin.
+    detail::query q(db, select_origin, "cannot look up registry entry");
+    q.bind(name).bind(host).bind(std::int64_t{port});
+    auto row = q.step();
+    if (!row) return tl::unexpected(row.error());
+    if (*row) {
+      return answer(errc::rejected, wire::quote(address(name, host, port)) +
+                                        " was registered from " + q.text(0) +
+                                        "; only that address may log it out");
+    }
+    return answer(errc::not_found, "no registry entry " + wire::quote(address(name, host, port)));
   }
 
 };
@@ -94,17 +112,21 @@ result<registry_store> registry_store::open(const std::filesystem::path& file, o
   const detail::schema s{"registry", registry_application_id, migrations};
   auto db = detail::database::open(file, opts, s);
   if (!db) return tl::unexpected(db.error());
-  auto p = std::make_unique<impl>(impl{std::move(*db), {}, {}, {}, {}});
+  auto p = std::make_unique<impl>(impl{std::move(*db), {}, {}, {}, {}, {}});
 
   struct {
     detail::statement* target;
     const char* sql;
   } const prepared[] = {
       {&p->insert,
-       "INSERT INTO registry (name, host, port) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING"},
-      {&p->erase, "DELETE FROM registry WHERE name = ?1 AND host = ?2 AND port = ?3"},
-      {&p->select_all, "SELECT name, host, port FROM registry ORDER BY seq"},
+       "INSERT INTO registry (name, host, port, origin) VALUES (?1, ?2, ?3, ?4) "
+       "ON CONFLICT (name) DO NOTHING"},
+      {&p->erase,
+       "DELETE FROM registry WHERE name = ?1 AND host = ?2 AND port = ?3 "
+       "AND (?4 = 1 OR origin = '' OR origin = ?5)"},
+      {&p->select_all, "SELECT name, host, port, origin FROM registry ORDER BY seq"},
       {&p->select_one, "SELECT 1 FROM registry WHERE name = ?1"},
+      {&p->select_origin, "SELECT origin FROM registry WHERE name = ?1 AND host = ?2 AND port = ?3"},
   };
   for (const auto& [target, sql] : prepared) {
     auto stmt = p->db.prepare(sql);
@@ -118,15 +140,16 @@ namespace {
 tl::unexpected<error> closed() { return fail(errc::storage_error, "store is closed"); }
 }  // namespace
 
-result<void> registry_store::add(std::string_view name, std::string_view host, std::uint16_t port) {
+result<void> registry_store::add(std::string_view name, std::string_view host, std::uint16_t port,
+                                 std::string_view origin) {
   if (!impl_) return closed();
-  return impl_->db.write_one([&] { return impl_->add(name, host, port); });
+  return impl_->db.write_one([&] { return impl_->add(name, host, port, origin); });
 }
 
 result<void> registry_store::remove(std::string_view name, std::string_view host,
-                                    std::uint16_t port) {
+                                    std::uint16_t port, std::optional<std::string_view> from) {
   if (!impl_) return closed();
-  return impl_->db.write_one([&] { return impl_->remove(name, host, port); });
+  return impl_->db.write_one([&] { return impl_->remove(name, host, port, from); });
 }
 
 result<std::vector<registry_record>> registry_store::list() {
@@ -143,7 +166,7 @@ result<std::vector<registry_record>> registry_store::list() {
       return fail(errc::storage_error,
                   impl_->db.path().string() + ": registry entry with port " + std::to_string(port));
     }
-    out.push_back({q.text(0), q.text(1), static_cast<std::uint16_t>(port)});
+    out.push_back({q.text(0), q.text(1), static_cast<std::uint16_t>(port), q.text(3)});
   }
   return out;
 }
@@ -161,9 +184,11 @@ result<std::vector<result<void>>> registry_store::apply(std::span<const operatio
     return std::visit(
         [&](const auto& v) -> outcome {
           if constexpr (std::is_same_v<std::decay_t<decltype(v)>, add_op>) {
-            return impl_->add(v.name, v.host, v.port);
+            return impl_->add(v.name, v.host, v.port, v.origin);
           } else {
-            return impl_->remove(v.name, v.host, v.port);
+            std::optional<std::string_view> from;
+            if (v.from) from = *v.from;
+            return impl_->remove(v.name, v.host, v.port, from);
           }
         },
         op);

@@ -58,6 +58,10 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   // Queues bytes; returns false, queueing nothing, when the queue bound would
   // be exceeded or the connection is closing.
   bool send(std::string_view bytes);
+  // Waits until at most `mark` bytes are queued (the writer has drained the
+  // rest) or the connection is closed: lets a caller produce a large answer
+  // piece by piece as the peer reads it, within max_queued_bytes.
+  asio::awaitable<void> wait_until_queued_at_most(std::size_t mark);
   // Tells the watchdog whether a message is half read (message_timeout
   // applies) or the peer is between messages (idle_timeout applies).
   void set_mid_message(bool mid_message);
@@ -96,6 +100,8 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   bool writer_waiting_ = false;
   bool peer_finished_ = false;
   std::string close_reason_;
+  // wait_until_queued_at_most() sleeps here; the writer wakes it per write.
+  std::unique_ptr<asio::steady_timer> drained_;
 };
 
 // A bound, listening socket. accept() loops are the caller's (servers keep

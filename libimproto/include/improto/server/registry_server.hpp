@@ -8,7 +8,12 @@
 //    through a group_committer (one fsync per group, off the io thread) and
 //    a success is answered only once its change is committed.
 //  * GET never touches SQLite: it is served from an in-memory copy loaded at
-//    bind() and updated after each commit.
+//    bind() and updated after each commit. Each GET answers one immutable
+//    snapshot of the list, streamed as the peer reads it, so a list larger
+//    than the per-connection queue (stream_limits::max_queued_bytes) is
+//    still answered in full and a change while it streams does not mix in.
+//  * LOGOUT only from the IP address that registered the entry (the TCP
+//    peer, stored with it) unless logout_from_any.
 //  * Keep-alive and pipelining: replies leave in request order, and a GET
 //    pipelined behind a POST on the same connection sees that POST's effect.
 //  * One server per data directory: the in-memory copy assumes nobody else
@@ -49,6 +54,12 @@ struct registry_config {
   // Requests one connection may have waiting for replies before the server
   // stops reading from it.
   std::size_t max_pipelined = 256;
+  // Entries the list may hold; a REGISTER past it is answered 503 (user
+  // limit reached). Bounds the store and every GET's answer.
+  std::size_t max_users = 1'000'000;
+  // false: a LOGOUT is accepted only from the IP address whose connection
+  // registered the entry (others get 403). true: the seed's rule, from any.
+  bool logout_from_any = false;
   store::options store;        // synchronous=FULL: acknowledged means on disk
   net::logger log;             // one line per event; may be empty
 };

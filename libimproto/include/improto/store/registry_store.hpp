@@ -27,9 +27,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -39,23 +41,44 @@
 namespace improto::store {
 
 struct registry_record {
+  // Constructors rather than an aggregate: `{name, host, port}` stays valid
+  // (and warning-free) now that origin follows.
+  registry_record() = default;
+  registry_record(std::string n, std::string h, std::uint16_t p, std::string o = {})
+      : name(std::move(n)), host(std::move(h)), port(p), origin(std::move(o)) {}
+
   std::string name;
   std::string host;
   std::uint16_t port = 0;
+  // The IP address of the connection that registered the entry ("127.0.0.2"),
+  // not the address in its body; empty when unknown (entries stored before
+  // schema version 2, or added without one).
+  std::string origin;
   bool operator==(const registry_record&) const = default;
 };
 
 class registry_store {
  public:
   struct add_op {
+    add_op() = default;
+    add_op(std::string n, std::string h, std::uint16_t p, std::string o = {})
+        : name(std::move(n)), host(std::move(h)), port(p), origin(std::move(o)) {}
     std::string name;
     std::string host;
     std::uint16_t port = 0;
+    std::string origin;  // see registry_record::origin
   };
   struct remove_op {
+    remove_op() = default;
+    remove_op(std::string n, std::string h, std::uint16_t p,
+              std::optional<std::string> f = std::nullopt)
+        : name(std::move(n)), host(std::move(h)), port(p), from(std::move(f)) {}
     std::string name;
     std::string host;
     std::uint16_t port = 0;
+    // Set: only an entry registered from this origin (or of unknown origin)
+    // is removed. Unset: from anywhere.
+    std::optional<std::string> from;
   };
   using operation = std::variant<add_op, remove_op>;
 
@@ -70,12 +93,17 @@ class registry_store {
   registry_store& operator=(registry_store&&) noexcept;
   ~registry_store();
 
-  // Registers `name` at host:port. invalid_argument if !valid_name(name) or
+  // Registers `name` at host:port, remembering `origin` (see
+  // registry_record::origin). invalid_argument if !valid_name(name) or
   // !valid_host(host); name_taken if `name` is registered (at any address).
-  result<void> add(std::string_view name, std::string_view host, std::uint16_t port);
+  result<void> add(std::string_view name, std::string_view host, std::uint16_t port,
+                   std::string_view origin = {});
   // Removes the exact entry name@host:port; not_found if there is none (also
-  // when `name` is registered at another address: that entry stays).
-  result<void> remove(std::string_view name, std::string_view host, std::uint16_t port);
+  // when `name` is registered at another address: that entry stays). With
+  // `from`, rejected (nothing removed) if the entry was registered from
+  // another origin; an entry of unknown origin may be removed from anywhere.
+  result<void> remove(std::string_view name, std::string_view host, std::uint16_t port,
+                      std::optional<std::string_view> from = std::nullopt);
   // Every entry, oldest registration first.
   result<std::vector<registry_record>> list();
   result<bool> contains(std::string_view name);
