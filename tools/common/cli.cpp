@@ -180,15 +180,16 @@ void complain(std::string_view program, std::string_view message) {
 
 namespace improto::cli {
 
-int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
-                       const std::function<bool()>& drained, const net::logger& log,
+int serve_until_signal(asio::io_context& io, const service& s, const net::logger& log,
                        std::chrono::milliseconds grace) {
+  // Installed before start() logs 'listening on': from then on a signal is
+  // queued for the wait below, never the default action (death by signal).
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer poll(io);
   net::clock::time_point give_up;
   // Connections that do not drain in time are cut when run() returns.
   std::function<void()> wait_drained = [&] {
-    if (drained() || net::clock::now() >= give_up) {
+    if (s.drained() || net::clock::now() >= give_up) {
       io.stop();
       return;
     }
@@ -200,10 +201,11 @@ int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
   signals.async_wait([&](const std::error_code& ec, int signal) {
     if (ec) return;
     if (log) log(std::string("shutting down (") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + ")");
-    stop();
+    s.stop();
     give_up = net::clock::now() + grace;
     wait_drained();
   });
+  s.start();
   io.run();
   if (log) log("stopped");
   return 0;

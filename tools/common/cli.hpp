@@ -65,11 +65,19 @@ void complain(std::string_view program, std::string_view message);
 
 namespace improto::cli {
 
-// Runs `io` until SIGINT or SIGTERM, then calls `stop` and returns once
-// `drained()` says every connection has closed, or after `grace` at the
-// latest. Returns the exit code (0).
-int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
-                       const std::function<bool()>& drained, const net::logger& log,
+// What serve_until_signal drives.
+struct service {
+  std::function<void()> start;    // starts serving and logs 'listening on ...'
+  std::function<void()> stop;     // stops accepting; what is in progress may finish
+  std::function<bool()> drained;  // true once every connection has closed
+};
+
+// Catches SIGINT and SIGTERM, then starts the service and runs `io` until
+// one arrives; then stops the service and returns once it has drained, or
+// after `grace` at the latest. Since the signals are caught before start()
+// announces the service, a signal at any moment after that line is a clean
+// stop. Returns the exit status (0).
+int serve_until_signal(asio::io_context& io, const service& s, const net::logger& log,
                        std::chrono::milliseconds grace = std::chrono::seconds(2));
 
 // Seconds given on the command line, as a duration.
