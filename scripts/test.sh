@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Builds and runs every test: unit and integration tests (ctest), the same
 # tests under ASan+UBSan, a bounded fuzz smoke run of every decoder, and the
-# example built against the installed package.
+# example built against the installed package. Our own builds treat warnings
+# as errors (IMPROTO_WERROR; off by default for consumers).
 source "$(dirname "$0")/lib.sh"
 
 ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl
 
 log "build and test (g++, RelWithDebInfo)"
-configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMPROTO_WERROR=ON
 ctest --test-dir "$ROOT/build" --output-on-failure -j "$JOBS"
 
 log "tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)"
 configure_build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
-  -DIMPROTO_SANITIZE=address,undefined
+  -DIMPROTO_SANITIZE=address,undefined -DIMPROTO_WERROR=ON
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$ROOT/build-asan" --output-on-failure -j "$JOBS"
 
@@ -20,7 +21,8 @@ if [ -f "$ROOT/tests/fuzz/CMakeLists.txt" ]; then
   log "fuzz smoke run (libFuzzer, ${FUZZ_SECONDS:-20} s per target)"
   configure_build "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_COMPILER=clang++ -DIMPROTO_BUILD_FUZZERS=ON -DIMPROTO_BUILD_TESTS=OFF \
-    -DIMPROTO_BUILD_TOOLS=OFF -DIMPROTO_SANITIZE=fuzzer-no-link,address,undefined
+    -DIMPROTO_BUILD_TOOLS=OFF -DIMPROTO_SANITIZE=fuzzer-no-link,address,undefined \
+    -DIMPROTO_WERROR=ON
   bash "$ROOT/tests/fuzz/smoke.sh" "$ROOT/build-fuzz" "${FUZZ_SECONDS:-20}"
 fi
 
