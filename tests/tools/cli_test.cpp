@@ -70,8 +70,10 @@ TEST_CASE("parser: --help lists --version; options still parse") {
 }
 
 TEST_CASE("command_loop: one command at a time, in the typed order, then on_end") {
-  // Static: the reader thread may still hold it when the test returns.
-  static std::istringstream in("slow\r\nfast\n\nlast");
+  // The reader thread is detached and may still be reading when a test
+  // returns, or as the process exits: like std::cin, its input is never
+  // destroyed (and stays reachable, for the leak checker).
+  static std::istringstream& in = *new std::istringstream("slow\r\nfast\n\nlast");
   asio::io_context io(1);
   std::vector<std::string> events;
   int ends = 0;
@@ -93,7 +95,7 @@ TEST_CASE("command_loop: one command at a time, in the typed order, then on_end"
 }
 
 TEST_CASE("command_loop: stop() drops the lines not yet run") {
-  static std::istringstream in("a\nquit\nb\nc\n");
+  static std::istringstream& in = *new std::istringstream("a\nquit\nb\nc\n");
   asio::io_context io(1);
   std::vector<std::string> ran;
   int ends = 0;
@@ -115,7 +117,7 @@ TEST_CASE("command_loop: stop() drops the lines not yet run") {
 }
 
 TEST_CASE("command_loop: a command that throws is reported and ends the loop as failed") {
-  static std::istringstream in("ok\nboom\nnever\n");
+  static std::istringstream& in = *new std::istringstream("ok\nboom\nnever\n");
   asio::io_context io(1);
   std::vector<std::string> ran;
   int ends = 0;
@@ -137,7 +139,7 @@ TEST_CASE("command_loop: a command that throws is reported and ends the loop as 
 }
 
 TEST_CASE("command_loop: nothing runs once the loop is gone") {
-  static std::istringstream in("a\nb\n");
+  static std::istringstream& in = *new std::istringstream("a\nb\n");
   asio::io_context io(1);
   int ran = 0, ends = 0;
   {
