@@ -103,8 +103,8 @@ int serve_until_signal(asio::io_context& io, const service& s, const net::logger
 // commands before it are done, so answers print in the typed order.
 //
 // A command that throws is not lost with its coroutine: the loop reports it
-// on stderr ("<program>: input line N: ..."), ends as failed() and runs
-// `on_end`.
+// on stderr ("<program>: input line N failed: ..."), ends as failed() and
+// runs `on_end`.
 class command_loop {
  public:
   // Runs one command line (without its line end).
@@ -122,8 +122,10 @@ class command_loop {
   command_loop(const command_loop&) = delete;
   command_loop& operator=(const command_loop&) = delete;
 
-  // Starts reading `in`, which must outlive the reader (std::cin does).
-  // Until the end of input, the io_context's run() does not run out of work.
+  // Starts reading `in`. The reader thread is detached and may block on a
+  // terminal until the process exits, so `in` must never be destroyed
+  // (std::cin never is). Until the input or the loop ends, the
+  // io_context's run() does not run out of work.
   void start(std::istream& in);
   void start();  // reads std::cin
 
