@@ -3,11 +3,6 @@ function(improto_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wconversion -Wsign-conversion
     -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual)
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
-    # g++ 12 at -O2 flags Asio's recycling allocator for coroutine frames as
-    # a new/delete mismatch (a false positive inside asio/detail/memory.hpp).
-    target_compile_options(${target} PRIVATE -Wno-mismatched-new-delete)
-  endif()
-  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     # g++ 12 false positives at -O2/-O3: Asio's coroutine frame allocator
     # seen as a new/delete mismatch, and std::string appends as overlapping
     # copies (GCC bug 105651).

@@ -2,28 +2,29 @@
 # Builds and runs every test: unit and integration tests (ctest), the same
 # tests under ASan+UBSan, a bounded fuzz smoke run of every decoder, and the
 # example built against the installed package, and the Python package
-# installed with pip and its tests.
+# installed with pip and its tests. Our own builds treat warnings as errors
+# (IMPROTO_WERROR; off by default for consumers).
 source "$(dirname "$0")/lib.sh"
 
-ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl
+ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl \
+  python3-venv python3-pip python3-setuptools python3-wheel
 
 log "build and test (g++, RelWithDebInfo)"
-configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMPROTO_WERROR=ON
 ctest --test-dir "$ROOT/build" --output-on-failure -j "$JOBS"
 
 log "tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)"
 configure_build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
-  -DIMPROTO_SANITIZE=address,undefined
+  -DIMPROTO_SANITIZE=address,undefined -DIMPROTO_WERROR=ON -DIMPROTO_BUILD_PYTHON=OFF
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$ROOT/build-asan" --output-on-failure -j "$JOBS"
 
-if [ -f "$ROOT/tests/fuzz/CMakeLists.txt" ]; then
-  log "fuzz smoke run (libFuzzer, ${FUZZ_SECONDS:-20} s per target)"
-  configure_build "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_COMPILER=clang++ -DIMPROTO_BUILD_FUZZERS=ON -DIMPROTO_BUILD_TESTS=OFF \
-    -DIMPROTO_BUILD_TOOLS=OFF -DIMPROTO_SANITIZE=fuzzer-no-link,address,undefined
-  bash "$ROOT/tests/fuzz/smoke.sh" "$ROOT/build-fuzz" "${FUZZ_SECONDS:-20}"
-fi
+log "fuzz smoke run (libFuzzer, ${FUZZ_SECONDS:-20} s per target)"
+configure_build "$ROOT/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_COMPILER=clang++ -DIMPROTO_BUILD_FUZZERS=ON -DIMPROTO_BUILD_TESTS=OFF \
+  -DIMPROTO_BUILD_TOOLS=OFF -DIMPROTO_BUILD_PYTHON=OFF \
+  -DIMPROTO_SANITIZE=fuzzer-no-link,address,undefined -DIMPROTO_WERROR=ON
+bash "$ROOT/tests/fuzz/smoke.sh" "$ROOT/build-fuzz" "${FUZZ_SECONDS:-20}"
 
 log "install, then build the examples against the installed package"
 prefix="$ROOT/build/_install"
@@ -33,7 +34,6 @@ build_source "$ROOT/examples" "$ROOT/build/_examples" -DCMAKE_PREFIX_PATH="$pref
 ctest --test-dir "$ROOT/build/_examples" --output-on-failure
 
 log "Python: pip-install bindings/python into a temporary venv, run tests/python against it"
-ensure_packages python3-venv python3-pip python3-setuptools python3-wheel
 pyenv="$(mktemp -d)"
 /usr/bin/python3 -m venv --system-site-packages "$pyenv/venv"
 # build/_python keeps pip's CMake build between runs (incremental rebuilds).

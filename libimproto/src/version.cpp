@@ -2,6 +2,7 @@
 
 namespace improto {
 
-std::string_view version() noexcept { return IMPROTO_VERSION_STRING; }
+// IMPROTO_VERSION comes from CMake (libimproto/CMakeLists.txt).
+std::string_view version() noexcept { return IMPROTO_VERSION; }
 
 }  // namespace improto

@@ -1,15 +1,20 @@
 #include "cli.hpp"
 
+#include <csignal>
+#include <cstdio>
+#include <deque>
+#include <exception>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
-#include <csignal>
-#include <thread>
-#include <cstdio>
-#include <iostream>
-#include <mutex>
 
+#include "improto/version.hpp"
 #include "improto/wire/text.hpp"
 
 namespace improto::cli {
@@ -98,6 +103,7 @@ void parser::print_help(std::ostream& out) const {
     out << left << std::string(left.size() < 24 ? 24 - left.size() : 1, ' ') << o.help << "\n";
   }
   out << "  --help                show this help and exit\n";
+  out << "  --version             show the version and exit\n";
   if (!epilog_.empty()) out << "\n" << epilog_ << "\n";
 }
 
@@ -118,6 +124,10 @@ std::optional<int> parser::parse(int argc, char** argv) {
     }
     if (!only_positionals && (arg == "--help" || arg == "-h")) {
       print_help(std::cout);
+      return 0;
+    }
+    if (!only_positionals && arg == "--version") {
+      std::cout << program_ << " (improto) " << version() << "\n";
       return 0;
     }
     if (!only_positionals && arg.size() > 1 && arg[0] == '-') {
@@ -176,19 +186,25 @@ void complain(std::string_view program, std::string_view message) {
   std::cerr << program << ": " << message << std::endl;
 }
 
-}  // namespace improto::cli
+void print_line(std::string_view line) {
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
 
-namespace improto::cli {
 
-int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
-                       const std::function<bool()>& drained, const net::logger& log,
+// ------------------------------------------------------------------ servers
+
+int serve_until_signal(asio::io_context& io, const service& s, const net::logger& log,
                        std::chrono::milliseconds grace) {
+  // Installed before start() logs 'listening on': from then on a signal is
+  // queued for the wait below, never the default action (death by signal).
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer poll(io);
   net::clock::time_point give_up;
   // Connections that do not drain in time are cut when run() returns.
   std::function<void()> wait_drained = [&] {
-    if (drained() || net::clock::now() >= give_up) {
+    if (s.drained() || net::clock::now() >= give_up) {
       io.stop();
       return;
     }
@@ -200,41 +216,159 @@ int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
   signals.async_wait([&](const std::error_code& ec, int signal) {
     if (ec) return;
     if (log) log(std::string("shutting down (") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + ")");
-    stop();
+    s.stop();
     give_up = net::clock::now() + grace;
     wait_drained();
   });
+  s.start();
   io.run();
   if (log) log("stopped");
   return 0;
 }
 
-}  // namespace improto::cli
+// ------------------------------------------------------------------ clients
 
-namespace improto::cli {
+struct command_loop::state : std::enable_shared_from_this<state> {
+  state(asio::io_context& context, std::string name, handler line_handler,
+        std::function<void()> end_handler)
+      : io(context), program(std::move(name)), on_line(std::move(line_handler)),
+        on_end(std::move(end_handler)) {}
 
-void read_lines_async(asio::io_context& io, std::function<void(std::string)> on_line,
-                      std::function<void()> on_end) {
-  // Keeps run() alive until the reader is done with stdin.
-  auto work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
-      io.get_executor());
-  std::thread([&io, on_line = std::move(on_line), on_end = std::move(on_end), work] {
-    std::string line;
-    while (std::getline(std::cin, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      asio::post(io, [on_line, line] { on_line(line); });
+  asio::io_context& io;
+  const std::string program;
+  const handler on_line;
+  const std::function<void()> on_end;
+
+  // Used on the io_context's thread only.
+  std::deque<std::string> lines;  // read, not yet run
+  std::uint64_t started = 0;      // lines run so far, to name a failing one
+  bool busy = false;
+  bool input_done = false;
+  bool stopping = false;
+  bool ended = false;
+  bool failed = false;
+
+  // Shared with the reader thread.
+  std::mutex lock;
+  bool attached = true;  // false once the command_loop is gone
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+
+  bool is_attached() {
+    std::lock_guard guard(lock);
+    return attached;
+  }
+
+  // Posts `f` to the io_context unless the loop is gone; false if it is.
+  template <class F>
+  bool post(F&& f) {
+    std::lock_guard guard(lock);
+    if (!attached) return false;
+    asio::post(io, std::forward<F>(f));
+    return true;
+  }
+
+  void release_input() {
+    std::lock_guard guard(lock);
+    work.reset();
+  }
+
+  void receive(std::string line) {
+    if (!is_attached() || ended) return;
+    lines.push_back(std::move(line));
+    pump();
+  }
+
+  void input_ended() {
+    release_input();
+    if (!is_attached()) return;
+    input_done = true;
+    pump();
+  }
+
+  void pump() {
+    if (busy || ended) return;
+    if (stopping || (input_done && lines.empty())) {
+      end();
+      return;
     }
-    asio::post(io, [on_end, work] {
-      on_end();
-      work->reset();
-    });
+    if (lines.empty()) return;
+    busy = true;
+    std::string line = std::move(lines.front());
+    lines.pop_front();
+    asio::co_spawn(io, on_line(std::move(line)),
+                   [self = shared_from_this(), number = ++started](std::exception_ptr e) {
+                     self->busy = false;
+                     if (!self->is_attached()) return;
+                     if (e) {
+                       self->fail(number, e);
+                     } else {
+                       self->pump();
+                     }
+                   });
+  }
+
+  void fail(std::uint64_t number, const std::exception_ptr& e) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = x.what();
+    } catch (...) {
+    }
+    complain(program, "input line " + std::to_string(number) + " failed: " + what +
+                          "; no further input is read");
+    failed = true;
+    end();
+  }
+
+  void end() {
+    if (ended) return;
+    ended = true;
+    lines.clear();
+    release_input();
+    if (on_end) on_end();
+  }
+};
+
+command_loop::command_loop(asio::io_context& io, std::string program, handler on_line,
+                           std::function<void()> on_end)
+    : state_(std::make_shared<state>(io, std::move(program), std::move(on_line),
+                                     std::move(on_end))) {}
+
+command_loop::~command_loop() {
+  // The reader thread and handlers already posted hold the state, but find
+  // it detached; the work guard must go before the io_context does.
+  std::lock_guard guard(state_->lock);
+  state_->attached = false;
+  state_->work.reset();
+}
+
+void command_loop::start(std::istream& in) {
+  {
+    std::lock_guard guard(state_->lock);
+    state_->work.emplace(state_->io.get_executor());
+  }
+  // Detached: a read from a terminal cannot be interrupted, so the thread
+  // may block until the process ends.
+  std::thread([s = state_, &in] {
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!s->post([s, line = std::move(line)]() mutable { s->receive(std::move(line)); })) return;
+    }
+    s->post([s] { s->input_ended(); });
   }).detach();
 }
 
-void print_line(std::string_view line) {
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
+void command_loop::start() { start(std::cin); }
+
+void command_loop::stop() {
+  state_->stopping = true;
+  state_->lines.clear();
+  // Later, so that on_end never runs inside the caller's stop().
+  state_->post([s = state_] { s->pump(); });
 }
+
+bool command_loop::failed() const noexcept { return state_->failed; }
 
 }  // namespace improto::cli

@@ -1,21 +1,28 @@
 #pragma once
 
-// Command-line handling shared by the tools: declarative flags, --help,
-// a clear sentence and exit code 2 for bad usage; stderr logging.
+// What every tool shares: the command line (declarative flags, --help,
+// --version, a clear sentence and exit status 2 for bad usage), output one
+// flushed line at a time, a server's run-until-signal and a client's loop
+// over the commands it reads from stdin.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 
 #include "improto/net/common.hpp"
 
 namespace improto::cli {
+
+// ------------------------------------------------------------ command line
 
 class parser {
  public:
@@ -32,8 +39,9 @@ class parser {
   // Free text after the option table in --help.
   parser& epilog(std::string text);
 
-  // nullopt: go on. Otherwise the process should exit with that code
-  // (0 after --help, 2 after a usage error, with the message printed).
+  // nullopt: go on. Otherwise the process should exit with that code (0
+  // after --help or --version, 2 after a usage error, with the message
+  // printed).
   std::optional<int> parse(int argc, char** argv);
 
   // Prints "<program>: <message>" and the --help hint; returns 2.
@@ -54,40 +62,82 @@ class parser {
   std::vector<spec> positionals_;
 };
 
+// Seconds given on the command line, as a duration.
+inline std::chrono::milliseconds seconds(double s) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000.0));
+}
+
+// ------------------------------------------------------------------ output
+
 // Logger that writes one flushed line per event to stderr.
 net::logger stderr_logger();
 
 // Prints "<program>: <message>" to stderr.
 void complain(std::string_view program, std::string_view message);
 
-}  // namespace improto::cli
-
-
-namespace improto::cli {
-
-// Runs `io` until SIGINT or SIGTERM, then calls `stop` and returns once
-// `drained()` says every connection has closed, or after `grace` at the
-// latest. Returns the exit code (0).
-int serve_until_signal(asio::io_context& io, const std::function<void()>& stop,
-                       const std::function<bool()>& drained, const net::logger& log,
-                       std::chrono::milliseconds grace = std::chrono::seconds(2));
-
-// Seconds given on the command line, as a duration.
-inline std::chrono::milliseconds seconds(double s) {
-  return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000.0));
-}
-
-}  // namespace improto::cli
-
-namespace improto::cli {
-
-// Reads standard input line by line on its own thread (it may be a
-// terminal, a pipe or a file) and hands each line to `on_line` on the
-// io_context's thread; `on_end` runs there after the last line.
-void read_lines_async(asio::io_context& io, std::function<void(std::string)> on_line,
-                      std::function<void()> on_end);
-
 // Writes one line to stdout and flushes it, so pipes see it at once.
 void print_line(std::string_view line);
+
+// ----------------------------------------------------------------- servers
+
+// What serve_until_signal drives.
+struct service {
+  std::function<void()> start;    // starts serving and logs 'listening on ...'
+  std::function<void()> stop;     // stops accepting; what is in progress may finish
+  std::function<bool()> drained;  // true once every connection has closed
+};
+
+// Catches SIGINT and SIGTERM, then starts the service and runs `io` until
+// one arrives; then stops the service and returns once it has drained, or
+// after `grace` at the latest. Since the signals are caught before start()
+// announces the service, a signal at any moment after that line is a clean
+// stop. Returns the exit status (0).
+int serve_until_signal(asio::io_context& io, const service& s, const net::logger& log,
+                       std::chrono::milliseconds grace = std::chrono::seconds(2));
+
+// ----------------------------------------------------------------- clients
+
+// A client's commands, read line by line from an input stream (a terminal,
+// a pipe or a file) on a thread of its own and run on the io_context's
+// thread one at a time, in order: a line typed ahead waits until the
+// commands before it are done, so answers print in the typed order.
+//
+// A command that throws is not lost with its coroutine: the loop reports it
+// on stderr ("<program>: input line N failed: ..."), ends as failed() and
+// runs `on_end`.
+class command_loop {
+ public:
+  // Runs one command line (without its line end).
+  using handler = std::function<asio::awaitable<void>(std::string line)>;
+
+  // `on_end` runs once, on the io_context's thread, when the loop ends:
+  // after the command of the last line at the end of input, after stop(),
+  // or after a failure.
+  command_loop(asio::io_context& io, std::string program, handler on_line,
+               std::function<void()> on_end);
+  // Once the loop is destroyed nothing more is posted to the io_context,
+  // even by a reader thread still blocked on a terminal; destroy the loop
+  // before the io_context.
+  ~command_loop();
+  command_loop(const command_loop&) = delete;
+  command_loop& operator=(const command_loop&) = delete;
+
+  // Starts reading `in`. The reader thread is detached and may block on a
+  // terminal until the process exits, so `in` must never be destroyed
+  // (std::cin never is). Until the input or the loop ends, the
+  // io_context's run() does not run out of work.
+  void start(std::istream& in);
+  void start();  // reads std::cin
+
+  // Drops the lines not yet run and ends the loop once the running command
+  // (if any) returns.
+  void stop();
+
+  bool failed() const noexcept;
+
+ private:
+  struct state;
+  std::shared_ptr<state> state_;
+};
 
 }  // namespace improto::cli

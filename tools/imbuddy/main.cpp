@@ -11,7 +11,6 @@
 // A standard header before Asio's: Asio picks its aligned allocator from
 // libstdc++'s config macros, and every file must pick the same one.
 #include <csignal>
-#include <deque>
 #include <optional>
 
 #include <asio/co_spawn.hpp>
@@ -93,10 +92,8 @@ struct app {
   asio::steady_timer refresh;
   std::chrono::milliseconds refresh_every;
   std::shared_ptr<client::chat> chat;  // the open chat, either direction
-  std::deque<std::string> lines;       // typed ahead while a command runs
+  cli::command_loop* input = nullptr;
   std::optional<char> awaiting;        // a command waiting for its argument line
-  bool running = false;
-  bool input_done = false;
   bool quitting = false;
   int exit_code = 0;
 
@@ -107,34 +104,6 @@ struct app {
 
   bool in_chat() const { return chat && chat->is_open(); }
 
-  void on_line(std::string line) {
-    lines.push_back(std::move(line));
-    pump();
-  }
-
-  // One command at a time keeps answers in the typed order, and a line is
-  // read as chat text or as a command only once the commands before it
-  // are done (`c bob` then `hello` sends hello to bob).
-  void pump() {
-    while (!running && !quitting) {
-      if (lines.empty()) {
-        if (input_done) quit();
-        return;
-      }
-      std::string line = std::move(lines.front());
-      lines.pop_front();
-      if (in_chat()) {
-        chat_line(line);
-        continue;
-      }
-      running = true;
-      asio::co_spawn(io, run(std::move(line)), [this](std::exception_ptr) {
-        running = false;
-        pump();
-      });
-    }
-  }
-
   void chat_line(const std::string& line) {
     if (line == "q") {
       chat->quit();
@@ -143,7 +112,14 @@ struct app {
     if (auto sent = chat->send(line); !sent) failed("not sent: " + sent.error().message());
   }
 
+  // The loop runs one line at a time, so a line is read as chat text or as
+  // a command only once the commands before it are done (`c bob` then
+  // `hello` sends hello to bob).
   asio::awaitable<void> run(std::string line) {
+    if (in_chat()) {
+      chat_line(line);
+      co_return;
+    }
     char cmd = 0;
     std::string arg;
     if (awaiting) {
@@ -253,7 +229,6 @@ struct app {
         say(menu);
         break;
       default:
-        lines.clear();
         quit();
         break;
     }
@@ -355,7 +330,6 @@ struct app {
     ev.on_end = [this](std::string_view buddy_id, std::string_view why) {
       say("* chat with " + std::string(buddy_id) + " ended: " + std::string(why));
       if (chat && !chat->is_open()) chat.reset();
-      pump();
     };
     return ev;
   }
@@ -363,6 +337,7 @@ struct app {
   void quit() {
     if (quitting) return;
     quitting = true;
+    input->stop();  // lines typed after the quit are not run
     go_offline();
     if (listener) listener->close();  // ends the open chat with q
     // Lets the q leave before the loop stops.
@@ -427,6 +402,10 @@ int main(int argc, char** argv) {
 
   asio::io_context io(1);
   app state(io, options, cli::seconds(refresh));
+  cli::command_loop input(
+      io, args.program(), [&](std::string line) { return state.run(std::move(line)); },
+      [&] { state.quit(); });
+  state.input = &input;
   if (chat_host.empty()) {
     auto local = state.client.local_address();
     if (!local) {
@@ -455,11 +434,8 @@ int main(int argc, char** argv) {
     signalled = true;
     state.quit();
   });
-  cli::read_lines_async(io, [&](std::string line) { state.on_line(std::move(line)); },
-                        [&] {
-                          state.input_done = true;
-                          state.pump();
-                        });
+  input.start();
   io.run();
+  if (input.failed()) return 1;
   return signalled ? 0 : state.exit_code;
 }

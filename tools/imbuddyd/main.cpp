@@ -51,6 +51,11 @@ int main(int argc, char** argv) {
               "                        for no limit (default 200, bursts of twice that)",
               udp_rate)
       .epilog(
+          "A UDP request longer than " + std::to_string(config.datagram.max_datagram) +
+          " bytes is dropped unread, without an answer (a GET\n"
+          "too); how many were dropped is logged at shutdown. A GET answer lists as many\n"
+          "buddies as fit in one datagram (" + std::to_string(buddy::max_datagram) +
+          " bytes).\n"
           "Logs one line per event to stderr; the first two are 'listening on HOST:PORT',\n"
           "TCP then UDP. SIGINT or SIGTERM stops it cleanly (exit 0); requests already\n"
           "being stored are answered first.");
@@ -83,8 +88,9 @@ int main(int argc, char** argv) {
     cli::complain(args.program(), why);
     return 1;
   }
-  (*server)->start();
-  return cli::serve_until_signal(
-      io, [&] { (*server)->stop(); }, [&] { return (*server)->connection_count() == 0; },
-      config.log);
+  cli::service service;
+  service.start = [&] { (*server)->start(); };
+  service.stop = [&] { (*server)->stop(); };
+  service.drained = [&] { return (*server)->connection_count() == 0; };
+  return cli::serve_until_signal(io, service, config.log);
 }

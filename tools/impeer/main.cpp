@@ -23,7 +23,6 @@
 #include <asio/ip/udp.hpp>
 #include <asio/signal_set.hpp>
 #include <csignal>
-#include <deque>
 #include <optional>
 
 using namespace improto;
@@ -106,13 +105,14 @@ struct listener_app {
                    asio::detached);
   }
 
-  void on_line(const std::string& line) {
+  asio::awaitable<void> on_line(std::string line) {
     auto word = wire::trim(line);
     if (word == "logout" || word == "exit") {
       leave();
     } else if (!word.empty()) {
       complain("listen mode understands only 'logout' and 'exit'");
     }
+    co_return;
   }
 
   // Logs out (so the list stays true), then stops.
@@ -148,42 +148,13 @@ struct sender_app {
   std::string name;
   std::string server;
   asio::ip::udp::socket v4, v6;  // opened on first use
-  std::deque<std::string> lines;  // typed ahead while a command runs
-  bool busy = false;
-  bool input_done = false;
-  bool finished = false;
+  cli::command_loop* input = nullptr;
   int exit_code = 0;
 
   sender_app(asio::io_context& context, client::registry_client& reg, std::string n, std::string s)
       : io(context), registry(reg), name(std::move(n)), server(std::move(s)), v4(context), v6(context) {}
 
-  void on_line(std::string line) {
-    lines.push_back(std::move(line));
-    pump();
-  }
-  void on_end() {
-    input_done = true;
-    pump();
-  }
-
-  // One command at a time keeps the output in the typed order.
-  void pump() {
-    if (busy || finished) return;
-    if (lines.empty()) {
-      if (input_done) finish();
-      return;
-    }
-    busy = true;
-    std::string line = std::move(lines.front());
-    lines.pop_front();
-    asio::co_spawn(io, run(std::move(line)), [this](std::exception_ptr) {
-      busy = false;
-      pump();
-    });
-  }
-
   void finish() {
-    finished = true;
     registry.close();
     io.stop();
   }
@@ -204,8 +175,7 @@ struct sender_app {
     if (text.empty()) co_return;
     auto [command, rest] = wire::split_first(text);
     if (command == "exit") {
-      lines.clear();
-      finish();
+      input->stop();
     } else if (command == "list") {
       auto all = co_await users();
       if (!all) co_return;
@@ -295,8 +265,7 @@ struct sender_app {
           exit_code = 1;
         }
       }
-      lines.clear();
-      finish();
+      input->stop();
     } else {
       cli::print_line("Invalid command! " + std::string(commands_hint));
     }
@@ -400,10 +369,7 @@ int main(int argc, char** argv) {
   client::registry_options options;
   options.connect_timeout = cli::seconds(timeout);
   options.reply_timeout = cli::seconds(timeout);
-  // Never destroyed: the stdin thread may still post a line to it after
-  // run() has returned, and posting to a stopped io_context is harmless.
-  static auto* const io_context = new asio::io_context(1);
-  auto& io = *io_context;
+  asio::io_context io(1);
   client::registry_client registry(server->host, server->port, options);
   std::string where = net::to_string(
       asio::ip::tcp::endpoint(*net::parse_address(server->host), server->port));
@@ -414,15 +380,26 @@ int main(int argc, char** argv) {
     signals.async_wait([&](const std::error_code& ec, int) {
       if (!ec) app.leave();
     });
+    // The end of stdin does not end listen mode (it may run with stdin
+    // closed); a command that failed does.
+    cli::command_loop input(
+        io, args.program(), [&](std::string line) { return app.on_line(std::move(line)); },
+        [&] {
+          if (input.failed()) app.leave();
+        });
     asio::co_spawn(io, app.run(), asio::detached);
-    cli::read_lines_async(io, [&](const std::string& line) { app.on_line(line); }, [] {});
+    input.start();
     io.run();
-    return app.exit_code;
+    return input.failed() ? 1 : app.exit_code;
   }
 
   sender_app app(io, registry, name, where);
-  cli::read_lines_async(io, [&](std::string line) { app.on_line(std::move(line)); },
-                        [&] { app.on_end(); });
+  // One command at a time keeps the output in the typed order.
+  cli::command_loop input(
+      io, args.program(), [&](std::string line) { return app.run(std::move(line)); },
+      [&] { app.finish(); });
+  app.input = &input;
+  input.start();
   io.run();
-  return app.exit_code;
+  return input.failed() ? 1 : app.exit_code;
 }

@@ -164,10 +164,14 @@ int main(int argc, char** argv) {
     }
     return 1;
   }
-  (*server)->start();
-  if (!fd_warning.empty()) config.log(fd_warning);
-  return cli::serve_until_signal(
-      io, [&] { (*server)->stop(); },
-      [&] { return (*server)->connection_count() == 0 && (*server)->pending_writes() == 0; },
-      config.log);
+  cli::service service;
+  service.start = [&] {
+    (*server)->start();
+    if (!fd_warning.empty()) config.log(fd_warning);
+  };
+  service.stop = [&] { (*server)->stop(); };
+  service.drained = [&] {
+    return (*server)->connection_count() == 0 && (*server)->pending_writes() == 0;
+  };
+  return cli::serve_until_signal(io, service, config.log);
 }

@@ -7,9 +7,6 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
-#include <cstdio>
-#include <cstdlib>
-#include <deque>
 
 #include "cli.hpp"
 #include "improto/client/relay_client.hpp"
@@ -23,37 +20,13 @@ constexpr std::string_view usage_hint = "usage: @NAME text | @ALL text | /who | 
 struct app {
   asio::io_context& io;
   std::shared_ptr<client::relay_client> client;
-  std::deque<std::string> lines;  // typed ahead while a request is in flight
-  bool busy = false;
-  bool input_done = false;
+  cli::command_loop* input = nullptr;
   int exit_code = 0;
-
-  void on_line(std::string line) {
-    lines.push_back(std::move(line));
-    pump();
-  }
-
-  // One request at a time keeps the printed answers in the typed order.
-  void pump() {
-    if (busy) return;
-    if (lines.empty()) {
-      if (input_done) finish();
-      return;
-    }
-    busy = true;
-    std::string line = std::move(lines.front());
-    lines.pop_front();
-    asio::co_spawn(io, run(std::move(line)), [this](std::exception_ptr) {
-      busy = false;
-      pump();
-    });
-  }
 
   asio::awaitable<void> run(std::string line) {
     if (line.empty()) co_return;
     if (line == "/quit") {
-      lines.clear();
-      input_done = true;
+      input->stop();
       co_return;
     }
     if (line == "/who") {
@@ -122,7 +95,12 @@ int main(int argc, char** argv) {
   if (auto code = args.parse(argc, argv)) return *code;
 
   asio::io_context io(1);
-  app state{io, nullptr, {}, false, false, 0};
+  app state{io, nullptr, nullptr, 0};
+  // One request at a time keeps the printed answers in the typed order.
+  cli::command_loop input(
+      io, args.program(), [&](std::string line) { return state.run(std::move(line)); },
+      [&] { state.finish(); });
+  state.input = &input;
   client::relay_events events;
   events.on_message = [](std::string_view from, std::string_view body) {
     cli::print_line(std::string(from) + ": " + std::string(body));
@@ -154,15 +132,8 @@ int main(int argc, char** argv) {
       (void)co_await state.client->subscribe_presence();
     }
     cli::print_line("connected as " + name + " (" + std::string(usage_hint) + ")");
-    cli::read_lines_async(io, [&](std::string line) { state.on_line(std::move(line)); },
-                          [&] {
-                            state.input_done = true;
-                            state.pump();
-                          });
+    input.start();
   }, asio::detached);
   io.run();
-  // The stdin thread may still be blocked in getline and post to `io` later:
-  // end the process here rather than destroy what it refers to.
-  std::fflush(stdout);
-  std::_Exit(state.exit_code);
+  return input.failed() ? 1 : state.exit_code;
 }

@@ -63,8 +63,9 @@ int main(int argc, char** argv) {
     cli::complain(args.program(), "cannot listen: " + server.error().message());
     return 1;
   }
-  (*server)->start();
-  return cli::serve_until_signal(
-      io, [&] { (*server)->stop(); }, [&] { return (*server)->connection_count() == 0; },
-      config.log);
+  cli::service service;
+  service.start = [&] { (*server)->start(); };
+  service.stop = [&] { (*server)->stop(); };
+  service.drained = [&] { return (*server)->connection_count() == 0; };
+  return cli::serve_until_signal(io, service, config.log);
 }

@@ -2,10 +2,10 @@
 
 #include <string_view>
 
-#define IMPROTO_VERSION_STRING "0.1.0"
-
 namespace improto {
 
+// The library's version, "MAJOR.MINOR.PATCH" as project() in the top-level
+// CMakeLists.txt gives it (the one place it is written).
 std::string_view version() noexcept;
 
 }  // namespace improto
