@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "improto/registry/decoder.hpp"
 #include "improto/registry/messages.hpp"
 #include "improto/wire/text.hpp"
 

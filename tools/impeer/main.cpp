@@ -14,6 +14,7 @@
 #include "cli.hpp"
 #include "improto/client/registry_client.hpp"
 #include "improto/net/udp.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/registry/messages.hpp"
 #include "improto/wire/text.hpp"
 

@@ -1,5 +1,10 @@
 #include "improto/registry/messages.hpp"
 
+#include <array>
+
+#include "improto/registry/decoder.hpp"
+#include "improto/wire/address.hpp"
+
 #include "improto/wire/text.hpp"
 
 namespace improto::registry {
@@ -48,67 +53,6 @@ std::size_t decode_utf8(std::string_view s, std::size_t i, std::uint32_t& cp) no
   return len;
 }
 
-bool valid_ipv4(std::string_view s) noexcept {
-  int parts = 0;
-  while (true) {
-    auto dot = s.find('.');
-    std::string_view part = s.substr(0, dot);
-    // No leading zeros: some resolvers read "010" as octal.
-    if (part.empty() || part.size() > 3 || (part.size() > 1 && part[0] == '0')) return false;
-    auto v = wire::parse_decimal(part, 255);
-    if (!v) return false;
-    ++parts;
-    if (dot == std::string_view::npos) break;
-    s.remove_prefix(dot + 1);
-  }
-  return parts == 4;
-}
-
-bool is_hex(char c) noexcept {
-  return wire::is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-// RFC 4291 text form: eight 16-bit groups, one `::` for a run of zero
-// groups, optionally ending in a dotted quad (two groups). No zone ids.
-bool valid_ipv6(std::string_view s) noexcept {
-  std::size_t i = 0;
-  int groups = 0;
-  bool compressed = false;
-  if (s.substr(0, 2) == "::") {
-    compressed = true;
-    i = 2;
-    if (i == s.size()) return true;
-  } else if (!s.empty() && s[0] == ':') {
-    return false;
-  }
-  while (true) {
-    auto colon = s.find(':', i);
-    std::string_view piece = s.substr(i, colon == std::string_view::npos ? colon : colon - i);
-    if (piece.find('.') != std::string_view::npos) {
-      if (colon != std::string_view::npos || !valid_ipv4(piece)) return false;
-      groups += 2;
-      break;
-    }
-    if (piece.empty() || piece.size() > 4) return false;
-    for (char c : piece) {
-      if (!is_hex(c)) return false;
-    }
-    ++groups;
-    if (groups > 8) return false;
-    if (colon == std::string_view::npos) break;
-    if (colon + 1 < s.size() && s[colon + 1] == ':') {
-      if (compressed) return false;
-      compressed = true;
-      i = colon + 2;
-      if (i == s.size()) break;
-    } else {
-      i = colon + 1;
-      if (i == s.size()) return false;  // a single trailing colon
-    }
-  }
-  return compressed ? groups < 8 : groups == 8;
-}
-
 bool valid_hostname(std::string_view s) noexcept {
   while (true) {
     auto dot = s.find('.');
@@ -143,11 +87,24 @@ result<void> validate_entry(const entry& e) {
   return {};
 }
 
-std::string_view verb(command_kind k) noexcept {
-  return k == command_kind::register_ ? "REGISTER" : "LOGOUT";
+// The commands' one table: wire verb (any case on input) and describe() name.
+struct command_spelling {
+  command_kind kind;
+  std::string_view verb;
+  std::string_view type;
+};
+constexpr std::array<command_spelling, 2> commands{{
+    {command_kind::register_, "REGISTER", "register"},
+    {command_kind::logout, "LOGOUT", "logout"},
+}};
+
+const command_spelling& spelling(command_kind k) noexcept {
+  return commands[k == command_kind::register_ ? 0 : 1];
 }
 
 }  // namespace
+
+std::string_view verb(command_kind k) noexcept { return spelling(k).verb; }
 
 // ------------------------------------------------------------------ names, hosts
 
@@ -186,9 +143,9 @@ result<void> validate_host(std::string_view host) {
   }
   bool ok;
   if (host.find(':') != std::string_view::npos) {
-    ok = valid_ipv6(host);
+    ok = wire::is_ipv6(host);
   } else if (host.find_first_not_of("0123456789.") == std::string_view::npos) {
-    ok = valid_ipv4(host);  // all digits and dots: only an address will do
+    ok = wire::is_ipv4(host);  // all digits and dots: only an address will do
   } else {
     ok = valid_hostname(host);
   }
@@ -257,14 +214,15 @@ result<command> parse_command(std::string_view body) {
   if (text.empty()) return fail(errc::unknown_command, "the body has no command");
   auto [word, rest] = wire::split_first(text);
   command c;
-  if (wire::iequals(word, "REGISTER")) {
-    c.kind = command_kind::register_;
-  } else if (wire::iequals(word, "LOGOUT")) {
-    c.kind = command_kind::logout;
-  } else {
+  const command_spelling* found = nullptr;
+  for (const auto& k : commands) {
+    if (wire::iequals(word, k.verb)) found = &k;
+  }
+  if (found == nullptr) {
     return fail(errc::unknown_command,
                 "'" + wire::escape(word.substr(0, 32)) + "' is not REGISTER or LOGOUT");
   }
+  c.kind = found->kind;
   if (rest.empty()) {
     return fail(errc::invalid_argument, std::string(verb(c.kind)) + " needs name@host:port");
   }
@@ -283,7 +241,7 @@ result<void> serialize(const command& c, std::string& out) {
 }
 
 std::string describe(const command& c) {
-  return wire::describer(c.kind == command_kind::register_ ? "register" : "logout")
+  return wire::describer(spelling(c.kind).type)
       .text("name", c.entry.name)
       .text("host", c.entry.host)
       .number("port", c.entry.port)

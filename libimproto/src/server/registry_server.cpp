@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "improto/registry/codes.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/registry/messages.hpp"
 #include "improto/server/group_commit.hpp"
 #include "improto/store/registry_store.hpp"
@@ -61,7 +63,7 @@ struct reply_form {
 // HTTP/1.0 client that asked to keep the connection must hear it said.
 void append_response(std::string& out, int status, std::string_view body, const reply_form& form,
                      std::string_view extra_headers = {}) {
-  http::write_response(out, status, body, form.keep_alive);
+  registry::write_response(out, status, body, form.keep_alive);
   std::string headers(extra_headers);
   if (form.version == 0 && form.keep_alive) headers += "Connection: keep-alive\r\n";
   if (!headers.empty()) out.insert(out.size() - body.size() - 2, headers);
@@ -86,8 +88,7 @@ struct session {
       : conn(std::move(c)), decoder(lim), wake(io) {}
 
   std::shared_ptr<net::tcp_connection> conn;
-  http::request_decoder decoder;
-  http::request request;  // reused: no allocation per request once warm
+  registry::request_decoder decoder;
   std::deque<slot> replies;
   std::uint64_t first_slot = 0;  // number of replies.front()
   std::size_t writes_pending = 0;
@@ -162,7 +163,7 @@ struct registry_server::impl {
   asio::awaitable<void> wait_for_replies(session& s);
   asio::awaitable<void> commit(std::shared_ptr<session> s, std::uint64_t slot_number,
                                registry::command cmd);
-  void handle(const std::shared_ptr<session>& s, const http::request& req);
+  void handle(const std::shared_ptr<session>& s, const registry::request& req);
   void reject(session& s, const error& why);
 
   std::uint64_t add_slot(session& s, slot::state st, const reply_form& form);
@@ -232,7 +233,7 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
     std::string_view in = *data;
     while (!in.empty() && !s->stop_reading) {
       std::string_view before = in;
-      auto got = s->decoder.next(in, s->request);
+      auto got = s->decoder.next(in);
       if (!got) {
         reject(*s, got.error());
         linger_until = net::clock::now() + linger_time;
@@ -247,7 +248,9 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
         break;
       }
       s->mid_message = false;
-      handle(s, s->request);
+      handle(s, **got);
+      // Its strings hold the next request: no allocation per request once warm.
+      s->decoder.recycle(std::move(**got));
     }
     conn.set_mid_message(s->mid_message);
   }
@@ -259,15 +262,15 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
 
 void registry_server::impl::reject(session& s, const error& why) {
   s.stop_reading = true;
-  int status = http::status_for(why.code());
+  int status = registry::to_wire(why.code());
   log(net::to_string(s.conn->remote()) + ": " + std::to_string(status) + " " +
-      std::string(http::reason_phrase(status)) + " (" + why.message() + "), closing");
+      std::string(registry::reason_phrase(status)) + " (" + why.message() + "), closing");
   reply_form form;
   form.keep_alive = false;
   reply(s, status, why.message() + "\n", form);
 }
 
-void registry_server::impl::handle(const std::shared_ptr<session>& s, const http::request& req) {
+void registry_server::impl::handle(const std::shared_ptr<session>& s, const registry::request& req) {
   reply_form form;
   form.version = req.version;
   form.keep_alive = req.keep_alive() && !stopping;
@@ -299,7 +302,7 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const http
   }
   auto cmd = registry::parse_command(req.body);
   if (!cmd) {
-    reply(*s, http::status_for(cmd.error().code()), cmd.error().message() + "\n", form);
+    reply(*s, registry::to_wire(cmd.error().code()), cmd.error().message() + "\n", form);
     return;
   }
   auto number = add_slot(*s, slot::state::pending, form);
@@ -338,7 +341,7 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
     }
   } else {
     const auto& e = done.error();
-    status = http::status_for(e.code());  // 406, 404; 500 for storage_error
+    status = registry::to_wire(e.code());  // 406, 404; 500 for storage_error
     if (e == errc::name_taken) {
       body = "the name '" + cmd.entry.name + "' is already registered\n";
     } else if (e == errc::not_found) {
