@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "improto/buddy/codec.hpp"
+#include "improto/buddy/decoder.hpp"
 #include "support.hpp"
 
 namespace buddy = improto::buddy;
@@ -31,7 +31,7 @@ TEST_CASE("requests serialize exactly and decode back to themselves") {
   const char* bytes[] = {"REG alice\n", "ADD alice bob\n", "DEL alice b.o-b_2\n"};
   for (std::size_t i = 0; i < std::size(all); ++i) {
     CAPTURE(bytes[i]);
-    std::string wire = buddy::serialize(all[i]);
+    std::string wire = buddy::serialize(all[i]).value();
     CHECK(wire == bytes[i]);
     auto back = decode_all<buddy::request_decoder>(wire);
     CHECK(back.errors.empty());

@@ -296,9 +296,9 @@ struct app {
     if (list->empty()) say("no buddies");
     for (const auto& b : *list) {
       if (b.status == buddy::presence::online) {
-        say("buddy " + b.id + " online " + b.ip + " " + std::to_string(b.port));
+        say("buddy " + b.user + " online " + b.ip + " " + std::to_string(b.port));
       } else {
-        say("buddy " + b.id + " offline");
+        say("buddy " + b.user + " offline");
       }
     }
   }
@@ -315,7 +315,7 @@ struct app {
     }
     const buddy::buddy_entry* entry = nullptr;
     for (const auto& b : *list) {
-      if (b.id == who) entry = &b;
+      if (b.user == who) entry = &b;
     }
     if (!entry) {
       failed(who + " is not on your buddy list (a " + who + " adds them)");
