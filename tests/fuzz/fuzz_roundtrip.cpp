@@ -130,7 +130,7 @@ registry::fields some_headers(recipe& r) {
 
 registry::entry some_entry(recipe& r) {
   registry::entry e;
-  e.name = r.any_text();
+  e.user = r.any_text();
   e.host = r.flag() ? std::string("127.0.0.1") : r.any_text();
   e.port = static_cast<std::uint16_t>(r.number(2));
   return e;

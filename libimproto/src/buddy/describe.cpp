@@ -30,10 +30,16 @@ std::string describe(const register_request& m) {
   return wire::describer(detail::type_name(detail::verb::reg)).text("user", m.user).str();
 }
 std::string describe(const add_request& m) {
-  return wire::describer(detail::type_name(detail::verb::add)).text("user", m.user).text("buddy", m.buddy).str();
+  return wire::describer(detail::type_name(detail::verb::add))
+      .text("user", m.user)
+      .text("buddy", m.buddy)
+      .str();
 }
 std::string describe(const delete_request& m) {
-  return wire::describer(detail::type_name(detail::verb::del)).text("user", m.user).text("buddy", m.buddy).str();
+  return wire::describer(detail::type_name(detail::verb::del))
+      .text("user", m.user)
+      .text("buddy", m.buddy)
+      .str();
 }
 std::string describe(const request& m) {
   return std::visit([](const auto& r) { return describe(r); }, m);
@@ -76,8 +82,12 @@ std::string describe(const chat_hello& m) {
 std::string describe(const chat_text& m) {
   return wire::describer("chat_text").text("line", m.line).str();
 }
-std::string describe(const chat_quit&) { return wire::describer(detail::type_name(detail::verb::quit)).str(); }
-std::string describe(const chat_busy&) { return wire::describer(detail::type_name(detail::verb::busy)).str(); }
+std::string describe(const chat_quit&) {
+  return wire::describer(detail::type_name(detail::verb::quit)).str();
+}
+std::string describe(const chat_busy&) {
+  return wire::describer(detail::type_name(detail::verb::busy)).str();
+}
 std::string describe(const chat_message& m) {
   return std::visit([](const auto& c) { return describe(c); }, m);
 }

@@ -183,14 +183,14 @@ struct registry_client::impl {
     bool reg = cmd.kind == registry::command_kind::register_;
     switch (*code) {
       case errc::name_taken:
-        return fail(errc::name_taken, "the name '" + cmd.entry.name + "' is already registered");
+        return fail(errc::name_taken, "the name '" + cmd.entry.user + "' is already registered");
       case errc::not_found:
         if (reg) break;  // no such resource: the server is not a registry
         return fail(errc::not_found, registry::to_string(cmd.entry) + " is not registered");
       case errc::invalid_argument:
         // For a REGISTER, the server's verdict is on the name.
         return fail(reg ? errc::invalid_name : errc::invalid_argument,
-                    reason_or(r, reg ? "the server refused the name '" + cmd.entry.name + "'"
+                    reason_or(r, reg ? "the server refused the name '" + cmd.entry.user + "'"
                                      : "the server refused the request"));
       default:
         return fail(*code, describe_status(r));

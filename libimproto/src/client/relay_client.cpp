@@ -81,7 +81,9 @@ struct relay_client::impl {
     // Checked: a field the server would read differently (a recipient with a
     // line break, say) fails here, before a byte is written.
     std::string bytes;
-    if (auto ok = relay::serialize(m, bytes, options.wire); !ok) co_return tl::unexpected(ok.error());
+    if (auto ok = relay::serialize(m, bytes, options.wire); !ok) {
+      co_return tl::unexpected(ok.error());
+    }
     if (!ch.conn->send(std::move(bytes))) {
       co_return fail(errc::overloaded, "too much unsent data queued for the server");
     }

@@ -67,7 +67,7 @@ bool valid_hostname(std::string_view s) noexcept {
 }
 
 void append_entry(const entry& e, std::string& out) {
-  out += e.name;
+  out += e.user;
   out += '@';
   if (e.host.find(':') != std::string::npos) {
     out += '[';
@@ -81,7 +81,7 @@ void append_entry(const entry& e, std::string& out) {
 }
 
 result<void> validate_entry(const entry& e) {
-  if (auto r = validate_name(e.name); !r) return r;
+  if (auto r = validate_name(e.user); !r) return r;
   if (auto r = validate_host(e.host); !r) return r;
   if (e.port == 0) return fail(errc::invalid_argument, "port 0 is not a port");
   return {};
@@ -204,7 +204,11 @@ std::string to_string(const entry& e) {
 }
 
 std::string describe(const entry& e) {
-  return wire::describer("entry").text("name", e.name).text("host", e.host).number("port", e.port).str();
+  return wire::describer("entry")
+      .text("name", e.user)
+      .text("host", e.host)
+      .number("port", e.port)
+      .str();
 }
 
 // ---------------------------------------------------------------------- command
@@ -242,7 +246,7 @@ result<void> serialize(const command& c, std::string& out) {
 
 std::string describe(const command& c) {
   return wire::describer(spelling(c.kind).type)
-      .text("name", c.entry.name)
+      .text("name", c.entry.user)
       .text("host", c.entry.host)
       .number("port", c.entry.port)
       .str();

@@ -135,7 +135,7 @@ struct registry_server::impl {
       list_body += registry::to_string(e);
       list_body += ',';
     }
-    std::string key = e.name;
+    std::string key = e.user;
     entries.push_back(std::move(e));
     by_name[std::move(key)] = std::prev(entries.end());
   }
@@ -317,9 +317,9 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
   bool is_register = cmd.kind == registry::command_kind::register_;
   store_type::operation op;
   if (is_register) {
-    op = store_type::add_op{cmd.entry.name, cmd.entry.host, cmd.entry.port};
+    op = store_type::add_op{cmd.entry.user, cmd.entry.host, cmd.entry.port};
   } else {
-    op = store_type::remove_op{cmd.entry.name, cmd.entry.host, cmd.entry.port};
+    op = store_type::remove_op{cmd.entry.user, cmd.entry.host, cmd.entry.port};
   }
   // A named awaitable: g++ 12 mishandles temporaries inside co_await.
   auto write = committer->write(std::move(op));
@@ -337,13 +337,13 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
       add_entry(std::move(cmd.entry));
     } else {
       log("logged out " + registry::to_string(cmd.entry));
-      remove_entry(cmd.entry.name);
+      remove_entry(cmd.entry.user);
     }
   } else {
     const auto& e = done.error();
     status = registry::to_wire(e.code());  // 406, 404; 500 for storage_error
     if (e == errc::name_taken) {
-      body = "the name '" + cmd.entry.name + "' is already registered\n";
+      body = "the name '" + cmd.entry.user + "' is already registered\n";
     } else if (e == errc::not_found) {
       body = registry::to_string(cmd.entry) + " is not registered\n";
     } else {

@@ -142,7 +142,7 @@ result<void> validate_name(std::string_view name);
 result<void> validate_host(std::string_view host);
 
 struct entry {
-  std::string name;
+  std::string user;         // the wire's "name"
   std::string host;         // IPv6 without the brackets it has on the wire
   std::uint16_t port = 0;   // 1..65535
   bool operator==(const entry&) const = default;
