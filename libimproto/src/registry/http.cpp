@@ -490,7 +490,8 @@ wire::decode_result<request> request_decoder::next(std::string_view& in) {
       [this](error e) -> result<bool> { return fail_with(std::move(e)); });
   if (!got) return tl::unexpected<error>(std::move(got.error()));
   if (!*got) return std::optional<request>{};
-  return std::optional<request>{std::move(spare_)};
+  // Built in place: one move of the request, no temporaries.
+  return wire::decode_result<request>(tl::in_place, std::in_place, std::move(spare_));
 }
 
 wire::decode_result<request> request_decoder::finish() {
@@ -565,7 +566,7 @@ wire::decode_result<response> response_decoder::next(std::string_view& in) {
       [this](error e) -> result<bool> { return fail_with(std::move(e)); });
   if (!got) return tl::unexpected<error>(std::move(got.error()));
   if (!*got) return std::optional<response>{};
-  return std::optional<response>{std::move(spare_)};
+  return wire::decode_result<response>(tl::in_place, std::in_place, std::move(spare_));
 }
 
 wire::decode_result<response> response_decoder::finish() {
