@@ -140,12 +140,17 @@ result<udp_request> parse_udp_request(std::string_view datagram) {
 }
 
 udp_verb udp_verb_of(std::string_view datagram) noexcept {
-  std::array<std::string_view, 1> w;
-  // The first word only: whatever follows it does not change the verb.
-  std::string_view first = wire::split_first(wire::trim(strip_line_end(datagram))).first;
-  if (detail::split_words(first, w) == 0) return udp_verb::none;
-  if (detail::is_verb(w[0], detail::verb::set)) return udp_verb::set;
-  if (detail::is_verb(w[0], detail::verb::get)) return udp_verb::get;
+  // The first word, ended by a blank or a line end, whatever follows it.
+  std::size_t begin = 0;
+  while (begin < datagram.size() && wire::is_blank(datagram[begin])) ++begin;
+  std::size_t end = begin;
+  while (end < datagram.size() && !wire::is_blank(datagram[end]) && datagram[end] != '\r' &&
+         datagram[end] != '\n') {
+    ++end;
+  }
+  std::string_view first = datagram.substr(begin, end - begin);
+  if (detail::is_verb(first, detail::verb::set)) return udp_verb::set;
+  if (detail::is_verb(first, detail::verb::get)) return udp_verb::get;
   return udp_verb::none;
 }
 

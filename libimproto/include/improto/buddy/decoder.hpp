@@ -24,9 +24,9 @@ result<response> parse_response_line(std::string_view line);
 result<udp_request> parse_udp_request(std::string_view datagram);
 result<status_reply> parse_status_reply(std::string_view datagram);
 
-// The verb a request datagram starts with, read as parse_udp_request()
-// reads it, also when the rest is wrong: a server answers no SET, not even
-// a bad one.
+// The verb a request datagram starts with (after blanks, up to a blank or a
+// line end, any case), also when the rest is wrong: a server answers no SET,
+// not even a bad one.
 enum class udp_verb { none, set, get };
 udp_verb udp_verb_of(std::string_view datagram) noexcept;
 
