@@ -673,6 +673,15 @@ TEST_CASE("reason phrases and the status for each error") {
   CHECK(registry::to_wire(errc::unsupported_version) == 505);
   CHECK(registry::to_wire(errc::storage_error) == 500);
 
+  CHECK_FALSE(registry::from_wire(200));
+  CHECK_FALSE(registry::from_wire(204));
+  CHECK(registry::from_wire(400) == errc::invalid_argument);
+  CHECK(registry::from_wire(404) == errc::not_found);
+  CHECK(registry::from_wire(406) == errc::name_taken);
+  CHECK(registry::from_wire(503) == errc::overloaded);
+  CHECK(registry::from_wire(500) == errc::rejected);
+  CHECK(registry::from_wire(101) == errc::rejected);
+
   CHECK_FALSE(registry::status_has_body(100));
   CHECK_FALSE(registry::status_has_body(199));
   CHECK(registry::status_has_body(200));
