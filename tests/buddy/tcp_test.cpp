@@ -9,16 +9,16 @@ namespace buddy = improto::buddy;
 using improto::errc;
 using buddy_test::decode_all;
 
-TEST_CASE("valid_userid: 1 to 32 characters of A-Z a-z 0-9 _ . -") {
-  CHECK(buddy::valid_userid("a"));
-  CHECK(buddy::valid_userid("Az09_.-"));
-  CHECK(buddy::valid_userid(std::string(32, 'x')));
-  CHECK_FALSE(buddy::valid_userid(""));
-  CHECK_FALSE(buddy::valid_userid(std::string(33, 'x')));
+TEST_CASE("valid_user: 1 to 32 characters of A-Z a-z 0-9 _ . -") {
+  CHECK(buddy::valid_user("a"));
+  CHECK(buddy::valid_user("Az09_.-"));
+  CHECK(buddy::valid_user(std::string(32, 'x')));
+  CHECK_FALSE(buddy::valid_user(""));
+  CHECK_FALSE(buddy::valid_user(std::string(33, 'x')));
   static constexpr char bad[] = " \t\n\r\0@:/!*+,;=~\x7f\x80\xff";
   for (char c : std::string_view(bad, sizeof bad - 1)) {
     CAPTURE(static_cast<int>(static_cast<unsigned char>(c)));
-    CHECK_FALSE(buddy::valid_userid(std::string("ab") + c));
+    CHECK_FALSE(buddy::valid_user(std::string("ab") + c));
   }
 }
 

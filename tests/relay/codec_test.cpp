@@ -165,17 +165,20 @@ TEST_CASE("check refuses fields that cannot be written as they are") {
   CHECK(check_error(user_list{{"a", "b", "c"}, false}, small) == "body_too_large");
 }
 
-TEST_CASE("valid_username") {
+TEST_CASE("valid_user") {
   for (std::string_view good : {"alice", "Bob42", "x", "0", "ALLx", "xALL",
                                 "abcdefghijklmnopqrstuvwxyz012345"}) {
     CAPTURE(good);
-    CHECK(valid_username(good));
+    CHECK(valid_user(good));
   }
   for (std::string_view bad : {"", "ALL", "all", "All", "alice smith", "al!ce", "a_b", "a.b",
                                "abcdefghijklmnopqrstuvwxyz0123456", "\xc3\xa9t\xc3\xa9", "a\tb"}) {
     CAPTURE(wire::escape(bad));
-    CHECK_FALSE(valid_username(bad));
+    CHECK_FALSE(valid_user(bad));
   }
+  CHECK(check_user("alice"));
+  CHECK(check_user("al ice").error() == errc::invalid_name);
+  CHECK(check_user("ALL").error() == errc::invalid_name);
   CHECK(is_broadcast("ALL"));
   CHECK(is_broadcast("all"));
   CHECK_FALSE(is_broadcast("ALLx"));

@@ -203,7 +203,7 @@ struct app {
         break;
       }
       case 'l':
-        if (!buddy::valid_userid(arg)) {
+        if (!buddy::valid_user(arg)) {
           failed("'" + wire::escape(arg) + "' is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
         } else {
           switch_user(arg);
@@ -413,7 +413,7 @@ int main(int argc, char** argv) {
   if (auto code = args.parse(argc, argv)) return *code;
   if (refresh <= 0) return args.usage_error("--refresh: expected more than 0 seconds");
   if (timeout <= 0) return args.usage_error("--timeout: expected more than 0 seconds");
-  if (!initial_user.empty() && !buddy::valid_userid(initial_user)) {
+  if (!initial_user.empty() && !buddy::valid_user(initial_user)) {
     return args.usage_error("--user: '" + wire::escape(initial_user) +
                             "' is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
   }

@@ -386,7 +386,7 @@ int main(int argc, char** argv) {
               "(e.g. the name is taken); 2 on bad arguments.");
   if (auto code = args.parse(argc, argv)) return *code;
 
-  if (auto ok = registry::validate_name(name); !ok) {
+  if (auto ok = registry::check_user(name); !ok) {
     return args.usage_error("NAME: '" + wire::escape(name) + "' is not a valid name: " +
                             ok.error().detail());
   }

@@ -35,7 +35,7 @@ result<chat_message> chat_decoder::decode_line(std::string_view line) {
       if (detail::split_words(line, w) != 2) {
         return fail(errc::invalid_argument, "expected 'CHAT userid' as the first line");
       }
-      if (auto ok = check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+      if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
       return chat_hello{std::string(w[1])};
     }
   }
@@ -52,7 +52,7 @@ result<chat_message> chat_decoder::decode_line(std::string_view line) {
 }
 
 result<void> serialize(const chat_hello& m, std::string& out) {
-  if (auto ok = check_userid(m.user, "userid"); !ok) return ok;
+  if (auto ok = check_user(m.user, "userid"); !ok) return ok;
   out += detail::wire_word(detail::verb::chat);
   out += ' ';
   out += m.user;

@@ -8,7 +8,7 @@
 
 namespace improto::buddy {
 
-bool valid_userid(std::string_view id) noexcept {
+bool valid_user(std::string_view id) noexcept {
   if (id.empty() || id.size() > max_userid) return false;
   for (char c : id) {
     if (!wire::is_alnum(c) && c != '_' && c != '.' && c != '-') return false;
@@ -32,8 +32,8 @@ std::optional<presence> parse_presence(std::string_view word) noexcept {
 
 }  // namespace detail
 
-result<void> check_userid(std::string_view id, std::string_view role) {
-  if (valid_userid(id)) return {};
+result<void> check_user(std::string_view id, std::string_view role) {
+  if (valid_user(id)) return {};
   return fail(errc::invalid_name, std::string(role) + " " + detail::shown(id) +
                                       " is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
 }
@@ -47,7 +47,7 @@ result<request> parse_request_line(std::string_view line) {
   using detail::verb;
   if (detail::is_verb(w[0], verb::reg)) {
     if (n != 2) return fail(errc::invalid_argument, "expected 'REG userid'");
-    if (auto ok = check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
     return register_request{std::string(w[1])};
   }
   bool add = detail::is_verb(w[0], verb::add);
@@ -56,8 +56,8 @@ result<request> parse_request_line(std::string_view line) {
       return fail(errc::invalid_argument,
                   add ? "expected 'ADD userid buddyid'" : "expected 'DEL userid buddyid'");
     }
-    if (auto ok = check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
-    if (auto ok = check_userid(w[2], "buddyid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[2], "buddyid"); !ok) return tl::unexpected(ok.error());
     if (add) return add_request{std::string(w[1]), std::string(w[2])};
     return delete_request{std::string(w[1]), std::string(w[2])};
   }
@@ -94,10 +94,10 @@ void write(std::string_view verb, std::string_view user, std::string_view buddy,
   out += '\n';
 }
 
-result<void> check(const register_request& m) { return check_userid(m.user, "userid"); }
+result<void> check(const register_request& m) { return check_user(m.user, "userid"); }
 result<void> check_pair(const std::string& user, const std::string& buddy) {
-  if (auto ok = check_userid(user, "userid"); !ok) return ok;
-  return check_userid(buddy, "buddyid");
+  if (auto ok = check_user(user, "userid"); !ok) return ok;
+  return check_user(buddy, "buddyid");
 }
 result<void> check(const add_request& m) { return check_pair(m.user, m.buddy); }
 result<void> check(const delete_request& m) { return check_pair(m.user, m.buddy); }

@@ -37,7 +37,7 @@ result<buddy_entry> parse_buddy_line(std::string_view line) {
     return fail(errc::invalid_argument,
                 "expected 'buddyid status ip port', got " + detail::shown(line));
   }
-  if (auto ok = check_userid(w[0], "buddyid"); !ok) return tl::unexpected(ok.error());
+  if (auto ok = check_user(w[0], "buddyid"); !ok) return tl::unexpected(ok.error());
   auto status = detail::parse_presence(w[1]);
   if (!status) {
     return fail(errc::invalid_argument, "status " + detail::shown(w[1]) + " is not 100 or 101");
@@ -62,14 +62,14 @@ result<void> check_presence(presence p) {
 }
 
 result<void> check(const set_request& m) {
-  if (auto ok = check_userid(m.user, "userid"); !ok) return ok;
+  if (auto ok = check_user(m.user, "userid"); !ok) return ok;
   if (auto ok = check_presence(m.status); !ok) return ok;
   if (m.status == presence::online && m.msgport == 0) {
     return fail(errc::invalid_argument, "an online user needs a msgport from 1 to 65535");
   }
   return {};
 }
-result<void> check(const get_request& m) { return check_userid(m.user, "userid"); }
+result<void> check(const get_request& m) { return check_user(m.user, "userid"); }
 
 void write(const set_request& m, std::string& out) {
   out += detail::wire_word(detail::verb::set);
@@ -92,7 +92,7 @@ std::size_t line_size(const buddy_entry& b) noexcept {
 }
 
 result<void> check(const buddy_entry& b) {
-  if (auto ok = check_userid(b.user, "buddyid"); !ok) return ok;
+  if (auto ok = check_user(b.user, "buddyid"); !ok) return ok;
   if (auto ok = check_presence(b.status); !ok) return ok;
   if (!wire::is_ip(b.ip)) {
     return fail(errc::invalid_argument, detail::shown(b.ip) + " is not an IP address");
@@ -116,7 +116,7 @@ result<udp_request> parse_udp_request(std::string_view datagram) {
   using detail::verb;
   if (detail::is_verb(w[0], verb::set)) {
     if (n != 4) return fail(errc::invalid_argument, "expected 'SET userid status msgport'");
-    if (auto ok = check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
     auto status = detail::parse_presence(w[2]);
     if (!status) {
       return fail(errc::invalid_argument,
@@ -132,7 +132,7 @@ result<udp_request> parse_udp_request(std::string_view datagram) {
   }
   if (detail::is_verb(w[0], verb::get)) {
     if (n != 2) return fail(errc::invalid_argument, "expected 'GET userid'");
-    if (auto ok = check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
     return get_request{std::string(w[1])};
   }
   return fail(errc::unknown_command,

@@ -23,7 +23,7 @@ namespace {
 
 // The codec's userid rule; a caller's bad userid is a bad argument.
 result<void> check_userid(std::string_view id, std::string_view what) {
-  auto ok = buddy::check_userid(id, what);
+  auto ok = buddy::check_user(id, what);
   if (!ok) return fail(errc::invalid_argument, ok.error().detail());
   return ok;
 }

@@ -213,7 +213,7 @@ asio::awaitable<result<void>> registry_client::register_user(std::string_view na
 }
 
 asio::awaitable<result<registry::entry>> registry_client::register_here(std::string_view name) {
-  if (auto ok = registry::validate_name(name); !ok) co_return tl::unexpected(ok.error());
+  if (auto ok = registry::check_user(name); !ok) co_return tl::unexpected(ok.error());
   registry::command cmd{registry::command_kind::register_, registry::entry{std::string(name), {}, 0}};
   impl::request_maker make = [&](const asio::ip::tcp::endpoint& local) -> result<registry::request> {
     cmd.entry.host = local.address().to_string();

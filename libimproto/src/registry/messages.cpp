@@ -81,8 +81,8 @@ void append_entry(const entry& e, std::string& out) {
 }
 
 result<void> validate_entry(const entry& e) {
-  if (auto r = validate_name(e.user); !r) return r;
-  if (auto r = validate_host(e.host); !r) return r;
+  if (auto r = check_user(e.user); !r) return r;
+  if (auto r = check_host(e.host); !r) return r;
   if (e.port == 0) return fail(errc::invalid_argument, "port 0 is not a port");
   return {};
 }
@@ -108,7 +108,7 @@ std::string_view verb(command_kind k) noexcept { return spelling(k).verb; }
 
 // ------------------------------------------------------------------ names, hosts
 
-result<void> validate_name(std::string_view name) {
+result<void> check_user(std::string_view name) {
   if (name.empty()) return fail(errc::invalid_name, "the name is empty");
   if (name.size() > max_name_length) {
     return fail(errc::invalid_name,
@@ -136,7 +136,9 @@ result<void> validate_name(std::string_view name) {
   return {};
 }
 
-result<void> validate_host(std::string_view host) {
+bool valid_user(std::string_view name) { return check_user(name).has_value(); }
+
+result<void> check_host(std::string_view host) {
   if (host.empty()) return fail(errc::invalid_argument, "the host is empty");
   if (host.size() > max_host_length) {
     return fail(errc::invalid_argument, "the host is longer than 253 bytes");
@@ -161,7 +163,7 @@ result<entry> parse_entry(std::string_view text) {
     return fail(errc::invalid_argument, "'" + wire::escape(text) + "' is not name@host:port");
   }
   std::string_view name = text.substr(0, at);
-  if (auto r = validate_name(name); !r) return tl::unexpected<error>(std::move(r.error()));
+  if (auto r = check_user(name); !r) return tl::unexpected<error>(std::move(r.error()));
   std::string_view rest = text.substr(at + 1);
   std::string_view host;
   std::string_view port;
@@ -183,7 +185,7 @@ result<entry> parse_entry(std::string_view text) {
     host = rest.substr(0, colon);
     port = rest.substr(colon + 1);
   }
-  if (auto r = validate_host(host); !r) return tl::unexpected<error>(std::move(r.error()));
+  if (auto r = check_host(host); !r) return tl::unexpected<error>(std::move(r.error()));
   auto number = wire::parse_decimal(port, 65535);
   if (!number || *number == 0) {
     return fail(errc::invalid_argument, "port '" + wire::escape(port) + "' is not 1..65535");
@@ -315,7 +317,7 @@ result<peer_message> parse_peer_message(std::string_view datagram) {
     return fail(errc::invalid_argument, "a peer message is 'sender: text'");
   }
   std::string_view sender = datagram.substr(0, sep);
-  if (auto r = validate_name(sender); !r) return tl::unexpected<error>(std::move(r.error()));
+  if (auto r = check_user(sender); !r) return tl::unexpected<error>(std::move(r.error()));
   return peer_message{std::string(sender), std::string(datagram.substr(sep + 2))};
 }
 
@@ -325,7 +327,7 @@ result<void> serialize(const peer_message& m, std::string& out) {
     return fail(errc::datagram_too_large,
                 std::to_string(size) + " bytes, at most " + std::to_string(max_datagram_size));
   }
-  if (auto r = validate_name(m.sender); !r) return r;
+  if (auto r = check_user(m.sender); !r) return r;
   out += m.sender;
   out += ": ";
   out += m.text;

@@ -489,12 +489,18 @@ struct describe_visitor {
 
 std::string describe(const message& m) { return std::visit(describe_visitor{}, m); }
 
-bool valid_username(std::string_view name) noexcept {
+bool valid_user(std::string_view name) noexcept {
   if (name.empty() || name.size() > 32) return false;
   for (char c : name) {
     if (!wire::is_alnum(c)) return false;
   }
   return !is_broadcast(name);
+}
+
+result<void> check_user(std::string_view name) {
+  if (valid_user(name)) return {};
+  return fail(errc::invalid_name, "user name " + wire::quote(name.substr(0, 40)) +
+                                      " is not 1 to 32 letters and digits (or is ALL)");
 }
 
 bool valid_file_name(std::string_view name) noexcept {

@@ -289,7 +289,7 @@ void relay_server::impl::on_register(const std::shared_ptr<session>& s,
     reply_error(*s, relay::codes::bad_request);  // this socket is registered already
     return;
   }
-  if (!relay::valid_username(m.user)) {
+  if (!relay::valid_user(m.user)) {
     reply_error(*s, relay::codes::malformed_username);
     return;
   }

@@ -75,7 +75,7 @@ struct buddy_store::impl {
 
   outcome add_user(std::string_view userid) {
     // The protocol's rule; here a bad userid is a bad argument.
-    if (auto ok = buddy::check_userid(userid, "userid"); !ok) {
+    if (auto ok = buddy::check_user(userid, "userid"); !ok) {
       return answer(errc::invalid_argument, ok.error().detail());
     }
     detail::query q(db, insert_user, "cannot add user");
@@ -228,7 +228,7 @@ const std::filesystem::path& buddy_store::path() const noexcept {
 }
 
 bool buddy_store::valid_userid(std::string_view userid) noexcept {
-  return buddy::valid_userid(userid);
+  return buddy::valid_user(userid);
 }
 
 }  // namespace improto::store

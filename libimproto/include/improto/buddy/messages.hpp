@@ -40,10 +40,10 @@ inline constexpr std::size_t max_datagram = 65507;
 
 // A userid: 1 to 32 characters of [A-Za-z0-9_.-], case-sensitive. The one
 // copy of the rule (the store and the clients use it too).
-bool valid_userid(std::string_view id) noexcept;
-// valid_userid() with an error: invalid_name, `<role> "x" is not 1 to 32
+bool valid_user(std::string_view id) noexcept;
+// valid_user() with an error: invalid_name, `<role> "x" is not 1 to 32
 // characters of A-Z a-z 0-9 _ . -` (role: "userid", "buddyid").
-result<void> check_userid(std::string_view id, std::string_view role = "userid");
+result<void> check_user(std::string_view id, std::string_view role = "userid");
 
 enum class presence : std::uint16_t { online = 100, offline = 101 };
 

@@ -135,11 +135,12 @@ inline constexpr std::size_t max_datagram_size = 65'507;   // UDP over IPv4
 // A user name: 1..64 bytes of UTF-8 without `:` `@` `,` (the list
 // separator), white space or control characters (ASCII or Unicode).
 // Fails with invalid_name.
-result<void> validate_name(std::string_view name);
+result<void> check_user(std::string_view name);
+bool valid_user(std::string_view name);
 // A dotted-quad IPv4 address, an IPv6 address (without brackets) or a host
 // name of letters, digits, `-` and `_` in dot-separated labels. Fails with
 // invalid_argument.
-result<void> validate_host(std::string_view host);
+result<void> check_host(std::string_view host);
 
 struct entry {
   std::string user;         // the wire's "name"

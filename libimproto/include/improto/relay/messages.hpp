@@ -252,7 +252,10 @@ std::string_view role_name(role r) noexcept;  // "TOSEND" / "TORECV"
 // ERROR 100 by the server and the client may retry on the same connection.
 
 // [A-Za-z0-9]{1,32}, and not ALL in any case (ALL addresses a broadcast).
-bool valid_username(std::string_view name) noexcept;
+bool valid_user(std::string_view name) noexcept;
+// valid_user() with an error: invalid_name, `user name "x" is not 1 to 32
+// letters and digits (or is ALL)`.
+result<void> check_user(std::string_view name);
 // 1..255 bytes, no `/`, no control character, no blank at either end, not
 // `.` or `..`: names a server may list and serve from its one directory.
 bool valid_file_name(std::string_view name) noexcept;
