@@ -4,7 +4,7 @@
 //   relay_stream              decode a built-in sample conversation
 //   relay_stream - < bytes    decode a server-to-client stream from stdin
 
-#include <improto/relay/relay.hpp>
+#include <improto/relay/decoder.hpp>
 
 #include <iostream>
 #include <iterator>

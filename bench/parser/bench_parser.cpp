@@ -19,7 +19,7 @@
 //
 // Fair work, the same on every side: the method, the target, every header
 // (name and value located), Content-Length, keep-alive, and the body located.
-// Ours does it through its public API (request_decoder::next(in, request&),
+// Ours does it through its public API (request_decoder::next(in) and recycle(),
 // reusing one request, as the registry server does). The anchors use their
 // normal callbacks and record spans into the input; they copy nothing.
 //
@@ -45,7 +45,7 @@
 #include <vector>
 
 #include "anchors.hpp"
-#include "improto/registry/http.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/relay/decoder.hpp"
 
 #ifdef BENCH_HAVE_CALLGRIND
@@ -164,12 +164,14 @@ class ours_http final : public parser {
     std::size_t n = 0;
     in_chunks(stream, [&](std::string_view piece) {
       while (!piece.empty()) {
-        auto got = dec_.next(piece, req_);
+        auto got = dec_.next(piece);
         if (!got) die("ours: " + got.error().message());
         if (*got) {
           ++n;
-          g_sink = g_sink + req_.method.size() + req_.target.size() + req_.headers.size() +
-                   req_.body.size() + (req_.keep_alive() ? 1 : 0);
+          const auto& req = **got;
+          g_sink = g_sink + req.method.size() + req.target.size() + req.headers.size() +
+                   req.body.size() + (req.keep_alive() ? 1 : 0);
+          dec_.recycle(std::move(**got));
         }
       }
     });
@@ -177,8 +179,7 @@ class ours_http final : public parser {
   }
 
  private:
-  improto::http::request_decoder dec_;
-  improto::http::request req_;
+  improto::registry::request_decoder dec_;
 };
 
 class ours_relay final : public parser {

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "improto/buddy/codec.hpp"
+#include "improto/buddy/decoder.hpp"
 #include "support.hpp"
 
 namespace buddy = improto::buddy;
@@ -17,7 +17,7 @@ TEST_CASE("chat messages serialize exactly and decode back to themselves") {
   const char* bytes[] = {"CHAT alice\n", "hi there\n", "\n", "caf\xc3\xa9\tQ\n", "q\n", "BUSY\n"};
   for (std::size_t i = 0; i < std::size(all); ++i) {
     CAPTURE(bytes[i]);
-    std::string wire = buddy::serialize(all[i]);
+    std::string wire = buddy::serialize(all[i]).value();
     CHECK(wire == bytes[i]);
     auto back = buddy_test::decode_all<buddy::chat_decoder>(wire);
     CHECK(back.errors.empty());
@@ -36,7 +36,7 @@ TEST_CASE("after the first line, CHAT and BUSY are text") {
                                                buddy::chat_text{"CHAT bob"}, buddy::chat_quit{}};
   CHECK(r.messages == expected);
   std::string again;
-  for (const auto& m : r.messages) again += buddy::serialize(m);
+  for (const auto& m : r.messages) again += buddy::serialize(m).value();
   CHECK(again == conversation);
 
   auto callee = buddy_test::decode_all<buddy::chat_decoder>("hello\nBUSY\n");

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "guarded.hpp"
-#include "improto/buddy/codec.hpp"
+#include "improto/buddy/decoder.hpp"
 #include "support.hpp"
 #include "vectors.hpp"
 

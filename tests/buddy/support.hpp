@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "improto/buddy/codec.hpp"
+#include "improto/buddy/decoder.hpp"
 #include "improto/wire/text.hpp"
 
 namespace buddy_test {

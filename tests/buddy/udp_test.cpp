@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "improto/buddy/codec.hpp"
+#include "improto/buddy/decoder.hpp"
 
 namespace buddy = improto::buddy;
 using improto::errc;
@@ -17,7 +17,7 @@ TEST_CASE("UDP requests serialize exactly, without a line end, and parse back") 
   const char* bytes[] = {"SET alice 100 4000", "SET alice 101 0", "SET a 100 65535", "GET alice"};
   for (std::size_t i = 0; i < std::size(all); ++i) {
     CAPTURE(bytes[i]);
-    std::string wire = buddy::serialize(all[i]);
+    std::string wire = buddy::serialize(all[i]).value();
     CHECK(wire == bytes[i]);
     auto back = buddy::parse_udp_request(wire);
     REQUIRE(back);
@@ -72,7 +72,7 @@ TEST_CASE("a buddy list that does not fit one datagram is refused") {
   // Pad the last entry's id so the datagram is exactly full.
   std::size_t room = buddy::max_datagram - size;
   REQUIRE(room < 25);
-  list.buddies.back().id += std::string(room, 'x');
+  list.buddies.back().user += std::string(room, 'x');
   std::string out = "kept";
   auto full = buddy::serialize(list, out);
   REQUIRE(full);
@@ -81,7 +81,7 @@ TEST_CASE("a buddy list that does not fit one datagram is refused") {
   REQUIRE(back);
   CHECK(*back == buddy::status_reply{list});
 
-  list.buddies.back().id += 'x';
+  list.buddies.back().user += 'x';
   std::string nothing = "kept";
   auto over = buddy::serialize(list, nothing);
   REQUIRE_FALSE(over);

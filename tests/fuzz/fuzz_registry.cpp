@@ -1,7 +1,7 @@
 // libFuzzer target for protocol 1 (registry HTTP subset and peer datagrams).
 //
 // Invariant: for any bytes,
-//  * http::request_decoder and http::response_decoder give a typed error or
+//  * registry::request_decoder and registry::response_decoder give a typed error or
 //    messages, never a crash, never an over-read, never a message past their
 //    limits; fed the input whole or one byte at a time, a fresh decoder gives
 //    the same describe() sequence and the same final error; a nullopt from
@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "improto/registry/http.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/registry/messages.hpp"
 
 namespace {
@@ -60,16 +60,17 @@ void check_bodies(std::string_view bytes) {
 // description (next(), then finish() for a body that runs to the close).
 template <class Decoder, class Message>
 void check_reencode(const Message& m, const std::string& text) {
-  if (auto v = http::validate(m); !v) violated("decoded message fails validate():", v.error().message());
   std::string bytes;
-  http::serialize(m, bytes);
+  if (auto v = registry::serialize(m, bytes, fuzz_limits); !v) {
+    violated("decoded message fails serialize():", v.error().message());
+  }
   Decoder fresh(fuzz_limits);
   std::string_view in = bytes;
   auto r = fresh.next(in);
   if (r && !*r) r = fresh.finish();
   if (!r) violated("re-serialized message fails:", r.error().message());
   if (!*r) violated("re-serialized message is incomplete:", text);
-  if (http::describe(**r) != text) violated("re-serialized message differs:", text);
+  if (registry::describe(**r) != text) violated("re-serialized message differs:", text);
 }
 
 struct outcome {
@@ -90,7 +91,7 @@ void take(Decoder& d, result<std::optional<Message>>& r, outcome& o, bool& more)
   const auto& lim = d.limits();
   if (m.body.size() > lim.max_body) violated("body beyond the limit");
   if (m.headers.size() > lim.max_headers) violated("headers beyond the limit");
-  std::string text = http::describe(m);
+  std::string text = registry::describe(m);
   check_reencode<Decoder>(m, text);
   check_bodies(m.body);
   o.messages.push_back(std::move(text));
@@ -135,8 +136,8 @@ void check_decoder(std::string_view input) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
-  check_decoder<http::request_decoder>(input);
-  check_decoder<http::response_decoder>(input);
+  check_decoder<registry::request_decoder>(input);
+  check_decoder<registry::response_decoder>(input);
   check_bodies(input);
   return 0;
 }

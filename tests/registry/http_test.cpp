@@ -7,11 +7,12 @@
 #include <vector>
 
 #include "guarded.hpp"
-#include "improto/registry/http.hpp"
+#include "improto/registry/codes.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/wire/text.hpp"
 
 // Counts every allocation of this test program, so that the steady-state
-// "no allocation per request" promise of request_decoder::next(in, out) is
+// "no allocation per request" promise of request_decoder::next() with recycle() is
 // checked rather than assumed.
 namespace {
 std::atomic<long> allocations{0};
@@ -55,6 +56,13 @@ const std::string browser_get =
     "Sec-Fetch-Site: same-origin\r\n"
     "Cache-Control: max-age=0\r\n\r\n";
 
+// serialize()'s checks alone.
+template <class Message>
+result<void> validate(const Message& m) {
+  std::string scratch;
+  return registry::serialize(m, scratch);
+}
+
 struct decoded {
   std::vector<std::string> lines;  // describe() of each message, then "error <name>"
   bool operator==(const decoded&) const = default;
@@ -72,7 +80,7 @@ void drain(Decoder& d, std::string_view in, decoded& out) {
       CHECK(in.empty());  // need more only once everything is consumed
       return;
     }
-    out.lines.push_back(http::describe(**r));
+    out.lines.push_back(registry::describe(**r));
   }
 }
 
@@ -85,7 +93,7 @@ void finish(Decoder& d, decoded& out) {
       return;
     }
     if (!*r) return;
-    out.lines.push_back(http::describe(**r));
+    out.lines.push_back(registry::describe(**r));
   }
 }
 
@@ -121,16 +129,16 @@ void check_guarded_splits(const std::string& input, bool eof) {
   }
 }
 
-http::request decode_one(std::string_view input) {
-  http::request_decoder d;
+registry::request decode_one(std::string_view input) {
+  registry::request_decoder d;
   auto r = d.next(input);
   REQUIRE(r);
   REQUIRE(r->has_value());
   return **r;
 }
 
-errc request_error(std::string_view input, wire::limits lim = http::default_request_limits) {
-  http::request_decoder d(lim);
+errc request_error(std::string_view input, wire::limits lim = registry::default_request_limits) {
+  registry::request_decoder d(lim);
   while (true) {
     auto r = d.next(input);
     if (!r) {
@@ -154,16 +162,16 @@ errc request_error(std::string_view input, wire::limits lim = http::default_requ
 }  // namespace
 
 TEST_CASE("request_decoder reads the seed client's REGISTER") {
-  http::request_decoder d;
+  registry::request_decoder d;
   std::string_view in = seed_register;
   auto r = d.next(in);
   REQUIRE(r);
   REQUIRE(r->has_value());
-  const http::request& req = **r;
+  const registry::request& req = **r;
   CHECK(req.method == "POST");
   CHECK(req.target == "/userlist.txt");
   CHECK(req.version == 1);
-  CHECK(req.headers == http::fields{{"Host", "127.0.0.1"},
+  CHECK(req.headers == registry::fields{{"Host", "127.0.0.1"},
                                     {"Content-Type", "text/*"},
                                     {"Content-Length", "28"}});
   CHECK(req.body == "REGISTER Ali@127.0.0.1:54321");
@@ -186,9 +194,9 @@ TEST_CASE("request_decoder returns one request per call from pipelined input") {
   std::string input;
   for (int i = 0; i < 3; ++i) input += seed_get;
   input += seed_register;
-  http::request_decoder d;
+  registry::request_decoder d;
   std::string_view in = input;
-  std::vector<http::request> got;
+  std::vector<registry::request> got;
   while (true) {
     auto r = d.next(in);
     REQUIRE(r);
@@ -202,22 +210,24 @@ TEST_CASE("request_decoder returns one request per call from pipelined input") {
   CHECK(got[3].body == "REGISTER Ali@127.0.0.1:54321");
 }
 
-TEST_CASE("request_decoder::next(in, out) allocates nothing per request in steady state") {
+TEST_CASE("request_decoder::next() with recycle() allocates nothing per request in steady state") {
   std::string post = "POST /userlist.txt HTTP/1.1\r\nHost: registry.example.org\r\n"
                      "User-Agent: improto-benchmark-client/1.0\r\n"
                      "Content-Length: 34\r\n\r\nREGISTER someone@192.168.100.200:1";
   std::string input;
   for (int i = 0; i < 1000; ++i) input += (i % 2 == 0) ? post : browser_get;
-  http::request_decoder d;
-  http::request req;
+  registry::request_decoder d;
+  registry::request req;
   std::string_view in = input;
   int count = 0;
   long before = 0;
   while (!in.empty()) {
     if (count == 10) before = allocations.load();
-    auto r = d.next(in, req);
+    d.recycle(std::move(req));
+    auto r = d.next(in);
     REQUIRE(r);
     REQUIRE(*r);
+    req = std::move(**r);
     if (count % 2 == 0) {
       CHECK(req.method == "POST");
       CHECK(req.body == "REGISTER someone@192.168.100.200:1");
@@ -241,11 +251,17 @@ TEST_CASE("request_decoder::next(in, out) allocates nothing per request in stead
   std::string same;
   for (int i = 0; i < 500; ++i) same += browser_get;
   std::string_view in2 = same;
-  for (int i = 0; i < 10; ++i) REQUIRE(d.next(in2, req).value());
+  auto next_into = [&](std::string_view& from) {
+    d.recycle(std::move(req));
+    auto r = d.next(from).value();
+    if (r) req = std::move(*r);
+    return r.has_value();
+  };
+  for (int i = 0; i < 10; ++i) REQUIRE(next_into(in2));
   long start = allocations.load();
   int n = 0;
   while (!in2.empty()) {
-    REQUIRE(d.next(in2, req).value());
+    REQUIRE(next_into(in2));
     ++n;
   }
   CHECK(n == 490);
@@ -261,8 +277,8 @@ TEST_CASE("request_decoder never reads past its input (guarded memory, every spl
         std::string("GET /x HTTP/3.0\r\n\r\n"),
         std::string("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")}) {
     CAPTURE(wire::escape(input));
-    check_guarded_splits<http::request_decoder>(input, true);
-    check_guarded_splits<http::request_decoder>(input, false);
+    check_guarded_splits<registry::request_decoder>(input, true);
+    check_guarded_splits<registry::request_decoder>(input, false);
   }
 }
 
@@ -275,8 +291,8 @@ TEST_CASE("response_decoder never reads past its input (guarded memory, every sp
                     "Content-Length: 0\r\n\r\n"),
         std::string("HTTP/1.1 20"), std::string("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab")}) {
     CAPTURE(wire::escape(input));
-    check_guarded_splits<http::response_decoder>(input, true);
-    check_guarded_splits<http::response_decoder>(input, false);
+    check_guarded_splits<registry::response_decoder>(input, true);
+    check_guarded_splits<registry::response_decoder>(input, false);
   }
 }
 
@@ -284,7 +300,7 @@ TEST_CASE("request_decoder needs more on every proper prefix of a request") {
   for (const std::string& input : {seed_get, browser_get, seed_register.substr(0, seed_register.size() - 4)}) {
     for (std::size_t n = 0; n < input.size(); ++n) {
       CAPTURE(n);
-      http::request_decoder d;
+      registry::request_decoder d;
       test::guarded_bytes bytes(std::string_view(input).substr(0, n));
       std::string_view in = bytes.view();
       auto r = d.next(in);
@@ -324,7 +340,7 @@ TEST_CASE("request_decoder errors are typed and sticky") {
   CHECK(request_error(many) == errc::too_many_headers);
 
   // Two requests, then garbage: the good ones come out first.
-  http::request_decoder d;
+  registry::request_decoder d;
   std::string_view in = "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nnonsense\r\n\r\n";
   CHECK(d.next(in).value().has_value());
   CHECK(d.next(in).value().has_value());
@@ -341,7 +357,7 @@ TEST_CASE("request_decoder honours custom limits") {
   CHECK(request_error("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", small) ==
         errc::body_too_large);
 
-  http::request_decoder d(small);
+  registry::request_decoder d(small);
   CHECK(d.limits().max_body == 4);
   std::string_view ok = "POST / HTTP/1.1\r\na: 1\r\nContent-Length: 4\r\n\r\nabcd";
   auto r = d.next(ok);
@@ -351,7 +367,7 @@ TEST_CASE("request_decoder honours custom limits") {
 }
 
 TEST_CASE("request_decoder end of stream") {
-  http::request_decoder d;
+  registry::request_decoder d;
   std::string_view in = "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab";
   REQUIRE_FALSE(d.next(in).value().has_value());
   auto end = d.finish();
@@ -359,7 +375,7 @@ TEST_CASE("request_decoder end of stream") {
   CHECK(end.error() == errc::truncated);
   CHECK(d.failed());
 
-  http::request_decoder clean;
+  registry::request_decoder clean;
   std::string_view blank = "\r\n\n";
   REQUIRE_FALSE(clean.next(blank).value().has_value());
   CHECK_FALSE(clean.finish().value().has_value());
@@ -367,7 +383,7 @@ TEST_CASE("request_decoder end of stream") {
 }
 
 TEST_CASE("response_decoder reads the seed server's answers up to the close") {
-  http::response_decoder d;
+  registry::response_decoder d;
   std::string_view in = "HTTP/1.1 200 OK\r\n\r\nAli@127.0.0.1:54321,\r\n\r\n";
   auto r = d.next(in);
   REQUIRE(r);
@@ -386,13 +402,13 @@ TEST_CASE("response_decoder reads the seed server's answers up to the close") {
 }
 
 TEST_CASE("response_decoder limits: 16 MiB by default, refused beyond") {
-  CHECK(http::response_decoder().limits().max_body == 16u * 1024 * 1024);
+  CHECK(registry::response_decoder().limits().max_body == 16u * 1024 * 1024);
 
   // A big list read up to the close.
   std::string list;
   while (list.size() < 1'000'000) list += "user" + std::to_string(list.size()) + "@10.0.0.1:4000,";
   std::string input = "HTTP/1.1 200 OK\r\n\r\n" + list;
-  http::response_decoder d;
+  registry::response_decoder d;
   std::string_view in = input;
   REQUIRE_FALSE(d.next(in).value().has_value());
   auto end = d.finish();
@@ -402,10 +418,10 @@ TEST_CASE("response_decoder limits: 16 MiB by default, refused beyond") {
 
   // Past the limit, whether declared or read up to the close.
   wire::limits small{.max_line = 64, .max_headers = 4, .max_body = 8};
-  http::response_decoder declared(small);
+  registry::response_decoder declared(small);
   std::string_view big = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n";
   CHECK(declared.next(big).error() == errc::body_too_large);
-  http::response_decoder until_close(small);
+  registry::response_decoder until_close(small);
   std::string_view part1 = "HTTP/1.1 200 OK\r\n\r\n12345";
   std::string_view part2 = "6789";
   REQUIRE_FALSE(until_close.next(part1).value().has_value());
@@ -414,27 +430,33 @@ TEST_CASE("response_decoder limits: 16 MiB by default, refused beyond") {
   CHECK(until_close.finish().error() == errc::body_too_large);
 }
 
-TEST_CASE("response_decoder::next(in, out) fills one response in place") {
-  http::response_decoder d;
-  http::response resp;
+TEST_CASE("response_decoder::next() reuses a recycled response") {
+  registry::response_decoder d;
+  registry::response resp;
   std::string_view in = "HTTP/1.0 404 Not Found\r\nContent-Length: 2\r\n\r\nnoHTTP/1.1 304 Not Modified\r\n\r\n";
-  REQUIRE(d.next(in, resp).value());
+  auto next = [&] {
+    d.recycle(std::move(resp));
+    auto got = d.next(in).value();
+    if (got) resp = std::move(*got);
+    return got.has_value();
+  };
+  REQUIRE(next());
   CHECK(resp.version == 0);
   CHECK(resp.status == 404);
   CHECK(resp.body == "no");
   CHECK_FALSE(resp.keep_alive());
-  REQUIRE(d.next(in, resp).value());
+  REQUIRE(next());
   CHECK(resp.status == 304);
   CHECK(resp.body.empty());
   CHECK(resp.headers.empty());
   CHECK(resp.keep_alive());
-  CHECK_FALSE(d.next(in, resp).value());
+  CHECK_FALSE(next());
 }
 
 TEST_CASE("keep_alive follows the version and the Connection tokens") {
   struct row {
     int version;
-    http::fields headers;
+    registry::fields headers;
     bool expected;
   };
   const std::vector<row> rows = {
@@ -453,93 +475,101 @@ TEST_CASE("keep_alive follows the version and the Connection tokens") {
   for (const auto& r : rows) {
     CAPTURE(r.version);
     CAPTURE(r.headers.empty() ? std::string() : r.headers.back().value);
-    CHECK(http::keep_alive(r.version, r.headers) == r.expected);
-    http::request req{"GET", "/", r.version, r.headers, ""};
+    CHECK(registry::keep_alive(r.version, r.headers) == r.expected);
+    registry::request req{"GET", "/", r.version, r.headers, ""};
     CHECK(req.keep_alive() == r.expected);
   }
-  http::fields h = {{"Connection", "Upgrade, keep-alive"}};
-  CHECK(http::has_connection_token(h, "upgrade"));
-  CHECK(http::has_connection_token(h, "KEEP-ALIVE"));
-  CHECK_FALSE(http::has_connection_token(h, "close"));
-  CHECK(http::find_header(h, "connection") == "Upgrade, keep-alive");
-  CHECK_FALSE(http::find_header(h, "connectio"));
+  registry::fields h = {{"Connection", "Upgrade, keep-alive"}};
+  CHECK(registry::has_connection_token(h, "upgrade"));
+  CHECK(registry::has_connection_token(h, "KEEP-ALIVE"));
+  CHECK_FALSE(registry::has_connection_token(h, "close"));
+  CHECK(registry::find_header(h, "connection") == "Upgrade, keep-alive");
+  CHECK_FALSE(registry::find_header(h, "connectio"));
 }
 
 TEST_CASE("serializers write exact bytes") {
   std::string out;
-  http::serialize(http::make_request("POST", "/userlist.txt", "127.0.0.1",
+  registry::serialize(registry::make_request("POST", "/userlist.txt", "127.0.0.1",
                                      "REGISTER Ali@127.0.0.1:54321"),
                   out);
   // The seed client's bytes, without its stray trailing blank lines.
   CHECK(out == seed_register.substr(0, seed_register.size() - 4));
 
   out.clear();
-  http::serialize(http::make_request("GET", "/userlist.txt", "127.0.0.1"), out);
+  registry::serialize(registry::make_request("GET", "/userlist.txt", "127.0.0.1"), out);
   CHECK(out == seed_get);
 
-  CHECK(http::serialize(http::message{http::make_response(200, "a@1.2.3.4:5,b@1.2.3.4:6,", true)}) ==
+  CHECK(registry::serialize(registry::http_message{registry::make_response(200, "a@1.2.3.4:5,b@1.2.3.4:6,", true)}) ==
         "HTTP/1.1 200 OK\r\nContent-Length: 24\r\n\r\na@1.2.3.4:5,b@1.2.3.4:6,");
-  CHECK(http::serialize(http::message{http::make_response(406, "", false)}) ==
+  CHECK(registry::serialize(registry::http_message{registry::make_response(406, "", false)}) ==
         "HTTP/1.1 406 Not Acceptable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-  CHECK(http::serialize(http::message{http::make_response(204, "ignored", true)}) ==
+  CHECK(registry::serialize(registry::http_message{registry::make_response(204, "ignored", true)}) ==
         "HTTP/1.1 204 No Content\r\n\r\n");
 
   for (int status : {100, 200, 204, 304, 400, 404, 405, 406, 411, 413, 414, 431, 500, 501, 503, 505}) {
     for (bool keep : {true, false}) {
       CAPTURE(status);
       std::string direct;
-      http::write_response(direct, status, "body", keep);
+      registry::write_response(direct, status, "body", keep);
       std::string built;
-      http::serialize(http::make_response(status, "body", keep), built);
+      registry::serialize(registry::make_response(status, "body", keep), built);
       CHECK(direct == built);
-      http::response_decoder d;
+      registry::response_decoder d;
       std::string_view in = direct;
       auto r = d.next(in);
       REQUIRE(r);
       REQUIRE(r->has_value());
-      CHECK(**r == http::make_response(status, "body", keep));
+      CHECK(**r == registry::make_response(status, "body", keep));
       CHECK((*r)->keep_alive() == keep);
     }
   }
 
   // A seed-style response (no Content-Length) stays as it is: its body runs
   // to the close.
-  http::response seed{1, 200, "OK", {}, "a@1.2.3.4:5,\r\n\r\n"};
+  registry::response seed{1, 200, "OK", {}, "a@1.2.3.4:5,\r\n\r\n"};
   out.clear();
-  http::serialize(seed, out);
+  registry::serialize(seed, out);
   CHECK(out == "HTTP/1.1 200 OK\r\n\r\na@1.2.3.4:5,\r\n\r\n");
-  http::response no_reason{0, 503, "", {{"Content-Length", "0"}}, ""};
-  CHECK(http::serialize(http::message{no_reason}) == "HTTP/1.0 503 \r\nContent-Length: 0\r\n\r\n");
+  registry::response no_reason{0, 503, "", {{"Content-Length", "0"}}, ""};
+  CHECK(registry::serialize(registry::http_message{no_reason}) == "HTTP/1.0 503 \r\nContent-Length: 0\r\n\r\n");
 }
 
-TEST_CASE("serialize keeps Content-Length consistent with the body") {
-  http::request r{"POST", "/", 1, {{"Content-Length", "99"}, {"X", "y"}}, "abc"};
+TEST_CASE("serialize refuses a Content-Length that is not the body's, and writes nothing") {
+  auto refused = [](const auto& m) {
+    std::string out = "kept";
+    auto r = registry::serialize(m, out);
+    CHECK(out == "kept");
+    REQUIRE_FALSE(r);
+    return r.error().code();
+  };
+  CHECK(refused(registry::request{"POST", "/", 1, {{"Content-Length", "99"}, {"X", "y"}}, "abc"}) ==
+        errc::bad_content_length);
+  CHECK(refused(registry::request{"POST", "/", 0, {{"Host", "h"}}, "abc"}) ==
+        errc::missing_content_length);
+  CHECK(refused(registry::response{1, 200, "OK", {{"content-length", "2"}}, "1234567"}) ==
+        errc::bad_content_length);
+  CHECK(refused(registry::request{"GET", "/", 1, {{"X", std::string(9000, 'a')}}, ""}) ==
+        errc::line_too_long);
+  CHECK(refused(registry::request{"POST", "/", 1, {{"Content-Length", "70000"}},
+                                  std::string(70000, 'a')}) == errc::body_too_large);
+
+  registry::response resp{1, 200, "OK", {{"content-length", "007"}}, "1234567"};
   std::string out;
-  http::serialize(r, out);
-  CHECK(out == "POST / HTTP/1.1\r\nContent-Length: 3\r\nX: y\r\n\r\nabc");
-
-  http::request missing{"POST", "/", 0, {{"Host", "h"}}, "abc"};
-  out.clear();
-  http::serialize(missing, out);
-  CHECK(out == "POST / HTTP/1.0\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc");
-
-  http::response resp{1, 200, "OK", {{"content-length", "007"}}, "1234567"};
-  out.clear();
-  http::serialize(resp, out);
+  REQUIRE(registry::serialize(resp, out));
   CHECK(out == "HTTP/1.1 200 OK\r\ncontent-length: 007\r\n\r\n1234567");
-  resp.body = "12";
+  // The unchecked path writes the fields as they are.
   out.clear();
-  http::serialize(resp, out);
-  CHECK(out == "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n12");
+  registry::serialize_unchecked(registry::request{"POST", "/", 0, {{"Host", "h"}}, "abc"}, out);
+  CHECK(out == "POST / HTTP/1.0\r\nHost: h\r\n\r\nabc");
 }
 
 TEST_CASE("validate rejects what serialize cannot make decodable") {
-  http::request good = http::make_request("GET", "/userlist.txt", "h");
-  CHECK(http::validate(good));
+  registry::request good = registry::make_request("GET", "/userlist.txt", "h");
+  CHECK(validate(good));
   auto bad_request = [&](auto change) {
-    http::request r = good;
+    registry::request r = good;
     change(r);
-    auto v = http::validate(r);
+    auto v = validate(r);
     REQUIRE_FALSE(v);
     return v.error().code();
   };
@@ -557,12 +587,12 @@ TEST_CASE("validate rejects what serialize cannot make decodable") {
   CHECK(bad_request([](auto& r) { r.headers.push_back({"Transfer-Encoding", "chunked"}); }) ==
         errc::unsupported_encoding);
 
-  http::response ok = http::make_response(200, "x", true);
-  CHECK(http::validate(ok));
+  registry::response ok = registry::make_response(200, "x", true);
+  CHECK(validate(ok));
   auto bad_response = [&](auto change) {
-    http::response r = ok;
+    registry::response r = ok;
     change(r);
-    auto v = http::validate(r);
+    auto v = validate(r);
     REQUIRE_FALSE(v);
     return v.error().code();
   };
@@ -574,35 +604,35 @@ TEST_CASE("validate rejects what serialize cannot make decodable") {
   CHECK(bad_response([](auto& r) { r.headers.push_back({"Transfer-Encoding", "chunked"}); }) ==
         errc::unsupported_encoding);
   // No body follows a 304, so its Transfer-Encoding frames nothing.
-  CHECK(http::validate(http::response{1, 304, "Not Modified", {{"Transfer-Encoding", "chunked"}}, ""}));
+  CHECK(validate(registry::response{1, 304, "Not Modified", {{"Transfer-Encoding", "chunked"}}, ""}));
 }
 
 TEST_CASE("requests and responses round-trip") {
-  std::vector<http::request> requests = {
-      http::make_request("POST", "/userlist.txt", "127.0.0.1", "REGISTER Ali@127.0.0.1:54321"),
-      http::make_request("GET", "/userlist.txt", "[::1]:65432"),
-      http::request{"PATCH", "/x?y=%20", 0, {{"A", ""}, {"b", "c d"}}, ""},
-      http::request{"POST", "*", 1, {{"Content-Length", "3"}}, std::string("\r\n\x00", 3)},
+  std::vector<registry::request> requests = {
+      registry::make_request("POST", "/userlist.txt", "127.0.0.1", "REGISTER Ali@127.0.0.1:54321"),
+      registry::make_request("GET", "/userlist.txt", "[::1]:65432"),
+      registry::request{"PATCH", "/x?y=%20", 0, {{"A", ""}, {"b", "c d"}}, ""},
+      registry::request{"POST", "*", 1, {{"Content-Length", "3"}}, std::string("\r\n\x00", 3)},
   };
   requests.push_back(decode_one(browser_get));
   for (const auto& r : requests) {
-    CAPTURE(http::describe(r));
-    REQUIRE(http::validate(r));
+    CAPTURE(registry::describe(r));
+    REQUIRE(validate(r));
     std::string bytes;
-    http::serialize(r, bytes);
+    registry::serialize(r, bytes);
     CHECK(decode_one(bytes) == r);
   }
-  std::vector<http::response> responses = {
-      http::make_response(200, "a@1.2.3.4:5,", true),
-      http::make_response(400, "", false),
-      http::response{0, 101, "Switching Protocols", {{"Upgrade", "x"}}, ""},
-      http::response{1, 599, "", {{"Content-Length", "1"}}, "z"},
+  std::vector<registry::response> responses = {
+      registry::make_response(200, "a@1.2.3.4:5,", true),
+      registry::make_response(400, "", false),
+      registry::response{0, 101, "Switching Protocols", {{"Upgrade", "x"}}, ""},
+      registry::response{1, 599, "", {{"Content-Length", "1"}}, "z"},
   };
   for (const auto& r : responses) {
-    CAPTURE(http::describe(r));
-    REQUIRE(http::validate(r));
-    http::response_decoder d;
-    std::string bytes = http::serialize(http::message{r});
+    CAPTURE(registry::describe(r));
+    REQUIRE(validate(r));
+    registry::response_decoder d;
+    std::string bytes = registry::serialize(registry::http_message{r}).value();
     std::string_view in = bytes;
     auto got = d.next(in);
     REQUIRE(got);
@@ -612,50 +642,59 @@ TEST_CASE("requests and responses round-trip") {
 }
 
 TEST_CASE("reason phrases and the status for each error") {
-  CHECK(http::reason_phrase(200) == "OK");
-  CHECK(http::reason_phrase(400) == "Bad Request");
-  CHECK(http::reason_phrase(404) == "Not Found");
-  CHECK(http::reason_phrase(405) == "Method Not Allowed");
-  CHECK(http::reason_phrase(406) == "Not Acceptable");
-  CHECK(http::reason_phrase(411) == "Length Required");
-  CHECK(http::reason_phrase(413) == "Content Too Large");
-  CHECK(http::reason_phrase(414) == "URI Too Long");
-  CHECK(http::reason_phrase(431) == "Request Header Fields Too Large");
-  CHECK(http::reason_phrase(500) == "Internal Server Error");
-  CHECK(http::reason_phrase(501) == "Not Implemented");
-  CHECK(http::reason_phrase(503) == "Service Unavailable");
-  CHECK(http::reason_phrase(505) == "HTTP Version Not Supported");
-  CHECK(http::reason_phrase(299) == "Unknown");
+  CHECK(registry::reason_phrase(200) == "OK");
+  CHECK(registry::reason_phrase(400) == "Bad Request");
+  CHECK(registry::reason_phrase(404) == "Not Found");
+  CHECK(registry::reason_phrase(405) == "Method Not Allowed");
+  CHECK(registry::reason_phrase(406) == "Not Acceptable");
+  CHECK(registry::reason_phrase(411) == "Length Required");
+  CHECK(registry::reason_phrase(413) == "Content Too Large");
+  CHECK(registry::reason_phrase(414) == "URI Too Long");
+  CHECK(registry::reason_phrase(431) == "Request Header Fields Too Large");
+  CHECK(registry::reason_phrase(500) == "Internal Server Error");
+  CHECK(registry::reason_phrase(501) == "Not Implemented");
+  CHECK(registry::reason_phrase(503) == "Service Unavailable");
+  CHECK(registry::reason_phrase(505) == "HTTP Version Not Supported");
+  CHECK(registry::reason_phrase(299) == "Unknown");
 
-  CHECK(http::status_for(errc::malformed_start_line) == 400);
-  CHECK(http::status_for(errc::malformed_header) == 400);
-  CHECK(http::status_for(errc::bad_content_length) == 400);
-  CHECK(http::status_for(errc::invalid_name) == 400);
-  CHECK(http::status_for(errc::unknown_command) == 400);
-  CHECK(http::status_for(errc::not_found) == 404);
-  CHECK(http::status_for(errc::name_taken) == 406);
-  CHECK(http::status_for(errc::missing_content_length) == 411);
-  CHECK(http::status_for(errc::body_too_large) == 413);
-  CHECK(http::status_for(errc::line_too_long) == 431);
-  CHECK(http::status_for(errc::too_many_headers) == 431);
-  CHECK(http::status_for(errc::unsupported_encoding) == 501);
-  CHECK(http::status_for(errc::overloaded) == 503);
-  CHECK(http::status_for(errc::unsupported_version) == 505);
-  CHECK(http::status_for(errc::storage_error) == 500);
+  CHECK(registry::to_wire(errc::malformed_start_line) == 400);
+  CHECK(registry::to_wire(errc::malformed_header) == 400);
+  CHECK(registry::to_wire(errc::bad_content_length) == 400);
+  CHECK(registry::to_wire(errc::invalid_name) == 400);
+  CHECK(registry::to_wire(errc::unknown_command) == 400);
+  CHECK(registry::to_wire(errc::not_found) == 404);
+  CHECK(registry::to_wire(errc::name_taken) == 406);
+  CHECK(registry::to_wire(errc::missing_content_length) == 411);
+  CHECK(registry::to_wire(errc::body_too_large) == 413);
+  CHECK(registry::to_wire(errc::line_too_long) == 431);
+  CHECK(registry::to_wire(errc::too_many_headers) == 431);
+  CHECK(registry::to_wire(errc::unsupported_encoding) == 501);
+  CHECK(registry::to_wire(errc::overloaded) == 503);
+  CHECK(registry::to_wire(errc::unsupported_version) == 505);
+  CHECK(registry::to_wire(errc::storage_error) == 500);
 
-  CHECK_FALSE(http::status_has_body(100));
-  CHECK_FALSE(http::status_has_body(199));
-  CHECK(http::status_has_body(200));
-  CHECK_FALSE(http::status_has_body(204));
-  CHECK_FALSE(http::status_has_body(304));
-  CHECK(http::status_has_body(400));
+  CHECK_FALSE(registry::from_wire(200));
+  CHECK_FALSE(registry::from_wire(204));
+  CHECK(registry::from_wire(400) == errc::invalid_argument);
+  CHECK(registry::from_wire(404) == errc::not_found);
+  CHECK(registry::from_wire(406) == errc::name_taken);
+  CHECK(registry::from_wire(503) == errc::overloaded);
+  CHECK(registry::from_wire(500) == errc::rejected);
+  CHECK(registry::from_wire(101) == errc::rejected);
+
+  CHECK_FALSE(registry::status_has_body(100));
+  CHECK_FALSE(registry::status_has_body(199));
+  CHECK(registry::status_has_body(200));
+  CHECK_FALSE(registry::status_has_body(204));
+  CHECK_FALSE(registry::status_has_body(304));
+  CHECK(registry::status_has_body(400));
 }
 
 TEST_CASE("describe is stable") {
-  CHECK(http::describe(decode_one(seed_register)) ==
+  CHECK(registry::describe(decode_one(seed_register)) ==
         "http.request method=POST target=\"/userlist.txt\" version=1.1 "
         "header=\"Host: 127.0.0.1\" header=\"Content-Type: text/*\" "
         "header=\"Content-Length: 28\" body=\"REGISTER Ali@127.0.0.1:54321\"");
-  CHECK(http::describe(http::message{http::response{0, 200, "O\"K", {{"A", "b\tc"}}, "\r\n"}}) ==
+  CHECK(registry::describe(registry::http_message{registry::response{0, 200, "O\"K", {{"A", "b\tc"}}, "\r\n"}}) ==
         "http.response version=1.0 status=200 reason=\"O\\\"K\" header=\"A: b\\tc\" body=\"\\r\\n\"");
 }

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "improto/registry/decoder.hpp"
 #include "improto/registry/messages.hpp"
 #include "improto/wire/text.hpp"
 
@@ -72,10 +73,12 @@ TEST_CASE("entries parse, serialize and round-trip") {
 }
 
 TEST_CASE("user names follow the SPEC and stay within 64 bytes") {
-  CHECK(registry::validate_name("Ali"));
-  CHECK(registry::validate_name(std::string(64, 'a')));
-  CHECK(registry::validate_name("D\xc4\x9f" "an-\xe2\x82\xac_\xf0\x9f\x98\x80"));  // 2-, 3-, 4-byte UTF-8
-  CHECK(registry::validate_name("!#$%&'*+-./;<=>?[\\]^_`{|}~\"()"));
+  CHECK(registry::check_user("Ali"));
+  CHECK(registry::valid_user("Ali"));
+  CHECK_FALSE(registry::valid_user("A li"));
+  CHECK(registry::check_user(std::string(64, 'a')));
+  CHECK(registry::check_user("D\xc4\x9f" "an-\xe2\x82\xac_\xf0\x9f\x98\x80"));  // 2-, 3-, 4-byte UTF-8
+  CHECK(registry::check_user("!#$%&'*+-./;<=>?[\\]^_`{|}~\"()"));
   const std::vector<std::string> bad = {
       "",
       std::string(65, 'a'),
@@ -103,7 +106,7 @@ TEST_CASE("user names follow the SPEC and stay within 64 bytes") {
   };
   for (const auto& name : bad) {
     CAPTURE(wire::escape(name));
-    CHECK(parse_error(registry::validate_name(name)) == errc::invalid_name);
+    CHECK(parse_error(registry::check_user(name)) == errc::invalid_name);
     CHECK(parse_error(registry::parse_entry(name + "@1.2.3.4:5")) == errc::invalid_name);
   }
 }
@@ -114,20 +117,20 @@ TEST_CASE("hosts: IPv4, IPv6 and host names") {
         "::", "::1", "1::", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8",
         "fe80::1:2", "::ffff:10.0.0.1", "1:2:3:4:5:6:1.2.3.4", "ABCD:ef01::"}) {
     CAPTURE(good);
-    CHECK(registry::validate_host(good));
+    CHECK(registry::check_host(good));
   }
   for (std::string_view bad :
        {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1..2.3", "1.2.3.4.", ".a", "a..b",
         "a b", "a/b", "a:b:", ":1", "1:::2", "1::2::3", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7",
         "12345::", "g::1", "::1.2.3", "::1.2.3.4:5", "fe80::1%lo", "[::1]"}) {
     CAPTURE(bad);
-    CHECK(parse_error(registry::validate_host(bad)) == errc::invalid_argument);
+    CHECK(parse_error(registry::check_host(bad)) == errc::invalid_argument);
   }
-  CHECK(registry::validate_host(std::string(63, 'a') + "." + std::string(63, 'b')));
-  CHECK_FALSE(registry::validate_host(std::string(64, 'a')));
+  CHECK(registry::check_host(std::string(63, 'a') + "." + std::string(63, 'b')));
+  CHECK_FALSE(registry::check_host(std::string(64, 'a')));
   std::string long_name;
   while (long_name.size() < 254) long_name += "abcdefghi.";
-  CHECK_FALSE(registry::validate_host(long_name.substr(0, 254)));
+  CHECK_FALSE(registry::check_host(long_name.substr(0, 254)));
 }
 
 TEST_CASE("entry errors") {

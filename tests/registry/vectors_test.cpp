@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "improto/registry/http.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/registry/messages.hpp"
 #include "vectors.hpp"
 
@@ -10,7 +10,7 @@ using namespace improto;
 
 namespace {
 
-// Registry serializers refuse what their parsers reject; a refusal shows up
+// Serializers refuse what their parsers reject; a refusal shows up
 // in the round-trip line of the vector instead of passing silently.
 template <class T>
 std::string reencode_body(const T& value) {
@@ -21,22 +21,14 @@ std::string reencode_body(const T& value) {
 
 test::adapter_table adapters() {
   test::adapter_table t;
-  t["http.request"] = test::stream<http::request_decoder>(
-      [] { return http::request_decoder(); },
-      [](const http::request& r) { return http::describe(r); },
-      [](const http::request& r) {
-        std::string out;
-        http::serialize(r, out);
-        return out;
-      });
-  t["http.response"] = test::stream<http::response_decoder>(
-      [] { return http::response_decoder(); },
-      [](const http::response& r) { return http::describe(r); },
-      [](const http::response& r) {
-        std::string out;
-        http::serialize(r, out);
-        return out;
-      });
+  t["http.request"] = test::stream<registry::request_decoder>(
+      [] { return registry::request_decoder(); },
+      [](const registry::request& r) { return registry::describe(r); },
+      [](const registry::request& r) { return reencode_body(r); });
+  t["http.response"] = test::stream<registry::response_decoder>(
+      [] { return registry::response_decoder(); },
+      [](const registry::response& r) { return registry::describe(r); },
+      [](const registry::response& r) { return reencode_body(r); });
   t["registry.entry"] = test::datagram(
       [](std::string_view b) { return registry::parse_entry(b); },
       [](const registry::entry& e) { return registry::describe(e); },

@@ -3,7 +3,7 @@
 #include <functional>
 #include <string>
 
-#include "improto/relay/relay.hpp"
+#include "improto/relay/decoder.hpp"
 #include "vectors.hpp"
 
 using namespace improto;
@@ -14,7 +14,10 @@ test::adapter_factory relay_adapter(relay::direction dir) {
   return test::stream<relay::decoder>(
       [dir] { return relay::decoder(dir); },
       [](const relay::message& m) { return relay::describe(m); },
-      [](const relay::message& m) { return relay::serialize(m); });
+      [](const relay::message& m) {
+        auto bytes = relay::serialize(m);
+        return bytes ? *bytes : "<serialize refused: " + bytes.error().message() + ">";
+      });
 }
 
 }  // namespace

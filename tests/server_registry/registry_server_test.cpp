@@ -109,7 +109,7 @@ TEST_CASE("register_here registers the local address of the connection") {
   run(io, [&]() -> asio::awaitable<void> {
     auto me = co_await c.register_here("carol");
     REQUIRE(me);
-    CHECK(me->name == "carol");
+    CHECK(me->user == "carol");
     CHECK(me->host == "127.0.0.1");
     CHECK(me->port != 0);
     CHECK(me->port != (*srv)->local_endpoint().port());

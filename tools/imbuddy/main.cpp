@@ -179,7 +179,7 @@ struct app {
         break;
       }
       case 'l':
-        if (!buddy::valid_userid(arg)) {
+        if (!buddy::valid_user(arg)) {
           failed("'" + wire::escape(arg) + "' is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
         } else {
           switch_user(arg);
@@ -271,9 +271,9 @@ struct app {
     if (list->empty()) say("no buddies");
     for (const auto& b : *list) {
       if (b.status == buddy::presence::online) {
-        say("buddy " + b.id + " online " + b.ip + " " + std::to_string(b.port));
+        say("buddy " + b.user + " online " + b.ip + " " + std::to_string(b.port));
       } else {
-        say("buddy " + b.id + " offline");
+        say("buddy " + b.user + " offline");
       }
     }
   }
@@ -290,7 +290,7 @@ struct app {
     }
     const buddy::buddy_entry* entry = nullptr;
     for (const auto& b : *list) {
-      if (b.id == who) entry = &b;
+      if (b.user == who) entry = &b;
     }
     if (!entry) {
       failed(who + " is not on your buddy list (a " + who + " adds them)");
@@ -388,7 +388,7 @@ int main(int argc, char** argv) {
   if (auto code = args.parse(argc, argv)) return *code;
   if (refresh <= 0) return args.usage_error("--refresh: expected more than 0 seconds");
   if (timeout <= 0) return args.usage_error("--timeout: expected more than 0 seconds");
-  if (!initial_user.empty() && !buddy::valid_userid(initial_user)) {
+  if (!initial_user.empty() && !buddy::valid_user(initial_user)) {
     return args.usage_error("--user: '" + wire::escape(initial_user) +
                             "' is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
   }

@@ -14,6 +14,7 @@
 #include "cli.hpp"
 #include "improto/client/registry_client.hpp"
 #include "improto/net/udp.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/registry/messages.hpp"
 #include "improto/wire/text.hpp"
 
@@ -125,7 +126,7 @@ struct listener_app {
       return;
     }
     asio::co_spawn(io, [this]() -> asio::awaitable<void> {
-      auto out = co_await registry.logout(me->name, me->host, me->port);
+      auto out = co_await registry.logout(me->user, me->host, me->port);
       if (out) {
         complain("logged out " + registry::to_string(*me));
       } else if (out.error() == errc::not_found) {
@@ -184,7 +185,7 @@ struct sender_app {
         co_return;
       }
       cli::print_line("The online users are:");
-      for (const auto& e : *all) cli::print_line(e.name);
+      for (const auto& e : *all) cli::print_line(e.user);
     } else if (command == "unicast") {
       auto [to, message] = wire::split_first(rest);
       if (to.empty() || message.empty()) {
@@ -238,7 +239,7 @@ struct sender_app {
       if (!all) co_return;
       bool anyone = false;
       for (const auto& e : *all) {
-        if (e.name == name) continue;  // not to ourselves
+        if (e.user == name) continue;  // not to ourselves
         anyone = true;
         send_datagram(e, *datagram);
       }
@@ -250,12 +251,12 @@ struct sender_app {
       if (!all) co_return;
       const registry::entry* mine = nullptr;
       for (const auto& e : *all) {
-        if (e.name == name) mine = &e;
+        if (e.user == name) mine = &e;
       }
       if (mine == nullptr) {
         cli::print_line(name + " is not registered");
       } else {
-        auto out = co_await registry.logout(mine->name, mine->host, mine->port);
+        auto out = co_await registry.logout(mine->user, mine->host, mine->port);
         if (out) {
           cli::print_line(name + " is logged out");
         } else if (out.error() == errc::not_found) {
@@ -284,7 +285,7 @@ struct sender_app {
   void send_to_named(const std::vector<registry::entry>& all, const std::string& to,
                      const std::string& datagram) {
     for (const auto& e : all) {
-      if (e.name == to) {
+      if (e.user == to) {
         send_datagram(e, datagram);
         return;
       }
@@ -295,7 +296,7 @@ struct sender_app {
   void send_datagram(const registry::entry& to, const std::string& datagram) {
     auto target = resolve(to);
     if (!target) {
-      cli::print_line("message not sent to " + to.name + ": " + target.error().message());
+      cli::print_line("message not sent to " + to.user + ": " + target.error().message());
       return;
     }
     auto& socket = target->address().is_v6() ? v6 : v4;
@@ -305,10 +306,10 @@ struct sender_app {
     // of being dropped.
     if (!ec) socket.send_to(asio::buffer(datagram), *target, 0, ec);
     if (ec) {
-      cli::print_line("message not sent to " + to.name + ": " + ec.message());
+      cli::print_line("message not sent to " + to.user + ": " + ec.message());
       return;
     }
-    cli::print_line("message is sent to " + to.name);
+    cli::print_line("message is sent to " + to.user);
   }
 
   result<asio::ip::udp::endpoint> resolve(const registry::entry& e) {
@@ -354,7 +355,7 @@ int main(int argc, char** argv) {
               "(e.g. the name is taken); 2 on bad arguments.");
   if (auto code = args.parse(argc, argv)) return *code;
 
-  if (auto ok = registry::validate_name(name); !ok) {
+  if (auto ok = registry::check_user(name); !ok) {
     return args.usage_error("NAME: '" + wire::escape(name) + "' is not a valid name: " +
                             ok.error().detail());
   }

@@ -4,7 +4,6 @@
 #include <string>
 
 #include "grammar.hpp"
-#include "improto/buddy/codec.hpp"
 #include "improto/wire/text.hpp"
 
 namespace improto::buddy {
@@ -26,20 +25,21 @@ result<chat_message> chat_decoder::decode_line(std::string_view line) {
   }
   if (phase_ == phase::opening) {
     phase_ = phase::talking;
-    if (line == "BUSY") {
+    using detail::verb;
+    if (line == detail::wire_word(verb::busy)) {
       phase_ = phase::ended;
       return chat_busy{};
     }
-    if (wire::split_first(line).first == "CHAT") {
+    if (wire::split_first(line).first == detail::wire_word(verb::chat)) {
       std::array<std::string_view, 2> w;
       if (detail::split_words(line, w) != 2) {
         return fail(errc::invalid_argument, "expected 'CHAT userid' as the first line");
       }
-      if (auto ok = detail::check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+      if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
       return chat_hello{std::string(w[1])};
     }
   }
-  if (line == "q") {
+  if (line == detail::wire_word(detail::verb::quit)) {
     phase_ = phase::ended;
     return chat_quit{};
   }
@@ -51,23 +51,46 @@ result<chat_message> chat_decoder::decode_line(std::string_view line) {
   return chat_text{std::string(line)};
 }
 
-void serialize(const chat_hello& m, std::string& out) {
-  out += "CHAT ";
+result<void> serialize(const chat_hello& m, std::string& out) {
+  if (auto ok = check_user(m.user, "userid"); !ok) return ok;
+  out += detail::wire_word(detail::verb::chat);
+  out += ' ';
   out += m.user;
   out += '\n';
+  return {};
 }
 
-void serialize(const chat_text& m, std::string& out) {
+result<void> serialize(const chat_text& m, std::string& out) {
+  if (wire::has_ctl(m.line)) {
+    return fail(errc::invalid_argument, "control character (CR, LF, ...) in a chat line");
+  }
+  if (m.line == detail::wire_word(detail::verb::quit)) {
+    return fail(errc::invalid_argument, "a chat line 'q' would end the chat; send chat_quit");
+  }
   out += m.line;
   out += '\n';
+  return {};
 }
 
-void serialize(const chat_quit&, std::string& out) { out += "q\n"; }
-void serialize(const chat_busy&, std::string& out) { out += "BUSY\n"; }
+result<void> serialize(const chat_quit&, std::string& out) {
+  out += detail::wire_word(detail::verb::quit);
+  out += '\n';
+  return {};
+}
 
-std::string serialize(const chat_message& m) {
+result<void> serialize(const chat_busy&, std::string& out) {
+  out += detail::wire_word(detail::verb::busy);
+  out += '\n';
+  return {};
+}
+
+result<void> serialize(const chat_message& m, std::string& out) {
+  return std::visit([&](const auto& c) { return serialize(c, out); }, m);
+}
+
+result<std::string> serialize(const chat_message& m) {
   std::string out;
-  std::visit([&](const auto& c) { serialize(c, out); }, m);
+  if (auto ok = serialize(m, out); !ok) return tl::unexpected(ok.error());
   return out;
 }
 

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "improto/buddy/codec.hpp"
+#include "grammar.hpp"
 #include "improto/wire/text.hpp"
 
 namespace improto::buddy {
@@ -27,13 +27,19 @@ std::string_view name(presence p) noexcept {
 }
 
 std::string describe(const register_request& m) {
-  return wire::describer("reg").text("user", m.user).str();
+  return wire::describer(detail::type_name(detail::verb::reg)).text("user", m.user).str();
 }
 std::string describe(const add_request& m) {
-  return wire::describer("add").text("user", m.user).text("buddy", m.buddy).str();
+  return wire::describer(detail::type_name(detail::verb::add))
+      .text("user", m.user)
+      .text("buddy", m.buddy)
+      .str();
 }
 std::string describe(const delete_request& m) {
-  return wire::describer("del").text("user", m.user).text("buddy", m.buddy).str();
+  return wire::describer(detail::type_name(detail::verb::del))
+      .text("user", m.user)
+      .text("buddy", m.buddy)
+      .str();
 }
 std::string describe(const request& m) {
   return std::visit([](const auto& r) { return describe(r); }, m);
@@ -44,13 +50,13 @@ std::string describe(const response& m) {
 }
 
 std::string describe(const set_request& m) {
-  wire::describer d("set");
+  wire::describer d(detail::type_name(detail::verb::set));
   d.text("user", m.user);
   add_status(d, m.status);
   return d.number("msgport", m.msgport).str();
 }
 std::string describe(const get_request& m) {
-  return wire::describer("get").text("user", m.user).str();
+  return wire::describer(detail::type_name(detail::verb::get)).text("user", m.user).str();
 }
 std::string describe(const udp_request& m) {
   return std::visit([](const auto& r) { return describe(r); }, m);
@@ -60,7 +66,7 @@ std::string describe(const buddy_list& m) {
   wire::describer d("buddies");
   d.number("n", m.buddies.size());
   for (const auto& b : m.buddies) {
-    d.text("id", b.id);
+    d.text("id", b.user);
     add_status(d, b.status);
     d.text("ip", b.ip).number("port", b.port);
   }
@@ -71,13 +77,17 @@ std::string describe(const status_reply& m) {
 }
 
 std::string describe(const chat_hello& m) {
-  return wire::describer("chat_hello").text("user", m.user).str();
+  return wire::describer(detail::type_name(detail::verb::chat)).text("user", m.user).str();
 }
 std::string describe(const chat_text& m) {
   return wire::describer("chat_text").text("line", m.line).str();
 }
-std::string describe(const chat_quit&) { return wire::describer("chat_quit").str(); }
-std::string describe(const chat_busy&) { return wire::describer("chat_busy").str(); }
+std::string describe(const chat_quit&) {
+  return wire::describer(detail::type_name(detail::verb::quit)).str();
+}
+std::string describe(const chat_busy&) {
+  return wire::describer(detail::type_name(detail::verb::busy)).str();
+}
 std::string describe(const chat_message& m) {
   return std::visit([](const auto& c) { return describe(c); }, m);
 }

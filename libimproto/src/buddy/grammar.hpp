@@ -4,15 +4,47 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
-#include "improto/buddy/codec.hpp"
+#include "improto/buddy/decoder.hpp"
+#include "improto/buddy/messages.hpp"
 #include "improto/wire/framing.hpp"
 #include "improto/wire/text.hpp"
 
 namespace improto::buddy::detail {
+
+// Every verb and control line of the protocol, spelled once: the decoders,
+// the serializers and describe() read them here.
+enum class verb : std::uint8_t { reg, add, del, set, get, chat, busy, quit };
+
+struct spelling {
+  std::string_view wire;  // verbs match in any case, chat control lines exactly
+  std::string_view type;  // describe()'s name of the message
+};
+
+inline constexpr std::array<spelling, 8> spellings{{
+    {"REG", "reg"},
+    {"ADD", "add"},
+    {"DEL", "del"},
+    {"SET", "set"},
+    {"GET", "get"},
+    {"CHAT", "chat_hello"},
+    {"BUSY", "chat_busy"},
+    {"q", "chat_quit"},
+}};
+
+constexpr std::string_view wire_word(verb v) noexcept {
+  return spellings[static_cast<std::size_t>(v)].wire;
+}
+constexpr std::string_view type_name(verb v) noexcept {
+  return spellings[static_cast<std::size_t>(v)].type;
+}
+inline bool is_verb(std::string_view word, verb v) noexcept {
+  return wire::iequals(word, wire_word(v));
+}
 
 // Splits `line` at runs of blanks, ignoring blanks at both ends. Returns the
 // number of words, or N + 1 when there are more than N (the rest unread, so
@@ -34,7 +66,6 @@ std::size_t split_words(std::string_view line, std::array<std::string_view, N>& 
 // a hostile 8 KiB line does not become a 32 KiB message.
 std::string shown(std::string_view field);
 
-result<void> check_userid(std::string_view id, std::string_view role);
 std::optional<presence> parse_presence(std::string_view word) noexcept;
 
 // One line from `lines` parsed by `parse`. Framing errors become sticky in

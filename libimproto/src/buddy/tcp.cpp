@@ -4,12 +4,11 @@
 #include <string>
 
 #include "grammar.hpp"
-#include "improto/buddy/codec.hpp"
 #include "improto/wire/text.hpp"
 
 namespace improto::buddy {
 
-bool valid_userid(std::string_view id) noexcept {
+bool valid_user(std::string_view id) noexcept {
   if (id.empty() || id.size() > max_userid) return false;
   for (char c : id) {
     if (!wire::is_alnum(c) && c != '_' && c != '.' && c != '-') return false;
@@ -25,12 +24,6 @@ std::string shown(std::string_view field) {
   return wire::quote(field.substr(0, max_shown)) + "...";
 }
 
-result<void> check_userid(std::string_view id, std::string_view role) {
-  if (valid_userid(id)) return {};
-  return fail(errc::invalid_name, std::string(role) + " " + shown(id) +
-                                      " is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
-}
-
 std::optional<presence> parse_presence(std::string_view word) noexcept {
   if (word == "100" || wire::iequals(word, "ONLINE")) return presence::online;
   if (word == "101" || wire::iequals(word, "OFFLINE")) return presence::offline;
@@ -39,25 +32,32 @@ std::optional<presence> parse_presence(std::string_view word) noexcept {
 
 }  // namespace detail
 
+result<void> check_user(std::string_view id, std::string_view role) {
+  if (valid_user(id)) return {};
+  return fail(errc::invalid_name, std::string(role) + " " + detail::shown(id) +
+                                      " is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
+}
+
 // ----------------------------------------------------------------- requests
 
 result<request> parse_request_line(std::string_view line) {
   std::array<std::string_view, 3> w;
   std::size_t n = detail::split_words(line, w);
   if (n == 0) return fail(errc::malformed_start_line, "empty request line");
-  if (wire::iequals(w[0], "REG")) {
+  using detail::verb;
+  if (detail::is_verb(w[0], verb::reg)) {
     if (n != 2) return fail(errc::invalid_argument, "expected 'REG userid'");
-    if (auto ok = detail::check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
     return register_request{std::string(w[1])};
   }
-  bool add = wire::iequals(w[0], "ADD");
-  if (add || wire::iequals(w[0], "DEL")) {
+  bool add = detail::is_verb(w[0], verb::add);
+  if (add || detail::is_verb(w[0], verb::del)) {
     if (n != 3) {
       return fail(errc::invalid_argument,
                   add ? "expected 'ADD userid buddyid'" : "expected 'DEL userid buddyid'");
     }
-    if (auto ok = detail::check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
-    if (auto ok = detail::check_userid(w[2], "buddyid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[2], "buddyid"); !ok) return tl::unexpected(ok.error());
     if (add) return add_request{std::string(w[1]), std::string(w[2])};
     return delete_request{std::string(w[1]), std::string(w[2])};
   }
@@ -75,15 +75,17 @@ wire::decode_result<request> request_decoder::finish() {
   return detail::finish_lines<request>(lines_, error_);
 }
 
-void serialize(const register_request& m, std::string& out) {
-  out += "REG ";
-  out += m.user;
+namespace {
+
+void write(std::string_view verb, std::string_view user, std::string& out) {
+  out += verb;
+  out += ' ';
+  out += user;
   out += '\n';
 }
 
-namespace {
-void serialize_pair(std::string_view verb, const std::string& user, const std::string& buddy,
-                    std::string& out) {
+void write(std::string_view verb, std::string_view user, std::string_view buddy,
+           std::string& out) {
   out += verb;
   out += ' ';
   out += user;
@@ -91,17 +93,69 @@ void serialize_pair(std::string_view verb, const std::string& user, const std::s
   out += buddy;
   out += '\n';
 }
-}  // namespace
 
-void serialize(const add_request& m, std::string& out) { serialize_pair("ADD", m.user, m.buddy, out); }
-void serialize(const delete_request& m, std::string& out) {
-  serialize_pair("DEL", m.user, m.buddy, out);
+result<void> check(const register_request& m) { return check_user(m.user, "userid"); }
+result<void> check_pair(const std::string& user, const std::string& buddy) {
+  if (auto ok = check_user(user, "userid"); !ok) return ok;
+  return check_user(buddy, "buddyid");
+}
+result<void> check(const add_request& m) { return check_pair(m.user, m.buddy); }
+result<void> check(const delete_request& m) { return check_pair(m.user, m.buddy); }
+
+void write(const register_request& m, std::string& out) {
+  write(detail::wire_word(detail::verb::reg), m.user, out);
+}
+void write(const add_request& m, std::string& out) {
+  write(detail::wire_word(detail::verb::add), m.user, m.buddy, out);
+}
+void write(const delete_request& m, std::string& out) {
+  write(detail::wire_word(detail::verb::del), m.user, m.buddy, out);
 }
 
-std::string serialize(const request& m) {
+result<void> check(const response& m) {
+  if (m.code < 100 || m.code > 999) {
+    return fail(errc::invalid_argument, "response code " + std::to_string(m.code) +
+                                            " is not three digits 100..999");
+  }
+  if (wire::has_ctl(m.text) || wire::has_outer_blank(m.text)) {
+    return fail(errc::invalid_argument,
+                "response text " + detail::shown(m.text) +
+                    " has control characters (CR, LF) or blanks at either end");
+  }
+  return {};
+}
+
+void write(const response& m, std::string& out) {
+  wire::append_decimal(out, m.code);
+  if (!m.text.empty()) {
+    out += ' ';
+    out += m.text;
+  }
+  out += '\n';
+}
+
+template <class M>
+result<void> checked(const M& m, std::string& out) {
+  if (auto ok = check(m); !ok) return ok;
+  write(m, out);
+  return {};
+}
+
+}  // namespace
+
+result<void> serialize(const register_request& m, std::string& out) { return checked(m, out); }
+result<void> serialize(const add_request& m, std::string& out) { return checked(m, out); }
+result<void> serialize(const delete_request& m, std::string& out) { return checked(m, out); }
+result<void> serialize(const request& m, std::string& out) {
+  return std::visit([&](const auto& r) { return checked(r, out); }, m);
+}
+result<std::string> serialize(const request& m) {
   std::string out;
-  std::visit([&](const auto& r) { serialize(r, out); }, m);
+  if (auto ok = serialize(m, out); !ok) return tl::unexpected(ok.error());
   return out;
+}
+void serialize_unchecked(const request& m, std::string& out) {
+  std::visit([&](const auto& r) { write(r, out); }, m);
 }
 
 // ---------------------------------------------------------------- responses
@@ -133,13 +187,7 @@ wire::decode_result<response> response_decoder::finish() {
   return detail::finish_lines<response>(lines_, error_);
 }
 
-void serialize(const response& m, std::string& out) {
-  out += std::to_string(m.code);
-  if (!m.text.empty()) {
-    out += ' ';
-    out += m.text;
-  }
-  out += '\n';
-}
+result<void> serialize(const response& m, std::string& out) { return checked(m, out); }
+void serialize_unchecked(const response& m, std::string& out) { write(m, out); }
 
 }  // namespace improto::buddy

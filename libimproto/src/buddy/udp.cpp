@@ -4,7 +4,7 @@
 #include <string>
 
 #include "grammar.hpp"
-#include "improto/buddy/codec.hpp"
+#include "improto/wire/address.hpp"
 #include "improto/wire/text.hpp"
 
 namespace improto::buddy {
@@ -25,65 +25,6 @@ std::string_view strip_line_end(std::string_view s) noexcept {
   return s;
 }
 
-// 0-255, no leading zeros ("010" reads as octal to inet_aton).
-bool valid_ipv4(std::string_view s) noexcept {
-  int parts = 0;
-  while (true) {
-    std::size_t dot = s.find('.');
-    std::string_view part = s.substr(0, dot);
-    if (part.empty() || part.size() > 3 || (part.size() > 1 && part[0] == '0')) return false;
-    auto value = wire::parse_decimal(part, 255);
-    if (!value) return false;
-    if (++parts > 4) return false;
-    if (dot == std::string_view::npos) break;
-    s.remove_prefix(dot + 1);
-  }
-  return parts == 4;
-}
-
-bool is_hex(char c) noexcept {
-  char l = wire::to_lower(c);
-  return wire::is_digit(c) || (l >= 'a' && l <= 'f');
-}
-
-// Colon-separated groups of 1-4 hex digits; the last may be an IPv4 address
-// (worth two groups) when `ipv4_tail`. Returns the group count, -1 if bad.
-int ipv6_groups(std::string_view s, bool ipv4_tail) noexcept {
-  if (s.empty()) return 0;
-  int groups = 0;
-  while (true) {
-    std::size_t colon = s.find(':');
-    std::string_view g = s.substr(0, colon);
-    if (colon == std::string_view::npos && ipv4_tail && g.find('.') != std::string_view::npos) {
-      return valid_ipv4(g) ? groups + 2 : -1;
-    }
-    if (g.empty() || g.size() > 4) return -1;
-    for (char c : g) {
-      if (!is_hex(c)) return -1;
-    }
-    ++groups;
-    if (colon == std::string_view::npos) return groups;
-    s.remove_prefix(colon + 1);
-  }
-}
-
-// RFC 4291 text forms, without zone ids.
-bool valid_ipv6(std::string_view s) noexcept {
-  if (s.size() < 2 || s.size() > 45) return false;
-  std::size_t gap = s.find("::");
-  if (gap == std::string_view::npos) return ipv6_groups(s, true) == 8;
-  if (s.find("::", gap + 1) != std::string_view::npos) return false;
-  std::string_view tail = s.substr(gap + 2);
-  int head_groups = ipv6_groups(s.substr(0, gap), false);
-  int tail_groups = ipv6_groups(tail, true);
-  // "::" stands for at least one zero group.
-  return head_groups >= 0 && tail_groups >= 0 && head_groups + tail_groups <= 7;
-}
-
-bool valid_ip(std::string_view s) noexcept {
-  return s.find(':') == std::string_view::npos ? valid_ipv4(s) : valid_ipv6(s);
-}
-
 result<std::uint16_t> parse_port(std::string_view word) {
   auto port = wire::parse_decimal(word, 65535);
   if (!port) return fail(errc::invalid_argument, "port " + detail::shown(word) + " is not 0 to 65535");
@@ -96,12 +37,12 @@ result<buddy_entry> parse_buddy_line(std::string_view line) {
     return fail(errc::invalid_argument,
                 "expected 'buddyid status ip port', got " + detail::shown(line));
   }
-  if (auto ok = detail::check_userid(w[0], "buddyid"); !ok) return tl::unexpected(ok.error());
+  if (auto ok = check_user(w[0], "buddyid"); !ok) return tl::unexpected(ok.error());
   auto status = detail::parse_presence(w[1]);
   if (!status) {
     return fail(errc::invalid_argument, "status " + detail::shown(w[1]) + " is not 100 or 101");
   }
-  if (!valid_ip(w[2])) {
+  if (!wire::is_ip(w[2])) {
     return fail(errc::invalid_argument, detail::shown(w[2]) + " is not an IP address");
   }
   auto port = parse_port(w[3]);
@@ -109,13 +50,54 @@ result<buddy_entry> parse_buddy_line(std::string_view line) {
   return buddy_entry{std::string(w[0]), *status, std::string(w[2]), *port};
 }
 
-std::size_t decimal_digits(std::uint64_t n) noexcept {
-  std::size_t d = 1;
-  while (n >= 10) {
-    n /= 10;
-    ++d;
+// A presence as the decoders read it: only the enum's two values.
+bool valid_presence(presence p) noexcept {
+  return p == presence::online || p == presence::offline;
+}
+
+result<void> check_presence(presence p) {
+  if (valid_presence(p)) return {};
+  return fail(errc::invalid_argument,
+              "status " + std::to_string(static_cast<unsigned>(p)) + " is not 100 or 101");
+}
+
+result<void> check(const set_request& m) {
+  if (auto ok = check_user(m.user, "userid"); !ok) return ok;
+  if (auto ok = check_presence(m.status); !ok) return ok;
+  if (m.status == presence::online && m.msgport == 0) {
+    return fail(errc::invalid_argument, "an online user needs a msgport from 1 to 65535");
   }
-  return d;
+  return {};
+}
+result<void> check(const get_request& m) { return check_user(m.user, "userid"); }
+
+void write(const set_request& m, std::string& out) {
+  out += detail::wire_word(detail::verb::set);
+  out += ' ';
+  out += m.user;
+  out += ' ';
+  wire::append_decimal(out, static_cast<unsigned>(m.status));
+  out += ' ';
+  wire::append_decimal(out, m.msgport);
+}
+void write(const get_request& m, std::string& out) {
+  out += detail::wire_word(detail::verb::get);
+  out += ' ';
+  out += m.user;
+}
+
+std::size_t line_size(const buddy_entry& b) noexcept {
+  return b.user.size() + b.ip.size() + wire::decimal_digits(static_cast<unsigned>(b.status)) +
+         wire::decimal_digits(b.port) + 4;  // three spaces and '\n'
+}
+
+result<void> check(const buddy_entry& b) {
+  if (auto ok = check_user(b.user, "buddyid"); !ok) return ok;
+  if (auto ok = check_presence(b.status); !ok) return ok;
+  if (!wire::is_ip(b.ip)) {
+    return fail(errc::invalid_argument, detail::shown(b.ip) + " is not an IP address");
+  }
+  return {};
 }
 
 }  // namespace
@@ -131,9 +113,10 @@ result<udp_request> parse_udp_request(std::string_view datagram) {
   std::array<std::string_view, 4> w;
   std::size_t n = detail::split_words(body, w);
   if (n == 0) return fail(errc::malformed_start_line, "empty request datagram");
-  if (wire::iequals(w[0], "SET")) {
+  using detail::verb;
+  if (detail::is_verb(w[0], verb::set)) {
     if (n != 4) return fail(errc::invalid_argument, "expected 'SET userid status msgport'");
-    if (auto ok = detail::check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
     auto status = detail::parse_presence(w[2]);
     if (!status) {
       return fail(errc::invalid_argument,
@@ -147,32 +130,46 @@ result<udp_request> parse_udp_request(std::string_view datagram) {
     }
     return set_request{std::string(w[1]), *status, *port};
   }
-  if (wire::iequals(w[0], "GET")) {
+  if (detail::is_verb(w[0], verb::get)) {
     if (n != 2) return fail(errc::invalid_argument, "expected 'GET userid'");
-    if (auto ok = detail::check_userid(w[1], "userid"); !ok) return tl::unexpected(ok.error());
+    if (auto ok = check_user(w[1], "userid"); !ok) return tl::unexpected(ok.error());
     return get_request{std::string(w[1])};
   }
   return fail(errc::unknown_command,
               "unknown request " + detail::shown(w[0]) + "; expected SET or GET");
 }
 
-void serialize(const set_request& m, std::string& out) {
-  out += "SET ";
-  out += m.user;
-  out += ' ';
-  out += std::to_string(static_cast<unsigned>(m.status));
-  out += ' ';
-  out += std::to_string(m.msgport);
+udp_verb udp_verb_of(std::string_view datagram) noexcept {
+  // The first word, ended by a blank or a line end, whatever follows it.
+  std::size_t begin = 0;
+  while (begin < datagram.size() && wire::is_blank(datagram[begin])) ++begin;
+  std::size_t end = begin;
+  while (end < datagram.size() && !wire::is_blank(datagram[end]) && datagram[end] != '\r' &&
+         datagram[end] != '\n') {
+    ++end;
+  }
+  std::string_view first = datagram.substr(begin, end - begin);
+  if (detail::is_verb(first, detail::verb::set)) return udp_verb::set;
+  if (detail::is_verb(first, detail::verb::get)) return udp_verb::get;
+  return udp_verb::none;
 }
 
-void serialize(const get_request& m, std::string& out) {
-  out += "GET ";
-  out += m.user;
+result<void> serialize(const set_request& m, std::string& out) {
+  if (auto ok = check(m); !ok) return ok;
+  write(m, out);
+  return {};
 }
-
-std::string serialize(const udp_request& m) {
+result<void> serialize(const get_request& m, std::string& out) {
+  if (auto ok = check(m); !ok) return ok;
+  write(m, out);
+  return {};
+}
+result<void> serialize(const udp_request& m, std::string& out) {
+  return std::visit([&](const auto& r) { return serialize(r, out); }, m);
+}
+result<std::string> serialize(const udp_request& m) {
   std::string out;
-  std::visit([&](const auto& r) { serialize(r, out); }, m);
+  if (auto ok = serialize(m, out); !ok) return tl::unexpected(ok.error());
   return out;
 }
 
@@ -216,36 +213,52 @@ result<status_reply> parse_status_reply(std::string_view datagram) {
 result<void> serialize(const buddy_list& m, std::string& out) {
   std::size_t size = 0;
   for (const auto& b : m.buddies) {
-    size += b.id.size() + b.ip.size() + decimal_digits(static_cast<unsigned>(b.status)) +
-            decimal_digits(b.port) + 4;  // three spaces and '\n'
+    if (auto ok = check(b); !ok) return ok;
+    size += line_size(b);
   }
   if (size > max_datagram) {
     return fail(errc::datagram_too_large, std::to_string(m.buddies.size()) + " buddies need " +
                                               std::to_string(size) + " bytes, more than " +
                                               std::to_string(max_datagram));
   }
+  serialize_unchecked(m, out);
+  return {};
+}
+
+void serialize_unchecked(const buddy_list& m, std::string& out) {
+  std::size_t size = 0;
+  for (const auto& b : m.buddies) size += line_size(b);
   out.reserve(out.size() + size);
   for (const auto& b : m.buddies) {
-    out += b.id;
+    out += b.user;
     out += ' ';
-    out += std::to_string(static_cast<unsigned>(b.status));
+    wire::append_decimal(out, static_cast<unsigned>(b.status));
     out += ' ';
     out += b.ip;
     out += ' ';
-    out += std::to_string(b.port);
+    wire::append_decimal(out, b.port);
     out += '\n';
   }
+}
+
+result<void> serialize(const status_reply& m, std::string& out) {
+  if (const auto* list = std::get_if<buddy_list>(&m)) return serialize(*list, out);
+  const auto& line = std::get<response>(m);
+  std::string bytes;
+  if (auto ok = serialize(line, bytes); !ok) return ok;
+  // A single line that reads as a buddy line is taken for one.
+  if (parse_buddy_line(strip_line_end(bytes))) {
+    return fail(errc::invalid_argument, "the error line " + detail::shown(bytes) +
+                                            " would be read as a buddy line");
+  }
+  if (auto ok = check_size(bytes); !ok) return ok;
+  out += bytes;
   return {};
 }
 
 result<std::string> serialize(const status_reply& m) {
   std::string out;
-  if (const auto* list = std::get_if<buddy_list>(&m)) {
-    if (auto ok = serialize(*list, out); !ok) return tl::unexpected(ok.error());
-    return out;
-  }
-  serialize(std::get<response>(m), out);
-  if (auto ok = check_size(out); !ok) return tl::unexpected(ok.error());
+  if (auto ok = serialize(m, out); !ok) return tl::unexpected(ok.error());
   return out;
 }
 

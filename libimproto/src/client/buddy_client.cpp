@@ -11,6 +11,8 @@
 
 #include "improto/net/common.hpp"
 #include "improto/net/tcp.hpp"
+#include "improto/buddy/codes.hpp"
+#include "improto/buddy/decoder.hpp"
 #include "improto/wire/text.hpp"
 
 namespace improto::client {
@@ -19,29 +21,11 @@ namespace {
 // Coroutine calls here never pass temporaries with destructors into a
 // co_await expression: g++ 12 destroys such temporaries twice.
 
+// The codec's userid rule; a caller's bad userid is a bad argument.
 result<void> check_userid(std::string_view id, std::string_view what) {
-  if (buddy::valid_userid(id)) return {};
-  return fail(errc::invalid_argument, std::string(what) + " " + wire::quote(id) +
-                                          " is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
-}
-
-// The server's answer as a result: 200 is success, the seed's codes map to
-// typed errors.
-result<void> outcome(const buddy::response& r) {
-  std::string said = "the server answered '" + std::to_string(r.code) +
-                     (r.text.empty() ? "" : " " + r.text) + "'";
-  switch (r.code) {
-    case 200:
-      return {};
-    case 201:
-      return fail(errc::invalid_argument, said);
-    case 202:
-      return fail(errc::not_found, said);
-    case 203:
-      return fail(errc::name_taken, said);
-    default:
-      return fail(errc::rejected, said);
-  }
+  auto ok = buddy::check_user(id, what);
+  if (!ok) return fail(errc::invalid_argument, ok.error().detail());
+  return ok;
 }
 
 // Connections of this file: the per-connection idle timeout is set where
@@ -77,12 +61,14 @@ buddy_client::buddy_client(asio::any_io_executor executor, buddy_options options
 buddy_client::~buddy_client() = default;
 
 asio::awaitable<result<void>> buddy_client::request(const buddy::request& req) {
+  std::string bytes;
+  if (auto ok = buddy::serialize(req, bytes); !ok) co_return tl::unexpected(ok.error());
   auto socket = co_await net::connect(options_.host, options_.tcp_port, options_.connect_timeout);
   if (!socket) co_return tl::unexpected(socket.error());
   auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), stream_limits());
   conn->set_idle_timeout(options_.reply_timeout);
   conn->start();
-  conn->send(buddy::serialize(req));
+  conn->send(std::move(bytes));
   buddy::response_decoder decoder;
   std::optional<result<buddy::response>> answer;
   while (!answer) {
@@ -106,7 +92,7 @@ asio::awaitable<result<void>> buddy_client::request(const buddy::request& req) {
   }
   conn->close();
   if (!*answer) co_return tl::unexpected(answer->error());
-  co_return outcome(**answer);
+  co_return buddy::from_wire(**answer);
 }
 
 asio::awaitable<result<void>> buddy_client::register_user(std::string_view user) {
@@ -149,13 +135,13 @@ result<asio::ip::udp::socket*> buddy_client::status_socket() {
 result<void> buddy_client::set_status(std::string_view user, buddy::presence status,
                                       std::uint16_t msgport) {
   if (auto ok = check_userid(user, "userid"); !ok) return ok;
-  if (status == buddy::presence::online && msgport == 0) {
-    return fail(errc::invalid_argument, "an online user needs a msgport from 1 to 65535");
+  std::string datagram;
+  if (auto ok = buddy::serialize(buddy::set_request{std::string(user), status, msgport}, datagram);
+      !ok) {
+    return ok;
   }
   auto sock = status_socket();
   if (!sock) return tl::unexpected(sock.error());
-  std::string datagram;
-  buddy::serialize(buddy::set_request{std::string(user), status, msgport}, datagram);
   std::error_code ec;
   (*sock)->send(asio::buffer(datagram), 0, ec);
   // A refusal reported here belongs to an earlier datagram; this one is sent
@@ -189,7 +175,9 @@ asio::awaitable<result<std::vector<buddy::buddy_entry>>> buddy_client::get_buddi
   if (!ec) sock.connect(server, ec);
   if (ec) co_return tl::unexpected(net::from_system(ec, "UDP to " + net::to_string(server)));
   std::string datagram;
-  buddy::serialize(buddy::get_request{std::string(user)}, datagram);
+  if (auto ok = buddy::serialize(buddy::get_request{std::string(user)}, datagram); !ok) {
+    co_return tl::unexpected(ok.error());
+  }
   std::vector<char> buffer(buddy::max_datagram + 1);
   asio::steady_timer timer(executor_);
   for (int attempt = 0; attempt < std::max(options_.get_attempts, 1); ++attempt) {
@@ -216,7 +204,7 @@ asio::awaitable<result<std::vector<buddy::buddy_entry>>> buddy_client::get_buddi
                      udp_where(options_) + " sent a malformed answer: " + reply.error().message());
     }
     if (auto* list = std::get_if<buddy::buddy_list>(&*reply)) co_return std::move(list->buddies);
-    auto failed = outcome(std::get<buddy::response>(*reply));
+    auto failed = buddy::from_wire(std::get<buddy::response>(*reply));
     if (!failed) co_return tl::unexpected(failed.error());
     co_return fail(errc::rejected, "the server answered GET with '200 OK'");
   }
@@ -253,6 +241,10 @@ asio::awaitable<result<std::shared_ptr<chat>>> chat::call(std::string_view host,
                                                           chat_events events,
                                                           std::chrono::milliseconds connect_timeout) {
   if (auto ok = check_userid(me, "userid"); !ok) co_return tl::unexpected(ok.error());
+  std::string hello;
+  if (auto ok = buddy::serialize(buddy::chat_hello{std::string(me)}, hello); !ok) {
+    co_return tl::unexpected(ok.error());
+  }
   auto socket = co_await net::connect(host, port, connect_timeout);
   if (!socket) co_return tl::unexpected(socket.error());
   auto state = std::make_unique<impl>();
@@ -262,8 +254,6 @@ asio::awaitable<result<std::shared_ptr<chat>>> chat::call(std::string_view host,
   state->opened = true;
   auto c = std::make_shared<chat>(std::move(state));
   c->impl_->conn->start();
-  std::string hello;
-  buddy::serialize(buddy::chat_hello{std::string(me)}, hello);
   c->impl_->conn->send(hello);
   auto executor = co_await asio::this_coro::executor;
   asio::co_spawn(executor, [c]() { return c->read_loop(); }, asio::detached);
@@ -272,18 +262,12 @@ asio::awaitable<result<std::shared_ptr<chat>>> chat::call(std::string_view host,
 
 result<void> chat::send(std::string_view text) {
   if (impl_->ended) return fail(errc::connection_closed, "the chat is over");
-  if (text == "q") return fail(errc::invalid_argument, "a line 'q' would end the chat");
   if (text.size() > max_line) {
     return fail(errc::invalid_argument,
                 "a line of more than " + std::to_string(max_line) + " bytes");
   }
-  for (char c : text) {
-    if (wire::is_ctl(c) && c != '\t') {
-      return fail(errc::invalid_argument, "a line break or control character in the line");
-    }
-  }
   std::string line;
-  buddy::serialize(buddy::chat_text{std::string(text)}, line);
+  if (auto ok = buddy::serialize(buddy::chat_text{std::string(text)}, line); !ok) return ok;
   if (!impl_->conn->send(line)) {
     return fail(errc::overloaded, "the buddy is not reading; too much unsent text");
   }
@@ -399,8 +383,7 @@ asio::awaitable<void> chat_listener::accept_loop() {
     auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), stream_limits());
     conn->start();
     if (s.busy()) {
-      std::string busy;
-      buddy::serialize(buddy::chat_busy{}, busy);
+      std::string busy = buddy::serialize(buddy::chat_message{buddy::chat_busy{}}).value();
       conn->set_idle_timeout(s.hello_timeout);  // bounds the flush to a peer that never reads
       conn->send(busy);
       conn->close_after_flush();

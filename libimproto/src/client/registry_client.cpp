@@ -4,7 +4,8 @@
 #include <optional>
 
 #include "improto/net/tcp.hpp"
-#include "improto/registry/http.hpp"
+#include "improto/registry/codes.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/wire/text.hpp"
 
 namespace improto::client {
@@ -13,7 +14,7 @@ namespace {
 constexpr std::string_view list_target = "/userlist.txt";
 
 // "HTTP 405 Method Not Allowed: <first line of the body>".
-std::string describe_status(const http::response& r) {
+std::string describe_status(const registry::response& r) {
   std::string text = "the server answered " + std::to_string(r.status);
   if (!r.reason.empty()) text += " " + r.reason;
   std::string_view body = r.body;
@@ -24,7 +25,7 @@ std::string describe_status(const http::response& r) {
 
 // The server's one-line explanation, or `fallback` when it sent none (the
 // seed server never does).
-std::string reason_or(const http::response& r, std::string fallback) {
+std::string reason_or(const registry::response& r, std::string fallback) {
   std::string_view body = r.body;
   body = wire::trim(body.substr(0, body.find_first_of("\r\n")));
   return body.empty() ? fallback : wire::escape(body.substr(0, 200));
@@ -64,11 +65,11 @@ struct registry_client::impl {
     kept.reset();
   }
 
-  using request_maker = std::function<result<http::request>(const asio::ip::tcp::endpoint& local)>;
+  using request_maker = std::function<result<registry::request>(const asio::ip::tcp::endpoint& local)>;
 
   // One request, one response. `make` builds the request once the
   // connection (and so its local address) is known.
-  asio::awaitable<result<http::response>> exchange(const request_maker& make) {
+  asio::awaitable<result<registry::response>> exchange(const request_maker& make) {
     for (int attempt = 0;; ++attempt) {
       std::shared_ptr<net::tcp_connection> conn = std::move(kept);
       kept.reset();
@@ -84,13 +85,18 @@ struct registry_client::impl {
         keep(conn);
         co_return tl::unexpected(request.error());
       }
+      std::string bytes;
+      if (auto ok = registry::serialize(*request, bytes); !ok) {
+        keep(conn);
+        co_return tl::unexpected(ok.error());
+      }
       conn->set_mid_message(true);
-      if (!conn->send(http::serialize(*request))) {
+      if (!conn->send(std::move(bytes))) {
         conn->close();
         co_return fail(errc::overloaded, "the request does not fit the send queue");
       }
-      http::response_decoder decoder(options.wire);
-      http::response response;
+      registry::response_decoder decoder(options.wire);
+      registry::response response;
       bool answered = false;
       bool received = false;
       std::string_view rest;
@@ -121,12 +127,13 @@ struct registry_client::impl {
         received = true;
         rest = *data;
         while (true) {
-          auto got = decoder.next(rest, response);
+          auto got = decoder.next(rest);
           if (!got) {
             conn->close();
             co_return fail(got.error().code(), "bad answer from the server: " + got.error().message());
           }
           if (!*got) break;
+          response = std::move(**got);
           if (response.status >= 200) {  // 1xx answers are interim
             answered = true;
             break;
@@ -155,11 +162,11 @@ struct registry_client::impl {
     kept = conn;
   }
 
-  asio::awaitable<result<http::response>> post(const registry::command& cmd) {
+  asio::awaitable<result<registry::response>> post(const registry::command& cmd) {
     std::string body;
     if (auto ok = registry::serialize(cmd, body); !ok) co_return tl::unexpected(ok.error());
-    request_maker make = [&](const asio::ip::tcp::endpoint&) -> result<http::request> {
-      return http::make_request("POST", std::string(list_target), host_header(host, port), body);
+    request_maker make = [&](const asio::ip::tcp::endpoint&) -> result<registry::request> {
+      return registry::make_request("POST", std::string(list_target), host_header(host, port), body);
     };
     auto answer = co_await exchange(make);
     co_return answer;
@@ -167,22 +174,26 @@ struct registry_client::impl {
 
   // Maps a POST's answer: 200 is success, 406 name_taken, 404 not_found,
   // 400 the server's verdict on the entry.
-  static result<void> verdict(const result<http::response>& answer,
+  static result<void> verdict(const result<registry::response>& answer,
                               const registry::command& cmd) {
     if (!answer) return tl::unexpected(answer.error());
     const auto& r = *answer;
-    if (r.status >= 200 && r.status < 300) return {};
-    if (r.status == 406) {
-      return fail(errc::name_taken, "the name '" + cmd.entry.name + "' is already registered");
-    }
-    if (r.status == 404 && cmd.kind == registry::command_kind::logout) {
-      return fail(errc::not_found, registry::to_string(cmd.entry) + " is not registered");
-    }
-    if (r.status == 400) {
-      bool reg = cmd.kind == registry::command_kind::register_;
-      return fail(reg ? errc::invalid_name : errc::invalid_argument,
-                  reason_or(r, reg ? "the server refused the name '" + cmd.entry.name + "'"
-                                   : "the server refused the request"));
+    auto code = registry::from_wire(r.status);
+    if (!code) return {};
+    bool reg = cmd.kind == registry::command_kind::register_;
+    switch (*code) {
+      case errc::name_taken:
+        return fail(errc::name_taken, "the name '" + cmd.entry.user + "' is already registered");
+      case errc::not_found:
+        if (reg) break;  // no such resource: the server is not a registry
+        return fail(errc::not_found, registry::to_string(cmd.entry) + " is not registered");
+      case errc::invalid_argument:
+        // For a REGISTER, the server's verdict is on the name.
+        return fail(reg ? errc::invalid_name : errc::invalid_argument,
+                    reason_or(r, reg ? "the server refused the name '" + cmd.entry.user + "'"
+                                     : "the server refused the request"));
+      default:
+        return fail(*code, describe_status(r));
     }
     return fail(errc::rejected, describe_status(r));
   }
@@ -202,14 +213,14 @@ asio::awaitable<result<void>> registry_client::register_user(std::string_view na
 }
 
 asio::awaitable<result<registry::entry>> registry_client::register_here(std::string_view name) {
-  if (auto ok = registry::validate_name(name); !ok) co_return tl::unexpected(ok.error());
+  if (auto ok = registry::check_user(name); !ok) co_return tl::unexpected(ok.error());
   registry::command cmd{registry::command_kind::register_, registry::entry{std::string(name), {}, 0}};
-  impl::request_maker make = [&](const asio::ip::tcp::endpoint& local) -> result<http::request> {
+  impl::request_maker make = [&](const asio::ip::tcp::endpoint& local) -> result<registry::request> {
     cmd.entry.host = local.address().to_string();
     cmd.entry.port = local.port();
     std::string body;
     if (auto ok = registry::serialize(cmd, body); !ok) return tl::unexpected(ok.error());
-    return http::make_request("POST", std::string(list_target),
+    return registry::make_request("POST", std::string(list_target),
                               host_header(impl_->host, impl_->port), body);
   };
   auto answer = co_await impl_->exchange(make);
@@ -227,8 +238,8 @@ asio::awaitable<result<void>> registry_client::logout(std::string_view name, std
 }
 
 asio::awaitable<result<std::vector<registry::entry>>> registry_client::list() {
-  impl::request_maker make = [this](const asio::ip::tcp::endpoint&) -> result<http::request> {
-    return http::make_request("GET", std::string(list_target),
+  impl::request_maker make = [this](const asio::ip::tcp::endpoint&) -> result<registry::request> {
+    return registry::make_request("GET", std::string(list_target),
                               host_header(impl_->host, impl_->port));
   };
   auto answer = co_await impl_->exchange(make);

@@ -78,7 +78,13 @@ struct relay_client::impl {
     if (closed) co_return fail(errc::connection_closed, "the client is closed");
     auto w = std::make_shared<channel::waiter>(co_await asio::this_coro::executor);
     w->timer.expires_after(options.reply_timeout);
-    if (!ch.conn->send(relay::serialize(m))) {
+    // Checked: a field the server would read differently (a recipient with a
+    // line break, say) fails here, before a byte is written.
+    std::string bytes;
+    if (auto ok = relay::serialize(m, bytes, options.wire); !ok) {
+      co_return tl::unexpected(ok.error());
+    }
+    if (!ch.conn->send(std::move(bytes))) {
       co_return fail(errc::overloaded, "too much unsent data queued for the server");
     }
     ch.waiters.push_back(w);
@@ -101,7 +107,8 @@ struct relay_client::impl {
   void on_notice(relay::message& m) {
     if (auto* f = std::get_if<relay::forward>(&m)) {
       // Acknowledge before showing it: the sender waits for our RECEIVED.
-      receiving.conn->send(relay::serialize(relay::received{f->from}));
+      // The server's own FORWARD line, read back: writable as it is.
+      receiving.conn->send(relay::serialize_unchecked(relay::received{f->from}));
       if (events.on_message) events.on_message(f->from, f->body);
     } else if (auto* j = std::get_if<relay::joined>(&m)) {
       if (events.on_presence) events.on_presence(j->user, true);
@@ -144,7 +151,7 @@ struct relay_client::impl {
     if (!reply) return tl::unexpected(reply.error());
     if (auto* ok = std::get_if<Expected>(&*reply)) return std::move(*ok);
     if (auto* err = std::get_if<relay::error_reply>(&*reply)) {
-      return tl::unexpected(relay::to_error(*err));
+      return tl::unexpected(relay::from_wire(*err));
     }
     return fail(errc::rejected, "unexpected reply: " + relay::describe(*reply));
   }

@@ -1,36 +1,15 @@
-#include "improto/registry/http.hpp"
+#include "improto/registry/decoder.hpp"
+#include "improto/registry/messages.hpp"
 
 #include <array>
 #include <charconv>
 
 #include "improto/wire/text.hpp"
 
-namespace improto::http {
+namespace improto::registry {
 namespace {
 
 using wire::frame_reader;
-
-// RFC 9110 tchar as a table: the method and every header name go through
-// it, and wire::is_tchar is an out-of-line call per byte.
-constexpr std::array<bool, 256> make_tchar_table() {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}
-constexpr std::array<bool, 256> tchar_table = make_tchar_table();
-
-constexpr bool tchar(char c) noexcept { return tchar_table[static_cast<unsigned char>(c)]; }
-
-bool is_token(std::string_view s) noexcept {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (!tchar(c)) return false;
-  }
-  return true;
-}
 
 // A request-target byte: anything visible (obs-text included), no blanks.
 constexpr bool target_char(char c) noexcept {
@@ -38,11 +17,25 @@ constexpr bool target_char(char c) noexcept {
   return u > 0x20 && u != 0x7f;
 }
 
-bool has_ctl(std::string_view s) noexcept {
-  for (char c : s) {
-    if (wire::is_ctl(c)) return true;
+// The request line's rules, for the decoder and the serializer alike.
+result<void> check_method(std::string_view method) {
+  if (wire::is_token(method)) return {};
+  return fail(errc::malformed_start_line, "method '" + wire::escape(method) + "' is not a token");
+}
+
+result<void> check_target(std::string_view target) {
+  if (target.empty()) return fail(errc::malformed_start_line, "empty request target");
+  for (char c : target) {
+    if (!target_char(c)) {
+      return fail(errc::malformed_start_line, "blank or control character in the target");
+    }
   }
-  return false;
+  return {};
+}
+
+result<void> check_reason(std::string_view reason) {
+  if (!wire::has_ctl(reason)) return {};
+  return fail(errc::malformed_start_line, "control character in the reason phrase");
 }
 
 // `HTTP/1.0` -> 0, `HTTP/1.1` -> 1; any other `HTTP/d.d` is a version we do
@@ -58,16 +51,8 @@ result<int> parse_version(std::string_view v) {
   return v[7] - '0';
 }
 
-void append_number(std::string& out, std::uint64_t n) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
-  (void)ec;  // 24 bytes always hold a uint64_t
-  out.append(buf, end);
-}
-
 // Case-insensitive match of a header name against a lower-case literal,
-// inlined (wire::iequals is an out-of-line call): it runs on every header of
-// every message.
+// inlined: it runs on every header of every message.
 template <std::size_t N>
 constexpr bool name_is(std::string_view name, const char (&lower)[N]) noexcept {
   if (name.size() != N - 1) return false;
@@ -77,7 +62,6 @@ constexpr bool name_is(std::string_view name, const char (&lower)[N]) noexcept {
   return true;
 }
 
-bool is_content_length(std::string_view name) noexcept { return name_is(name, "content-length"); }
 bool is_transfer_encoding(std::string_view name) noexcept {
   return name_is(name, "transfer-encoding");
 }
@@ -91,9 +75,8 @@ struct framing {
 result<framing> read_framing(std::span<const wire::header> headers) {
   framing f;
   for (const auto& h : headers) {
-    if (is_content_length(h.name)) {
-      // The same bound as frame_reader::content_length().
-      auto n = wire::parse_decimal(h.value, UINT64_MAX / 2);
+    if (wire::is_content_length(h.name)) {
+      auto n = wire::parse_content_length(h.value);
       if (!n) {
         return fail(errc::bad_content_length,
                     "Content-Length '" + wire::escape(h.value) + "' is not a decimal number");
@@ -126,41 +109,62 @@ void copy_headers(std::span<const wire::header> from, fields& to) {
   }
 }
 
-// Writes the headers; Content-Length values that do not match the body are
-// replaced by its size. Returns whether there was a Content-Length.
-bool append_headers(const fields& headers, std::size_t body_size, std::string& out) {
-  bool has_length = false;
+void append_headers(const fields& headers, std::string& out) {
   for (const auto& h : headers) {
     out += h.name;
     out += ": ";
-    if (is_content_length(h.name)) {
-      has_length = true;
-      if (wire::parse_decimal(h.value, UINT64_MAX / 2) == body_size) {
-        out += h.value;
-      } else {
-        append_number(out, body_size);
-      }
-    } else {
-      out += h.value;
-    }
+    out += h.value;
     out += "\r\n";
   }
-  return has_length;
 }
 
-// Transfer-Encoding matters only where a body follows (not 1xx/204/304).
-result<void> validate_headers(const fields& headers, bool body_follows) {
+// What the decoders would reject or read differently in a message's
+// headers and body. `start_line` is the size of the start line.
+result<void> check_message(std::size_t start_line, const fields& headers, std::string_view body,
+                           bool body_follows, bool length_required, const wire::limits& lim) {
+  auto too_long = [&](std::size_t n) {
+    return fail(errc::line_too_long,
+                "a line of " + std::to_string(n) + " bytes exceeds " + std::to_string(lim.max_line));
+  };
+  if (start_line > lim.max_line) return too_long(start_line);
+  if (headers.size() > lim.max_headers) {
+    return fail(errc::too_many_headers, std::to_string(headers.size()) + " headers, at most " +
+                                            std::to_string(lim.max_headers));
+  }
+  bool has_length = false;
   for (const auto& h : headers) {
-    if (!is_token(h.name)) {
+    if (!wire::is_token(h.name)) {
       return fail(errc::malformed_header, "header name '" + wire::escape(h.name) + "' is not a token");
     }
-    if (has_ctl(h.value) || wire::trim(h.value).size() != h.value.size()) {
+    if (wire::has_ctl(h.value) || wire::has_outer_blank(h.value)) {
       return fail(errc::malformed_header,
                   "value of header '" + h.name + "' has control characters or outer blanks");
     }
-    if (body_follows && is_transfer_encoding(h.name)) {
+    if (h.name.size() + 2 + h.value.size() > lim.max_line) {
+      return too_long(h.name.size() + 2 + h.value.size());
+    }
+    if (!body_follows) continue;
+    if (is_transfer_encoding(h.name)) {
       return fail(errc::unsupported_encoding, "Transfer-Encoding is not supported");
     }
+    if (wire::is_content_length(h.name)) {
+      if (wire::parse_content_length(h.value) != body.size()) {
+        return fail(errc::bad_content_length, "Content-Length '" + wire::escape(h.value) +
+                                                  "' is not the body's size " +
+                                                  std::to_string(body.size()));
+      }
+      has_length = true;
+    }
+  }
+  if (!body_follows && !body.empty()) {
+    return fail(errc::invalid_argument, "this message cannot have a body");
+  }
+  if (length_required && !has_length && !body.empty()) {
+    return fail(errc::missing_content_length, "a request body needs a Content-Length header");
+  }
+  if (body.size() > lim.max_body) {
+    return fail(errc::body_too_large, "body of " + std::to_string(body.size()) +
+                                          " bytes exceeds " + std::to_string(lim.max_body));
   }
   return {};
 }
@@ -227,69 +231,44 @@ bool keep_alive(int version, const fields& headers) noexcept {
 
 // ------------------------------------------------------------------ serializers
 
-void serialize(const request& r, std::string& out) {
+void serialize_unchecked(const request& r, std::string& out) {
   out += r.method;
   out += ' ';
   out += r.target;
   out += " HTTP/1.";
-  append_number(out, static_cast<std::uint64_t>(r.version));
+  wire::append_decimal(out, static_cast<std::uint64_t>(r.version));
   out += "\r\n";
-  if (!append_headers(r.headers, r.body.size(), out) && !r.body.empty()) {
-    out += "Content-Length: ";
-    append_number(out, r.body.size());
-    out += "\r\n";
-  }
+  append_headers(r.headers, out);
   out += "\r\n";
   out += r.body;
 }
 
-void serialize(const response& r, std::string& out) {
+void serialize_unchecked(const response& r, std::string& out) {
   out += "HTTP/1.";
-  append_number(out, static_cast<std::uint64_t>(r.version));
+  wire::append_decimal(out, static_cast<std::uint64_t>(r.version));
   out += ' ';
-  append_number(out, static_cast<std::uint64_t>(r.status));
+  wire::append_decimal(out, static_cast<std::uint64_t>(r.status));
   out += ' ';
   out += r.reason;
   out += "\r\n";
-  if (!status_has_body(r.status)) {
-    // Whatever these say about lengths, no body follows them.
-    for (const auto& h : r.headers) {
-      out += h.name;
-      out += ": ";
-      out += h.value;
-      out += "\r\n";
-    }
-    out += "\r\n";
-    return;
-  }
-  append_headers(r.headers, r.body.size(), out);
+  append_headers(r.headers, out);
   out += "\r\n";
   out += r.body;
 }
 
-std::string serialize(const message& m) {
-  std::string out;
-  std::visit([&](const auto& v) { serialize(v, out); }, m);
-  return out;
-}
-
-result<void> validate(const request& r) {
-  if (!is_token(r.method)) {
-    return fail(errc::malformed_start_line, "method '" + wire::escape(r.method) + "' is not a token");
-  }
-  if (r.target.empty()) return fail(errc::malformed_start_line, "empty request target");
-  for (char c : r.target) {
-    if (!target_char(c)) {
-      return fail(errc::malformed_start_line, "blank or control character in the target");
-    }
-  }
+result<void> serialize(const request& r, std::string& out, const wire::limits& lim) {
+  if (auto ok = check_method(r.method); !ok) return ok;
+  if (auto ok = check_target(r.target); !ok) return ok;
   if (r.version != 0 && r.version != 1) {
     return fail(errc::unsupported_version, "HTTP minor version must be 0 or 1");
   }
-  return validate_headers(r.headers, true);
+  std::size_t start_line = r.method.size() + r.target.size() + 10;  // two SP, HTTP/1.x
+  if (auto ok = check_message(start_line, r.headers, r.body, true, true, lim); !ok) return ok;
+  serialize_unchecked(r, out);
+  return {};
 }
 
-result<void> validate(const response& r) {
+result<void> serialize(const response& r, std::string& out, const wire::limits& lim) {
   if (r.version != 0 && r.version != 1) {
     return fail(errc::unsupported_version, "HTTP minor version must be 0 or 1");
   }
@@ -297,14 +276,25 @@ result<void> validate(const response& r) {
     return fail(errc::malformed_start_line, "status " + std::to_string(r.status) +
                                                 " is not three digits");
   }
-  if (has_ctl(r.reason)) {
-    return fail(errc::malformed_start_line, "control character in the reason phrase");
-  }
+  if (auto ok = check_reason(r.reason); !ok) return ok;
   if (!status_has_body(r.status) && !r.body.empty()) {
     return fail(errc::invalid_argument,
                 "a " + std::to_string(r.status) + " response cannot have a body");
   }
-  return validate_headers(r.headers, status_has_body(r.status));
+  std::size_t start_line = r.reason.size() + 13;  // HTTP/1.x SP NNN SP
+  if (auto ok = check_message(start_line, r.headers, r.body, status_has_body(r.status), false, lim);
+      !ok) {
+    return ok;
+  }
+  serialize_unchecked(r, out);
+  return {};
+}
+
+result<std::string> serialize(const http_message& m) {
+  std::string out;
+  auto ok = std::visit([&](const auto& v) { return serialize(v, out); }, m);
+  if (!ok) return tl::unexpected<error>(std::move(ok.error()));
+  return out;
 }
 
 // -------------------------------------------------------------------- describe
@@ -325,7 +315,7 @@ std::string describe(const response& r) {
   return d.str();
 }
 
-std::string describe(const message& m) {
+std::string describe(const http_message& m) {
   return std::visit([](const auto& v) { return describe(v); }, m);
 }
 
@@ -370,30 +360,6 @@ bool status_has_body(int status) noexcept {
   return !(status < 200 || status == 204 || status == 304);
 }
 
-int status_for(errc code) noexcept {
-  switch (code) {
-    case errc::malformed_start_line:
-    case errc::malformed_header:
-    case errc::bad_content_length:
-    case errc::truncated:
-    case errc::unknown_command:
-    case errc::invalid_name:
-    case errc::invalid_argument:
-      return 400;
-    case errc::not_found: return 404;
-    case errc::name_taken: return 406;
-    case errc::missing_content_length: return 411;
-    case errc::body_too_large: return 413;
-    case errc::line_too_long:
-    case errc::too_many_headers:
-      return 431;
-    case errc::unsupported_encoding: return 501;
-    case errc::overloaded: return 503;
-    case errc::unsupported_version: return 505;
-    default: return 500;
-  }
-}
-
 request make_request(std::string method, std::string target, std::string host, std::string body) {
   request r;
   r.method = std::move(method);
@@ -423,14 +389,14 @@ response make_response(int status, std::string body, bool keep_alive) {
 
 void write_response(std::string& out, int status, std::string_view body, bool keep_alive) {
   out += "HTTP/1.1 ";
-  append_number(out, static_cast<std::uint64_t>(status));
+  wire::append_decimal(out, static_cast<std::uint64_t>(status));
   out += ' ';
   out += reason_phrase(status);
   out += "\r\n";
   bool with_body = status_has_body(status);
   if (with_body) {
     out += "Content-Length: ";
-    append_number(out, body.size());
+    wire::append_decimal(out, body.size());
     out += "\r\n";
   }
   if (!keep_alive) out += "Connection: close\r\n";
@@ -487,16 +453,9 @@ result<bool> request_decoder::on_head() {
                 "request line '" + wire::escape(line) + "' is not 'METHOD target HTTP/1.x'");
   }
   std::string_view method = line.substr(0, sp1);
-  if (!is_token(method)) {
-    return fail(errc::malformed_start_line, "method '" + wire::escape(method) + "' is not a token");
-  }
+  if (auto ok = check_method(method); !ok) return tl::unexpected<error>(std::move(ok.error()));
   std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  if (target.empty()) return fail(errc::malformed_start_line, "empty request target");
-  for (char c : target) {
-    if (!target_char(c)) {
-      return fail(errc::malformed_start_line, "blank or control character in the target");
-    }
-  }
+  if (auto ok = check_target(target); !ok) return tl::unexpected<error>(std::move(ok.error()));
   auto version = parse_version(line.substr(sp2 + 1));
   if (!version) return tl::unexpected<error>(std::move(version.error()));
 
@@ -524,19 +483,15 @@ void request_decoder::fill(request& out) {
   reader_.reset();
 }
 
-result<bool> request_decoder::next(std::string_view& in, request& out) {
-  if (error_) return tl::unexpected<error>(*error_);
-  return run_frames(
-      reader_, in, [this] { return on_head(); }, [&] { fill(out); },
-      [this](error e) -> result<bool> { return fail_with(std::move(e)); });
-}
-
 wire::decode_result<request> request_decoder::next(std::string_view& in) {
-  request r;
-  auto got = next(in, r);
+  if (error_) return tl::unexpected<error>(*error_);
+  auto got = run_frames(
+      reader_, in, [this] { return on_head(); }, [this] { fill(spare_); },
+      [this](error e) -> result<bool> { return fail_with(std::move(e)); });
   if (!got) return tl::unexpected<error>(std::move(got.error()));
   if (!*got) return std::optional<request>{};
-  return std::optional<request>{std::move(r)};
+  // Built in place: one move of the request, no temporaries.
+  return wire::decode_result<request>(tl::in_place, std::in_place, std::move(spare_));
 }
 
 wire::decode_result<request> request_decoder::finish() {
@@ -570,8 +525,8 @@ result<bool> response_decoder::on_head() {
     return fail(errc::malformed_start_line, "status '" + wire::escape(code) + "' is not 100..999");
   }
   reason_at_ = line.size() > 12 ? 13 : 12;
-  if (has_ctl(line.substr(reason_at_))) {
-    return fail(errc::malformed_start_line, "control character in the reason phrase");
+  if (auto ok = check_reason(line.substr(reason_at_)); !ok) {
+    return tl::unexpected<error>(std::move(ok.error()));
   }
   version_ = *version;
   status_ = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
@@ -604,19 +559,14 @@ void response_decoder::fill(response& out) {
   reader_.reset();
 }
 
-result<bool> response_decoder::next(std::string_view& in, response& out) {
-  if (error_) return tl::unexpected<error>(*error_);
-  return run_frames(
-      reader_, in, [this] { return on_head(); }, [&] { fill(out); },
-      [this](error e) -> result<bool> { return fail_with(std::move(e)); });
-}
-
 wire::decode_result<response> response_decoder::next(std::string_view& in) {
-  response r;
-  auto got = next(in, r);
+  if (error_) return tl::unexpected<error>(*error_);
+  auto got = run_frames(
+      reader_, in, [this] { return on_head(); }, [this] { fill(spare_); },
+      [this](error e) -> result<bool> { return fail_with(std::move(e)); });
   if (!got) return tl::unexpected<error>(std::move(got.error()));
   if (!*got) return std::optional<response>{};
-  return std::optional<response>{std::move(r)};
+  return wire::decode_result<response>(tl::in_place, std::in_place, std::move(spare_));
 }
 
 wire::decode_result<response> response_decoder::finish() {
@@ -624,9 +574,8 @@ wire::decode_result<response> response_decoder::finish() {
   auto ev = reader_.finish();
   if (!ev) return fail_with(std::move(ev.error()));
   if (*ev != frame_reader::event::body) return std::optional<response>{};
-  response r;
-  fill(r);  // a body that ran up to the close
-  return std::optional<response>{std::move(r)};
+  fill(spare_);  // a body that ran up to the close
+  return std::optional<response>{std::move(spare_)};
 }
 
-}  // namespace improto::http
+}  // namespace improto::registry

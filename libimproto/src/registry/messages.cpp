@@ -1,5 +1,10 @@
 #include "improto/registry/messages.hpp"
 
+#include <array>
+
+#include "improto/registry/decoder.hpp"
+#include "improto/wire/address.hpp"
+
 #include "improto/wire/text.hpp"
 
 namespace improto::registry {
@@ -48,67 +53,6 @@ std::size_t decode_utf8(std::string_view s, std::size_t i, std::uint32_t& cp) no
   return len;
 }
 
-bool valid_ipv4(std::string_view s) noexcept {
-  int parts = 0;
-  while (true) {
-    auto dot = s.find('.');
-    std::string_view part = s.substr(0, dot);
-    // No leading zeros: some resolvers read "010" as octal.
-    if (part.empty() || part.size() > 3 || (part.size() > 1 && part[0] == '0')) return false;
-    auto v = wire::parse_decimal(part, 255);
-    if (!v) return false;
-    ++parts;
-    if (dot == std::string_view::npos) break;
-    s.remove_prefix(dot + 1);
-  }
-  return parts == 4;
-}
-
-bool is_hex(char c) noexcept {
-  return wire::is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-// RFC 4291 text form: eight 16-bit groups, one `::` for a run of zero
-// groups, optionally ending in a dotted quad (two groups). No zone ids.
-bool valid_ipv6(std::string_view s) noexcept {
-  std::size_t i = 0;
-  int groups = 0;
-  bool compressed = false;
-  if (s.substr(0, 2) == "::") {
-    compressed = true;
-    i = 2;
-    if (i == s.size()) return true;
-  } else if (!s.empty() && s[0] == ':') {
-    return false;
-  }
-  while (true) {
-    auto colon = s.find(':', i);
-    std::string_view piece = s.substr(i, colon == std::string_view::npos ? colon : colon - i);
-    if (piece.find('.') != std::string_view::npos) {
-      if (colon != std::string_view::npos || !valid_ipv4(piece)) return false;
-      groups += 2;
-      break;
-    }
-    if (piece.empty() || piece.size() > 4) return false;
-    for (char c : piece) {
-      if (!is_hex(c)) return false;
-    }
-    ++groups;
-    if (groups > 8) return false;
-    if (colon == std::string_view::npos) break;
-    if (colon + 1 < s.size() && s[colon + 1] == ':') {
-      if (compressed) return false;
-      compressed = true;
-      i = colon + 2;
-      if (i == s.size()) break;
-    } else {
-      i = colon + 1;
-      if (i == s.size()) return false;  // a single trailing colon
-    }
-  }
-  return compressed ? groups < 8 : groups == 8;
-}
-
 bool valid_hostname(std::string_view s) noexcept {
   while (true) {
     auto dot = s.find('.');
@@ -123,7 +67,7 @@ bool valid_hostname(std::string_view s) noexcept {
 }
 
 void append_entry(const entry& e, std::string& out) {
-  out += e.name;
+  out += e.user;
   out += '@';
   if (e.host.find(':') != std::string::npos) {
     out += '[';
@@ -137,21 +81,34 @@ void append_entry(const entry& e, std::string& out) {
 }
 
 result<void> validate_entry(const entry& e) {
-  if (auto r = validate_name(e.name); !r) return r;
-  if (auto r = validate_host(e.host); !r) return r;
+  if (auto r = check_user(e.user); !r) return r;
+  if (auto r = check_host(e.host); !r) return r;
   if (e.port == 0) return fail(errc::invalid_argument, "port 0 is not a port");
   return {};
 }
 
-std::string_view verb(command_kind k) noexcept {
-  return k == command_kind::register_ ? "REGISTER" : "LOGOUT";
+// The commands' one table: wire verb (any case on input) and describe() name.
+struct command_spelling {
+  command_kind kind;
+  std::string_view verb;
+  std::string_view type;
+};
+constexpr std::array<command_spelling, 2> commands{{
+    {command_kind::register_, "REGISTER", "register"},
+    {command_kind::logout, "LOGOUT", "logout"},
+}};
+
+const command_spelling& spelling(command_kind k) noexcept {
+  return commands[k == command_kind::register_ ? 0 : 1];
 }
 
 }  // namespace
 
+std::string_view verb(command_kind k) noexcept { return spelling(k).verb; }
+
 // ------------------------------------------------------------------ names, hosts
 
-result<void> validate_name(std::string_view name) {
+result<void> check_user(std::string_view name) {
   if (name.empty()) return fail(errc::invalid_name, "the name is empty");
   if (name.size() > max_name_length) {
     return fail(errc::invalid_name,
@@ -179,16 +136,18 @@ result<void> validate_name(std::string_view name) {
   return {};
 }
 
-result<void> validate_host(std::string_view host) {
+bool valid_user(std::string_view name) { return check_user(name).has_value(); }
+
+result<void> check_host(std::string_view host) {
   if (host.empty()) return fail(errc::invalid_argument, "the host is empty");
   if (host.size() > max_host_length) {
     return fail(errc::invalid_argument, "the host is longer than 253 bytes");
   }
   bool ok;
   if (host.find(':') != std::string_view::npos) {
-    ok = valid_ipv6(host);
+    ok = wire::is_ipv6(host);
   } else if (host.find_first_not_of("0123456789.") == std::string_view::npos) {
-    ok = valid_ipv4(host);  // all digits and dots: only an address will do
+    ok = wire::is_ipv4(host);  // all digits and dots: only an address will do
   } else {
     ok = valid_hostname(host);
   }
@@ -204,7 +163,7 @@ result<entry> parse_entry(std::string_view text) {
     return fail(errc::invalid_argument, "'" + wire::escape(text) + "' is not name@host:port");
   }
   std::string_view name = text.substr(0, at);
-  if (auto r = validate_name(name); !r) return tl::unexpected<error>(std::move(r.error()));
+  if (auto r = check_user(name); !r) return tl::unexpected<error>(std::move(r.error()));
   std::string_view rest = text.substr(at + 1);
   std::string_view host;
   std::string_view port;
@@ -226,7 +185,7 @@ result<entry> parse_entry(std::string_view text) {
     host = rest.substr(0, colon);
     port = rest.substr(colon + 1);
   }
-  if (auto r = validate_host(host); !r) return tl::unexpected<error>(std::move(r.error()));
+  if (auto r = check_host(host); !r) return tl::unexpected<error>(std::move(r.error()));
   auto number = wire::parse_decimal(port, 65535);
   if (!number || *number == 0) {
     return fail(errc::invalid_argument, "port '" + wire::escape(port) + "' is not 1..65535");
@@ -247,7 +206,11 @@ std::string to_string(const entry& e) {
 }
 
 std::string describe(const entry& e) {
-  return wire::describer("entry").text("name", e.name).text("host", e.host).number("port", e.port).str();
+  return wire::describer("entry")
+      .text("name", e.user)
+      .text("host", e.host)
+      .number("port", e.port)
+      .str();
 }
 
 // ---------------------------------------------------------------------- command
@@ -257,14 +220,15 @@ result<command> parse_command(std::string_view body) {
   if (text.empty()) return fail(errc::unknown_command, "the body has no command");
   auto [word, rest] = wire::split_first(text);
   command c;
-  if (wire::iequals(word, "REGISTER")) {
-    c.kind = command_kind::register_;
-  } else if (wire::iequals(word, "LOGOUT")) {
-    c.kind = command_kind::logout;
-  } else {
+  const command_spelling* found = nullptr;
+  for (const auto& k : commands) {
+    if (wire::iequals(word, k.verb)) found = &k;
+  }
+  if (found == nullptr) {
     return fail(errc::unknown_command,
                 "'" + wire::escape(word.substr(0, 32)) + "' is not REGISTER or LOGOUT");
   }
+  c.kind = found->kind;
   if (rest.empty()) {
     return fail(errc::invalid_argument, std::string(verb(c.kind)) + " needs name@host:port");
   }
@@ -283,8 +247,8 @@ result<void> serialize(const command& c, std::string& out) {
 }
 
 std::string describe(const command& c) {
-  return wire::describer(c.kind == command_kind::register_ ? "register" : "logout")
-      .text("name", c.entry.name)
+  return wire::describer(spelling(c.kind).type)
+      .text("name", c.entry.user)
       .text("host", c.entry.host)
       .number("port", c.entry.port)
       .str();
@@ -353,7 +317,7 @@ result<peer_message> parse_peer_message(std::string_view datagram) {
     return fail(errc::invalid_argument, "a peer message is 'sender: text'");
   }
   std::string_view sender = datagram.substr(0, sep);
-  if (auto r = validate_name(sender); !r) return tl::unexpected<error>(std::move(r.error()));
+  if (auto r = check_user(sender); !r) return tl::unexpected<error>(std::move(r.error()));
   return peer_message{std::string(sender), std::string(datagram.substr(sep + 2))};
 }
 
@@ -363,7 +327,7 @@ result<void> serialize(const peer_message& m, std::string& out) {
     return fail(errc::datagram_too_large,
                 std::to_string(size) + " bytes, at most " + std::to_string(max_datagram_size));
   }
-  if (auto r = validate_name(m.sender); !r) return r;
+  if (auto r = check_user(m.sender); !r) return r;
   out += m.sender;
   out += ": ";
   out += m.text;

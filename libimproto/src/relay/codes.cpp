@@ -4,7 +4,7 @@
 
 namespace improto::relay {
 
-int wire_code(errc code) noexcept {
+int to_wire(errc code) noexcept {
   switch (code) {
     // The decoder lost the message boundaries: the seed's "header incomplete".
     case errc::line_too_long:
@@ -55,9 +55,9 @@ std::string_view wire_text(int code) noexcept {
 
 error_reply error_for(int code) { return error_reply{code, std::string(wire_text(code))}; }
 
-error_reply error_for(errc code) { return error_for(wire_code(code)); }
+error_reply error_for(errc code) { return error_for(to_wire(code)); }
 
-error to_error(const error_reply& reply) {
+error from_wire(const error_reply& reply) {
   errc code = errc::rejected;
   switch (reply.code) {
     case codes::malformed_username: code = errc::invalid_name; break;

@@ -5,76 +5,12 @@
 #include <limits>
 
 #include "improto/wire/text.hpp"
+#include "verbs.hpp"
 
 namespace improto::relay {
 namespace {
 
-enum class verb : std::uint8_t {
-  unknown,
-  send, forward, received, sent, register_, registered, error,
-  list, users, files, subscribe, subscribed, unsubscribe, unsubscribed, joined, left,
-  download, transfer, pause, resume, cancel, paused, resumed, cancelled,
-};
-
-struct verb_entry {
-  std::string_view word;
-  verb v;
-  bool to_server;  // may appear in bytes a client sends
-  bool to_client;  // may appear in bytes a server sends
-};
-
-// SEND and FORWARD first: they are the bulk of the traffic.
-constexpr std::array<verb_entry, 24> verbs{{
-    {"SEND", verb::send, true, true},  // to a client only as the seed's spelling of SENT
-    {"FORWARD", verb::forward, false, true},
-    {"RECEIVED", verb::received, true, false},
-    {"SENT", verb::sent, false, true},
-    {"REGISTER", verb::register_, true, false},
-    {"REGISTERED", verb::registered, false, true},
-    {"ERROR", verb::error, true, true},
-    {"LIST", verb::list, true, false},
-    {"USERS", verb::users, false, true},
-    {"FILES", verb::files, false, true},
-    {"SUBSCRIBE", verb::subscribe, true, false},
-    {"SUBSCRIBED", verb::subscribed, false, true},
-    {"UNSUBSCRIBE", verb::unsubscribe, true, false},
-    {"UNSUBSCRIBED", verb::unsubscribed, false, true},
-    {"JOINED", verb::joined, false, true},
-    {"LEFT", verb::left, false, true},
-    {"DOWNLOAD", verb::download, true, false},
-    {"TRANSFER", verb::transfer, false, true},
-    {"PAUSE", verb::pause, true, false},
-    {"RESUME", verb::resume, true, false},
-    {"CANCEL", verb::cancel, true, false},
-    {"PAUSED", verb::paused, false, true},
-    {"RESUMED", verb::resumed, false, true},
-    {"CANCELLED", verb::cancelled, false, true},
-}};
-
-const verb_entry* find_verb(std::string_view word) noexcept {
-  for (const auto& e : verbs) {
-    if (e.word == word) return &e;
-  }
-  return nullptr;
-}
-
-// Sizes and offsets stay below 2^63 so that they fit a signed off_t.
-constexpr auto max_size = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-
-// wire::parse_decimal(s, max) lets a single digit above `max` through when
-// max < 9, so the bound is checked here.
-std::optional<std::uint64_t> decimal(std::string_view s, std::uint64_t max) noexcept {
-  auto n = wire::parse_decimal(s);
-  if (!n || *n > max) return std::nullopt;
-  return n;
-}
-
-bool has_ctl(std::string_view s) noexcept {
-  for (char c : s) {
-    if (wire::is_ctl(c)) return true;
-  }
-  return false;
-}
+using namespace detail;
 
 tl::unexpected<error> bad_line(std::string detail) {
   return tl::unexpected<error>(error(errc::malformed_start_line, std::move(detail)));
@@ -99,7 +35,7 @@ result<std::string_view> only_word(std::string_view verb_word, std::string_view 
 result<std::uint32_t> transfer_id(std::string_view verb_word, std::string_view rest) {
   auto word = only_word(verb_word, rest, "a transfer id");
   if (!word) return tl::unexpected<error>(word.error());
-  auto id = decimal(*word, std::numeric_limits<std::uint32_t>::max());
+  auto id = wire::parse_decimal(*word, std::numeric_limits<std::uint32_t>::max());
   if (!id || *id == 0) {
     return bad_arg("transfer id '" + wire::escape(*word) + "' is not a number in 1..4294967295");
   }
@@ -109,15 +45,15 @@ result<std::uint32_t> transfer_id(std::string_view verb_word, std::string_view r
 result<void> presence_topic(std::string_view verb_word, std::string_view rest) {
   auto word = only_word(verb_word, rest, "a topic");
   if (!word) return tl::unexpected<error>(word.error());
-  if (*word != "PRESENCE") {
+  if (*word != presence_word) {
     return bad_arg("unknown topic '" + wire::escape(*word) + "' (only PRESENCE)");
   }
   return {};
 }
 
 result<relay::role> parse_role(std::string_view word) {
-  if (word == "TOSEND") return role::to_send;
-  if (word == "TORECV") return role::to_recv;
+  if (word == to_send_word) return role::to_send;
+  if (word == to_recv_word) return role::to_recv;
   return bad_arg("role '" + wire::escape(word) + "' is neither TOSEND nor TORECV");
 }
 
@@ -130,7 +66,7 @@ result<std::uint64_t> number_header(const wire::frame_reader& r, std::string_vie
                                     std::uint64_t min, std::uint64_t max) {
   auto v = r.find(name);
   if (!v) return bad_arg("header " + std::string(name) + " missing");
-  auto n = decimal(*v, max);
+  auto n = wire::parse_decimal(*v, max);
   if (!n || *n < min) {
     return bad_arg("header " + std::string(name) + " '" + wire::escape(*v) +
                    "' is not a number in " + std::to_string(min) + ".." + std::to_string(max));
@@ -139,7 +75,7 @@ result<std::uint64_t> number_header(const wire::frame_reader& r, std::string_vie
 }
 
 result<std::string> sha256_header(const wire::frame_reader& r) {
-  auto v = r.find("Sha256");
+  auto v = r.find(header::sha256);
   if (!v) return bad_arg("header Sha256 missing");
   bool hex = v->size() == 64;
   std::string out(*v);
@@ -152,7 +88,7 @@ result<std::string> sha256_header(const wire::frame_reader& r) {
 }
 
 result<bool> more_header(const wire::frame_reader& r) {
-  auto v = r.find("More");
+  auto v = r.find(header::more);
   if (!v || wire::iequals(*v, "no")) return false;
   if (wire::iequals(*v, "yes")) return true;
   return bad_arg("header More '" + wire::escape(*v) + "' is neither yes nor no");
@@ -168,7 +104,7 @@ result<void> for_each_line(std::string_view body, Entry entry) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     line = wire::trim(line);
     if (line.empty()) return bad_arg("empty line in a list body");
-    if (has_ctl(line)) return bad_arg("control character in a list body");
+    if (wire::has_ctl(line)) return bad_arg("control character in a list body");
     if (auto r = entry(line); !r) return r;
   }
   return {};
@@ -190,7 +126,7 @@ result<void> parse_files(const wire::frame_reader& r, file_list& m) {
   m.more = *more;
   return for_each_line(r.body(), [&](std::string_view line) -> result<void> {
     auto [size_word, name] = wire::split_first(line);
-    auto size = decimal(size_word, max_size);
+    auto size = wire::parse_decimal(size_word, max_size);
     if (!size) return bad_arg("file size '" + wire::escape(size_word) + "' is not a number");
     if (name.empty()) return bad_arg("file entry without a name");
     m.files.push_back({std::string(name), *size});
@@ -249,9 +185,9 @@ result<void> parse_head(verb v, std::string_view word, std::string_view rest,
     case verb::list: {
       auto what = only_word(word, rest, "USERS or FILES");
       if (!what) return tl::unexpected<error>(what.error());
-      std::string after(find_or_empty(r, "After"));
-      if (*what == "USERS") return put(out, list_users{std::move(after)});
-      if (*what == "FILES") return put(out, list_files{std::move(after)});
+      std::string after(find_or_empty(r, header::after));
+      if (*what == users_word) return put(out, list_users{std::move(after)});
+      if (*what == files_word) return put(out, list_files{std::move(after)});
       return bad_arg("LIST of '" + wire::escape(*what) + "' (only USERS or FILES)");
     }
     case verb::users:
@@ -271,11 +207,11 @@ result<void> parse_head(verb v, std::string_view word, std::string_view rest,
       return put(out, unsubscribed{});
     }
     case verb::download: {
-      auto port = number_header(r, "Udp-port", 1, 65535);
+      auto port = number_header(r, header::udp_port, 1, 65535);
       if (!port) return tl::unexpected<error>(port.error());
       std::uint64_t offset = 0;
-      if (r.find("Offset")) {
-        auto o = number_header(r, "Offset", 0, max_size);
+      if (r.find(header::offset)) {
+        auto o = number_header(r, header::offset, 0, max_size);
         if (!o) return tl::unexpected<error>(o.error());
         offset = *o;
       }
@@ -284,13 +220,13 @@ result<void> parse_head(verb v, std::string_view word, std::string_view rest,
     case verb::transfer: {
       auto id = transfer_id(word, rest);
       if (!id) return tl::unexpected<error>(id.error());
-      auto size = number_header(r, "Size", 0, max_size);
+      auto size = number_header(r, header::size, 0, max_size);
       if (!size) return tl::unexpected<error>(size.error());
-      auto offset = number_header(r, "Offset", 0, *size);
+      auto offset = number_header(r, header::offset, 0, *size);
       if (!offset) return tl::unexpected<error>(offset.error());
       auto sha = sha256_header(r);
       if (!sha) return tl::unexpected<error>(sha.error());
-      auto port = number_header(r, "Udp-port", 1, 65535);
+      auto port = number_header(r, header::udp_port, 1, 65535);
       if (!port) return tl::unexpected<error>(port.error());
       return put(out, transfer{*id, *size, *offset, std::move(*sha),
                                static_cast<std::uint16_t>(*port)});
@@ -407,7 +343,7 @@ wire::decode_result<message> decoder::on_head() {
   }
 
   if (!refused_) {
-    if (has_ctl(line)) {
+    if (wire::has_ctl(line)) {
       refused_ = error(errc::malformed_start_line, "control character in the start line");
     } else if (auto ok = parse_head(v, word, rest, reader_, pending_); !ok) {
       refused_ = std::move(ok).error();

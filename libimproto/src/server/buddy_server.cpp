@@ -11,6 +11,8 @@
 #include <variant>
 #include <vector>
 
+#include "improto/buddy/codes.hpp"
+#include "improto/buddy/decoder.hpp"
 #include "improto/server/group_commit.hpp"
 #include "improto/store/buddy_store.hpp"
 
@@ -56,42 +58,16 @@ asio::ip::address plain(const asio::ip::address& a) {
 }
 
 std::string request_text(const buddy::request& r) {
-  std::string text = buddy::serialize(r);
+  std::string text;
+  buddy::serialize_unchecked(r, text);
   if (!text.empty() && text.back() == '\n') text.pop_back();
   return text;
 }
 
 std::string response_text(const buddy::response& r) {
   std::string text;
-  buddy::serialize(r, text);
+  buddy::serialize_unchecked(r, text);
   return text;
-}
-
-// The answer for a store result other than success, or nullopt for a
-// failure the protocol has no code for (the request is then not answered).
-std::optional<buddy::response> answer_for(const error& e) {
-  switch (e.code()) {
-    case errc::invalid_argument:
-    case errc::invalid_name:
-      return buddy::response::invalid();
-    case errc::not_found:
-      return buddy::response::no_such_user();
-    case errc::name_taken:
-      return buddy::response::user_exists();
-    default:
-      return std::nullopt;
-  }
-}
-
-bool starts_with_set(std::string_view datagram) {
-  std::size_t i = 0;
-  while (i < datagram.size() && (datagram[i] == ' ' || datagram[i] == '\t')) ++i;
-  datagram.remove_prefix(i);
-  if (datagram.size() < 3) return false;
-  auto upper = [](char c) { return static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c); };
-  return upper(datagram[0]) == 'S' && upper(datagram[1]) == 'E' && upper(datagram[2]) == 'T' &&
-         (datagram.size() == 3 || datagram[3] == ' ' || datagram[3] == '\t' ||
-          datagram[3] == '\r' || datagram[3] == '\n');
 }
 
 std::size_t digits(unsigned n) {
@@ -254,7 +230,7 @@ asio::awaitable<void> buddy_server::impl::serve(session& s, const buddy::request
     answer(s, &req, buddy::response::ok());
     co_return;
   }
-  if (auto code = answer_for(done.error())) {
+  if (auto code = buddy::to_wire(done.error().code())) {
     answer(s, &req, *code);
     co_return;
   }
@@ -325,7 +301,7 @@ void buddy_server::impl::on_datagram(std::string_view payload,
   if (!req) {
     // SET is never answered, not even a bad one; anything else gets what a
     // bad GET gets.
-    if (!starts_with_set(payload)) {
+    if (buddy::udp_verb_of(payload) != buddy::udp_verb::set) {
       replies.send(response_text(buddy::response::invalid()), from);
     }
     return;
@@ -375,7 +351,7 @@ void buddy_server::impl::on_get(const buddy::get_request& m, const asio::ip::udp
   for (const auto* b : u->buddies) {
     if (out.size() == n) out.emplace_back();
     auto& e = out[n];
-    e.id.assign(b->id);
+    e.user.assign(b->id);
     if (b->seen) {
       bool fresh = config.status_ttl.count() <= 0 || now < b->online_until;
       e.status = b->status == buddy::presence::online && fresh ? buddy::presence::online
@@ -387,7 +363,7 @@ void buddy_server::impl::on_get(const buddy::get_request& m, const asio::ip::udp
       e.ip.assign("0.0.0.0");
       e.port = 0;
     }
-    std::size_t line = e.id.size() + 3 + 1 + e.ip.size() + 1 + digits(e.port) + 2;
+    std::size_t line = e.user.size() + 3 + 1 + e.ip.size() + 1 + digits(e.port) + 2;
     // One datagram is all the protocol has: a list too long for it is cut.
     if (size + line > buddy::max_datagram) break;
     size += line;
@@ -395,7 +371,9 @@ void buddy_server::impl::on_get(const buddy::get_request& m, const asio::ip::udp
   }
   out.resize(n);
   reply_bytes.clear();
-  if (buddy::serialize(reply_list, reply_bytes)) replies.send(reply_bytes, from);
+  // Entries come from registered users and the peers' own addresses.
+  buddy::serialize_unchecked(reply_list, reply_bytes);
+  replies.send(reply_bytes, from);
 }
 
 // --------------------------------------------------------------------- public

@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "improto/registry/codes.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/registry/messages.hpp"
 #include "improto/server/group_commit.hpp"
 #include "improto/store/registry_store.hpp"
@@ -62,7 +64,7 @@ struct reply_form {
 // HTTP/1.0 client that asked to keep the connection must hear it said.
 void append_response(std::string& out, int status, std::string_view body, const reply_form& form,
                      std::string_view extra_headers = {}) {
-  http::write_response(out, status, body, form.keep_alive);
+  registry::write_response(out, status, body, form.keep_alive);
   std::string headers(extra_headers);
   if (form.version == 0 && form.keep_alive) headers += "Connection: keep-alive\r\n";
   if (!headers.empty()) out.insert(out.size() - body.size() - 2, headers);
@@ -75,7 +77,7 @@ void append_head(std::string& out, int status, std::size_t body_size, const repl
   out += "HTTP/1.1 ";
   out += std::to_string(status);
   out += ' ';
-  out += http::reason_phrase(status);
+  out += registry::reason_phrase(status);
   out += "\r\nContent-Length: ";
   out += std::to_string(body_size);
   out += "\r\n";
@@ -118,8 +120,7 @@ struct session {
       : conn(std::move(c)), decoder(lim), wake(io) {}
 
   std::shared_ptr<net::tcp_connection> conn;
-  http::request_decoder decoder;
-  http::request request;  // reused: no allocation per request once warm
+  registry::request_decoder decoder;
   std::deque<slot> replies;
   std::uint64_t first_slot = 0;  // number of replies.front()
   bool mid_message = false;   // bytes of an unfinished request are buffered
@@ -174,7 +175,7 @@ struct registry_server::impl {
       *list_body += registry::to_string(e);
       *list_body += ',';
     }
-    std::string key = e.name;
+    std::string key = e.user;
     entries.push_back(std::move(e));
     by_name[std::move(key)] = std::prev(entries.end());
   }
@@ -204,7 +205,7 @@ struct registry_server::impl {
   asio::awaitable<void> wait_for_replies(session& s);
   asio::awaitable<void> commit(std::shared_ptr<session> s, std::uint64_t slot_number,
                                registry::command cmd);
-  void handle(const std::shared_ptr<session>& s, const http::request& req);
+  void handle(const std::shared_ptr<session>& s, const registry::request& req);
   void reject(const std::shared_ptr<session>& s, const error& why);
 
   std::uint64_t add_slot(session& s, slot::state st, const reply_form& form);
@@ -224,7 +225,7 @@ asio::awaitable<void> registry_server::impl::accept_loop() {
   {
     // Over the limit a newcomer learns why, rather than seeing a bare close.
     std::string busy;
-    http::write_response(busy, 503, {}, false);
+    registry::write_response(busy, 503, {}, false);
     listener.set_refusal(std::move(busy));
     listener.set_logger([this](std::string_view line) { log(std::string(line)); });
   }
@@ -277,7 +278,7 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
     std::string_view in = *data;
     while (!in.empty() && !s->stop_reading) {
       std::string_view before = in;
-      auto got = s->decoder.next(in, s->request);
+      auto got = s->decoder.next(in);
       if (!got) {
         reject(s, got.error());
         linger_until = net::clock::now() + linger_time;
@@ -292,7 +293,9 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
         break;
       }
       s->mid_message = false;
-      handle(s, s->request);
+      handle(s, **got);
+      // Its strings hold the next request: no allocation per request once warm.
+      s->decoder.recycle(std::move(**got));
     }
     conn.set_mid_message(s->mid_message);
   }
@@ -305,15 +308,15 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
 
 void registry_server::impl::reject(const std::shared_ptr<session>& s, const error& why) {
   s->stop_reading = true;
-  int status = http::status_for(why.code());
+  int status = registry::to_wire(why.code());
   log(net::to_string(s->conn->remote()) + ": " + std::to_string(status) + " " +
-      std::string(http::reason_phrase(status)) + " (" + why.message() + "), closing");
+      std::string(registry::reason_phrase(status)) + " (" + why.message() + "), closing");
   reply_form form;
   form.keep_alive = false;
   reply(s, status, why.message() + "\n", form);
 }
 
-void registry_server::impl::handle(const std::shared_ptr<session>& s, const http::request& req) {
+void registry_server::impl::handle(const std::shared_ptr<session>& s, const registry::request& req) {
   reply_form form;
   form.version = req.version;
   form.keep_alive = req.keep_alive() && !stopping;
@@ -340,14 +343,14 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const http
   }
   auto cmd = registry::parse_command(req.body);
   if (!cmd) {
-    reply(s, http::status_for(cmd.error().code()), cmd.error().message() + "\n", form);
+    reply(s, registry::to_wire(cmd.error().code()), cmd.error().message() + "\n", form);
     return;
   }
   if (cmd->kind == registry::command_kind::register_) {
     // Counting the REGISTERs in flight, which may yet fail: the cap holds
     // whatever they turn out to be. A taken name still hears 406.
     if (entries.size() + registers_pending >= config.max_users &&
-        !by_name.contains(cmd->entry.name)) {
+        !by_name.contains(cmd->entry.user)) {
       log("REGISTER " + registry::to_string(cmd->entry) + ": 503 (user limit of " +
           std::to_string(config.max_users) + " reached)");
       reply(s, 503,
@@ -370,13 +373,13 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
   std::string origin = origin_of(s->conn->remote());
   store_type::operation op;
   if (is_register) {
-    op = store_type::add_op{cmd.entry.name, cmd.entry.host, cmd.entry.port, origin};
+    op = store_type::add_op{cmd.entry.user, cmd.entry.host, cmd.entry.port, origin};
   } else {
     // Checked by the store, in commit order: a REGISTER just ahead of this
     // LOGOUT in the same group is seen with its origin.
     std::optional<std::string> from;
     if (!config.logout_from_any) from = origin;
-    op = store_type::remove_op{cmd.entry.name, cmd.entry.host, cmd.entry.port, std::move(from)};
+    op = store_type::remove_op{cmd.entry.user, cmd.entry.host, cmd.entry.port, std::move(from)};
   }
   // A named awaitable: g++ 12 mishandles temporaries inside co_await.
   auto write = committer->write(std::move(op));
@@ -394,16 +397,15 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
       add_entry(std::move(cmd.entry));
     } else {
       log("logged out " + registry::to_string(cmd.entry));
-      remove_entry(cmd.entry.name);
+      remove_entry(cmd.entry.user);
     }
   } else {
     const auto& e = done.error();
-    status = http::status_for(e.code());  // 406, 404; 500 for storage_error
+    status = registry::to_wire(e.code());  // 403, 406, 404; 500 for storage_error
     if (e == errc::rejected) {
-      status = 403;  // a LOGOUT from another address than the registration's
       body = "LOGOUT refused: " + e.detail() + "\n";
     } else if (e == errc::name_taken) {
-      body = "the name '" + cmd.entry.name + "' is already registered\n";
+      body = "the name '" + cmd.entry.user + "' is already registered\n";
     } else if (e == errc::not_found) {
       body = registry::to_string(cmd.entry) + " is not registered\n";
     } else {

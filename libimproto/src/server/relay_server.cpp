@@ -139,7 +139,7 @@ struct relay_server::impl {
 
 asio::awaitable<void> relay_server::impl::accept_loop() {
   // Over the limit a newcomer learns why, rather than seeing a bare close.
-  listener.set_refusal(relay::serialize(relay::error_for(relay::codes::server_busy)));
+  listener.set_refusal(relay::serialize_unchecked(relay::error_for(relay::codes::server_busy)));
   listener.set_logger([this](std::string_view line) { log(std::string(line)); });
   while (!stopping) {
     // A named callable: g++ 12 mishandles temporaries inside co_await.
@@ -178,7 +178,7 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
     while (!in.empty() && conn.is_open()) {
       auto r = s->decoder.next(in);
       if (!r) {
-        int code = relay::wire_code(r.error().code());
+        int code = relay::to_wire(r.error().code());
         reply_error(*s, code);
         if (s->decoder.failed() || relay::closes_connection(code)) {
           reason = r.error().message();
@@ -296,7 +296,7 @@ void relay_server::impl::fill(session& s, std::uint64_t slot, std::string bytes)
 
 void relay_server::impl::reply(session& s, const relay::message& m) {
   std::string bytes;
-  relay::serialize(m, bytes);
+  relay::serialize_unchecked(m, bytes);
   fill(s, take_slot(s), std::move(bytes));
 }
 
@@ -327,7 +327,7 @@ void relay_server::impl::on_register(const std::shared_ptr<session>& s,
     reply_error(*s, relay::codes::bad_request);  // this socket is registered already
     return;
   }
-  if (!relay::valid_username(m.user)) {
+  if (!relay::valid_user(m.user)) {
     reply_error(*s, relay::codes::malformed_username);
     return;
   }
@@ -403,17 +403,17 @@ void relay_server::impl::on_send(const std::shared_ptr<session>& s, relay::send&
   } else if (auto it = users.find(m.to); it != users.end() && it->second.complete()) {
     receivers.push_back(it->second.receiver);
   } else {
-    fill(*s, d->slot, relay::serialize(relay::error_for(relay::codes::unable_to_send)));
+    fill(*s, d->slot, relay::serialize_unchecked(relay::error_for(relay::codes::unable_to_send)));
     return;
   }
   if (receivers.empty()) {
     // SEND ALL with nobody else online: delivered to every one of none.
-    fill(*s, d->slot, relay::serialize(relay::sent{m.to}));
+    fill(*s, d->slot, relay::serialize_unchecked(relay::sent{m.to}));
     return;
   }
   d->remaining = receivers.size();
   scratch.clear();
-  relay::serialize(relay::forward{s->user, std::move(m.body)}, scratch);
+  relay::serialize_unchecked(relay::forward{s->user, std::move(m.body)}, scratch);
   std::string bytes = std::move(scratch);
   for (auto& r : receivers) {
     if (!forward_to(r, d, s->user, bytes)) settle(*d, false);
@@ -439,7 +439,7 @@ void relay_server::impl::settle(delivery& d, bool ok) {
   auto sender = d.sender.lock();
   if (!sender) return;
   fill(*sender, d.slot,
-       relay::serialize(d.failed ? relay::message(relay::error_for(relay::codes::unable_to_send))
+       relay::serialize_unchecked(d.failed ? relay::message(relay::error_for(relay::codes::unable_to_send))
                                  : relay::message(relay::sent{d.to})));
 }
 
@@ -528,7 +528,7 @@ void relay_server::impl::set_subscribed(session& s, bool on) {
 
 void relay_server::impl::notify_presence(const relay::message& notice, std::string_view about) {
   if (subscribers == 0) return;
-  std::string bytes = relay::serialize(notice);
+  std::string bytes = relay::serialize_unchecked(notice);
   for (auto& [name, entry] : users) {
     // Notices are not acknowledged; a receiver with a full queue misses one.
     if (entry.subscribed && entry.complete() && name != about) entry.receiver->conn->send(bytes);

@@ -3,6 +3,7 @@
 #include <optional>
 #include <type_traits>
 
+#include "improto/buddy/messages.hpp"
 #include "improto/wire/text.hpp"
 #include "sqlite.hpp"
 
@@ -73,9 +74,9 @@ struct buddy_store::impl {
   }
 
   outcome add_user(std::string_view userid) {
-    if (!valid_userid(userid)) {
-      return answer(errc::invalid_argument, "userid " + wire::quote(userid) +
-                                                " is not 1 to 32 characters of A-Z a-z 0-9 _ . -");
+    // The protocol's rule; here a bad userid is a bad argument.
+    if (auto ok = buddy::check_user(userid, "userid"); !ok) {
+      return answer(errc::invalid_argument, ok.error().detail());
     }
     detail::query q(db, insert_user, "cannot add user");
     q.bind(userid);
@@ -227,11 +228,7 @@ const std::filesystem::path& buddy_store::path() const noexcept {
 }
 
 bool buddy_store::valid_userid(std::string_view userid) noexcept {
-  if (userid.empty() || userid.size() > 32) return false;
-  for (char c : userid) {
-    if (!wire::is_alnum(c) && c != '_' && c != '.' && c != '-') return false;
-  }
-  return true;
+  return buddy::valid_user(userid);
 }
 
 }  // namespace improto::store

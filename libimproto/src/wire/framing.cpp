@@ -18,6 +18,10 @@ std::string too_long(std::size_t max) {
 
 }  // namespace
 
+std::optional<std::uint64_t> parse_content_length(std::string_view value) noexcept {
+  return parse_decimal(value, max_content_length);
+}
+
 // ---------------------------------------------------------------- line_reader
 
 result<std::optional<std::string_view>> line_reader::next(std::string_view& in) {
@@ -299,8 +303,8 @@ std::optional<std::string_view> frame_reader::find(std::string_view name) const 
 result<std::optional<std::uint64_t>> frame_reader::content_length() const {
   std::optional<std::uint64_t> found;
   for (const auto& h : headers_) {
-    if (!iequals(h.name, "content-length")) continue;
-    auto value = parse_decimal(h.value, UINT64_MAX / 2);
+    if (!is_content_length(h.name)) continue;
+    auto value = parse_content_length(h.value);
     if (!value) {
       return fail(errc::bad_content_length, "Content-Length '" + escape(h.value) +
                                                 "' is not a decimal number");

@@ -1,5 +1,6 @@
 #include "improto/wire/text.hpp"
 
+#include <charconv>
 #include <string_view>
 
 namespace improto::wire {
@@ -35,6 +36,13 @@ std::optional<std::uint64_t> parse_decimal(std::string_view s, std::uint64_t max
     value = value * 10 + digit;
   }
   return value;
+}
+
+void append_decimal(std::string& out, std::uint64_t n) {
+  char buf[20];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
+  (void)ec;  // 20 digits always hold a uint64_t
+  out.append(buf, end);
 }
 
 std::string escape(std::string_view bytes) {

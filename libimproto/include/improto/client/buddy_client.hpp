@@ -24,7 +24,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
 
-#include "improto/buddy/codec.hpp"
+#include "improto/buddy/messages.hpp"
 #include "improto/error.hpp"
 
 namespace improto::client {

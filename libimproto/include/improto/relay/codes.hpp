@@ -1,6 +1,7 @@
 #pragma once
 
-// The relay's ERROR codes. 100-103 are seed 003's, 104 is the SPEC's
+// The relay's ERROR codes: the one place where an errc becomes a code and
+// back. 100-103 are seed 003's, 104 is the SPEC's
 // extension, 105-109 belong to the messenger extensions (protocol 4).
 // The code a server answers is chosen here from an errc, or by the server
 // from its own state (101, 102, 106, 107).
@@ -29,11 +30,11 @@ inline constexpr int server_busy = 109;         // a server bound (e.g. transfer
 // framing errors -> 103, unknown_command -> 105, malformed_start_line and
 // invalid_argument -> 108, invalid_name -> 100, name_taken -> 104,
 // overloaded -> 109, anything else (a delivery failure) -> 102.
-int wire_code(errc code) noexcept;
+int to_wire(errc code) noexcept;
 
 // True when the server must close the socket after answering: the decoder
 // cannot find the next message (the seed's "header incomplete" case).
-bool closes_connection(int wire_code) noexcept;
+bool closes_connection(int code) noexcept;
 
 // Canonical text, as the server sends it: "Malformed username", ...;
 // empty for a code this protocol does not define.
@@ -46,6 +47,6 @@ error_reply error_for(errc code);
 // What a client makes of an ERROR it received: the errc closest to the code
 // (100 -> invalid_name, 104 -> name_taken, 106/107 -> not_found,
 // 109 -> overloaded, others -> rejected), with the reply as the detail.
-error to_error(const error_reply& reply);
+error from_wire(const error_reply& reply);
 
 }  // namespace improto::relay

@@ -191,44 +191,51 @@ using message =
 
 // ------------------------------------------------------------ serialization
 // Exact bytes: `\n` line ends, the header spelled `Content-length` as in the
-// seed. The fields must pass check() (below); otherwise the bytes may decode
-// to something else.
+// seed.
+//
+// serialize() refuses, appending nothing, a message whose bytes its decoder
+// would reject or read differently under `lim`, field by field:
+// invalid_argument for a name, text or header value with a control character
+// (CR, LF, ...) or a blank at either end, an empty list entry, an error code
+// outside 100..999, a zero id or port, a size or offset of 2^63 or more, an
+// offset past the size, a sha256 that is not 64 lowercase hex digits;
+// line_too_long, too_many_headers and body_too_large past `lim`. Every
+// message a decoder returns passes, given room for the canonical form (which
+// can be a few bytes longer than what was received, e.g. `After:x` is written
+// `After: x`). The decoder does not judge names (ERROR 100 is the server's
+// answer), and neither does serialize(): `alice smith` is written as is.
+result<void> serialize(const message& m, std::string& out, const wire::limits& lim = {});
+result<std::string> serialize(const message& m, const wire::limits& lim = {});
 
-void serialize(const register_request& m, std::string& out);
-void serialize(const registered& m, std::string& out);
-void serialize(const send& m, std::string& out);
-void serialize(const sent& m, std::string& out);
-void serialize(const forward& m, std::string& out);
-void serialize(const received& m, std::string& out);
-void serialize(const error_reply& m, std::string& out);
-void serialize(const list_users& m, std::string& out);
-void serialize(const user_list& m, std::string& out);
-void serialize(const list_files& m, std::string& out);
-void serialize(const file_list& m, std::string& out);
-void serialize(const subscribe& m, std::string& out);
-void serialize(const subscribed& m, std::string& out);
-void serialize(const unsubscribe& m, std::string& out);
-void serialize(const unsubscribed& m, std::string& out);
-void serialize(const joined& m, std::string& out);
-void serialize(const left& m, std::string& out);
-void serialize(const download& m, std::string& out);
-void serialize(const transfer& m, std::string& out);
-void serialize(const pause& m, std::string& out);
-void serialize(const resume& m, std::string& out);
-void serialize(const cancel& m, std::string& out);
-void serialize(const paused& m, std::string& out);
-void serialize(const resumed& m, std::string& out);
-void serialize(const cancelled& m, std::string& out);
-void serialize(const message& m, std::string& out);
-std::string serialize(const message& m);
-
-// Whether serialize(m) decodes back to m under `lim`: names and texts
-// without control characters or blanks at either end, codes 100..999, ids
-// and ports non-zero, sha256 64 lowercase hex digits, sizes below 2^63,
-// lines and bodies within the limits. Every message a decoder returns
-// passes, given room for the canonical form (which can be a few bytes
-// longer than what was received, e.g. `After:x` is written `After: x`).
-result<void> check(const message& m, const wire::limits& lim = {});
+// The same bytes without the checks, for callers whose fields are known to be
+// valid (the server's hot paths, benchmarks).
+void serialize_unchecked(const message& m, std::string& out);
+std::string serialize_unchecked(const message& m);
+void serialize_unchecked(const register_request& m, std::string& out);
+void serialize_unchecked(const registered& m, std::string& out);
+void serialize_unchecked(const send& m, std::string& out);
+void serialize_unchecked(const sent& m, std::string& out);
+void serialize_unchecked(const forward& m, std::string& out);
+void serialize_unchecked(const received& m, std::string& out);
+void serialize_unchecked(const error_reply& m, std::string& out);
+void serialize_unchecked(const list_users& m, std::string& out);
+void serialize_unchecked(const user_list& m, std::string& out);
+void serialize_unchecked(const list_files& m, std::string& out);
+void serialize_unchecked(const file_list& m, std::string& out);
+void serialize_unchecked(const subscribe& m, std::string& out);
+void serialize_unchecked(const subscribed& m, std::string& out);
+void serialize_unchecked(const unsubscribe& m, std::string& out);
+void serialize_unchecked(const unsubscribed& m, std::string& out);
+void serialize_unchecked(const joined& m, std::string& out);
+void serialize_unchecked(const left& m, std::string& out);
+void serialize_unchecked(const download& m, std::string& out);
+void serialize_unchecked(const transfer& m, std::string& out);
+void serialize_unchecked(const pause& m, std::string& out);
+void serialize_unchecked(const resume& m, std::string& out);
+void serialize_unchecked(const cancel& m, std::string& out);
+void serialize_unchecked(const paused& m, std::string& out);
+void serialize_unchecked(const resumed& m, std::string& out);
+void serialize_unchecked(const cancelled& m, std::string& out);
 
 // The direction a message travels in; error_reply goes both ways and gives
 // to_client.
@@ -245,7 +252,10 @@ std::string_view role_name(role r) noexcept;  // "TOSEND" / "TORECV"
 // ERROR 100 by the server and the client may retry on the same connection.
 
 // [A-Za-z0-9]{1,32}, and not ALL in any case (ALL addresses a broadcast).
-bool valid_username(std::string_view name) noexcept;
+bool valid_user(std::string_view name) noexcept;
+// valid_user() with an error: invalid_name, `user name "x" is not 1 to 32
+// letters and digits (or is ALL)`.
+result<void> check_user(std::string_view name);
 // 1..255 bytes, no `/`, no control character, no blank at either end, not
 // `.` or `..`: names a server may list and serve from its one directory.
 bool valid_file_name(std::string_view name) noexcept;

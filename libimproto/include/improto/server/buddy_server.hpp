@@ -26,7 +26,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
 
-#include "improto/buddy/codec.hpp"
+#include "improto/buddy/messages.hpp"
 #include "improto/error.hpp"
 #include "improto/net/common.hpp"
 #include "improto/net/tcp.hpp"

@@ -33,7 +33,7 @@
 #include "improto/error.hpp"
 #include "improto/net/common.hpp"
 #include "improto/net/tcp.hpp"
-#include "improto/registry/http.hpp"
+#include "improto/registry/decoder.hpp"
 #include "improto/store/options.hpp"
 #include "improto/wire/framing.hpp"
 
@@ -47,7 +47,7 @@ struct registry_config {
   // Request limits: line length, header count, body size. A REGISTER body
   // is under 400 bytes; 4 KiB leaves room for clients that pad.
   wire::limits http = [] {
-    wire::limits l = http::default_request_limits;
+    wire::limits l = registry::default_request_limits;
     l.max_body = 4 * 1024;
     return l;
   }();

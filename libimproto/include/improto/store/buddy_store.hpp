@@ -73,7 +73,7 @@ class buddy_store {
   bool is_open() const noexcept { return impl_ != nullptr; }
 
   // The rule add_user() enforces (SPEC, Protocol 2): 1 to 32 characters of
-  // [A-Za-z0-9_.-], case-sensitive; the same as improto::buddy::valid_userid.
+  // improto::buddy::valid_user: [A-Za-z0-9_.-], case-sensitive.
   static bool valid_userid(std::string_view userid) noexcept;
 
  private:

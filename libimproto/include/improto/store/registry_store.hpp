@@ -120,7 +120,7 @@ class registry_store {
   // list parseable. A name is non-empty without ':', '@', ',', white space or
   // control characters (ASCII); a host is non-empty without ',', '@', white
   // space or control characters. Names compare byte for byte. The protocol's
-  // own rules (improto::registry::validate_name / validate_host: lengths,
+  // own rules (improto::registry::check_user / check_host: lengths,
   // address syntax) are stricter and are the server's to apply first.
   static bool valid_name(std::string_view name) noexcept;
   static bool valid_host(std::string_view host) noexcept;

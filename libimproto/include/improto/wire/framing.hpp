@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "improto/error.hpp"
+#include "improto/wire/text.hpp"
 
 namespace improto::wire {
 
@@ -29,6 +30,20 @@ struct limits {
   std::size_t max_headers = 64;        // header lines in one message
   std::size_t max_body = 64 * 1024;    // bytes in one body
 };
+
+// Content-Length values (any spelling of the name): a decimal number below
+// 2^63, so that body sizes fit a signed off_t. One rule for every protocol.
+inline constexpr std::uint64_t max_content_length = UINT64_MAX / 2;
+// Inline: it runs on every header of every message.
+constexpr bool is_content_length(std::string_view header_name) noexcept {
+  constexpr std::string_view lower = "content-length";
+  if (header_name.size() != lower.size()) return false;
+  for (std::size_t i = 0; i < lower.size(); ++i) {
+    if (to_lower(header_name[i]) != lower[i]) return false;
+  }
+  return true;
+}
+std::optional<std::uint64_t> parse_content_length(std::string_view value) noexcept;
 
 // A decoder's answer: an error, "need more bytes" (nullopt), or a message.
 template <class Message>

@@ -3,6 +3,7 @@
 // Small text helpers shared by every protocol codec: ASCII-only, no locale,
 // no allocation unless the function returns a std::string.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -40,6 +41,26 @@ constexpr bool is_tchar(char c) noexcept {
   return detail::tchars.allowed[static_cast<unsigned char>(c)];
 }
 
+// An HTTP token: one or more tchars (methods, header names).
+constexpr bool is_token(std::string_view s) noexcept {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!is_tchar(c)) return false;
+  }
+  return true;
+}
+// True when `s` holds a control character (is_ctl: CR, LF, NUL, ...).
+constexpr bool has_ctl(std::string_view s) noexcept {
+  for (char c : s) {
+    if (is_ctl(c)) return true;
+  }
+  return false;
+}
+// True when `s` starts or ends with a space or tab.
+constexpr bool has_outer_blank(std::string_view s) noexcept {
+  return !s.empty() && (is_blank(s.front()) || is_blank(s.back()));
+}
+
 constexpr char to_lower(char c) noexcept {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
@@ -60,6 +81,17 @@ std::pair<std::string_view, std::string_view> split_first(std::string_view s) no
 // Decimal digits only (no sign, no blanks), at most `max`; nullopt otherwise.
 std::optional<std::uint64_t> parse_decimal(std::string_view s,
                                            std::uint64_t max = UINT64_MAX) noexcept;
+// Appends `n` in decimal.
+void append_decimal(std::string& out, std::uint64_t n);
+// Number of decimal digits of `n` (1 for 0).
+constexpr std::size_t decimal_digits(std::uint64_t n) noexcept {
+  std::size_t d = 1;
+  while (n >= 10) {
+    n /= 10;
+    ++d;
+  }
+  return d;
+}
 
 // C-style escaping used by describe() output and the test vectors:
 // printable ASCII stays, `\` and `"` are escaped, \n \r \t by name, any other

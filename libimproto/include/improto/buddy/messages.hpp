@@ -15,6 +15,9 @@
 // Sending: one space between fields, upper-case verbs, numeric status,
 // `\n` line ends; UDP requests carry no line end (seed servers read the last
 // field up to the end of the datagram).
+//
+// This header: the messages, serialize() and describe(). The decoders and the
+// datagram parsers are in decoder.hpp, the response codes in codes.hpp.
 
 #include <cstddef>
 #include <cstdint>
@@ -35,8 +38,12 @@ inline constexpr std::size_t max_userid = 32;
 // The largest UDP payload over IPv4; longer datagrams cannot be sent.
 inline constexpr std::size_t max_datagram = 65507;
 
-// 1 to 32 characters of [A-Za-z0-9_.-].
-bool valid_userid(std::string_view id) noexcept;
+// A userid: 1 to 32 characters of [A-Za-z0-9_.-], case-sensitive. The one
+// copy of the rule (the store and the clients use it too).
+bool valid_user(std::string_view id) noexcept;
+// valid_user() with an error: invalid_name, `<role> "x" is not 1 to 32
+// characters of A-Z a-z 0-9 _ . -` (role: "userid", "buddyid").
+result<void> check_user(std::string_view id, std::string_view role = "userid");
 
 enum class presence : std::uint16_t { online = 100, offline = 101 };
 
@@ -88,7 +95,7 @@ using udp_request = std::variant<set_request, get_request>;
 // ---------------------------------------------------------- GET reply (UDP)
 
 struct buddy_entry {  // buddyid status ip port
-  std::string id;
+  std::string user;
   presence status = presence::offline;
   std::string ip = "0.0.0.0";  // IPv4 dotted quad or IPv6 text
   std::uint16_t port = 0;
@@ -119,107 +126,52 @@ struct chat_busy {  // BUSY - the callee refuses, then closes
 };
 using chat_message = std::variant<chat_hello, chat_text, chat_quit, chat_busy>;
 
-// ------------------------------------------------------------------ parsing
-
-// One request or response line, without its line end.
-result<request> parse_request_line(std::string_view line);
-result<response> parse_response_line(std::string_view line);
-
-// Whole datagrams; one trailing `\n` or `\r\n` is tolerated.
-result<udp_request> parse_udp_request(std::string_view datagram);
-result<status_reply> parse_status_reply(std::string_view datagram);
-
-// TCP requests: a complete line with bad content (malformed_start_line for an
-// empty line, unknown_command, invalid_argument, invalid_name) is a non-sticky
-// error; line_too_long and truncated are sticky.
-class request_decoder {
- public:
-  explicit request_decoder(wire::limits lim = {});
-  wire::decode_result<request> next(std::string_view& in);
-  wire::decode_result<request> finish();
-  bool failed() const noexcept { return error_.has_value(); }
-
- private:
-  wire::line_reader lines_;
-  std::optional<error> error_;
-};
-
-// TCP responses, same error rules (malformed_start_line for a bad line).
-class response_decoder {
- public:
-  explicit response_decoder(wire::limits lim = {});
-  wire::decode_result<response> next(std::string_view& in);
-  wire::decode_result<response> finish();
-  bool failed() const noexcept { return error_.has_value(); }
-
- private:
-  wire::line_reader lines_;
-  std::optional<error> error_;
-};
-
-// Either direction of a chat connection. The first line may be `CHAT userid`
-// (hello, from the caller) or `BUSY` (from the callee); after it, `CHAT ...`
-// and `BUSY` are ordinary text. `q` on any line ends the chat; lines after the
-// end are non-sticky invalid_argument errors. A first line that starts with
-// the word CHAT but has no single valid userid is a non-sticky error, and the
-// chat goes on. Lines with control characters (other than tab) are rejected
-// (invalid_argument, non-sticky) so that no peer can drive a terminal.
-class chat_decoder {
- public:
-  enum class phase {
-    opening,  // nothing decoded yet: CHAT and BUSY are control lines
-    talking,  // text lines until q
-    ended,    // after q or BUSY
-  };
-
-  explicit chat_decoder(wire::limits lim = {});
-  wire::decode_result<chat_message> next(std::string_view& in);
-  wire::decode_result<chat_message> finish();
-  bool failed() const noexcept { return error_.has_value(); }
-  phase current_phase() const noexcept { return phase_; }
-
- private:
-  result<chat_message> decode_line(std::string_view line);
-
-  wire::line_reader lines_;
-  std::optional<error> error_;
-  phase phase_ = phase::opening;
-};
-
 // -------------------------------------------------------------- serializing
-// Exact bytes. A message must hold what its decoder can produce (valid
-// userids, text without line breaks or control characters, a chat_text that
-// is not `q`, and not `BUSY` / `CHAT ...` as a first line); every decoded
-// message does.
+// Exact bytes. Each serialize() refuses, appending nothing, a message its
+// decoder would reject or read differently: userids that break the rule
+// (invalid_name), a response code outside 100..999, text with control
+// characters (CR, LF) or outer blanks, a presence outside the enum, an online
+// SET without a msgport, a buddy ip that is not an IP address, a chat_text
+// `q` (invalid_argument), a datagram over max_datagram (datagram_too_large).
+// A chat_text `BUSY` or `CHAT ...` is read as a control line only as the first
+// line of a chat: its sender must not start a chat with one.
+// serialize_unchecked() writes the fields as they are, for callers whose
+// fields are known to be valid.
 
-void serialize(const register_request& m, std::string& out);  // "REG alice\n"
-void serialize(const add_request& m, std::string& out);
-void serialize(const delete_request& m, std::string& out);
-std::string serialize(const request& m);
+result<void> serialize(const register_request& m, std::string& out);  // "REG alice\n"
+result<void> serialize(const add_request& m, std::string& out);
+result<void> serialize(const delete_request& m, std::string& out);
+result<void> serialize(const request& m, std::string& out);
+result<std::string> serialize(const request& m);
+void serialize_unchecked(const request& m, std::string& out);
 
-void serialize(const response& m, std::string& out);  // "200 OK\n"
+result<void> serialize(const response& m, std::string& out);  // "200 OK\n"
+void serialize_unchecked(const response& m, std::string& out);
 
-void serialize(const set_request& m, std::string& out);  // "SET alice 100 4000"
-void serialize(const get_request& m, std::string& out);  // "GET alice"
-std::string serialize(const udp_request& m);
+result<void> serialize(const set_request& m, std::string& out);  // "SET alice 100 4000"
+result<void> serialize(const get_request& m, std::string& out);  // "GET alice"
+result<void> serialize(const udp_request& m, std::string& out);
+result<std::string> serialize(const udp_request& m);
 
-// "bob 100 1.2.3.4 4000\n" per buddy, or the error line. Fails with
-// datagram_too_large, appending nothing, past max_datagram bytes.
+// "bob 100 1.2.3.4 4000\n" per buddy, or the error line.
 result<void> serialize(const buddy_list& m, std::string& out);
+void serialize_unchecked(const buddy_list& m, std::string& out);
+result<void> serialize(const status_reply& m, std::string& out);
 result<std::string> serialize(const status_reply& m);
 
-void serialize(const chat_hello& m, std::string& out);  // "CHAT alice\n"
-void serialize(const chat_text& m, std::string& out);   // "hi there\n"
-void serialize(const chat_quit& m, std::string& out);   // "q\n"
-void serialize(const chat_busy& m, std::string& out);   // "BUSY\n"
-std::string serialize(const chat_message& m);
+result<void> serialize(const chat_hello& m, std::string& out);  // "CHAT alice\n"
+result<void> serialize(const chat_text& m, std::string& out);   // "hi there\n"
+result<void> serialize(const chat_quit& m, std::string& out);   // "q\n"
+result<void> serialize(const chat_busy& m, std::string& out);   // "BUSY\n"
+result<void> serialize(const chat_message& m, std::string& out);
+result<std::string> serialize(const chat_message& m);
 
 // --------------------------------------------------------------- describing
 // Stable one-line descriptions (wire::describer), e.g.
 //   reg user="alice"                add user="alice" buddy="bob"
 //   response code=202 text="NO SUCH USER"
 //   set user="alice" status=online msgport=4000
-//   buddies n=1 id="bob" status=online ip="1.2.3.4" port=4000
+//   buddies n=1 id="bob" status=online ip="1.2.3.4" port=4000  (user is `id`)
 //   chat_hello user="alice"         chat_text line="hi"      chat_quit
 
 std::string_view name(presence p) noexcept;  // "online", "offline"
