@@ -187,6 +187,7 @@ class simulation {
       out.max_buffered = std::max(out.max_buffered, r.buffered());
       out.max_in_flight = std::max(out.max_in_flight, s.bytes_in_flight());
       REQUIRE(r.buffered() <= window);
+      REQUIRE(s.bytes_in_flight() <= window);  // the sender keeps no data, only these records
       bool s_done = s.state() == tr::state::complete || s.state() == tr::state::failed;
       bool r_done = r.finished() || r.state() == tr::state::failed;
       if (s_done && r_done && !s.next_deadline() && !down_.next() && !up_.next()) break;
