@@ -222,14 +222,21 @@ void sender::lose(const segment& s, time_point now) {
   if (s.length == 0) {
     fin_sent_ = false;
   } else {
-    detail::insert_range(resend_, s.offset, s.offset + s.length);
-    // Parts acknowledged through SACK need not go again.
-    for (auto it = sacked_.lower_bound(s.offset);
-         it != sacked_.end() && it->first < s.offset + s.length; ++it) {
-      detail::erase_range(resend_, it->first, it->second);
-    }
+    queue_resend(s.offset, s.offset + s.length);
   }
   cc_.on_loss(s.sent, now);
+}
+
+void sender::queue_resend(std::uint64_t begin, std::uint64_t end) {
+  begin = std::max(begin, cum_);
+  if (end <= begin) return;
+  detail::insert_range(resend_, begin, end);
+  // Parts acknowledged through SACK need not go again.
+  auto it = sacked_.upper_bound(begin);
+  if (it != sacked_.begin()) --it;
+  for (; it != sacked_.end() && it->first < end; ++it) {
+    detail::erase_range(resend_, it->first, it->second);
+  }
 }
 
 void sender::detect_losses(time_point now) {
@@ -260,11 +267,7 @@ void sender::on_rto(time_point now) {
       fin_sent_ = false;
       continue;
     }
-    detail::insert_range(resend_, s.offset, s.offset + s.length);
-    for (auto it = sacked_.lower_bound(s.offset);
-         it != sacked_.end() && it->first < s.offset + s.length; ++it) {
-      detail::erase_range(resend_, it->first, it->second);
-    }
+    queue_resend(s.offset, s.offset + s.length);
   }
   stats_.losses += flight_.size();
   flight_.clear();

@@ -138,6 +138,7 @@ class sender {
   bool is_acked(std::uint64_t begin, std::uint64_t end) const;
   void detect_losses(time_point now);
   void lose(const segment& s, time_point now);
+  void queue_resend(std::uint64_t begin, std::uint64_t end);
   void forget(std::map<std::uint64_t, segment>::iterator it);
   std::size_t send_data(time_point now, std::span<char> out, std::uint64_t offset,
                         std::uint32_t length, bool retransmission);
