@@ -11,7 +11,16 @@
 //     next_deadline()              when to call poll_transmit again at the
 //                                  latest (timers and pacing), if no datagram
 //                                  comes first.
-//   Tests drive both endpoints over a simulated link and clock.
+//   Tests drive both endpoints over a simulated link and clock. A transport
+//   loop, for either side:
+//     for (;;) {
+//       while (auto n = ep.poll_transmit(clock::now(), buf)) send(buf, n);
+//       (receiver: write ep.readable() to disk, then ep.consume(n))
+//       wait for a datagram or ep.next_deadline(), whichever comes first;
+//       on a datagram: ep.on_datagram(bytes, clock::now());
+//     }
+//   Datagrams of one batch are the same size (datagram_size) but the last,
+//   which suits sendmmsg and UDP GSO.
 // * The sender never buffers file data: it asks its data_source for the
 //   bytes of a datagram when it builds one (a pread into the send buffer, a
 //   retransmission reads them again). It keeps one small record per datagram
@@ -103,8 +112,9 @@ class sender {
   // nothing is written) and returns its size, or 0 when nothing is to be
   // sent now. Runs expired timers first.
   std::size_t poll_transmit(time_point now, std::span<char> out);
-  // The earliest time poll_transmit() has something to do; nullopt when
-  // only a datagram can change anything (or the transfer is over).
+  // The earliest time poll_transmit() has something to do: time_point::min()
+  // for at once; nullopt when only a datagram can change anything (or the
+  // transfer is over).
   std::optional<time_point> next_deadline() const;
 
   // PAUSE/RESUME/CANCEL from the TCP side. cancel() sends one ABORT.
@@ -202,8 +212,12 @@ class receiver {
   static result<receiver> create(const receiver_config& config);
 
   void on_datagram(std::string_view bytes, time_point now);
-  // ACKs: the first one opens the transfer (it tells the sender the key).
+  // ACKs (and one ABORT after cancel() or abort()); the first ACK opens the
+  // transfer: it tells the sender the key. `out` needs max_ack_size bytes.
+  // Once complete, the receiver still answers every FIN: keep feeding it
+  // datagrams for a few seconds so a lost last ACK is repeated.
   std::size_t poll_transmit(time_point now, std::span<char> out);
+  // As sender::next_deadline().
   std::optional<time_point> next_deadline() const;
 
   // The next bytes in order, not yet consumed (one piece of the ring; call
