@@ -168,6 +168,41 @@ TEST_CASE("pause and resume on both sides; the idle timer sleeps meanwhile") {
   CHECK(seconds(o.run.elapsed) > 69);
 }
 
+TEST_CASE("a 3 s blackout: the RTO backs off, the transfer recovers") {
+  tr::time_point from = tr::time_point{} + 1s + 100ms;
+  tr::time_point to = from + 3s;
+  std::vector<tr::time_point> expiries;
+  sim::hooks h;
+  std::uint64_t seen = 0;
+  h.step = [&](tr::time_point now, tr::sender& s, tr::receiver&) {
+    if (s.stats().timeouts > seen) {
+      seen = s.stats().timeouts;
+      expiries.push_back(now);
+    }
+  };
+  auto o = transfer({.down = {.blackout_from = from, .blackout_to = to},
+                     .up = {.blackout_from = from, .blackout_to = to}, .hooks = h});
+  check_identical(o);
+  // RFC 6298 (5.5): each expiry doubles the timeout, so the gaps between
+  // expiries during the blackout at least double (the step hook sees them
+  // within 10 ms).
+  REQUIRE(expiries.size() >= 3);
+  std::string gaps;
+  for (std::size_t i = 1; i < expiries.size(); ++i) {
+    gaps += std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               expiries[i] - expiries[i - 1])
+                               .count()) +
+            " ms ";
+  }
+  MESSAGE("retransmission timeouts " << expiries.size() << ", gaps " << gaps);
+  for (std::size_t i = 2; i < expiries.size() && expiries[i] < to; ++i) {
+    auto before = expiries[i - 1] - expiries[i - 2];
+    auto gap = expiries[i] - expiries[i - 1];
+    CHECK(gap >= before * 2 - 20ms);
+  }
+  CHECK(o.run.elapsed < 3s + 3s);  // back within one backed-off RTO of the end
+}
+
 TEST_CASE("cancel on either side ends both with `cancelled`") {
   for (bool by_receiver : {true, false}) {
     CAPTURE(by_receiver);

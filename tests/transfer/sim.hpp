@@ -31,6 +31,9 @@ struct link_config {
   int burst_length = 0;        // datagrams lost in a row in a burst
   double duplicate = 0;
   double corrupt = 0;          // chance one bit of the datagram flips
+  // Everything sent in [blackout_from, blackout_to) of simulated time is lost.
+  tr::time_point blackout_from{};
+  tr::time_point blackout_to{};
   double reorder = 0;          // chance a datagram is held back by reorder_delay
   tr::duration reorder_delay = 3ms;
   tr::duration delay = 1ms;    // one way
@@ -67,6 +70,7 @@ class pipe {
   pipe(link_config c, std::uint64_t seed) : c_(c), rng_(seed) {}
 
   void send(std::string bytes, tr::time_point now) {
+    if (now >= c_.blackout_from && now < c_.blackout_to) return;
     if (burst_left_ > 0) {
       --burst_left_;
       return;
