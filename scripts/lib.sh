@@ -7,7 +7,7 @@ JOBS="$(nproc 2>/dev/null || echo 2)"
 
 # The Debian packages a build needs; the scripts add their own extras.
 BUILD_PACKAGES=(build-essential cmake ninja-build pkg-config libasio-dev libexpected-dev
-  doctest-dev libsqlite3-dev pybind11-dev python3-dev python3-pytest)
+  doctest-dev libsqlite3-dev libssl-dev pybind11-dev python3-dev python3-pytest)
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 

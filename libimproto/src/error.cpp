@@ -35,6 +35,8 @@ entry lookup(errc code) noexcept {
     case errc::not_found: return {"not_found", "not found"};
     case errc::rejected: return {"rejected", "rejected by peer"};
     case errc::invalid_config: return {"invalid_config", "invalid configuration"};
+    case errc::cancelled: return {"cancelled", "transfer cancelled"};
+    case errc::hash_mismatch: return {"hash_mismatch", "SHA-256 mismatch"};
   }
   return {"unknown", "unknown error"};
 }

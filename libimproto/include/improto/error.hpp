@@ -42,6 +42,9 @@ enum class errc {
   not_found,
   rejected,                 // the peer answered with a protocol error code
   invalid_config,
+  // File transfer (protocol 4, UDP part).
+  cancelled,                // the transfer was cancelled, here or by the peer
+  hash_mismatch,            // the received file's SHA-256 is not the announced one
 };
 
 const std::error_category& category() noexcept;
