@@ -28,12 +28,25 @@ def binary(name):
     return str(path)
 
 
+class _Popen(subprocess.Popen):
+    """A Popen whose wait() also waits for the output pumps, so a test that
+    reads stderr_lines right after the exit sees every line."""
+
+    pumps = ()
+
+    def wait(self, timeout=None):
+        code = super().wait(timeout)
+        for t in self.pumps:
+            t.join(timeout if timeout is not None else 5.0)
+        return code
+
+
 class Proc:
     """A running tool; stderr is collected line by line on a thread."""
 
     def __init__(self, args, stdin=subprocess.DEVNULL, cwd=None):
         self.args = args
-        self.popen = subprocess.Popen(
+        self.popen = _Popen(
             args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
         self.stderr_lines = []
         self.stdout_lines = []
@@ -44,6 +57,7 @@ class Proc:
         ]
         for t in self._threads:
             t.start()
+        self.popen.pumps = self._threads
 
     def _pump(self, stream, sink):
         for raw in iter(stream.readline, b""):

@@ -197,31 +197,47 @@ void print_line(std::string_view line) {
 
 int serve_until_signal(asio::io_context& io, const service& s, const net::logger& log,
                        std::chrono::milliseconds grace) {
-  // Installed before start() logs 'listening on': from then on a signal is
-  // queued for the wait below, never the default action (death by signal).
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  asio::steady_timer poll(io);
-  net::clock::time_point give_up;
-  // Connections that do not drain in time are cut when run() returns.
-  std::function<void()> wait_drained = [&] {
-    if (s.drained() || net::clock::now() >= give_up) {
-      io.stop();
-      return;
-    }
-    poll.expires_after(std::chrono::milliseconds(20));
-    poll.async_wait([&](const std::error_code& e) {
-      if (!e) wait_drained();
-    });
-  };
-  signals.async_wait([&](const std::error_code& ec, int signal) {
-    if (ec) return;
-    if (log) log(std::string("shutting down (") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + ")");
-    s.stop();
-    give_up = net::clock::now() + grace;
-    wait_drained();
-  });
-  s.start();
-  io.run();
+  {
+    // Installed before start() logs 'listening on': from then on a signal is
+    // queued for the wait below, never the default action (death by signal).
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    asio::steady_timer poll(io);
+    net::clock::time_point give_up;
+    // Connections that do not drain in time are cut when run() returns.
+    std::function<void()> wait_drained = [&] {
+      if (s.drained() || net::clock::now() >= give_up) {
+        io.stop();
+        return;
+      }
+      poll.expires_after(std::chrono::milliseconds(20));
+      poll.async_wait([&](const std::error_code& e) {
+        if (!e) wait_drained();
+      });
+    };
+    std::function<void(const std::error_code&, int)> on_signal =
+        [&](const std::error_code& ec, int signal) {
+          if (ec) return;
+          const char* name = signal == SIGINT ? "SIGINT" : "SIGTERM";
+          if (give_up != net::clock::time_point{}) {
+            // A second signal: stop waiting for connections to drain.
+            if (log) log(std::string("not waiting for connections (") + name + ")");
+            give_up = net::clock::now();
+            return;
+          }
+          if (log) log(std::string("shutting down (") + name + ")");
+          s.stop();
+          give_up = net::clock::now() + grace;
+          signals.async_wait(on_signal);
+          wait_drained();
+        };
+    signals.async_wait(on_signal);
+    s.start();
+    io.run();
+  }
+  // The signal_set restored the default actions; a signal arriving while the
+  // server tears down must not turn this clean exit into death by signal.
+  std::signal(SIGINT, SIG_IGN);
+  std::signal(SIGTERM, SIG_IGN);
   if (log) log("stopped");
   return 0;
 }
