@@ -4,6 +4,9 @@
 For each target fuzz_<protocol>, every vector in tests/vectors/<protocol>/*.vec
 becomes one file in OUT_DIR/fuzz_<protocol>/ holding the vector's input: its
 `in:` lines unescaped and concatenated (format: tests/support/vectors.hpp).
+A server target fuzz_<protocol>_server is seeded from the same vectors.
+Inputs that once broke a target, tests/fuzz/regressions/<target>/*, are
+copied in as well (smoke.sh and campaign.sh also replay them first).
 
     seed_corpus.py OUT_DIR                 # every protocol with vectors
     seed_corpus.py OUT_DIR fuzz_buddy ...  # only these targets
@@ -16,7 +19,9 @@ import argparse
 import pathlib
 import sys
 
-VECTORS = pathlib.Path(__file__).resolve().parent.parent / "vectors"
+HERE = pathlib.Path(__file__).resolve().parent
+VECTORS = HERE.parent / "vectors"
+REGRESSIONS = HERE / "regressions"
 
 SIMPLE_ESCAPES = {"\\": b"\\", '"': b'"', "n": b"\n", "r": b"\r", "t": b"\t", "0": b"\0"}
 
@@ -83,7 +88,7 @@ def vector_inputs(path: pathlib.Path):
 
 
 def seed(target: str, vectors: pathlib.Path, out: pathlib.Path) -> int:
-    protocol = target[len("fuzz_"):]
+    protocol = target[len("fuzz_"):].removesuffix("_server")
     corpus = out / target
     corpus.mkdir(parents=True, exist_ok=True)
     files = sorted((vectors / protocol).glob("*.vec"))
@@ -95,6 +100,11 @@ def seed(target: str, vectors: pathlib.Path, out: pathlib.Path) -> int:
         for index, (_, data) in enumerate(vector_inputs(path), start=1):
             (corpus / f"{path.stem}-{index:03d}").write_bytes(data)
             count += 1
+    if (REGRESSIONS / target).is_dir():
+        for path in sorted((REGRESSIONS / target).iterdir()):
+            if path.is_file():
+                (corpus / f"regression-{path.name}").write_bytes(path.read_bytes())
+                count += 1
     return count
 
 
