@@ -13,8 +13,11 @@
 # and the log in corpus-work/<target>.log. Prints one line per target:
 # executions, seconds, executions per second, corpus files.
 # IMPROTO_FUZZ_BUILD=DIR uses another build directory; IMPROTO_FUZZ_MAX_LEN
-# (default 4096) bounds input sizes.
+# (default 4096) bounds input sizes. ASAN_OPTIONS defaults to a short
+# allocation stack (malloc_context_size=4: ~13% more executions; a finding is
+# replayed with full stacks by running the target on its input).
 set -euo pipefail
+export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=4}
 
 usage() {
   echo "usage: $0 SECONDS [fuzz_TARGET...]" >&2
