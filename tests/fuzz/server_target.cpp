@@ -131,7 +131,8 @@ bool answer_ok(std::string_view a, std::size_t) {
 #endif
 
 struct state {
-  asio::io_context io;
+  // One io_context per server: see reopen().
+  std::unique_ptr<asio::io_context> io;
   std::filesystem::path dir;
   std::unique_ptr<server_type> srv;
   std::size_t inputs = 0;
@@ -145,20 +146,28 @@ struct state {
   }
   ~state() {
     srv.reset();
+    io.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
-  // A fresh store: keeps the lists (and so each GET) small and the disk use bounded.
+  // A fresh store: keeps the lists (and so each GET) small and the disk use
+  // bounded. Shut down as the daemons do (tools/common/cli.cpp): stop(), wait
+  // until drained, then destroy the server and its io_context together. The
+  // servers' accept loops still have a completion queued after stop(); an
+  // io_context that kept running past the server's destruction would resume
+  // them on freed memory (found by this target, see docs/fuzzing.md).
   void reopen() {
     if (srv) {
       srv->stop();
       run_until([&] { return settled(*srv); }, "connections left after stop()");
       srv.reset();
+      io.reset();
     }
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
     std::filesystem::create_directories(dir);
-    srv = make_server(io, dir);
+    io = std::make_unique<asio::io_context>();
+    srv = make_server(*io, dir);
     srv->start();
   }
 
@@ -167,7 +176,7 @@ struct state {
     auto until = std::chrono::steady_clock::now() + deadline;
     while (!done()) {
       if (std::chrono::steady_clock::now() > until) violated(what);
-      io.run_one_for(10ms);
+      io->run_one_for(10ms);
     }
   }
 };
@@ -180,7 +189,7 @@ state& the_state() {
 // Sends `chunks`, half-closes, and returns everything the server sent until
 // it closed (capped: what matters is that it ends).
 std::string converse(state& st, const std::vector<std::string_view>& chunks) {
-  tcp::socket sock(st.io);
+  tcp::socket sock(*st.io);
   std::error_code ec;
   sock.connect(endpoint_of(*st.srv), ec);
   if (ec) violated("connect: " + ec.message());
@@ -190,7 +199,7 @@ std::string converse(state& st, const std::vector<std::string_view>& chunks) {
     asio::write(sock, asio::buffer(chunk.data(), chunk.size()), ec);
     if (ec) break;
     // Let the server read this chunk before the next one arrives.
-    while (st.io.poll() > 0) {
+    while (st.io->poll() > 0) {
     }
   }
   sock.shutdown(tcp::socket::shutdown_send, ec);
@@ -214,7 +223,7 @@ std::string converse(state& st, const std::vector<std::string_view>& chunks) {
     if (std::chrono::steady_clock::now() > until) {
       violated("the server did not close a half-closed connection within the deadline");
     }
-    st.io.run_one_for(10ms);
+    st.io->run_one_for(10ms);
   }
   return answer;
 }
