@@ -62,9 +62,10 @@ for name in "${targets[@]}"; do
   [[ -x $exe ]] || { echo "campaign: no target $exe" >&2; exit 2; }
   "$python" "$here/seed_corpus.py" "$work" "$name" > /dev/null
   log=$work/$name.log
+  : > "$log"
   # Inputs that once broke this target must pass before anything else.
   if [[ -d $here/regressions/$name ]]; then
-    if ! "$exe" "$here/regressions/$name"/* > "$log" 2>&1; then
+    if ! "$exe" "$here/regressions/$name"/* >> "$log" 2>&1; then
       echo "campaign: $name fails on a regression input (log: $log)" >&2
       status=1
       break

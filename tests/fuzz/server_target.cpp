@@ -31,6 +31,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -189,19 +190,25 @@ state& the_state() {
 // Sends `chunks`, half-closes, and returns everything the server sent until
 // it closed (capped: what matters is that it ends).
 std::string converse(state& st, const std::vector<std::string_view>& chunks) {
+  // Asynchronous calls throughout: libFuzzer's SIGALRM (its -timeout timer)
+  // interrupts blocking ones with EINTR.
   tcp::socket sock(*st.io);
-  std::error_code ec;
-  sock.connect(endpoint_of(*st.srv), ec);
-  if (ec) violated("connect: " + ec.message());
+  std::optional<std::error_code> done;
+  sock.async_connect(endpoint_of(*st.srv), [&](std::error_code e) { done = e; });
+  st.run_until([&] { return done.has_value(); }, "connect did not complete");
+  if (*done) violated("connect: " + done->message());
   for (auto chunk : chunks) {
-    // Loopback buffers hold a whole input, so this does not block; an error
-    // means the server already closed (a sticky decode error), which is fine.
-    asio::write(sock, asio::buffer(chunk.data(), chunk.size()), ec);
-    if (ec) break;
+    done.reset();
+    asio::async_write(sock, asio::buffer(chunk.data(), chunk.size()),
+                      [&](std::error_code e, std::size_t) { done = e; });
+    st.run_until([&] { return done.has_value(); }, "a write did not complete");
+    // An error means the server already closed (a sticky decode error): fine.
+    if (*done) break;
     // Let the server read this chunk before the next one arrives.
     while (st.io->poll() > 0) {
     }
   }
+  std::error_code ec;
   sock.shutdown(tcp::socket::shutdown_send, ec);
 
   std::string answer;
