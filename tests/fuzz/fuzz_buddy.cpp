@@ -4,7 +4,9 @@
 //  1. Each stream decoder (request, response, chat), with a small and with the
 //     default line limit, gives the same sequence of describe() lines and
 //     errors (by errc name), and the same failed() at the end, whether the
-//     input is fed whole or one byte at a time, each run in a fresh decoder.
+//     input is fed whole, one byte at a time (small limit only: the costliest
+//     run) or cut at pseudo-random points (chunks.hpp), each run in a fresh
+//     decoder.
 //  2. Every message a decoder yields re-serializes to bytes that decode, in a
 //     fresh decoder in the same phase (chat), to the same describe().
 //  3. The datagram and line parsers return a message or a typed error; a
@@ -22,8 +24,10 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "chunks.hpp"
 #include "improto/buddy/decoder.hpp"
 
 namespace buddy = improto::buddy;
@@ -107,16 +111,25 @@ trace run(improto::wire::limits lim, const std::vector<std::string_view>& chunks
   return t;
 }
 
+struct cuts {
+  std::vector<std::string_view> whole, bytewise, random;
+};
+
 template <class Decoder, class Reencode>
-void check_stream(const char* name, std::string_view input, Reencode reencode) {
-  std::vector<std::string_view> bytes;
-  bytes.reserve(input.size());
-  for (std::size_t i = 0; i < input.size(); ++i) bytes.push_back(input.substr(i, 1));
+void check_stream(const char* name, const cuts& c, Reencode reencode) {
+  bool small = true;
   for (improto::wire::limits lim : {improto::wire::limits{.max_line = 48}, improto::wire::limits{}}) {
-    trace whole = run<Decoder>(lim, {input}, reencode);
-    trace one_by_one = run<Decoder>(lim, bytes, nullptr);
-    if (whole.events != one_by_one.events || whole.failed != one_by_one.failed) {
-      broken(name, one_by_one.joined(), whole.joined());
+    trace whole = run<Decoder>(lim, c.whole, reencode);
+    // Byte by byte (the costliest run) once, where every limit is in reach.
+    if (std::exchange(small, false)) {
+      trace one_by_one = run<Decoder>(lim, c.bytewise, nullptr);
+      if (whole.events != one_by_one.events || whole.failed != one_by_one.failed) {
+        broken(name, one_by_one.joined(), whole.joined());
+      }
+    }
+    trace cut = run<Decoder>(lim, c.random, nullptr);
+    if (whole.events != cut.events || whole.failed != cut.failed) {
+      broken(name, "randomly cut: " + cut.joined(), whole.joined());
     }
   }
 }
@@ -128,17 +141,17 @@ void same_again(const char* what, Decoder fresh, const Message& m, const std::st
   if (again != description) broken(what, again, description);
 }
 
-void check_request_stream(std::string_view input) {
+void check_request_stream(const cuts& input) {
   check_stream<buddy::request_decoder>(
-      "request_decoder whole vs byte by byte", input,
+      "request_decoder whole vs cut", input,
       [](int, const buddy::request& m, const std::string& description) {
         same_again("request round trip", buddy::request_decoder{}, m, description);
       });
 }
 
-void check_response_stream(std::string_view input) {
+void check_response_stream(const cuts& input) {
   check_stream<buddy::response_decoder>(
-      "response_decoder whole vs byte by byte", input,
+      "response_decoder whole vs cut", input,
       [](int, const buddy::response& m, const std::string& description) {
         std::string bytes;
         if (!buddy::serialize(m, bytes)) broken("response does not serialize", "", description);
@@ -147,10 +160,10 @@ void check_response_stream(std::string_view input) {
       });
 }
 
-void check_chat_stream(std::string_view input) {
+void check_chat_stream(const cuts& input) {
   using phase = buddy::chat_decoder::phase;
   check_stream<buddy::chat_decoder>(
-      "chat_decoder whole vs byte by byte", input,
+      "chat_decoder whole vs cut", input,
       [](int before, const buddy::chat_message& m, const std::string& description) {
         // Re-decode in the phase the line was read in: past the first line,
         // BUSY and CHAT are text. An empty line moves a fresh decoder there.
@@ -222,9 +235,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // An empty input may come with a null pointer; keep the view well-formed.
   std::string_view input = size == 0 ? std::string_view()
                                      : std::string_view(reinterpret_cast<const char*>(data), size);
-  check_request_stream(input);
-  check_response_stream(input);
-  check_chat_stream(input);
+  const cuts c{improto::fuzz::whole(input), improto::fuzz::bytewise(input),
+               improto::fuzz::random_cuts(input, 2)};
+  check_request_stream(c);
+  check_response_stream(c);
+  check_chat_stream(c);
   check_udp_request(input);
   check_status_reply(input);
   check_lines(input);

@@ -2,13 +2,15 @@
 //
 // Invariant, for both directions: any bytes give typed errors or messages,
 // never a crash or a read out of bounds, and never more buffered than the
-// limits allow. Decoding the input whole and one byte at a time, each in a
-// fresh decoder that goes on after non-sticky errors and stops at a sticky
-// one, gives the same sequence of describe() lines and the same final error
-// (end of stream included). Every decoded message passes check(), and its
-// serialization decodes, whole and alone, to the same describe() line (under
-// the default limits: the canonical bytes may be a little longer than the
-// received ones, e.g. `After:x` becomes `After: x`).
+// limits allow. Decoding the input whole, one byte at a time and cut at
+// pseudo-random points (chunks.hpp), each in a fresh decoder that goes on
+// after non-sticky errors and stops at a sticky one, gives the same sequence
+// of describe() lines and the same final error (end of stream included),
+// under small limits and under the defaults. Every decoded message passes
+// check(), and its serialization decodes, whole and alone, to the same
+// describe() line (under the same limits but for one more byte per line:
+// the canonical bytes may be a little longer than the received ones, e.g.
+// `After:x` becomes `After: x`).
 
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "chunks.hpp"
 #include "improto/relay/codes.hpp"
 #include "improto/relay/decoder.hpp"
 
@@ -70,18 +73,10 @@ void finish(relay::decoder& d, run& out) {
   take(d, d.finish(), out);
 }
 
-run whole(std::string_view bytes, relay::direction dir) {
-  relay::decoder d(dir, fuzz_limits);
+run decode(const std::vector<std::string_view>& chunks, relay::direction dir, wire::limits lim) {
+  relay::decoder d(dir, lim);
   run out;
-  feed(d, bytes, out);
-  finish(d, out);
-  return out;
-}
-
-run bytewise(std::string_view bytes, relay::direction dir) {
-  relay::decoder d(dir, fuzz_limits);
-  run out;
-  for (std::size_t i = 0; i < bytes.size() && !out.stopped; ++i) feed(d, bytes.substr(i, 1), out);
+  for (std::size_t i = 0; i < chunks.size() && !out.stopped; ++i) feed(d, chunks[i], out);
   finish(d, out);
   return out;
 }
@@ -92,13 +87,16 @@ std::string joined(const std::vector<std::string>& lines) {
   return s;
 }
 
-void round_trip(const relay::message& m, relay::direction dir) {
+// Re-decoded under the limits it was decoded with, widened by what the
+// canonical form may add: a byte per line (`After:x` becomes `After: x`).
+void round_trip(const relay::message& m, relay::direction dir, wire::limits lim) {
   std::string text = relay::describe(m);
+  lim.max_line += 1;
   std::string bytes;
-  if (auto ok = relay::serialize(m, bytes); !ok) {
+  if (auto ok = relay::serialize(m, bytes, lim); !ok) {
     die("decoded message fails serialize()", text + ": " + ok.error().message());
   }
-  relay::decoder d(dir);
+  relay::decoder d(dir, lim);
   std::string_view in(bytes);
   auto r = d.next(in);
   if (!r) die("re-encoded message does not decode", text + ": " + r.error().message());
@@ -110,14 +108,28 @@ void round_trip(const relay::message& m, relay::direction dir) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  std::string_view bytes = size == 0 ? std::string_view()
+                                     : std::string_view(reinterpret_cast<const char*>(data), size);
+  const auto whole = fuzz::whole(bytes);
+  const auto bytewise = fuzz::bytewise(bytes);
+  const auto cut = fuzz::random_cuts(bytes, 3);
   for (auto dir : {relay::direction::to_server, relay::direction::to_client}) {
-    run a = whole(bytes, dir);
-    run b = bytewise(bytes, dir);
-    if (a.lines != b.lines) {
-      die("whole and byte-by-byte differ", joined(a.lines) + "---\n" + joined(b.lines));
+    for (wire::limits lim : {fuzz_limits, wire::limits{}}) {
+      run a = decode(whole, dir, lim);
+      // Byte by byte (the costliest run) under the small limits only, where
+      // every limit is in reach.
+      if (lim.max_line == fuzz_limits.max_line) {
+        run b = decode(bytewise, dir, lim);
+        if (a.lines != b.lines) {
+          die("whole and byte-by-byte differ", joined(a.lines) + "---\n" + joined(b.lines));
+        }
+      }
+      run c = decode(cut, dir, lim);
+      if (a.lines != c.lines) {
+        die("whole and randomly cut differ", joined(a.lines) + "---\n" + joined(c.lines));
+      }
+      for (const auto& m : a.messages) round_trip(m, dir, lim);
     }
-    for (const auto& m : a.messages) round_trip(m, dir);
   }
   return 0;
 }

@@ -4,6 +4,9 @@
 For each target fuzz_<protocol>, every vector in tests/vectors/<protocol>/*.vec
 becomes one file in OUT_DIR/fuzz_<protocol>/ holding the vector's input: its
 `in:` lines unescaped and concatenated (format: tests/support/vectors.hpp).
+A server target fuzz_<protocol>_server is seeded from the same vectors.
+Inputs that once broke a target, tests/fuzz/regressions/<target>/*, are
+copied in as well (smoke.sh and campaign.sh also replay them first).
 
     seed_corpus.py OUT_DIR                 # every protocol with vectors
     seed_corpus.py OUT_DIR fuzz_buddy ...  # only these targets
@@ -16,7 +19,9 @@ import argparse
 import pathlib
 import sys
 
-VECTORS = pathlib.Path(__file__).resolve().parent.parent / "vectors"
+HERE = pathlib.Path(__file__).resolve().parent
+VECTORS = HERE.parent / "vectors"
+REGRESSIONS = HERE / "regressions"
 
 SIMPLE_ESCAPES = {"\\": b"\\", '"': b'"', "n": b"\n", "r": b"\r", "t": b"\t", "0": b"\0"}
 
@@ -82,11 +87,18 @@ def vector_inputs(path: pathlib.Path):
         yield name, data
 
 
+# Targets that build messages from the fuzz bytes rather than decode them:
+# wire bytes would be no better a start than nothing.
+BUILDS_ITS_OWN_MESSAGES = {"fuzz_roundtrip"}
+
+
 def seed(target: str, vectors: pathlib.Path, out: pathlib.Path) -> int:
-    protocol = target[len("fuzz_"):]
+    protocol = target[len("fuzz_"):].removesuffix("_server")
     corpus = out / target
     corpus.mkdir(parents=True, exist_ok=True)
     files = sorted((vectors / protocol).glob("*.vec"))
+    if not files and target in BUILDS_ITS_OWN_MESSAGES:
+        return 0
     if not files:
         print(f"seed_corpus: warning: no vectors in {vectors / protocol} for {target}",
               file=sys.stderr)
@@ -95,6 +107,11 @@ def seed(target: str, vectors: pathlib.Path, out: pathlib.Path) -> int:
         for index, (_, data) in enumerate(vector_inputs(path), start=1):
             (corpus / f"{path.stem}-{index:03d}").write_bytes(data)
             count += 1
+    if (REGRESSIONS / target).is_dir():
+        for path in sorted((REGRESSIONS / target).iterdir()):
+            if path.is_file():
+                (corpus / f"regression-{path.name}").write_bytes(path.read_bytes())
+                count += 1
     return count
 
 

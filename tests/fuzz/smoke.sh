@@ -6,6 +6,8 @@
 #
 #   tests/fuzz/smoke.sh BUILD_DIR [SECONDS]
 #
+# Each target first replays tests/fuzz/regressions/<target>/ (inputs that
+# once broke it), then fuzzes with inputs of at most 4096 bytes.
 # Everything happens in one temporary directory, removed at the end; when a
 # target fails, the directory (crash input, log) is kept and its path printed.
 # Targets run in parallel, at most one per CPU (IMPROTO_FUZZ_JOBS overrides).
@@ -59,11 +61,16 @@ for exe in "${targets[@]}"; do
   (
     cd "$dir"
     rc=0
+    if [[ -d $here/regressions/$name ]]; then
+      "$exe" "$here/regressions/$name"/* > "$dir/log" 2>&1 || rc=$?
+    fi
     # The outer timeout only guards against a hung target: libFuzzer stops
     # itself after -max_total_time, and -timeout catches one slow input.
-    timeout -k 10 $((seconds + 120)) "$exe" -max_total_time="$seconds" -print_final_stats=1 \
-      -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$dir/artifacts/" "$dir/$name" \
-      > "$dir/log" 2>&1 || rc=$?
+    if [[ $rc -eq 0 ]]; then
+      timeout -k 10 $((seconds + 120)) "$exe" -max_total_time="$seconds" -print_final_stats=1 \
+        -max_len=4096 -timeout=30 -rss_limit_mb=2048 -artifact_prefix="$dir/artifacts/" \
+        "$dir/$name" >> "$dir/log" 2>&1 || rc=$?
+    fi
     echo "$rc" > "$dir/rc"
   ) &
   pids+=($!)
