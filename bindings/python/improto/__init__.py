@@ -41,6 +41,7 @@ from ._errors import (
     error_class,
 )
 from .servers import BuddyServer, RegistryServer, RelayServer
+from . import relay
 
 # Clients (blocking; improto.aio has the asyncio ones).
 from ._relay_client import RelayClient
@@ -64,6 +65,7 @@ __all__ = [
     "RegistryServer",
     "BuddyServer",
     "RelayServer",
+    "relay",
     # clients
     "RelayClient",
 ]
