@@ -37,7 +37,7 @@ from ._errors import (
     error_class,
 )
 from .servers import BuddyServer, RegistryServer, RelayServer
-from . import relay
+from . import buddy, registry, relay, transfer
 
 __version__ = "0.1.0"
 
@@ -58,7 +58,10 @@ __all__ = [
     "RegistryServer",
     "BuddyServer",
     "RelayServer",
+    "registry",
+    "buddy",
     "relay",
+    "transfer",
 ]
 
 # Show the public classes where users import them from (help(), repr, pickle).
