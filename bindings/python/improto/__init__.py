@@ -41,7 +41,7 @@ from ._errors import (
     error_class,
 )
 from .servers import BuddyServer, RegistryServer, RelayServer
-from . import relay
+from . import buddy, registry, relay, transfer
 
 # Clients (blocking; improto.aio has the asyncio ones).
 from ._relay_client import RelayClient
@@ -65,7 +65,10 @@ __all__ = [
     "RegistryServer",
     "BuddyServer",
     "RelayServer",
+    "registry",
+    "buddy",
     "relay",
+    "transfer",
     # clients
     "RelayClient",
 ]
