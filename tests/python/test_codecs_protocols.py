@@ -321,3 +321,17 @@ def test_package_exports_the_codec_modules():
             obj = getattr(module, export)
             if isinstance(obj, type):
                 assert obj.__doc__ and obj.__module__ == module.__name__, export
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    import doctest
+    result = doctest.testmod(module, verbose=False)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_help_renders():
+    import pydoc
+    text = pydoc.render_doc(relay, renderer=pydoc.plaintext)
+    assert "class Send" in text and "feed(" in text and "Protocol 3" in text
+    assert "improto.registry" in pydoc.render_doc(improto, renderer=pydoc.plaintext)
