@@ -57,6 +57,21 @@ inline void importable(py::module_& sub) {
   py::module_::import("sys").attr("modules")[sub.attr("__name__")] = sub;
 }
 
+// py::cast(std::move(v)) for a bound class, without looking its type up by
+// name on every call (a hash of the mangled name and a strcmp): decoders
+// create one object per message, and that lookup was a measurable part of it.
+template <class T>
+py::object new_object(T&& v) {
+  using U = std::decay_t<T>;
+  static const py::detail::type_info* type = py::detail::get_type_info(typeid(U));
+  if (type == nullptr) return py::cast(std::forward<T>(v));  // not bound: the slow, checked path
+  py::handle h = py::detail::type_caster_generic::cast(
+      &v, py::return_value_policy::move, py::handle(), type, nullptr,
+      [](const void* p) -> void* { return new U(std::move(*const_cast<U*>(static_cast<const U*>(p)))); });
+  if (!h) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(h);
+}
+
 // Raises the ProtocolError (or subclass) for `e`, with .code and, when
 // given, .messages.
 [[noreturn]] void raise_protocol(const error& e, std::optional<int> code,

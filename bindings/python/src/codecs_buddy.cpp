@@ -21,7 +21,7 @@ namespace buddy = improto::buddy;
 
 template <class Variant>
 py::object variant_to_python(Variant&& v) {
-  return std::visit([](auto&& x) { return py::cast(std::move(x)); }, std::move(v));
+  return std::visit([](auto&& x) { return new_object(std::move(x)); }, std::move(v));
 }
 
 std::optional<error> check_response(const buddy::response& r) {
@@ -50,7 +50,7 @@ struct request_traits {
 struct response_traits {
   using decoder = buddy::response_decoder;
   using message = buddy::response;
-  static py::object to_python(message&& m) { return py::cast(std::move(m)); }
+  static py::object to_python(message&& m) { return new_object(std::move(m)); }
   static std::optional<error> check(const message& m) { return check_response(m); }
   static std::optional<int> wire_code(errc c) { return wire_code_of(c); }
 };

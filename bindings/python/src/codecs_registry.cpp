@@ -32,7 +32,7 @@ std::optional<error> check_http_text(const std::string& first_name, const std::s
 struct request_traits {
   using decoder = registry::request_decoder;
   using message = registry::request;
-  static py::object to_python(message&& m) { return py::cast(std::move(m)); }
+  static py::object to_python(message&& m) { return new_object(std::move(m)); }
   static std::optional<error> check(const message& m) {
     // method is a token (ASCII), checked by the decoder
     return check_http_text("the target", m.target, m.headers);
@@ -43,7 +43,7 @@ struct request_traits {
 struct response_traits {
   using decoder = registry::response_decoder;
   using message = registry::response;
-  static py::object to_python(message&& m) { return py::cast(std::move(m)); }
+  static py::object to_python(message&& m) { return new_object(std::move(m)); }
   static std::optional<error> check(const message& m) {
     return check_http_text("the reason", m.reason, m.headers);
   }
