@@ -39,8 +39,9 @@ pyenv="$(mktemp -d)"
 # build/_python keeps pip's CMake build between runs (incremental rebuilds).
 IMPROTO_PYTHON_BUILD_DIR="$ROOT/build/_python" "$pyenv/venv/bin/python" -m pip install \
   --quiet --no-build-isolation --no-index "$ROOT/bindings/python"
-(cd "$pyenv" && IMPROTO_EXPECT_INSTALLED=1 "$pyenv/venv/bin/python" -m pytest -q -p no:cacheprovider \
-  "$ROOT/tests/python")
+# IMPROTO_BIN_DIR: the client tests run against the real servers (build/tools) too.
+(cd "$pyenv" && IMPROTO_EXPECT_INSTALLED=1 IMPROTO_BIN_DIR="$ROOT/build/tools" \
+  "$pyenv/venv/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/tests/python")
 rm -rf "$pyenv"
 
 log "all tests passed"
