@@ -367,3 +367,49 @@ def test_stop_timeout_is_checked():
         with pytest.raises(improto.ConfigError):
             srv.stop(timeout=-1)
         assert srv.running
+
+
+# --- the tools' newer options -------------------------------------------------
+
+def post(body: bytes) -> bytes:
+    return (b"POST /userlist.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+            % len(body)) + body
+
+
+def test_registry_max_users_and_logout_origin():
+    with improto.RegistryServer(max_users=1) as srv:
+        status, _ = http_exchange(srv.address, post(b"REGISTER a@127.0.0.1:1"))
+        assert status == "HTTP/1.1 200 OK"
+        status, body = http_exchange(srv.address, post(b"REGISTER b@127.0.0.1:2"))
+        assert status.startswith("HTTP/1.1 503") and b"user limit" in body
+        # Only the address that registered the entry may log it out.
+        with socket.socket() as s:
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(TIMEOUT)
+            s.connect(srv.address)
+            s.sendall(post(b"LOGOUT a@127.0.0.1:1"))
+            assert recv_exactly(s, 12) == b"HTTP/1.1 403"
+        status, _ = http_exchange(srv.address, post(b"LOGOUT a@127.0.0.1:1"))
+        assert status == "HTTP/1.1 200 OK"
+    with improto.RegistryServer(logout_from_any=True) as srv:
+        http_exchange(srv.address, post(b"REGISTER a@127.0.0.1:1"))
+        with socket.socket() as s:
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(TIMEOUT)
+            s.connect(srv.address)
+            s.sendall(post(b"LOGOUT a@127.0.0.1:1"))
+            assert recv_exactly(s, 15) == b"HTTP/1.1 200 OK"
+    with pytest.raises(improto.ConfigError):
+        improto.RegistryServer(max_users=0)
+
+
+def test_relay_pairing_timeout():
+    with improto.RelayServer(pairing_timeout=0.2) as srv:
+        rx = socket.create_connection(srv.address, timeout=TIMEOUT)
+        rx.sendall(b"REGISTER TORECV bob\n\n")
+        expect(rx, b"REGISTERED TORECV bob\n\n")
+        # The TOSEND half never comes: the name is dropped and the socket closed.
+        expect(rx, b"ERROR 101 No user registered\n\n")
+        assert closed_by_server(rx)
+    with pytest.raises(improto.ConfigError):
+        improto.RelayServer(pairing_timeout=0)

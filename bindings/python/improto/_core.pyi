@@ -35,7 +35,8 @@ class _ServerCore:
 class _RegistryServer(_ServerCore):
     def __init__(self, host: str, port: int, data_dir: _Path, idle_timeout: float,
                  message_timeout: float, max_connections: int, max_body: int, max_line: int,
-                 max_headers: int, max_pipelined: int, sync: str, log: _Log) -> None: ...
+                 max_headers: int, max_pipelined: int, max_users: int, logout_from_any: bool,
+                 sync: str, log: _Log) -> None: ...
     def pending_writes(self) -> int: ...
 
 class _BuddyServer(_ServerCore):
@@ -49,4 +50,5 @@ class _BuddyServer(_ServerCore):
 class _RelayServer(_ServerCore):
     def __init__(self, host: str, port: int, receiver_timeout: float, idle_timeout: float,
                  message_timeout: float, max_body: int, max_connections: int,
-                 max_in_flight: int, max_unanswered: int, log: _Log) -> None: ...
+                 max_in_flight: int, max_unanswered: int, pairing_timeout: float,
+                 log: _Log) -> None: ...

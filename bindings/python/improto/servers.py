@@ -157,6 +157,9 @@ class RegistryServer(_Server):
         max_line: longest request or header line (else 431).
         max_headers: most header lines in a request (else 431).
         max_pipelined: requests one connection may have awaiting replies.
+        max_users: entries the list may hold; a REGISTER past it gets 503.
+        logout_from_any: accept a LOGOUT from any address (the seed's rule);
+            by default only the address that registered the entry may.
         sync: SQLite synchronous level: ``"full"`` (acknowledged changes
             survive power loss), ``"normal"``, ``"extra"`` or ``"off"``.
         log: called with each line the server logs (on a Python thread of
@@ -176,6 +179,8 @@ class RegistryServer(_Server):
         max_line: int = 8192,
         max_headers: int = 64,
         max_pipelined: int = 256,
+        max_users: int = 1_000_000,
+        logout_from_any: bool = False,
         sync: str = "full",
         log: Logger = None,
     ) -> None:
@@ -185,7 +190,8 @@ class RegistryServer(_Server):
         self._launch(
             lambda logging: _core._RegistryServer(
                 host, port, directory, idle_timeout, message_timeout, max_connections,
-                max_body, max_line, max_headers, max_pipelined, sync, logging),
+                max_body, max_line, max_headers, max_pipelined, max_users, logout_from_any,
+                sync, logging),
             temp, log)
 
     def pending_writes(self) -> int:
@@ -268,6 +274,8 @@ class RelayServer(_Server):
         max_connections: connections served at once.
         max_in_flight: SENDs one sender may have awaiting replies.
         max_unanswered: FORWARDs one receiver may leave unanswered.
+        pairing_timeout: seconds a name registered on one socket waits for
+            its other socket (from the same IP address) before it is dropped.
         log: called with one line per server event, or None.
     """
 
@@ -283,10 +291,11 @@ class RelayServer(_Server):
         max_connections: int = 10000,
         max_in_flight: int = 1024,
         max_unanswered: int = 4096,
+        pairing_timeout: float = 30.0,
         log: Logger = None,
     ) -> None:
         self._launch(
             lambda logging: _core._RelayServer(
                 host, port, receiver_timeout, idle_timeout, message_timeout, max_body,
-                max_connections, max_in_flight, max_unanswered, logging),
+                max_connections, max_in_flight, max_unanswered, pairing_timeout, logging),
             None, log)

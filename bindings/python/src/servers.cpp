@@ -296,7 +296,8 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
                                                double idle_timeout, double message_timeout,
                                                long long max_connections, long long max_body,
                                                long long max_line, long long max_headers,
-                                               long long max_pipelined, const std::string& sync,
+                                               long long max_pipelined, long long max_users,
+                                               bool logout_from_any, const std::string& sync,
                                                bool log) {
   server::registry_config config;
   config.host = host_arg(host);
@@ -309,6 +310,8 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
   config.http.max_line = count_arg("max_line", max_line, 1LL << 20);
   config.http.max_headers = count_arg("max_headers", max_headers, 10'000);
   config.max_pipelined = count_arg("max_pipelined", max_pipelined, 1'000'000);
+  config.max_users = count_arg("max_users", max_users, 1LL << 40);
+  config.logout_from_any = logout_from_any;
   config.store.synchronous = sync_arg(sync);
 
   auto h = std::make_unique<registry_handle>(log);
@@ -362,7 +365,8 @@ std::unique_ptr<relay_handle> make_relay(const std::string& host, long long port
                                          double receiver_timeout, double idle_timeout,
                                          double message_timeout, long long max_body,
                                          long long max_connections, long long max_in_flight,
-                                         long long max_unanswered, bool log) {
+                                         long long max_unanswered, double pairing_timeout,
+                                         bool log) {
   server::relay_config config;
   config.host = host_arg(host);
   config.port = port_arg("port", port);
@@ -373,6 +377,7 @@ std::unique_ptr<relay_handle> make_relay(const std::string& host, long long port
   config.stream.max_connections = count_arg("max_connections", max_connections, 1'000'000);
   config.max_in_flight = count_arg("max_in_flight", max_in_flight, 1'000'000);
   config.max_unanswered = count_arg("max_unanswered", max_unanswered, 1'000'000);
+  config.pairing_timeout = seconds_arg("pairing_timeout", pairing_timeout);
 
   auto h = std::make_unique<relay_handle>(log);
   config.log = h->logger();
@@ -420,7 +425,8 @@ void register_servers(py::module_& m) {
   registry.def(py::init(&make_registry), py::arg("host"), py::arg("port"), py::arg("data_dir"),
                py::arg("idle_timeout"), py::arg("message_timeout"), py::arg("max_connections"),
                py::arg("max_body"), py::arg("max_line"), py::arg("max_headers"),
-               py::arg("max_pipelined"), py::arg("sync"), py::arg("log"),
+               py::arg("max_pipelined"), py::arg("max_users"), py::arg("logout_from_any"),
+               py::arg("sync"), py::arg("log"),
                "Binds and starts the server; improto.RegistryServer documents the options.");
   add_common<registry_handle>(registry);
   registry.def(
@@ -450,7 +456,7 @@ void register_servers(py::module_& m) {
   relay.def(py::init(&make_relay), py::arg("host"), py::arg("port"), py::arg("receiver_timeout"),
             py::arg("idle_timeout"), py::arg("message_timeout"), py::arg("max_body"),
             py::arg("max_connections"), py::arg("max_in_flight"), py::arg("max_unanswered"),
-            py::arg("log"),
+            py::arg("pairing_timeout"), py::arg("log"),
             "Binds and starts the server; improto.RelayServer documents the options.");
   add_common<relay_handle>(relay);
 }
