@@ -46,6 +46,7 @@ std::string human_bytes(double b) {
 struct download_view {
   client::download_progress p;
   steady::time_point started, last_drawn;
+  std::uint64_t order = 0;  // /pause without an id takes the newest
   bool paused = false;
 };
 
@@ -55,6 +56,7 @@ struct screen {
   bool tty = ::isatty(STDOUT_FILENO) == 1;
   bool bar_shown = false;
   std::map<std::uint32_t, download_view> downloads;
+  std::uint64_t started = 0;
 
   void clear_bar() {
     if (bar_shown) std::fputs("\r\033[K", stdout);
@@ -100,6 +102,7 @@ struct screen {
     d.p = p;
     if (fresh) {
       d.started = now;
+      d.order = ++started;
       say("download " + std::to_string(p.id) + " " + p.file + ": " + std::to_string(p.size) +
           " bytes" + (p.start > 0 ? ", resuming at offset " + std::to_string(p.start) : ""));
       d.last_drawn = now;
@@ -142,7 +145,11 @@ struct app {
       out.say("! " + std::string(verb) + ": no download running");
       return std::nullopt;
     }
-    return out.downloads.rbegin()->first;
+    auto newest = out.downloads.begin();
+    for (auto it = out.downloads.begin(); it != out.downloads.end(); ++it) {
+      if (it->second.order > newest->second.order) newest = it;
+    }
+    return newest->first;
   }
 
   asio::awaitable<void> get(std::string name, std::filesystem::path dir) {

@@ -402,7 +402,7 @@ asio::awaitable<result<download_result>> relay_client::download(
       if (entry->cancelled) {
         pf->remove();
         fs::remove(meta_path, ec);
-        co_return fail(errc::cancelled, "download of " + file + " cancelled");
+        co_return fail(errc::cancelled, "at the user's request");
       }
       co_return tl::unexpected(done->outcome->error());
     }
