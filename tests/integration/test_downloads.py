@@ -350,3 +350,39 @@ def test_sparse_gigabyte_with_bounded_memory(server, served, start, tmp_path):
     server_kib = vm_hwm_kib(srv.popen.pid)
     assert client_kib < 64 * 1024, client_kib
     assert server_kib < 64 * 1024, server_kib
+
+
+def test_paused_too_long_is_dropped(server, served, start, tmp_path):
+    write_random(served / "big.bin", 4 * MiB, "paused")
+    srv, port = server("--paused-timeout", "0.5")
+    out = tmp_path / "out"
+    out.mkdir()
+    c = Client(start, port, "alice", "--limit-rate", "500000")
+    c.send(f"/get big.bin {out}")
+    tid, _ = c.started("big.bin")
+    c.send(f"/pause {tid}")
+    c.line(rf"^paused {tid}$")
+    srv.wait_line(rf"transfer {tid} paused too long: dropped", timeout=30)
+    c.line(r"^! download of big.bin failed: .*cancelled")
+    c.send(f"/resume {tid}")
+    c.line(rf"^! resume {tid} failed: .*ERROR 107")
+    # What arrived stays for a later resume.
+    assert (out / "big.bin.part").exists() and not (out / "big.bin").exists()
+    c.send(f"/get big.bin {out}")
+    _, sha, _, _ = c.downloaded("big.bin")
+    assert sha == sha256_of(served / "big.bin")
+
+
+def test_vanished_client_costs_nothing_after_timeout(server, served):
+    (served / "f.bin").write_bytes(b"z" * 100_000)
+    srv, port = server("--transfer-timeout", "1")
+    tx, rx = register(port, b"ghost")
+    # A UDP port that never answers: the server hears no opening ACK.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    tx.sendall(b"DOWNLOAD f.bin\nUdp-port: %d\nOffset: 0\n\n" % silent.getsockname()[1])
+    tid = re.match(rb"TRANSFER (\d+)", recv_until(tx)).group(1)
+    srv.wait_line(rf"transfer {tid.decode()} of f.bin to ghost: .*(timeout|timed out)", timeout=30)
+    tx.sendall(b"PAUSE %s\n\n" % tid)
+    assert recv_until(tx) == b"ERROR 107 No such transfer\n\n"
+    silent.close()

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   std::string max_transfers = "64";
   std::string max_user_transfers = "4";
   double paused_timeout = 300;
+  double transfer_timeout = 30;
 
   cli::parser args("imrelayd", "[--host HOST] [--port PORT] [options]",
                    "Relay chat server (seed 003): users register a sending and a receiving\n"
@@ -46,6 +47,8 @@ int main(int argc, char** argv) {
               max_user_transfers)
       .option("paused-timeout", "SECONDS", "drop a download paused this long (default 300)",
               paused_timeout)
+      .option("transfer-timeout", "SECONDS",
+              "drop a download whose client is silent this long (default 30)", transfer_timeout)
       .epilog("Logs one line per event to stderr; the first is 'listening on HOST:PORT'.\n"
               "SIGINT or SIGTERM stops it cleanly (exit 0).");
   if (auto code = args.parse(argc, argv)) return *code;
@@ -72,7 +75,11 @@ int main(int argc, char** argv) {
   }
   config.files.max_transfers = static_cast<std::size_t>(*transfers);
   config.files.max_transfers_per_user = static_cast<std::size_t>(*user_transfers);
+  if (transfer_timeout <= 0 || transfer_timeout > 3600) {
+    return args.usage_error("--transfer-timeout: expected more than 0, at most 3600 seconds");
+  }
   config.files.paused_timeout = cli::seconds(paused_timeout);
+  config.files.idle_timeout = cli::seconds(transfer_timeout);
   config.receiver_timeout = cli::seconds(receiver_timeout);
   config.pairing_timeout = cli::seconds(pairing_timeout);
   config.stream.idle_timeout = cli::seconds(idle_timeout);
