@@ -17,6 +17,9 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 namespace improto::net {
 namespace {
@@ -28,7 +31,9 @@ using tpoint = transfer::time_point;
 constexpr std::size_t gso_bytes = 65'507;
 constexpr std::size_t gso_segments = 64;  // the kernel's UDP_MAX_SEGMENTS
 constexpr std::size_t ack_slot = 2048;    // the sender reads ACKs only
-constexpr std::size_t data_slot = transfer::max_datagram + 1;  // +1 shows truncation
+// A GRO-coalesced read is up to 64 KiB; +1 shows truncation.
+constexpr std::size_t data_slot = 65'536 + 1;
+constexpr std::size_t gro_control = CMSG_SPACE(sizeof(int));
 
 }  // namespace
 
@@ -42,6 +47,7 @@ struct transfer_link::impl {
   asio::steady_timer timer;
   transfer_link_options options;
   bool gso = false;
+  bool gro = false;  // receiver: the kernel hands us coalesced datagrams
 
   std::unique_ptr<transfer::data_source> source;
   std::optional<transfer::sender> snd;
@@ -183,12 +189,17 @@ struct transfer_link::impl {
     }
     std::vector<iovec> vectors(batch);
     std::vector<mmsghdr> headers(batch);
+    std::vector<char> control(gro ? batch * gro_control : 0);
     for (int round = 0; round < 8; ++round) {
       for (std::size_t i = 0; i < batch; ++i) {
         vectors[i] = {in_buf.get() + i * in_slot, in_slot};
         std::memset(&headers[i], 0, sizeof(mmsghdr));
         headers[i].msg_hdr.msg_iov = &vectors[i];
         headers[i].msg_hdr.msg_iovlen = 1;
+        if (gro) {
+          headers[i].msg_hdr.msg_control = control.data() + i * gro_control;
+          headers[i].msg_hdr.msg_controllen = gro_control;
+        }
       }
       int n = ::recvmmsg(socket.native_handle(), headers.data(), static_cast<unsigned>(batch),
                          MSG_DONTWAIT, nullptr);
@@ -203,8 +214,23 @@ struct transfer_link::impl {
         std::string_view bytes(in_buf.get() + i * in_slot, h.msg_len);
         if (snd) {
           snd->on_datagram(bytes, now);
-        } else {
-          rcv->on_datagram(bytes, now);
+          continue;
+        }
+        // GRO: equal-sized datagrams back to back (the last may be shorter).
+        std::size_t segment = bytes.size();
+        if (gro) {
+          for (cmsghdr* cm = CMSG_FIRSTHDR(&h.msg_hdr); cm; cm = CMSG_NXTHDR(&h.msg_hdr, cm)) {
+            if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+              int seg = 0;
+              std::memcpy(&seg, CMSG_DATA(cm), sizeof seg);
+              if (seg > 0) segment = static_cast<std::size_t>(seg);
+            }
+          }
+        }
+        while (!bytes.empty()) {
+          auto piece = bytes.substr(0, segment);
+          rcv->on_datagram(piece, now);
+          bytes.remove_prefix(piece.size());
         }
       }
       if (static_cast<std::size_t>(n) < batch) return;
@@ -395,6 +421,12 @@ result<void> transfer_link::start_receiver(const asio::ip::udp::endpoint& peer,
   auto r = transfer::receiver::create(config);
   if (!r) return tl::unexpected(r.error());
   impl_->rcv.emplace(std::move(*r));
+  if (impl_->options.gso) {
+    // Coalesced reads pair with the sender's GSO; a kernel without it says no.
+    int one = 1;
+    impl_->gro = ::setsockopt(impl_->socket.native_handle(), SOL_UDP, UDP_GRO, &one,
+                              sizeof one) == 0;
+  }
   std::error_code ec;
   if (impl_->socket.connect(peer, ec); ec) {
     return tl::unexpected(from_system(ec, "cannot connect UDP to " + to_string(peer)));
