@@ -193,6 +193,9 @@ def test_pause_resume_and_chat_during_download(server, served, start, tmp_path):
     c = Client(start, port, "alice", "--limit-rate", "2000000")
     c.send(f"/get big.bin {out}")
     tid, _ = c.started("big.bin")
+    # One NAME.part, one download at a time.
+    c.send(f"/get big.bin {out}")
+    c.line(r"^! download of big.bin failed: .*is being downloaded already")
     c.send(f"/pause {tid}")
     c.line(rf"^paused {tid}$")
     c.send("/transfers")

@@ -154,12 +154,16 @@ struct app {
 
   asio::awaitable<void> get(std::string name, std::filesystem::path dir) {
     auto c = client;
-    auto got = co_await c->download(
-        name, dir, [this](const client::download_progress& p) { out.progress(p); },
-        client::download_options{rate_limit});
-    for (auto it = out.downloads.begin(); it != out.downloads.end();) {
-      it = it->second.p.file == name ? out.downloads.erase(it) : std::next(it);
-    }
+    auto ids = std::make_shared<std::vector<std::uint32_t>>();  // a restart gets a new id
+    std::function<void(const client::download_progress&)> on_progress =
+        [this, ids](const client::download_progress& p) {
+          if (ids->empty() || ids->back() != p.id) ids->push_back(p.id);
+          out.progress(p);
+        };
+    // Built outside the co_await: g++ 12 mishandles temporaries inside it.
+    auto op = c->download(name, dir, on_progress, client::download_options{rate_limit});
+    auto got = co_await std::move(op);
+    for (auto id : *ids) out.done(id);
     if (!got) {
       out.say("! download of " + name + " failed: " + got.error().message());
       co_return;

@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "improto/net/tcp.hpp"
 #include "improto/net/transfer.hpp"
@@ -74,7 +75,8 @@ bool write_meta(const std::filesystem::path& p, std::uint64_t size, const std::s
 
 struct active_download {
   download_progress progress;
-  std::shared_ptr<net::transfer_link> link;
+  // Weak: the link's progress callback holds this entry.
+  std::weak_ptr<net::transfer_link> link;
   std::optional<error> stop_reason;  // the connection to the server ended
   bool cancelled = false;            // by the user: the .part goes too
 };
@@ -113,6 +115,7 @@ struct relay_client::impl {
   channel sending, receiving;
   bool closed = false;
   std::map<std::uint32_t, std::shared_ptr<active_download>> active;
+  std::set<std::filesystem::path> targets;  // NAME paths being downloaded
 
   asio::awaitable<result<relay::message>> request(channel& ch, const relay::message& m) {
     if (closed) co_return fail(errc::connection_closed, "the client is closed");
@@ -148,7 +151,7 @@ struct relay_client::impl {
     for (auto& [id, d] : downloads) {
       d->stop_reason = error(errc::connection_closed,
                              "the connection to the server was lost: " + why.message());
-      d->link->close();
+      if (auto l = d->link.lock()) l->close();
     }
     if (first && events.on_closed) events.on_closed(why);
   }
@@ -308,6 +311,16 @@ asio::awaitable<result<download_result>> relay_client::download(
   fs::path meta_path = final_path;
   meta_path += ".part.sha256";
   auto ex = co_await asio::this_coro::executor;
+  // Two downloads into one NAME.part would interleave their bytes.
+  auto target = fs::absolute(final_path, ec).lexically_normal();
+  if (!st->targets.insert(target).second) {
+    co_return fail(errc::invalid_argument, final_path.string() + " is being downloaded already");
+  }
+  struct release {
+    impl* state;
+    fs::path path;
+    ~release() { state->targets.erase(path); }
+  } guard{st, target};
 
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (st->closed) co_return fail(errc::connection_closed, "the client is closed");
@@ -427,7 +440,9 @@ asio::awaitable<result<download_result>> relay_client::download(
 asio::awaitable<result<void>> relay_client::pause(std::uint32_t id) {
   auto self = shared_from_this();
   auto it = impl_->active.find(id);
-  if (it != impl_->active.end()) it->second->link->pause();
+  if (it != impl_->active.end()) {
+    if (auto l = it->second->link.lock()) l->pause();
+  }
   relay::message request = relay::pause{id};
   auto answer = co_await impl_->request(impl_->sending, request);
   auto reply = impl::expect<relay::paused>(std::move(answer));
@@ -442,7 +457,9 @@ asio::awaitable<result<void>> relay_client::resume(std::uint32_t id) {
   auto reply = impl::expect<relay::resumed>(std::move(answer));
   if (!reply) co_return tl::unexpected(reply.error());
   auto it = impl_->active.find(id);
-  if (it != impl_->active.end()) it->second->link->resume();
+  if (it != impl_->active.end()) {
+    if (auto l = it->second->link.lock()) l->resume();
+  }
   co_return result<void>{};
 }
 
@@ -451,7 +468,7 @@ asio::awaitable<result<void>> relay_client::cancel(std::uint32_t id) {
   bool local = false;
   if (auto it = impl_->active.find(id); it != impl_->active.end()) {
     it->second->cancelled = true;
-    it->second->link->cancel();
+    if (auto l = it->second->link.lock()) l->cancel();
     local = true;
   }
   relay::message request = relay::cancel{id};

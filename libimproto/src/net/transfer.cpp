@@ -361,6 +361,10 @@ struct transfer_link::impl {
     socket.close(ec);
     timer.cancel();
     if (!reported && stopped) finish(fail(errc::cancelled, "transfer stopped"));
+    // The owner's callbacks may hold the owner's state: let it go.
+    out = nullptr;
+    on_progress = nullptr;
+    done = nullptr;
   }
 };
 
