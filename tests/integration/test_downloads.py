@@ -185,7 +185,7 @@ def test_confinement_answers_106_byte_for_byte(server, served, tmp_path):
 
 
 def test_pause_resume_and_chat_during_download(server, served, start, tmp_path):
-    write_random(served / "big.bin", 8 * MiB, "pause")
+    write_random(served / "big.bin", 16 * MiB, "pause")
     _, port = server()
     out = tmp_path / "out"
     out.mkdir()
@@ -207,9 +207,9 @@ def test_pause_resume_and_chat_during_download(server, served, start, tmp_path):
     c.send("/resume")
     c.line(rf"^resumed {tid}$")
     size, sha, last, _ = c.downloaded("big.bin")
-    assert size == 8 * MiB and sha == sha256_of(served / "big.bin")
+    assert size == 16 * MiB and sha == sha256_of(served / "big.bin")
     assert sha256_of(out / "big.bin") == sha
-    assert last == f"last byte at offset {8 * MiB - 1} (0x{(served / 'big.bin').read_bytes()[-1]:02x})"
+    assert last == f"last byte at offset {16 * MiB - 1} (0x{(served / 'big.bin').read_bytes()[-1]:02x})"
 
 
 def test_cancel_removes_the_part_file(server, served, start, tmp_path):
@@ -231,7 +231,7 @@ def test_cancel_removes_the_part_file(server, served, start, tmp_path):
 
 
 def test_kill_client_then_resume(server, served, start, tmp_path):
-    write_random(served / "big.bin", 8 * MiB, "resume")
+    write_random(served / "big.bin", 16 * MiB, "resume")
     _, port = server()
     out = tmp_path / "out"
     out.mkdir()
@@ -243,7 +243,7 @@ def test_kill_client_then_resume(server, served, start, tmp_path):
     c.proc.popen.kill()
     c.proc.popen.wait(10)
     have = part.stat().st_size
-    assert 0 < have < 8 * MiB and not (out / "big.bin").exists()
+    assert 0 < have < 16 * MiB and not (out / "big.bin").exists()
     c2 = Client(start, port, "alice2")
     c2.send(f"/get big.bin {out}")
     _, resumed_at = c2.started("big.bin")
@@ -254,7 +254,7 @@ def test_kill_client_then_resume(server, served, start, tmp_path):
 
 
 def test_file_changed_between_resumes_starts_over(server, served, start, tmp_path):
-    write_random(served / "big.bin", 8 * MiB, "v1")
+    write_random(served / "big.bin", 16 * MiB, "v1")
     _, port = server()
     out = tmp_path / "out"
     out.mkdir()
@@ -265,7 +265,7 @@ def test_file_changed_between_resumes_starts_over(server, served, start, tmp_pat
     wait_for(lambda: part.exists() and part.stat().st_size >= MiB, what="1 MiB in the part file")
     c.proc.popen.kill()
     c.proc.popen.wait(10)
-    write_random(served / "big.bin", 8 * MiB, "v2")  # same size, other bytes
+    write_random(served / "big.bin", 16 * MiB, "v2")  # same size, other bytes
     c2 = Client(start, port, "alice2")
     c2.send(f"/get big.bin {out}")
     _, resumed_at = c2.started("big.bin")

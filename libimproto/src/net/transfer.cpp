@@ -56,6 +56,7 @@ struct transfer_link::impl {
   std::function<void()> on_progress;
   done_handler done;
   bool started = false;
+  bool paused = false;     // receiver: hold bytes back (the window stops the sender)
   bool stopped = false;    // close(): the loop ends without a word
   bool reported = false;   // done() ran
   bool read_armed = false, write_armed = false;
@@ -307,7 +308,7 @@ struct transfer_link::impl {
         receive(now);
       }
       std::optional<tpoint> rate_wait;
-      if (rcv) rate_wait = drain(now);
+      if (rcv && !paused) rate_wait = drain(now);
       collect(now);
       bool all_out = flush();
       // Collect more while the engine has more ready now and the buffer took
@@ -445,12 +446,14 @@ result<void> transfer_link::start_receiver(const asio::ip::udp::endpoint& peer,
 }
 
 void transfer_link::pause() {
+  impl_->paused = true;
   if (impl_->snd) impl_->snd->pause();
   if (impl_->rcv) impl_->rcv->pause();
   impl_->wake();
 }
 
 void transfer_link::resume() {
+  impl_->paused = false;
   auto now = tclock::now();
   if (impl_->snd) impl_->snd->resume(now);
   if (impl_->rcv) impl_->rcv->resume(now);

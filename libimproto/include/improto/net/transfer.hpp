@@ -70,6 +70,7 @@ class transfer_link : public std::enable_shared_from_this<transfer_link> {
                               const transfer::receiver_config& config, sink out,
                               std::function<void()> on_progress, done_handler done);
 
+  // A paused receiver also stops handing bytes to its sink.
   void pause();
   void resume();
   void cancel();
