@@ -7,6 +7,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/steady_timer.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -67,6 +68,10 @@ struct transfer_link::impl {
   std::vector<char> out_buf;
   std::vector<std::size_t> out_sizes;
   std::size_t out_used = 0, out_sent = 0, out_sent_bytes = 0;
+  std::vector<mmsghdr> tx_headers;
+  std::vector<iovec> tx_vectors;
+  std::vector<std::size_t> tx_counts;
+  std::vector<char> tx_control;
 
   std::unique_ptr<char[]> in_buf;
   std::size_t in_slot = 0;
@@ -116,16 +121,23 @@ struct transfer_link::impl {
     while (out_sent < out_sizes.size()) {
       // Messages: runs of equal sizes (the last of a run may be shorter)
       // become one GSO message each.
-      std::vector<mmsghdr> headers;
-      std::vector<iovec> vectors;
-      std::vector<std::size_t> counts;
+      // Scratch kept across calls (no allocation per batch once grown).
+      auto& headers = tx_headers;
+      auto& vectors = tx_vectors;
+      auto& counts = tx_counts;
+      auto& control = tx_control;
+      headers.clear();
+      vectors.clear();
+      counts.clear();
       constexpr std::size_t cmsg_space = CMSG_SPACE(sizeof(std::uint16_t));
-      std::vector<char> control;
       std::size_t i = out_sent, offset = out_sent_bytes;
       std::size_t messages = 0;
       headers.reserve(out_sizes.size() - out_sent);
       vectors.reserve(out_sizes.size() - out_sent);
-      control.resize((out_sizes.size() - out_sent) * cmsg_space);
+      if (control.size() < (out_sizes.size() - out_sent) * cmsg_space) {
+        control.resize((out_sizes.size() - out_sent) * cmsg_space);
+      }
+      std::fill(control.begin(), control.end(), char{0});
       while (i < out_sizes.size() && messages < 1024) {
         std::size_t seg = out_sizes[i], count = 1, bytes = seg;
         if (gso) {
