@@ -16,6 +16,10 @@ int main(int argc, char** argv) {
   double pairing_timeout = 30;
   std::string max_connections = "10000";
   std::string max_body = "65536";
+  std::string max_transfers = "64";
+  std::string max_user_transfers = "4";
+  double paused_timeout = 300;
+  double transfer_timeout = 30;
 
   cli::parser args("imrelayd", "[--host HOST] [--port PORT] [options]",
                    "Relay chat server (seed 003): users register a sending and a receiving\n"
@@ -36,6 +40,15 @@ int main(int argc, char** argv) {
       .option("max-body", "BYTES", "largest message body accepted (default 65536)", max_body)
       .option("max-connections", "N", "connections served at once (default 10000)",
               max_connections)
+      .option("files", "DIR", "serve the regular files of DIR for download (default: none)",
+              config.files.dir)
+      .option("max-transfers", "N", "downloads at once, all users (default 64)", max_transfers)
+      .option("max-user-transfers", "N", "downloads at once per user (default 4)",
+              max_user_transfers)
+      .option("paused-timeout", "SECONDS", "drop a download paused this long (default 300)",
+              paused_timeout)
+      .option("transfer-timeout", "SECONDS",
+              "drop a download whose client is silent this long (default 30)", transfer_timeout)
       .epilog("Logs one line per event to stderr; the first is 'listening on HOST:PORT'.\n"
               "SIGINT or SIGTERM stops it cleanly (exit 0).");
   if (auto code = args.parse(argc, argv)) return *code;
@@ -51,6 +64,22 @@ int main(int argc, char** argv) {
   if (pairing_timeout <= 0 || pairing_timeout > 86400) {
     return args.usage_error("--pairing-timeout: expected more than 0, at most 86400 seconds");
   }
+  auto transfers = wire::parse_decimal(max_transfers, 100'000);
+  auto user_transfers = wire::parse_decimal(max_user_transfers, 100'000);
+  if (!transfers || *transfers == 0) return args.usage_error("--max-transfers: expected 1 to 100000");
+  if (!user_transfers || *user_transfers == 0) {
+    return args.usage_error("--max-user-transfers: expected 1 to 100000");
+  }
+  if (paused_timeout <= 0 || paused_timeout > 86400) {
+    return args.usage_error("--paused-timeout: expected more than 0, at most 86400 seconds");
+  }
+  config.files.max_transfers = static_cast<std::size_t>(*transfers);
+  config.files.max_transfers_per_user = static_cast<std::size_t>(*user_transfers);
+  if (transfer_timeout <= 0 || transfer_timeout > 3600) {
+    return args.usage_error("--transfer-timeout: expected more than 0, at most 3600 seconds");
+  }
+  config.files.paused_timeout = cli::seconds(paused_timeout);
+  config.files.idle_timeout = cli::seconds(transfer_timeout);
   config.receiver_timeout = cli::seconds(receiver_timeout);
   config.pairing_timeout = cli::seconds(pairing_timeout);
   config.stream.idle_timeout = cli::seconds(idle_timeout);

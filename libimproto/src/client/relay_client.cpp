@@ -5,9 +5,15 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <deque>
+#include <fstream>
+#include <map>
 #include <optional>
+#include <random>
+#include <set>
 
 #include "improto/net/tcp.hpp"
+#include "improto/net/transfer.hpp"
+#include "improto/transfer/file.hpp"
 #include "improto/relay/codes.hpp"
 #include "improto/relay/decoder.hpp"
 #include "improto/relay/messages.hpp"
@@ -48,6 +54,41 @@ bool is_notice(const relay::message& m) {
          std::holds_alternative<relay::left>(m);
 }
 
+struct part_meta {
+  std::uint64_t size = 0;
+  std::string sha256;
+};
+
+// NAME.part.sha256: "<size> <sha256>\n", the server's file the part belongs to.
+std::optional<part_meta> read_meta(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  part_meta m;
+  if (!(in >> m.size >> m.sha256) || m.sha256.size() != 64) return std::nullopt;
+  return m;
+}
+
+bool write_meta(const std::filesystem::path& p, std::uint64_t size, const std::string& sha) {
+  std::ofstream out(p, std::ios::trunc);
+  out << size << ' ' << sha << '\n';
+  return static_cast<bool>(out.flush());
+}
+
+struct active_download {
+  download_progress progress;
+  // Weak: the link's progress callback holds this entry.
+  std::weak_ptr<net::transfer_link> link;
+  std::optional<error> stop_reason;  // the connection to the server ended
+  bool cancelled = false;            // by the user: the .part goes too
+};
+
+struct completion {
+  explicit completion(const asio::any_io_executor& ex) : timer(ex) {
+    timer.expires_at(asio::steady_timer::time_point::max());
+  }
+  asio::steady_timer timer;
+  std::optional<result<void>> outcome;
+};
+
 net::stream_limits client_limits() {
   net::stream_limits s;
   s.idle_timeout = std::chrono::milliseconds(0);  // a chat client may be quiet for hours
@@ -73,6 +114,8 @@ struct relay_client::impl {
   relay_options options;
   channel sending, receiving;
   bool closed = false;
+  std::map<std::uint32_t, std::shared_ptr<active_download>> active;
+  std::set<std::filesystem::path> targets;  // NAME paths being downloaded
 
   asio::awaitable<result<relay::message>> request(channel& ch, const relay::message& m) {
     if (closed) co_return fail(errc::connection_closed, "the client is closed");
@@ -101,6 +144,15 @@ struct relay_client::impl {
     receiving.conn->close();
     sending.fail_all(why);
     receiving.fail_all(why);
+    // Downloads cannot be paused, resumed or cancelled any more; they end
+    // (their .part files stay for a later resume).
+    auto downloads = std::move(active);
+    active.clear();
+    for (auto& [id, d] : downloads) {
+      d->stop_reason = error(errc::connection_closed,
+                             "the connection to the server was lost: " + why.message());
+      if (auto l = d->link.lock()) l->close();
+    }
     if (first && events.on_closed) events.on_closed(why);
   }
 
@@ -238,6 +290,199 @@ asio::awaitable<result<void>> relay_client::subscribe_presence() {
   auto reply = impl::expect<relay::subscribed>(std::move(answer));
   if (!reply) co_return tl::unexpected(reply.error());
   co_return result<void>{};
+}
+
+asio::awaitable<result<download_result>> relay_client::download(
+    std::string file, std::filesystem::path dir,
+    std::function<void(const download_progress&)> progress, download_options options) {
+  namespace fs = std::filesystem;
+  auto self = shared_from_this();  // lives until the download ends
+  auto* st = impl_.get();
+  if (!relay::valid_file_name(file)) {
+    co_return fail(errc::invalid_argument, "'" + file + "' is not a valid file name");
+  }
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    co_return fail(errc::not_found, dir.string() + " is not a directory");
+  }
+  fs::path final_path = dir / file;
+  fs::path part_path = final_path;
+  part_path += ".part";
+  fs::path meta_path = final_path;
+  meta_path += ".part.sha256";
+  auto ex = co_await asio::this_coro::executor;
+  // Two downloads into one NAME.part would interleave their bytes.
+  auto target = fs::absolute(final_path, ec).lexically_normal();
+  if (!st->targets.insert(target).second) {
+    co_return fail(errc::invalid_argument, final_path.string() + " is being downloaded already");
+  }
+  struct release {
+    impl* state;
+    fs::path path;
+    ~release() { state->targets.erase(path); }
+  } guard{st, target};
+
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (st->closed) co_return fail(errc::connection_closed, "the client is closed");
+    std::uint64_t offset = 0;
+    auto meta = read_meta(meta_path);
+    if (meta && attempt == 0) {
+      auto have = fs::file_size(part_path, ec);
+      if (!ec && have <= meta->size) offset = have;
+    }
+    net::transfer_link_options link_options;
+    link_options.rate_limit = options.rate_limit;
+    auto opened = net::transfer_link::open(ex, st->sending.conn->local().address(), link_options);
+    if (!opened) co_return tl::unexpected(opened.error());
+    auto link = *opened;
+    relay::message request = relay::download{file, link->local_port(), offset};
+    auto answer = co_await st->request(st->sending, request);
+    auto tr = impl::expect<relay::transfer>(std::move(answer));
+    if (!tr) {
+      link->close();
+      if (tr.error() == errc::not_found) {
+        co_return fail(errc::not_found, "the server has no file named '" + file + "'");
+      }
+      co_return tl::unexpected(tr.error());
+    }
+    bool same = meta && meta->size == tr->size && meta->sha256 == tr->sha256;
+    auto give_up = [&](std::uint32_t id) -> asio::awaitable<void> {
+      link->close();
+      relay::message c = relay::cancel{id};
+      (void)co_await st->request(st->sending, c);
+    };
+    if (offset > 0 && !same) {
+      // The file changed on the server since the .part was written.
+      co_await give_up(tr->id);
+      fs::remove(part_path, ec);
+      fs::remove(meta_path, ec);
+      continue;
+    }
+    // A .part without the server's hash beside it cannot be trusted.
+    if (!same) fs::remove(part_path, ec);
+    if (!write_meta(meta_path, tr->size, tr->sha256)) {
+      co_await give_up(tr->id);
+      co_return fail(errc::io_error, "cannot write " + meta_path.string());
+    }
+    auto part = transfer::part_file::open(final_path, tr->size);
+    if (!part) {
+      co_await give_up(tr->id);
+      co_return tl::unexpected(part.error());
+    }
+    if (part->offset() != tr->offset) {
+      co_await give_up(tr->id);
+      fs::remove(part_path, ec);
+      continue;
+    }
+    auto pf = std::make_shared<transfer::part_file>(std::move(*part));
+    auto entry = std::make_shared<active_download>();
+    entry->progress = {tr->id, file, tr->size, tr->offset, tr->offset};
+    entry->link = link;
+    st->active[tr->id] = entry;
+    auto done = std::make_shared<completion>(ex);
+
+    transfer::receiver_config rc;
+    rc.id = tr->id;
+    std::random_device rd;
+    do {
+      rc.key = (static_cast<std::uint64_t>(rd()) << 32) | rd();
+    } while (rc.key == 0);
+    rc.size = tr->size;
+    rc.offset = tr->offset;
+    asio::ip::udp::endpoint server(st->sending.conn->remote().address(), tr->udp_port);
+    auto started = link->start_receiver(
+        server, rc, [pf](std::span<const char> bytes) { return pf->write(bytes); },
+        [entry, pf, progress] {
+          entry->progress.received = pf->offset();
+          if (progress) progress(entry->progress);
+        },
+        [done](result<void> r) {
+          done->outcome = std::move(r);
+          done->timer.cancel();
+        });
+    if (!started) {
+      st->active.erase(tr->id);
+      co_await give_up(tr->id);
+      co_return tl::unexpected(started.error());
+    }
+    if (progress) progress(entry->progress);
+    while (!done->outcome) co_await done->timer.async_wait(net::use_nothrow);
+    if (auto it = st->active.find(tr->id); it != st->active.end() && it->second == entry) {
+      st->active.erase(it);
+    }
+    if (entry->stop_reason) co_return tl::unexpected(*entry->stop_reason);
+    if (!*done->outcome) {
+      if (entry->cancelled) {
+        pf->remove();
+        fs::remove(meta_path, ec);
+        co_return fail(errc::cancelled, "at the user's request");
+      }
+      co_return tl::unexpected(done->outcome->error());
+    }
+    auto digest = pf->finish(tr->sha256);
+    fs::remove(meta_path, ec);
+    if (!digest) co_return tl::unexpected(digest.error());
+    download_result out;
+    out.file = file;
+    out.path = final_path;
+    out.size = tr->size;
+    out.sha256 = transfer::to_hex(*digest);
+    out.resumed_from = tr->offset;
+    if (tr->size > 0) {
+      out.last_offset = tr->size - 1;
+      out.last_byte = link->receiver()->last_byte();
+    }
+    co_return out;
+  }
+  co_return fail(errc::io_error, "the file kept changing on the server; try again");
+}
+
+asio::awaitable<result<void>> relay_client::pause(std::uint32_t id) {
+  auto self = shared_from_this();
+  auto it = impl_->active.find(id);
+  if (it != impl_->active.end()) {
+    if (auto l = it->second->link.lock()) l->pause();
+  }
+  relay::message request = relay::pause{id};
+  auto answer = co_await impl_->request(impl_->sending, request);
+  auto reply = impl::expect<relay::paused>(std::move(answer));
+  if (!reply) co_return tl::unexpected(reply.error());
+  co_return result<void>{};
+}
+
+asio::awaitable<result<void>> relay_client::resume(std::uint32_t id) {
+  auto self = shared_from_this();
+  relay::message request = relay::resume{id};
+  auto answer = co_await impl_->request(impl_->sending, request);
+  auto reply = impl::expect<relay::resumed>(std::move(answer));
+  if (!reply) co_return tl::unexpected(reply.error());
+  auto it = impl_->active.find(id);
+  if (it != impl_->active.end()) {
+    if (auto l = it->second->link.lock()) l->resume();
+  }
+  co_return result<void>{};
+}
+
+asio::awaitable<result<void>> relay_client::cancel(std::uint32_t id) {
+  auto self = shared_from_this();
+  bool local = false;
+  if (auto it = impl_->active.find(id); it != impl_->active.end()) {
+    it->second->cancelled = true;
+    if (auto l = it->second->link.lock()) l->cancel();
+    local = true;
+  }
+  relay::message request = relay::cancel{id};
+  auto answer = co_await impl_->request(impl_->sending, request);
+  auto reply = impl::expect<relay::cancelled>(std::move(answer));
+  // The ABORT may have ended it on the server first (107): cancelled all the same.
+  if (!reply && !local) co_return tl::unexpected(reply.error());
+  co_return result<void>{};
+}
+
+std::vector<download_progress> relay_client::downloads() const {
+  std::vector<download_progress> out;
+  for (auto& [id, d] : impl_->active) out.push_back(d->progress);
+  return out;
 }
 
 const std::string& relay_client::user() const noexcept { return impl_->user; }

@@ -87,12 +87,14 @@ struct session {
 }  // namespace
 
 struct relay_server::impl {
-  impl(asio::io_context& io_context, relay_config cfg, net::tcp_listener l)
-      : io(io_context), config(std::move(cfg)), listener(std::move(l)) {}
+  impl(asio::io_context& io_context, relay_config cfg, net::tcp_listener l,
+       std::unique_ptr<file_service> f)
+      : io(io_context), config(std::move(cfg)), listener(std::move(l)), files(std::move(f)) {}
 
   asio::io_context& io;
   relay_config config;
   net::tcp_listener listener;
+  std::unique_ptr<file_service> files;
   std::unordered_set<std::shared_ptr<session>> sessions;
   std::map<std::string, user_entry, std::less<>> users;  // ordered: LIST USERS pages by name
   std::size_t complete_users = 0;
@@ -133,6 +135,7 @@ struct relay_server::impl {
   // Registered on both sockets and this is the sending one; answers the
   // error itself when not.
   bool check_sender(session& s);
+  void on_download(const std::shared_ptr<session>& s, const relay::download& m);
 };
 
 // ------------------------------------------------------------------ sessions
@@ -231,9 +234,17 @@ void relay_server::impl::handle(const std::shared_ptr<session>& s, relay::messag
           if (check_sender(*s)) set_subscribed(*s, true);
         } else if constexpr (std::is_same_v<T, relay::unsubscribe>) {
           if (check_sender(*s)) set_subscribed(*s, false);
+        } else if constexpr (std::is_same_v<T, relay::list_files>) {
+          if (check_sender(*s)) reply(*s, files->list(msg));
+        } else if constexpr (std::is_same_v<T, relay::download>) {
+          if (check_sender(*s)) on_download(s, msg);
+        } else if constexpr (std::is_same_v<T, relay::pause>) {
+          if (check_sender(*s)) reply(*s, files->pause(s->user, msg.id));
+        } else if constexpr (std::is_same_v<T, relay::resume>) {
+          if (check_sender(*s)) reply(*s, files->resume(s->user, msg.id));
+        } else if constexpr (std::is_same_v<T, relay::cancel>) {
+          if (check_sender(*s)) reply(*s, files->cancel(s->user, msg.id));
         } else {
-          // File listing and downloads need a --files directory and the UDP
-          // transfer engine, which this server does not run.
           reply_error(*s, relay::codes::unknown_command);
         }
       },
@@ -252,6 +263,7 @@ void relay_server::impl::cleanup(const std::shared_ptr<session>& s, std::string_
       if (it->second.subscribed) --subscribers;
       auto other = *s->role == relay::role::to_send ? it->second.receiver : it->second.sender;
       users.erase(it);
+      files->user_gone(s->user);
       // Unregistered on both sockets; the other stays open and may register again.
       if (other) {
         fail_awaiting(*other);
@@ -492,6 +504,20 @@ void relay_server::impl::fail_awaiting(session& s) {
   for (std::size_t i = expired; i < awaiting.size(); ++i) settle(*awaiting[i].pending, false);
 }
 
+// ------------------------------------------------------------------- files
+
+void relay_server::impl::on_download(const std::shared_ptr<session>& s,
+                                     const relay::download& m) {
+  // The reply may come after the file is hashed; its slot keeps the order.
+  auto slot = take_slot(*s);
+  files->download(s->user, s->conn->remote().address(), s->conn->local().address(), m,
+                  [this, slot, weak = std::weak_ptr<session>(s)](relay::message reply) {
+                    if (auto locked = weak.lock()) {
+                      fill(*locked, slot, relay::serialize_unchecked(reply));
+                    }
+                  });
+}
+
 // ---------------------------------------------------------- users, presence
 
 void relay_server::impl::on_list_users(session& s, const relay::list_users& m) {
@@ -544,7 +570,10 @@ result<std::unique_ptr<relay_server>> relay_server::bind(asio::io_context& io,
                                                          relay_config config) {
   auto listener = net::tcp_listener::bind(io, config.host, config.port);
   if (!listener) return tl::unexpected(listener.error());
-  auto state = std::make_unique<impl>(io, std::move(config), std::move(*listener));
+  auto files = file_service::open(io, config.files, config.log);
+  if (!files) return tl::unexpected(files.error());
+  auto state = std::make_unique<impl>(io, std::move(config), std::move(*listener),
+                                      std::move(*files));
   return std::unique_ptr<relay_server>(new relay_server(std::move(state)));
 }
 
@@ -561,6 +590,7 @@ void relay_server::stop() {
   if (impl_->stopping) return;
   impl_->stopping = true;
   impl_->listener.close();
+  impl_->files->stop();
   auto sessions = impl_->sessions;
   for (auto& s : sessions) {
     s->conn->close_after_flush();

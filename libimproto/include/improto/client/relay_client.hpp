@@ -6,7 +6,10 @@
 // pipelined requests come back in order.
 
 #include <chrono>
+#include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,6 +27,30 @@ struct relay_events {
   std::function<void(std::string_view user, bool joined)> on_presence;
   // Either socket closed or broke; the client is unusable afterwards.
   std::function<void(const error& why)> on_closed;
+};
+
+// Where a download stands; passed to the progress callback.
+struct download_progress {
+  std::uint32_t id = 0;        // the server's transfer id (PAUSE/RESUME/CANCEL)
+  std::string file;
+  std::uint64_t size = 0;      // whole file
+  std::uint64_t start = 0;     // resumed from this offset (the .part file's length)
+  std::uint64_t received = 0;  // bytes stored in NAME.part, in order
+};
+
+// A finished download: NAME in its directory, its SHA-256 checked.
+struct download_result {
+  std::string file;
+  std::filesystem::path path;
+  std::uint64_t size = 0;
+  std::string sha256;                      // 64 lower-case hex digits
+  std::uint64_t resumed_from = 0;          // 0: downloaded whole
+  std::optional<std::uint64_t> last_offset;  // the last byte's offset (none: empty file)
+  std::uint8_t last_byte = 0;              // its value, from the server's FIN
+};
+
+struct download_options {
+  double rate_limit = 0;  // bytes per second, 0 = as fast as the link goes
 };
 
 struct relay_options {
@@ -49,6 +76,26 @@ class relay_client : public std::enable_shared_from_this<relay_client> {
   asio::awaitable<result<std::vector<std::string>>> users();
   // Files the server offers: "size name" per entry.
   asio::awaitable<result<std::vector<std::pair<std::uint64_t, std::string>>>> files();
+  // Downloads `file` into `dir` as NAME.part (with NAME.part.sha256, the
+  // server's hash, beside it), renamed to NAME when the SHA-256 matches. A
+  // NAME.part left by an earlier attempt is resumed when the server still
+  // has the same file (same size and SHA-256), else started over.
+  // `progress` runs once the server accepted (id known) and as bytes arrive.
+  // Errors: not_found (ERROR 106), overloaded (109), cancelled (cancel() or
+  // the server), timeout, connection_closed (the server went away; the
+  // .part file stays for a later resume), hash_mismatch, io_error.
+  asio::awaitable<result<download_result>> download(
+      std::string file, std::filesystem::path dir,
+      std::function<void(const download_progress&)> progress = {}, download_options options = {});
+  // PAUSE / RESUME / CANCEL of a running download by its id (no_such
+  // transfer: `rejected` with the server's ERROR 107). A cancelled
+  // download's NAME.part is removed.
+  asio::awaitable<result<void>> pause(std::uint32_t id);
+  asio::awaitable<result<void>> resume(std::uint32_t id);
+  asio::awaitable<result<void>> cancel(std::uint32_t id);
+  // Downloads running now.
+  std::vector<download_progress> downloads() const;
+
   // After this, on_presence hears of users joining and leaving.
   asio::awaitable<result<void>> subscribe_presence();
 

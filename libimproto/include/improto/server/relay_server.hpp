@@ -15,6 +15,7 @@
 #include "improto/error.hpp"
 #include "improto/net/common.hpp"
 #include "improto/net/tcp.hpp"
+#include "improto/server/file_service.hpp"
 #include "improto/wire/framing.hpp"
 
 namespace improto::server {
@@ -38,6 +39,8 @@ struct relay_config {
   // A name registered on one socket only is dropped (and that socket told
   // and closed) when its other socket has not registered within this.
   std::chrono::milliseconds pairing_timeout = std::chrono::seconds(30);
+  // Protocol 4 downloads: files.dir is the served directory (empty: none).
+  file_service_config files;
   net::logger log;  // one line per event; may be empty
 };
 

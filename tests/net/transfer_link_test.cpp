@@ -1,0 +1,155 @@
+#include <doctest/doctest.h>
+
+#include <asio/io_context.hpp>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "improto/net/transfer.hpp"
+
+using namespace improto;
+
+namespace {
+
+class memory_source final : public transfer::data_source {
+ public:
+  explicit memory_source(const std::vector<char>& bytes) : bytes_(bytes) {}
+  result<void> read(std::uint64_t offset, std::span<char> out) override {
+    if (offset + out.size() > bytes_.size()) return fail(errc::io_error, "short");
+    std::memcpy(out.data(), bytes_.data() + offset, out.size());
+    return {};
+  }
+
+ private:
+  const std::vector<char>& bytes_;
+};
+
+std::vector<char> pattern(std::size_t n) {
+  std::vector<char> v(n);
+  std::uint32_t x = 12345;
+  for (auto& c : v) {
+    x = x * 1103515245u + 12345u;
+    c = static_cast<char>(x >> 24);
+  }
+  return v;
+}
+
+struct outcome {
+  std::optional<result<void>> sender, receiver;
+  std::vector<char> got;
+};
+
+// Runs one loopback transfer of `data` from `offset`; `during` may act on
+// the receiver link once the first bytes arrived.
+outcome run(const std::vector<char>& data, std::uint64_t offset, bool gso, std::size_t dgram,
+            std::function<void(net::transfer_link&)> during = {}) {
+  asio::io_context io;
+  auto lo = asio::ip::make_address("127.0.0.1");
+  net::transfer_link_options opts;
+  opts.gso = gso;
+  opts.linger = std::chrono::milliseconds(50);
+  auto snd = net::transfer_link::open(io.get_executor(), lo, opts);
+  auto rcv = net::transfer_link::open(io.get_executor(), lo, opts);
+  REQUIRE(snd);
+  REQUIRE(rcv);
+  if (!gso) CHECK_FALSE((*snd)->gso_in_use());
+  outcome out;
+  transfer::sender_config sc;
+  sc.id = 7;
+  sc.size = data.size();
+  sc.offset = offset;
+  sc.datagram_size = dgram;
+  transfer::receiver_config rc;
+  rc.id = 7;
+  rc.key = 0x0123456789abcdefull;
+  rc.size = data.size();
+  rc.offset = offset;
+  REQUIRE((*snd)->start_sender({lo, (*rcv)->local_port()}, sc,
+                               std::make_unique<memory_source>(data),
+                               [&](result<void> r) { out.sender = std::move(r); }));
+  bool acted = false;
+  auto link = *rcv;
+  REQUIRE(link->start_receiver(
+      {lo, (*snd)->local_port()}, rc,
+      [&](std::span<const char> b) {
+        out.got.insert(out.got.end(), b.begin(), b.end());
+        return result<void>{};
+      },
+      [&] {
+        if (during && !acted) {
+          acted = true;
+          during(*link);
+        }
+      },
+      [&](result<void> r) { out.receiver = std::move(r); }));
+  // Bounded: the engines time out after 30 s of silence at worst.
+  io.run_for(std::chrono::seconds(60));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("transfer_link moves a file over loopback, with and without GSO") {
+  auto data = pattern(3 * 1024 * 1024 + 17);
+  for (bool gso : {true, false}) {
+    CAPTURE(gso);
+    auto o = run(data, 0, gso, transfer::default_datagram);
+    REQUIRE(o.sender);
+    REQUIRE(o.receiver);
+    CHECK(*o.sender);
+    CHECK(*o.receiver);
+    CHECK(o.got == data);
+  }
+}
+
+TEST_CASE("transfer_link: large datagrams and a resumed offset") {
+  auto data = pattern(2 * 1024 * 1024 + 5);
+  const std::uint64_t offset = 1'000'001;
+  auto o = run(data, offset, true, transfer::max_datagram);
+  REQUIRE(o.receiver);
+  CHECK(*o.receiver);
+  CHECK(o.got == std::vector<char>(data.begin() + offset, data.end()));
+}
+
+TEST_CASE("transfer_link: a receiver's cancel ends both sides as cancelled") {
+  auto data = pattern(64 * 1024 * 1024);
+  auto o = run(data, 0, true, transfer::default_datagram,
+               [](net::transfer_link& l) { l.cancel(); });
+  REQUIRE(o.receiver);
+  REQUIRE(o.sender);
+  REQUIRE_FALSE(*o.receiver);
+  REQUIRE_FALSE(*o.sender);
+  CHECK(o.receiver->error() == errc::cancelled);
+  CHECK(o.sender->error() == errc::cancelled);
+  CHECK(o.got.size() < data.size());
+}
+
+TEST_CASE("transfer_link: a failing sink aborts the transfer with its error") {
+  auto data = pattern(8 * 1024 * 1024);
+  asio::io_context io;
+  auto lo = asio::ip::make_address("127.0.0.1");
+  auto snd = net::transfer_link::open(io.get_executor(), lo);
+  auto rcv = net::transfer_link::open(io.get_executor(), lo);
+  REQUIRE(snd);
+  REQUIRE(rcv);
+  std::optional<result<void>> s_done, r_done;
+  transfer::sender_config sc;
+  sc.id = 9;
+  sc.size = data.size();
+  transfer::receiver_config rc;
+  rc.id = 9;
+  rc.key = 42;
+  rc.size = data.size();
+  REQUIRE((*snd)->start_sender({lo, (*rcv)->local_port()}, sc,
+                               std::make_unique<memory_source>(data),
+                               [&](result<void> r) { s_done = std::move(r); }));
+  REQUIRE((*rcv)->start_receiver(
+      {lo, (*snd)->local_port()}, rc,
+      [](std::span<const char>) -> result<void> { return fail(errc::io_error, "disk full"); },
+      {}, [&](result<void> r) { r_done = std::move(r); }));
+  io.run_for(std::chrono::seconds(60));
+  REQUIRE(r_done);
+  REQUIRE(s_done);
+  CHECK(r_done->error() == errc::io_error);
+  CHECK(s_done->error() == errc::io_error);
+}
