@@ -168,8 +168,10 @@ void check_vector(const vector_case& v, const adapter_factory& make,
 
 void run_vector_dir(std::string_view protocol, const adapter_table& adapters,
                     const extra_table& extras) {
-  for (const auto& [name, list] : extras) {
-    REQUIRE_MESSAGE(adapters.count(name) == 1, "extra decoders for unknown decoder '" << name << "'");
+  for (const auto& entry : extras) {
+    const std::string& decoder = entry.first;
+    REQUIRE_MESSAGE(adapters.count(decoder) == 1,
+                    "extra decoders for unknown decoder '" << decoder << "'");
   }
   auto cases = load_vectors(vector_dir(protocol));
   REQUIRE_MESSAGE(!cases.empty(), "no vectors in " << vector_dir(protocol));
