@@ -1,8 +1,7 @@
 #pragma once
 
 // Shared test-vector machinery. Vector files live in tests/vectors/<protocol>/
-// and are read by these C++ tests and by the Python tests, so their format is
-// plain text:
+// in plain text, so a reviewer reads them as a specification:
 //
 //   # comment
 //   === seed 003: register on the send socket
