@@ -58,6 +58,13 @@ struct fixture {
   }
 };
 
+// Registers alice and bob, and makes bob alice's buddy.
+asio::awaitable<void> alice_with_buddy_bob(client::buddy_client& c) {
+  CHECK(co_await c.register_user("alice"));
+  CHECK(co_await c.register_user("bob"));
+  CHECK(co_await c.add_buddy("alice", "bob"));
+}
+
 }  // namespace
 
 TEST_CASE("buddy_server: REG, ADD and DEL over TCP with their answers") {
@@ -108,9 +115,7 @@ TEST_CASE("buddy_server: SET over UDP shows in GET with the source address") {
   fixture f(dir);
   auto c = f.client();
   run(f.io, [&]() -> asio::awaitable<void> {
-    CHECK(co_await c.register_user("alice"));
-    CHECK(co_await c.register_user("bob"));
-    CHECK(co_await c.add_buddy("alice", "bob"));
+    co_await alice_with_buddy_bob(c);
     REQUIRE(c.set_status("bob", buddy::presence::online, 4000));
     // SET is not acknowledged: wait until GET shows it.
     buddy::buddy_entry seen;
@@ -135,9 +140,7 @@ TEST_CASE("buddy_server: an ONLINE not refreshed within the TTL reads OFFLINE, a
   fixture f(dir, 200ms);
   auto c = f.client();
   run(f.io, [&]() -> asio::awaitable<void> {
-    CHECK(co_await c.register_user("alice"));
-    CHECK(co_await c.register_user("bob"));
-    CHECK(co_await c.add_buddy("alice", "bob"));
+    co_await alice_with_buddy_bob(c);
     REQUIRE(c.set_status("bob", buddy::presence::online, 4000));
     // The address is known only from that SET; OFFLINE with it means the SET
     // arrived and then expired.
@@ -155,9 +158,7 @@ TEST_CASE("buddy_server: users and buddy lists survive a restart on the same dir
   {
     auto c = f.client();
     run(f.io, [&]() -> asio::awaitable<void> {
-      CHECK(co_await c.register_user("alice"));
-      CHECK(co_await c.register_user("bob"));
-      CHECK(co_await c.add_buddy("alice", "bob"));
+      co_await alice_with_buddy_bob(c);
       CHECK(co_await c.add_buddy("bob", "alice"));
       CHECK(co_await c.delete_buddy("bob", "alice"));
     });

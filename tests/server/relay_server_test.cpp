@@ -47,16 +47,22 @@ class peer {
   }
   void write_raw(std::string_view bytes) { asio::write(socket_, asio::buffer(bytes)); }
 
-  // The next message; a closed connection or a decoding error fails the test.
-  asio::awaitable<relay::message> read() {
+  // Reads the next message into last(); a closed connection or a decoding
+  // error fails the test. (Compared outside the co_await expression.)
+  asio::awaitable<void> next() {
     while (true) {
       auto r = decoder_.next(pending_);
       REQUIRE_MESSAGE(r, r.error().message());
-      if (*r) co_return std::move(**r);
+      if (*r) {
+        last_ = std::move(**r);
+        co_return;
+      }
       auto n = co_await socket_.async_read_some(asio::buffer(chunk_), asio::use_awaitable);
       pending_ = std::string_view(chunk_.data(), n);
     }
   }
+
+  const relay::message& last() const noexcept { return last_; }
 
   void close() {
     std::error_code ignored;
@@ -68,6 +74,7 @@ class peer {
   relay::decoder decoder_{relay::direction::to_client};
   std::array<char, 4096> chunk_{};
   std::string_view pending_;  // the part of chunk_ not decoded yet
+  relay::message last_;
 };
 
 // A user registered on both sockets.
@@ -81,16 +88,12 @@ asio::awaitable<user> register_user(std::uint16_t port, std::string_view user_na
   user u{std::make_unique<peer>(ex), std::make_unique<peer>(ex)};
   co_await u.send->connect(port);
   u.send->write(relay::register_request{relay::role::to_send, name});
-  {
-    auto got = co_await u.send->read();
-    CHECK(got == relay::message(relay::registered{relay::role::to_send, name}));
-  }
+  co_await u.send->next();
+  CHECK(u.send->last() == relay::message(relay::registered{relay::role::to_send, name}));
   co_await u.recv->connect(port);
   u.recv->write(relay::register_request{relay::role::to_recv, name});
-  {
-    auto got = co_await u.recv->read();
-    CHECK(got == relay::message(relay::registered{relay::role::to_recv, name}));
-  }
+  co_await u.recv->next();
+  CHECK(u.recv->last() == relay::message(relay::registered{relay::role::to_recv, name}));
   co_return u;
 }
 
@@ -127,27 +130,21 @@ TEST_CASE("relay_server: registration on both sockets, bad and taken names") {
     peer bad(co_await asio::this_coro::executor);
     co_await bad.connect(f.port);
     bad.write(relay::register_request{relay::role::to_send, "al ice"});
-    {
-      auto got = co_await bad.read();
-      CHECK(got == error_reply(relay::codes::malformed_username));
-    }
+    co_await bad.next();
+    CHECK(bad.last() == error_reply(relay::codes::malformed_username));
 
     peer taken(co_await asio::this_coro::executor);
     co_await taken.connect(f.port);
     taken.write(relay::register_request{relay::role::to_send, "alice"});
-    {
-      auto got = co_await taken.read();
-      CHECK(got == error_reply(relay::codes::username_taken));
-    }
+    co_await taken.next();
+    CHECK(taken.last() == error_reply(relay::codes::username_taken));
 
     // SEND before REGISTER.
     peer anonymous(co_await asio::this_coro::executor);
     co_await anonymous.connect(f.port);
     anonymous.write(relay::send{"alice", "hi"});
-    {
-      auto got = co_await anonymous.read();
-      CHECK(got == error_reply(relay::codes::no_user_registered));
-    }
+    co_await anonymous.next();
+    CHECK(anonymous.last() == error_reply(relay::codes::no_user_registered));
   });
 }
 
@@ -158,47 +155,31 @@ TEST_CASE("relay_server: SEND -> FORWARD -> RECEIVED -> SENT, and to nobody ERRO
     auto bob = co_await register_user(f.port, "bob");
 
     alice.send->write(relay::send{"bob", "hello\nbob"});
-    {
-      auto got = co_await bob.recv->read();
-      CHECK(got == relay::message(relay::forward{"alice", "hello\nbob"}));
-    }
+    co_await bob.recv->next();
+    CHECK(bob.recv->last() == relay::message(relay::forward{"alice", "hello\nbob"}));
     bob.recv->write(relay::received{"alice"});
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == relay::message(relay::sent{"bob"}));
-    }
+    co_await alice.send->next();
+    CHECK(alice.send->last() == relay::message(relay::sent{"bob"}));
 
     alice.send->write(relay::send{"nobody", "x"});
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == error_reply(relay::codes::unable_to_send));
-    }
+    co_await alice.send->next();
+    CHECK(alice.send->last() == error_reply(relay::codes::unable_to_send));
 
     // Pipelined: answered in order, the failure between two deliveries.
     alice.send->write_raw(
         "SEND bob\nContent-length: 1\n\naSEND carol\nContent-length: 1\n\nbSEND bob\n"
         "Content-length: 1\n\nc");
-    {
-      auto got = co_await bob.recv->read();
-      CHECK(got == relay::message(relay::forward{"alice", "a"}));
-    }
-    {
-      auto got = co_await bob.recv->read();
-      CHECK(got == relay::message(relay::forward{"alice", "c"}));
-    }
+    co_await bob.recv->next();
+    CHECK(bob.recv->last() == relay::message(relay::forward{"alice", "a"}));
+    co_await bob.recv->next();
+    CHECK(bob.recv->last() == relay::message(relay::forward{"alice", "c"}));
     bob.recv->write_raw("RECEIVED alice\n\nRECEIVED alice\n\n");
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == relay::message(relay::sent{"bob"}));
-    }
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == error_reply(relay::codes::unable_to_send));
-    }
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == relay::message(relay::sent{"bob"}));
-    }
+    co_await alice.send->next();
+    CHECK(alice.send->last() == relay::message(relay::sent{"bob"}));
+    co_await alice.send->next();
+    CHECK(alice.send->last() == error_reply(relay::codes::unable_to_send));
+    co_await alice.send->next();
+    CHECK(alice.send->last() == relay::message(relay::sent{"bob"}));
   });
 }
 
@@ -210,15 +191,11 @@ TEST_CASE("relay_server: a receiver that does not answer gets the sender ERROR 1
     auto alice = co_await register_user(f.port, "alice");
     auto bob = co_await register_user(f.port, "bob");
     alice.send->write(relay::send{"bob", "are you there?"});
-    {
-      auto got = co_await bob.recv->read();
-      CHECK(got == relay::message(relay::forward{"alice", "are you there?"}));
-    }
+    co_await bob.recv->next();
+    CHECK(bob.recv->last() == relay::message(relay::forward{"alice", "are you there?"}));
     // bob says nothing: the timeout answers for him.
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == error_reply(relay::codes::unable_to_send));
-    }
+    co_await alice.send->next();
+    CHECK(alice.send->last() == error_reply(relay::codes::unable_to_send));
   });
 }
 
@@ -228,45 +205,31 @@ TEST_CASE("relay_server: SEND ALL reaches every other user, SENT ALL once all an
     auto alice = co_await register_user(f.port, "alice");
     // Alone: answered at once.
     alice.send->write(relay::send{"ALL", "anyone?"});
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == relay::message(relay::sent{"ALL"}));
-    }
+    co_await alice.send->next();
+    CHECK(alice.send->last() == relay::message(relay::sent{"ALL"}));
 
     auto bob = co_await register_user(f.port, "bob");
     auto carol = co_await register_user(f.port, "carol");
     alice.send->write(relay::send{"ALL", "hi all"});
-    {
-      auto got = co_await bob.recv->read();
-      CHECK(got == relay::message(relay::forward{"alice", "hi all"}));
-    }
-    {
-      auto got = co_await carol.recv->read();
-      CHECK(got == relay::message(relay::forward{"alice", "hi all"}));
-    }
+    co_await bob.recv->next();
+    CHECK(bob.recv->last() == relay::message(relay::forward{"alice", "hi all"}));
+    co_await carol.recv->next();
+    CHECK(carol.recv->last() == relay::message(relay::forward{"alice", "hi all"}));
     bob.recv->write(relay::received{"alice"});
     carol.recv->write(relay::received{"alice"});
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == relay::message(relay::sent{"ALL"}));
-    }
+    co_await alice.send->next();
+    CHECK(alice.send->last() == relay::message(relay::sent{"ALL"}));
 
     // One receiver refusing turns the broadcast into ERROR 102.
     alice.send->write(relay::send{"ALL", "again"});
-    {
-      auto got = co_await bob.recv->read();
-      CHECK(got == relay::message(relay::forward{"alice", "again"}));
-    }
-    {
-      auto got = co_await carol.recv->read();
-      CHECK(got == relay::message(relay::forward{"alice", "again"}));
-    }
+    co_await bob.recv->next();
+    CHECK(bob.recv->last() == relay::message(relay::forward{"alice", "again"}));
+    co_await carol.recv->next();
+    CHECK(carol.recv->last() == relay::message(relay::forward{"alice", "again"}));
     bob.recv->write(relay::received{"alice"});
     carol.recv->write(error_reply(relay::codes::unable_to_send));
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == error_reply(relay::codes::unable_to_send));
-    }
+    co_await alice.send->next();
+    CHECK(alice.send->last() == error_reply(relay::codes::unable_to_send));
   });
 }
 
@@ -275,38 +238,28 @@ TEST_CASE("relay_server: presence subscribers hear JOINED and LEFT") {
   run(f.io, [&]() -> asio::awaitable<void> {
     auto alice = co_await register_user(f.port, "alice");
     alice.send->write(relay::subscribe{});
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == relay::message(relay::subscribed{}));
-    }
+    co_await alice.send->next();
+    CHECK(alice.send->last() == relay::message(relay::subscribed{}));
 
     auto carol = co_await register_user(f.port, "carol");
-    {
-      auto got = co_await alice.recv->read();
-      CHECK(got == relay::message(relay::joined{"carol"}));
-    }
+    co_await alice.recv->next();
+    CHECK(alice.recv->last() == relay::message(relay::joined{"carol"}));
     CHECK(f.server->user_count() == 2);
 
     carol.recv->close();
-    {
-      auto got = co_await alice.recv->read();
-      CHECK(got == relay::message(relay::left{"carol"}));
-    }
+    co_await alice.recv->next();
+    CHECK(alice.recv->last() == relay::message(relay::left{"carol"}));
     CHECK(co_await eventually([&]() -> asio::awaitable<bool> {
       co_return f.server->user_count() == 1;
     }));
 
     alice.send->write(relay::unsubscribe{});
-    {
-      auto got = co_await alice.send->read();
-      CHECK(got == relay::message(relay::unsubscribed{}));
-    }
+    co_await alice.send->next();
+    CHECK(alice.send->last() == relay::message(relay::unsubscribed{}));
     auto dave = co_await register_user(f.port, "dave");
     // No JOINED for dave: the next thing alice's receive socket gets is a FORWARD.
     dave.send->write(relay::send{"alice", "x"});
-    {
-      auto got = co_await alice.recv->read();
-      CHECK(got == relay::message(relay::forward{"dave", "x"}));
-    }
+    co_await alice.recv->next();
+    CHECK(alice.recv->last() == relay::message(relay::forward{"dave", "x"}));
   });
 }
