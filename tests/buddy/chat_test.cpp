@@ -8,6 +8,7 @@
 namespace buddy = improto::buddy;
 using improto::errc;
 using phase = buddy::chat_decoder::phase;
+using buddy_test::refused;
 
 TEST_CASE("chat messages serialize exactly and decode back to themselves") {
   const buddy::chat_message all[] = {
@@ -105,4 +106,13 @@ TEST_CASE("chat_decoder: a line of the default max_line (8192 bytes) is text") {
   auto over = buddy_test::decode_all<buddy::chat_decoder>(line + "x\n");
   CHECK(over.messages.empty());
   CHECK(over.errors == std::vector{errc::line_too_long});
+}
+
+TEST_CASE("chat lines the peer would misread are refused") {
+  CHECK(refused(buddy::chat_message{buddy::chat_text{"q"}}) == errc::invalid_argument);
+  CHECK(refused(buddy::chat_message{buddy::chat_text{"hi\nq"}}) == errc::invalid_argument);
+  CHECK(refused(buddy::chat_message{buddy::chat_hello{"a/b"}}) == errc::invalid_name);
+  std::string out;
+  REQUIRE(buddy::serialize(buddy::chat_message{buddy::chat_text{"a\tb"}}, out));
+  CHECK(out == "a\tb\n");
 }

@@ -50,6 +50,17 @@ decoded<Message> decode_chunks(Decoder& d, const std::vector<std::string_view>& 
   return out;
 }
 
+// Serializes `m` into a string holding "kept"; checks that the refusal
+// appends nothing and returns its code.
+template <class Message>
+improto::errc refused(const Message& m) {
+  std::string out = "kept";
+  auto r = improto::buddy::serialize(m, out);
+  CHECK(out == "kept");
+  REQUIRE_FALSE(r);
+  return r.error().code();
+}
+
 template <class Decoder>
 auto decode_all(std::string_view bytes, improto::wire::limits lim = {}) {
   Decoder d(lim);

@@ -8,6 +8,7 @@
 namespace buddy = improto::buddy;
 using improto::errc;
 using buddy_test::decode_all;
+using buddy_test::refused;
 
 TEST_CASE("valid_user: 1 to 32 characters of A-Z a-z 0-9 _ . -") {
   CHECK(buddy::valid_user("a"));
@@ -163,4 +164,21 @@ TEST_CASE("error details name the offending field, cut short") {
   REQUIRE_FALSE(unknown);
   CHECK(unknown.error().message() ==
         "unknown command: unknown request \"PUT\"; expected REG, ADD or DEL");
+}
+
+TEST_CASE("requests with a bad userid are refused") {
+  CHECK(refused(buddy::request{buddy::register_request{"bob\nDEL x y"}}) == errc::invalid_name);
+  CHECK(refused(buddy::request{buddy::register_request{""}}) == errc::invalid_name);
+  CHECK(refused(buddy::request{buddy::add_request{"alice", "b ob"}}) == errc::invalid_name);
+  CHECK(refused(buddy::request{buddy::delete_request{std::string(33, 'a'), "bob"}}) ==
+        errc::invalid_name);
+  std::string out;
+  REQUIRE(buddy::serialize(buddy::request{buddy::add_request{"alice", "bob"}}, out));
+  CHECK(out == "ADD alice bob\n");
+}
+
+TEST_CASE("responses the peer would misread are refused") {
+  CHECK(refused(buddy::response{99, "x"}) == errc::invalid_argument);
+  CHECK(refused(buddy::response{200, "OK\n201 INVALID"}) == errc::invalid_argument);
+  CHECK(refused(buddy::response{200, " OK"}) == errc::invalid_argument);
 }

@@ -3,9 +3,11 @@
 #include <string>
 
 #include "improto/buddy/decoder.hpp"
+#include "support.hpp"
 
 namespace buddy = improto::buddy;
 using improto::errc;
+using buddy_test::refused;
 
 TEST_CASE("UDP requests serialize exactly, without a line end, and parse back") {
   const buddy::udp_request all[] = {
@@ -126,4 +128,35 @@ TEST_CASE("describe() of UDP messages") {
         "set user=\"a\" status=7 msgport=1");
   CHECK(buddy::name(buddy::presence::online) == "online");
   CHECK(buddy::name(buddy::presence::offline) == "offline");
+}
+
+TEST_CASE("datagrams the peer would misread are refused") {
+  CHECK(refused(buddy::udp_request{buddy::set_request{"alice", buddy::presence::online, 0}}) ==
+        errc::invalid_argument);
+  CHECK(refused(buddy::udp_request{
+            buddy::set_request{"alice", static_cast<buddy::presence>(102), 1}}) ==
+        errc::invalid_argument);
+  CHECK(refused(buddy::udp_request{buddy::get_request{"al ice"}}) == errc::invalid_name);
+  CHECK(refused(buddy::buddy_list{{{"bob", buddy::presence::online, "1.2.3", 4000}}}) ==
+        errc::invalid_argument);
+  CHECK(refused(buddy::buddy_list{{{"bob", buddy::presence::online, "::1%eth0", 4000}}}) ==
+        errc::invalid_argument);
+  // An error line that parses as a buddy line would be read as one.
+  CHECK(refused(buddy::status_reply{buddy::response{200, "100 1.2.3.4 5"}}) ==
+        errc::invalid_argument);
+}
+
+TEST_CASE("udp_verb_of reads the verb as parse_udp_request does") {
+  CHECK(buddy::udp_verb_of("SET alice 100 4000") == buddy::udp_verb::set);
+  CHECK(buddy::udp_verb_of("  set") == buddy::udp_verb::set);
+  CHECK(buddy::udp_verb_of("SET\r\n") == buddy::udp_verb::set);
+  CHECK(buddy::udp_verb_of("set bad!id") == buddy::udp_verb::set);
+  CHECK(buddy::udp_verb_of("GET x y z") == buddy::udp_verb::get);
+  CHECK(buddy::udp_verb_of("SETX a") == buddy::udp_verb::none);
+  CHECK(buddy::udp_verb_of("") == buddy::udp_verb::none);
+  CHECK(buddy::udp_verb_of("\tSET\ta") == buddy::udp_verb::set);
+  // A line end ends the word too, even where parse_udp_request then fails.
+  CHECK(buddy::udp_verb_of("SET\rfoo") == buddy::udp_verb::set);
+  CHECK(buddy::udp_verb_of("SET\nxyz") == buddy::udp_verb::set);
+  CHECK(buddy::udp_verb_of("\nSET") == buddy::udp_verb::none);
 }

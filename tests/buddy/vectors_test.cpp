@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <string>
+#include <vector>
+
 #include "improto/buddy/decoder.hpp"
 #include "vectors.hpp"
 
@@ -47,5 +50,34 @@ TEST_CASE("protocol 2 vectors") {
                                    [](const buddy::chat_message& m) { return buddy::describe(m); },
                                    reencode)},
   };
-  run_vector_dir("buddy", adapters);
+  // The same inputs through a decoder with a short line limit (the errors
+  // near the end of the input), and datagrams through every parser.
+  constexpr improto::wire::limits short_lines{.max_line = 64};
+  auto udp_parsers = std::vector<adapter_factory>{
+      datagram([](std::string_view d) { return buddy::parse_udp_request(d); },
+               [](const buddy::udp_request& m) { return buddy::describe(m); }),
+      datagram([](std::string_view d) { return buddy::parse_status_reply(d); },
+               [](const buddy::status_reply& m) { return buddy::describe(m); }),
+      datagram([](std::string_view d) { return buddy::parse_request_line(d); },
+               [](const buddy::request& m) { return buddy::describe(m); }),
+      datagram([](std::string_view d) { return buddy::parse_response_line(d); },
+               [](const buddy::response& m) { return buddy::describe(m); }),
+  };
+  extra_table extras{
+      {"buddy.request",
+       {stream<buddy::request_decoder>([=] { return buddy::request_decoder{short_lines}; },
+                                       [](const buddy::request& m) { return buddy::describe(m); },
+                                       reencode)}},
+      {"buddy.response",
+       {stream<buddy::response_decoder>(
+           [=] { return buddy::response_decoder{short_lines}; },
+           [](const buddy::response& m) { return buddy::describe(m); }, reencode)}},
+      {"buddy.chat",
+       {stream<buddy::chat_decoder>([=] { return buddy::chat_decoder{short_lines}; },
+                                    [](const buddy::chat_message& m) { return buddy::describe(m); },
+                                    reencode)}},
+      {"buddy.udp_request", udp_parsers},
+      {"buddy.status_reply", udp_parsers},
+  };
+  run_vector_dir("buddy", adapters, extras);
 }

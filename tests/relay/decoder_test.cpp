@@ -8,7 +8,6 @@
 #include <utility>
 #include <vector>
 
-#include "guarded.hpp"
 #include "improto/relay/codes.hpp"
 #include "improto/relay/decoder.hpp"
 #include "improto/wire/text.hpp"
@@ -313,46 +312,6 @@ TEST_CASE("every chunking of a mixed stream gives the same messages") {
       CHECK(clean_end(d));
       CHECK_FALSE(out.failure);
       CHECK(out.messages == expected);
-    }
-  }
-}
-
-TEST_CASE("no read past the input: every prefix on guarded memory") {
-  for (auto dir : {direction::to_server, direction::to_client}) {
-    std::vector<message> expected;
-    std::string bytes = stream_of(dir, expected);
-    // Invalid messages take the error paths; each ends in a good one.
-    bytes += dir == direction::to_server
-                 ? "NOPE\nContent-length: 2\n\nxyREGISTER X a\n\nPAUSE 0\n\nRECEIVED z\n\n"
-                 : "USERS\nContent-length: 2\n\n\n\nTRANSFER 1\n\nSENT z\n\n";
-    expected.push_back(dir == direction::to_server ? message(received{"z"}) : message(sent{"z"}));
-    std::size_t skipped = dir == direction::to_server ? 3 : 2;
-    for (std::size_t cut = 0; cut <= bytes.size(); ++cut) {
-      CAPTURE(cut);
-      test::guarded_bytes head(std::string_view(bytes).substr(0, cut));
-      test::guarded_bytes tail(std::string_view(bytes).substr(cut));
-      decoder d(dir);
-      outcome out;
-      feed(d, head.view(), out);
-      CHECK(out.messages.size() <= expected.size());
-      feed(d, tail.view(), out);
-      CHECK(clean_end(d));
-      CHECK_FALSE(out.failure);
-      CHECK(out.messages == expected);
-      CHECK(out.skipped.size() == skipped);
-    }
-    // Sticky errors on guarded memory, cut anywhere.
-    std::string bad = "SEND bob\nContent-length: 5\n\nhelloSEND bob\n\nhello";
-    if (dir == direction::to_client) bad = "SENT a\n\nFORWARD bob\n\nhello";
-    for (std::size_t cut = 0; cut <= bad.size(); ++cut) {
-      test::guarded_bytes head(std::string_view(bad).substr(0, cut));
-      test::guarded_bytes tail(std::string_view(bad).substr(cut));
-      decoder d(dir);
-      outcome out;
-      feed(d, head.view(), out);
-      feed(d, tail.view(), out);
-      CHECK(out.failure == errc::missing_content_length);
-      CHECK(out.messages.size() == 1);
     }
   }
 }

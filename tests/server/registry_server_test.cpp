@@ -13,23 +13,14 @@
 
 #include "improto/client/registry_client.hpp"
 #include "improto/server/registry_server.hpp"
+#include "server_support.hpp"
 
 using namespace improto;
 using namespace std::chrono_literals;
+using server_test::run;
+using server_test::temp_dir;
 
 namespace {
-
-// A fresh data directory, removed afterwards.
-struct temp_dir {
-  std::filesystem::path path;
-  explicit temp_dir(const std::string& tag) {
-    path = std::filesystem::temp_directory_path() /
-           ("improto-regsrv-" + tag + "-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-};
 
 server::registry_config config_for(const temp_dir& dir) {
   server::registry_config c;
@@ -37,18 +28,6 @@ server::registry_config config_for(const temp_dir& dir) {
   c.data_dir = dir.path;
   c.store.synchronous = store::sync_level::off;  // these tests are not about fsync
   return c;
-}
-
-// Runs `body` as a coroutine on `io` until it finishes (or 10 s pass).
-void run(asio::io_context& io, std::function<asio::awaitable<void>()> body) {
-  bool done = false;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    co_await body();
-    done = true;
-  }, asio::detached);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!done && std::chrono::steady_clock::now() < deadline) io.run_for(10ms);
-  REQUIRE(done);
 }
 
 }  // namespace

@@ -1,0 +1,182 @@
+// buddy_server in process, driven by the library's buddy_client over
+// loopback: TCP REG / ADD / DEL, UDP SET / GET, the status TTL, and the
+// store surviving a restart.
+
+#include <doctest/doctest.h>
+
+#include <asio/io_context.hpp>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "improto/client/buddy_client.hpp"
+#include "improto/server/buddy_server.hpp"
+#include "server_support.hpp"
+
+using namespace improto;
+using namespace std::chrono_literals;
+using server_test::eventually;
+using server_test::run;
+using server_test::temp_dir;
+
+namespace {
+
+struct fixture {
+  asio::io_context io;
+  std::unique_ptr<server::buddy_server> server;
+
+  fixture(const temp_dir& dir, std::chrono::milliseconds ttl = 300s) { start(dir, ttl); }
+  ~fixture() { stop(); }
+
+  void start(const temp_dir& dir, std::chrono::milliseconds ttl) {
+    server::buddy_config config;
+    config.tcp_port = 0;
+    config.udp_port = 0;
+    config.data_dir = dir.path;
+    config.store.synchronous = store::sync_level::off;  // not about fsync here
+    config.status_ttl = ttl;
+    auto s = server::buddy_server::bind(io, std::move(config));
+    REQUIRE_MESSAGE(s, s.error().message());
+    server = std::move(*s);
+    server->start();
+  }
+  void stop() {
+    if (!server) return;
+    server->stop();
+    io.run_for(100ms);  // lets answers and closes go out
+    server.reset();
+  }
+
+  client::buddy_client client() {
+    client::buddy_options o;
+    o.tcp_port = server->tcp_endpoint().port();
+    o.udp_port = server->udp_endpoint().port();
+    o.get_timeout = 500ms;
+    o.get_attempts = 20;  // a loaded machine may be slow, never wrong
+    return client::buddy_client(io.get_executor(), o);
+  }
+};
+
+// Registers alice and bob, and makes bob alice's buddy.
+asio::awaitable<void> alice_with_buddy_bob(client::buddy_client& c) {
+  CHECK(co_await c.register_user("alice"));
+  CHECK(co_await c.register_user("bob"));
+  CHECK(co_await c.add_buddy("alice", "bob"));
+}
+
+}  // namespace
+
+TEST_CASE("buddy_server: REG, ADD and DEL over TCP with their answers") {
+  temp_dir dir("buddy-tcp");
+  fixture f(dir);
+  auto c = f.client();
+  run(f.io, [&]() -> asio::awaitable<void> {
+    CHECK(co_await c.register_user("alice"));
+    auto twice = co_await c.register_user("alice");
+    REQUIRE_FALSE(twice);
+    CHECK(twice.error() == errc::name_taken);  // 203 USER EXISTS
+
+    auto nobody = co_await c.add_buddy("alice", "bob");
+    REQUIRE_FALSE(nobody);
+    CHECK(nobody.error() == errc::not_found);  // 202 NO SUCH USER
+    CHECK(co_await c.register_user("bob"));
+    CHECK(co_await c.register_user("carol"));
+    CHECK(co_await c.add_buddy("alice", "bob"));
+    CHECK(co_await c.add_buddy("alice", "carol"));
+    CHECK(co_await c.add_buddy("alice", "bob"));  // twice: still OK
+    CHECK(f.server->user_count() == 3);
+
+    auto list = co_await c.get_buddies("alice");
+    REQUIRE(list);
+    REQUIRE(list->size() == 2);
+    CHECK((*list)[0].user == "bob");  // first added first
+    CHECK((*list)[1].user == "carol");
+    CHECK((*list)[0].status == buddy::presence::offline);
+
+    CHECK(co_await c.delete_buddy("alice", "bob"));
+    CHECK(co_await c.delete_buddy("alice", "bob"));  // not a buddy: still OK
+    list = co_await c.get_buddies("alice");
+    REQUIRE(list);
+    REQUIRE(list->size() == 1);
+    CHECK((*list)[0].user == "carol");
+
+    auto unknown = co_await c.get_buddies("zed");
+    REQUIRE_FALSE(unknown);
+    CHECK(unknown.error() == errc::not_found);
+  });
+  // Every connection was answered and closed.
+  f.io.run_for(0ms);
+  CHECK(f.server->connection_count() == 0);
+}
+
+TEST_CASE("buddy_server: SET over UDP shows in GET with the source address") {
+  temp_dir dir("buddy-udp");
+  fixture f(dir);
+  auto c = f.client();
+  run(f.io, [&]() -> asio::awaitable<void> {
+    co_await alice_with_buddy_bob(c);
+    REQUIRE(c.set_status("bob", buddy::presence::online, 4000));
+    // SET is not acknowledged: wait until GET shows it.
+    buddy::buddy_entry seen;
+    CHECK(co_await eventually([&]() -> asio::awaitable<bool> {
+      auto list = co_await c.get_buddies("alice");
+      if (!list || list->size() != 1) co_return false;
+      seen = (*list)[0];
+      co_return seen.status == buddy::presence::online;
+    }));
+    CHECK(seen == buddy::buddy_entry{"bob", buddy::presence::online, "127.0.0.1", 4000});
+
+    REQUIRE(c.set_status("bob", buddy::presence::offline, 0));
+    CHECK(co_await eventually([&]() -> asio::awaitable<bool> {
+      auto list = co_await c.get_buddies("alice");
+      co_return list && list->size() == 1 && (*list)[0].status == buddy::presence::offline;
+    }));
+  });
+}
+
+TEST_CASE("buddy_server: an ONLINE not refreshed within the TTL reads OFFLINE, address kept") {
+  temp_dir dir("buddy-ttl");
+  fixture f(dir, 200ms);
+  auto c = f.client();
+  run(f.io, [&]() -> asio::awaitable<void> {
+    co_await alice_with_buddy_bob(c);
+    REQUIRE(c.set_status("bob", buddy::presence::online, 4000));
+    // The address is known only from that SET; OFFLINE with it means the SET
+    // arrived and then expired.
+    CHECK(co_await eventually([&]() -> asio::awaitable<bool> {
+      auto list = co_await c.get_buddies("alice");
+      co_return list && list->size() == 1 &&
+          (*list)[0] == buddy::buddy_entry{"bob", buddy::presence::offline, "127.0.0.1", 4000};
+    }));
+  });
+}
+
+TEST_CASE("buddy_server: users and buddy lists survive a restart on the same directory") {
+  temp_dir dir("buddy-restart");
+  fixture f(dir);
+  {
+    auto c = f.client();
+    run(f.io, [&]() -> asio::awaitable<void> {
+      co_await alice_with_buddy_bob(c);
+      CHECK(co_await c.add_buddy("bob", "alice"));
+      CHECK(co_await c.delete_buddy("bob", "alice"));
+    });
+  }
+  f.stop();
+  f.start(dir, 300s);
+  CHECK(f.server->user_count() == 2);
+  auto c = f.client();
+  run(f.io, [&]() -> asio::awaitable<void> {
+    auto alice = co_await c.get_buddies("alice");
+    REQUIRE(alice);
+    REQUIRE(alice->size() == 1);
+    CHECK((*alice)[0].user == "bob");
+    auto bob = co_await c.get_buddies("bob");
+    REQUIRE(bob);
+    CHECK(bob->empty());
+    auto again = co_await c.register_user("alice");
+    REQUIRE_FALSE(again);
+    CHECK(again.error() == errc::name_taken);
+  });
+}
