@@ -40,8 +40,8 @@ def _text(body: Any) -> str:
 
 
 def _describe_error(exc: BaseException) -> str:
-    code = getattr(exc, "code", None)
-    return f"{exc} (ERROR {code})" if code else str(exc)
+    code, text = getattr(exc, "code", None), str(exc)
+    return f"{text} (ERROR {code})" if code and f"ERROR {code}" not in text else text
 
 
 class NicknamePrompt:
