@@ -37,6 +37,7 @@ from ._errors import (
     error_class,
 )
 from .servers import BuddyServer, RegistryServer, RelayServer
+from . import relay
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,7 @@ __all__ = [
     "RegistryServer",
     "BuddyServer",
     "RelayServer",
+    "relay",
 ]
 
 # Show the public classes where users import them from (help(), repr, pickle).

@@ -4,6 +4,7 @@
 
 #include <pybind11/pybind11.h>
 
+#include "codecs.hpp"
 #include "errors.hpp"
 #include "servers.hpp"
 
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
       "not this module.";
   improto::python::register_errors(m);
   improto::python::register_servers(m);
+  improto::python::register_relay(m);
 }
