@@ -40,9 +40,11 @@ pyenv="$(mktemp -d)"
 # build/_python keeps pip's CMake build between runs (incremental rebuilds).
 IMPROTO_PYTHON_BUILD_DIR="$ROOT/build/_python" "$pyenv/venv/bin/python" -m pip install \
   --quiet --no-build-isolation --no-index "$ROOT/bindings/python"
-# The GUI test's screenshot lands in build/test-output.
-(cd "$pyenv" && IMPROTO_EXPECT_INSTALLED=1 IMPROTO_TEST_OUTPUT="$ROOT/build/test-output" "$pyenv/venv/bin/python" -m pytest -q -p no:cacheprovider \
-  "$ROOT/tests/python")
+# IMPROTO_BIN_DIR: the client tests run against the real servers (build/tools) too;
+# the GUI test's screenshot lands in build/test-output.
+(cd "$pyenv" && IMPROTO_EXPECT_INSTALLED=1 IMPROTO_BIN_DIR="$ROOT/build/tools" \
+  IMPROTO_TEST_OUTPUT="$ROOT/build/test-output" \
+  "$pyenv/venv/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/tests/python")
 rm -rf "$pyenv"
 
 log "all tests passed"

@@ -7,6 +7,10 @@ The package wraps the C++ library (``improto._core``):
   lists and status), :class:`RelayServer` (protocol 3/4, relay chat); each
   listens on loopback on a free port by default and stops with ``stop()`` or
   at the end of a ``with`` block;
+* blocking clients: :class:`RelayClient`, :class:`RegistryClient` with
+  :class:`Peer` (seed-004 UDP messages), :class:`BuddyClient` with
+  :class:`ChatSession` and :class:`ChatListener`; ``improto.aio`` has the
+  same clients for asyncio;
 * the exceptions: every error is an :class:`Error` with an ``errc`` name;
   :class:`ProtocolError` (``.code``: the wire code), :class:`TransportError`
   (an :class:`OSError`), :class:`TimeoutError`, :class:`StorageError`,
@@ -39,6 +43,9 @@ from ._errors import (
 from .servers import BuddyServer, RegistryServer, RelayServer
 from . import relay
 
+# Clients (blocking; improto.aio has the asyncio ones).
+from ._relay_client import RelayClient
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -59,6 +66,8 @@ __all__ = [
     "BuddyServer",
     "RelayServer",
     "relay",
+    # clients
+    "RelayClient",
 ]
 
 # Show the public classes where users import them from (help(), repr, pickle).

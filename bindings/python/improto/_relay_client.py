@@ -1,0 +1,343 @@
+"""The blocking relay client (protocols 3 and 4): two TCP sockets registered
+under one name, requests on the send socket, incoming events on the receive
+socket."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterator, List, Optional, Union
+
+from . import relay as _relay
+from ._errors import (
+    ConnectionClosedError,
+    Error,
+    NameTakenError,
+    NotFoundError,
+    OverloadedError,
+    ProtocolError,
+    RejectedError,
+)
+from ._net import Stream, check_port, check_timeout, connect, deadline_of, endpoint
+
+__all__ = ["RelayClient", "DEFAULT_RELAY_PORT", "relay_error"]
+
+DEFAULT_RELAY_PORT = 50000
+
+Event = Any  # improto.relay.Forward | Joined | Left
+Body = Union[bytes, bytearray, memoryview, str]
+
+# ERROR code -> (class, errc): relay/codes.hpp from_wire().
+_ERROR_CLASS = {
+    100: (ProtocolError, "invalid_name"),
+    104: (NameTakenError, "name_taken"),
+    106: (NotFoundError, "not_found"),
+    107: (NotFoundError, "not_found"),
+    109: (OverloadedError, "overloaded"),
+}
+
+
+def relay_error(reply: Any, where: str, doing: str) -> Error:
+    """The exception for an ERROR reply received while `doing` something."""
+    cls, errc = _ERROR_CLASS.get(reply.code, (RejectedError, "rejected"))
+    line = f"ERROR {reply.code} {reply.text}".rstrip()
+    return cls(f"{where}: {doing}: the server answered {line}", errc=errc, detail=line, code=reply.code)
+
+
+def _as_bytes(body: Body) -> bytes:
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(f"body: expected bytes or str, not {type(body).__name__}")
+
+
+class RelayClient:
+    """A relay user: connects both sockets (send and receive) from one local
+    address and registers ``name`` on each.
+
+    Requests (:meth:`send`, :meth:`send_all`, :meth:`list_users`, ...) go
+    on the send socket and return when the server's reply comes; they may be
+    called from several threads (one at a time goes to the server).
+    Incoming events (``improto.relay.Forward``, ``Joined``, ``Left``) arrive
+    on the receive socket: take them with :meth:`receive` or
+    :meth:`events`, or pass ``on_event`` to have them delivered on a
+    background thread. Every FORWARD is answered ``RECEIVED`` by the client
+    as it is taken, so a sender's :meth:`send` returns only once the
+    receiver's program has it.
+
+    Args:
+        name: the user name (1-32 letters and digits).
+        host, port: the relay server.
+        timeout: seconds each call may take by default (connecting, a
+            request and its reply); a call's own ``timeout=`` overrides it.
+        on_event: called with each event on a background reader thread;
+            :meth:`receive` and :meth:`events` are not available then.
+        on_close: with ``on_event``: called once on the reader thread when
+            the receive socket ends, with the exception that ended it (None
+            after :meth:`close`).
+
+    Errors: :class:`improto.TransportError` (refused, closed; the message
+    names host:port), :class:`improto.TimeoutError`,
+    :class:`improto.ProtocolError` (``ERROR 100`` bad name, ``ERROR 102``
+    undeliverable... with ``.code``), :class:`improto.NameTakenError`
+    (``ERROR 104``).
+
+    Example::
+
+        with improto.RelayClient("alice", port=relay.port) as alice:
+            alice.send("bob", b"hi")
+            for ev in alice.events(timeout=5):
+                print(ev)
+    """
+
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = DEFAULT_RELAY_PORT,
+                 timeout: Optional[float] = 10.0, *,
+                 on_event: Optional[Callable[[Event], Any]] = None,
+                 on_close: Optional[Callable[[Optional[BaseException]], Any]] = None) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected str, not {type(name).__name__}")
+        self.name = name
+        self.host = host
+        self.port = check_port(port)
+        self.timeout = check_timeout(timeout)
+        self._on_event = on_event
+        self._on_close = on_close
+        self._where = f"relay {endpoint(host, self.port)}"
+        self._send: Optional[Stream] = None
+        self._recv: Optional[Stream] = None
+        self._request_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._skip = 0  # replies still owed to requests that timed out
+        self._reader: Optional[threading.Thread] = None
+        self._closed = False
+        self._connected = False
+
+    # ------------------------------------------------------------ lifetime
+
+    def connect(self, timeout: Optional[float] = None) -> "RelayClient":
+        """Connects both sockets and registers the name on each. Returns self."""
+        if self._connected:
+            raise Error(f"{self._where}: {self.name!r} is already connected", errc="invalid_argument")
+        if self._closed:
+            raise Error(f"{self._where}: the client is closed", errc="connection_closed")
+        deadline = deadline_of(self._timeout(timeout))
+        try:
+            left = self._left(deadline)
+            send_sock = connect(self.host, self.port, left, "relay")
+            # The server pairs the two sockets by source address.
+            local_ip = send_sock.getsockname()[0]
+            self._send = Stream(send_sock, _relay.Decoder(direction=_relay.Direction.TO_CLIENT),
+                                f"{self._where} (send socket)")
+            recv_sock = connect(self.host, self.port, self._left(deadline), "relay", source=(local_ip, 0))
+            self._recv = Stream(recv_sock, _relay.Decoder(direction=_relay.Direction.TO_CLIENT),
+                                f"{self._where} (receive socket)")
+            self._register(self._send, _relay.Role.TO_SEND, deadline)
+            self._register(self._recv, _relay.Role.TO_RECV, deadline)
+        except BaseException:
+            self._close_streams()
+            raise
+        self._connected = True
+        if self._on_event is not None:
+            self._reader = threading.Thread(target=self._read_events, daemon=True,
+                                            name=f"improto RelayClient {self.name} reader")
+            self._reader.start()
+        return self
+
+    def _register(self, stream: Stream, role: Any, deadline: Optional[float]) -> None:
+        doing = f"registering {self.name!r}"
+        stream.send(_relay.encode(_relay.RegisterRequest(role=role, user=self.name)),
+                    self._left(deadline), doing)
+        reply = stream.next_message(deadline, doing)
+        if isinstance(reply, _relay.ErrorReply):
+            raise relay_error(reply, stream.where, doing)
+        if not isinstance(reply, _relay.Registered):
+            raise ProtocolError(f"{stream.where}: {doing}: unexpected answer {reply!r}",
+                                errc="invalid_argument")
+
+    def close(self) -> None:
+        """Closes both sockets (the server unregisters the name). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_streams()
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join()
+
+    def _close_streams(self) -> None:
+        for stream in (self._send, self._recv):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> "RelayClient":
+        if not self._connected:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "connected" if self._connected else "not connected"
+        return f"<RelayClient {self.name!r} {endpoint(self.host, self.port)} {state}>"
+
+    # ------------------------------------------------------------ requests
+
+    def _timeout(self, timeout: Optional[float]) -> Optional[float]:
+        return self.timeout if timeout is None else check_timeout(timeout)
+
+    @staticmethod
+    def _left(deadline: Optional[float]) -> Optional[float]:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _stream(self, which: str) -> Stream:
+        if self._closed:
+            raise ConnectionClosedError(f"{self._where}: the client is closed", errc="connection_closed")
+        if not self._connected:
+            raise Error(f"{self._where}: not connected: call connect() or use 'with'",
+                        errc="invalid_argument")
+        stream = self._send if which == "send" else self._recv
+        assert stream is not None
+        return stream
+
+    def _request(self, message: Any, timeout: Optional[float], doing: str) -> Any:
+        """Sends one request and returns its reply (raising ERROR replies)."""
+        data = _relay.encode(message)
+        with self._request_lock:
+            stream = self._stream("send")
+            deadline = deadline_of(self._timeout(timeout))
+            stream.send(data, self._left(deadline), doing)
+            # Replies come in request order: drop those owed to timed-out calls.
+            self._skip += 1
+            while self._skip > 1:
+                stream.next_message(deadline, doing)
+                self._skip -= 1
+            reply = stream.next_message(deadline, doing)
+            self._skip -= 1
+        if isinstance(reply, _relay.ErrorReply):
+            raise relay_error(reply, self._where, doing)
+        return reply
+
+    def _expect(self, reply: Any, cls: type, doing: str) -> Any:
+        if not isinstance(reply, cls):
+            raise ProtocolError(f"{self._where}: {doing}: unexpected answer {reply!r}",
+                                errc="invalid_argument")
+        return reply
+
+    def send(self, to: str, body: Body, timeout: Optional[float] = None) -> None:
+        """Sends ``body`` to user ``to``; returns once the server answers SENT
+        (the receiver acknowledged it). Raises :class:`improto.RejectedError`
+        (a ProtocolError) with ``.code == 102`` when it cannot be delivered."""
+        doing = f"SEND to {to!r}"
+        self._expect(self._request(_relay.Send(to=to, body=_as_bytes(body)), timeout, doing),
+                     _relay.Sent, doing)
+
+    def send_all(self, body: Body, timeout: Optional[float] = None) -> None:
+        """Sends ``body`` to every other registered user (SEND ALL); returns
+        once each acknowledged it (SENT ALL), raises ``.code == 102`` if any failed."""
+        doing = "SEND ALL"
+        self._expect(self._request(_relay.Send(to="ALL", body=_as_bytes(body)), timeout, doing),
+                     _relay.Sent, doing)
+
+    def list_users(self, timeout: Optional[float] = None) -> List[str]:
+        """Users online (registered on both sockets), sorted, every page."""
+        users: List[str] = []
+        after = ""
+        while True:
+            reply = self._expect(self._request(_relay.ListUsers(after=after), timeout, "LIST USERS"),
+                                 _relay.UserList, "LIST USERS")
+            users.extend(reply.users)
+            if not reply.more or not reply.users:
+                return users
+            after = reply.users[-1]
+
+    def list_files(self, timeout: Optional[float] = None) -> List[Any]:
+        """The server's files (``improto.relay.FileEntry``: name, size), every page."""
+        files: List[Any] = []
+        after = ""
+        while True:
+            reply = self._expect(self._request(_relay.ListFiles(after=after), timeout, "LIST FILES"),
+                                 _relay.FileList, "LIST FILES")
+            files.extend(reply.files)
+            if not reply.more or not reply.files:
+                return files
+            after = reply.files[-1].name
+
+    def subscribe_presence(self, timeout: Optional[float] = None) -> None:
+        """From now on, ``Joined``/``Left`` events come with the messages."""
+        self._expect(self._request(_relay.Subscribe(), timeout, "SUBSCRIBE PRESENCE"),
+                     _relay.Subscribed, "SUBSCRIBE PRESENCE")
+
+    def unsubscribe_presence(self, timeout: Optional[float] = None) -> None:
+        """Stops the presence notices."""
+        self._expect(self._request(_relay.Unsubscribe(), timeout, "UNSUBSCRIBE PRESENCE"),
+                     _relay.Unsubscribed, "UNSUBSCRIBE PRESENCE")
+
+    # -------------------------------------------------------------- events
+
+    def _next_event(self, stream: Stream, deadline: Optional[float]) -> Event:
+        doing = "waiting for messages"
+        while True:
+            ev = stream.next_message(deadline, doing)
+            if isinstance(ev, _relay.Forward):
+                stream.send(_relay.encode(_relay.Received(from_=ev.from_)), self.timeout,
+                            "answering RECEIVED")
+                return ev
+            if isinstance(ev, (_relay.Joined, _relay.Left)):
+                return ev
+            if isinstance(ev, _relay.ErrorReply):
+                # ERROR 101: the pairing timed out; the server closes the socket.
+                raise relay_error(ev, stream.where, doing)
+            raise ProtocolError(f"{stream.where}: unexpected message {ev!r}", errc="unknown_command")
+
+    def receive(self, timeout: Optional[float] = None) -> Event:
+        """The next event: ``improto.relay.Forward`` (``from_``, ``body``;
+        already answered RECEIVED), ``Joined`` or ``Left`` (``user``). Waits
+        at most ``timeout`` seconds (None: until one comes), then raises
+        :class:`improto.TimeoutError`; raises
+        :class:`improto.ConnectionClosedError` when the socket is closed."""
+        if self._on_event is not None:
+            raise Error(f"{self._where}: events go to on_event; receive() is not available",
+                        errc="invalid_argument")
+        timeout = check_timeout(timeout)
+        with self._recv_lock:
+            return self._next_event(self._stream("recv"), deadline_of(timeout))
+
+    def events(self, timeout: Optional[float] = None) -> Iterator[Event]:
+        """Iterates over incoming events; the iteration ends when no event
+        came for ``timeout`` seconds (None: never) or when the client is
+        closed; other errors (the server closing) are raised."""
+        while True:
+            try:
+                yield self.receive(timeout)
+            except ConnectionClosedError:
+                if self._closed:
+                    return
+                raise
+            except Error as exc:
+                if exc.errc == "timeout":
+                    return
+                raise
+
+    def _read_events(self) -> None:
+        stream = self._recv
+        assert stream is not None and self._on_event is not None
+        why: Optional[BaseException] = None
+        while True:
+            try:
+                ev = self._next_event(stream, None)
+            except BaseException as exc:  # the socket ended
+                why = None if self._closed else exc
+                break
+            try:
+                self._on_event(ev)
+            except Exception:  # a failing callback must not stop the next events
+                sys.excepthook(*sys.exc_info())
+        if self._on_close is not None:
+            try:
+                self._on_close(why)
+            except Exception:
+                sys.excepthook(*sys.exc_info())
+
