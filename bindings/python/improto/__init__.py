@@ -2,6 +2,21 @@
 
 The package wraps the C++ library (``improto._core``):
 
+* sans-I/O codecs, one module per protocol - every message a class with its
+  fields as attributes, keyword construction, ``==`` and the library's
+  ``describe()`` text as ``repr()``; incremental decoders with
+  ``feed(data) -> list`` and ``finish()``; ``encode(msg) -> bytes`` that
+  refuses messages a peer would misread; ``parse_*`` for datagrams:
+
+  - :mod:`improto.registry` - protocol 1: HTTP/1.1 requests and responses,
+    ``name@host:port`` entries, REGISTER/LOGOUT bodies, user lists, peer
+    datagrams;
+  - :mod:`improto.buddy` - protocol 2: REG/ADD/DEL and their responses,
+    UDP SET/GET and the GET reply, the direct chat;
+  - :mod:`improto.relay` - protocols 3 and 4 (TCP): SEND/FORWARD, user and
+    file lists, presence, download control;
+  - :mod:`improto.transfer` - protocol 4 (UDP): DATA/ACK/FIN/ABORT;
+
 * servers in-process, for tests and scripts: :class:`RegistryServer`
   (protocol 1, HTTP user registry), :class:`BuddyServer` (protocol 2, buddy
   lists and status), :class:`RelayServer` (protocol 3/4, relay chat); each
@@ -12,17 +27,20 @@ The package wraps the C++ library (``improto._core``):
   :class:`ChatSession` and :class:`ChatListener`; ``improto.aio`` has the
   same clients for asyncio;
 * the exceptions: every error is an :class:`Error` with an ``errc`` name;
-  :class:`ProtocolError` (``.code``: the wire code), :class:`TransportError`
+  :class:`ProtocolError` (``.code``: the wire code; from a decoder also
+  ``.messages``, what it decoded before the error), :class:`TransportError`
   (an :class:`OSError`), :class:`TimeoutError`, :class:`StorageError`,
   :class:`ConfigError` and the rest.
 
 Example::
 
     import socket, improto
-    with improto.RelayServer() as relay:
-        s = socket.create_connection(relay.address)
-        s.sendall(b"REGISTER TOSEND alice\\n\\n")
-        print(s.recv(100))   # b'REGISTERED TOSEND alice\\n\\n'
+    from improto import relay
+    with improto.RelayServer() as server:
+        s = socket.create_connection(server.address)
+        s.sendall(relay.encode(relay.RegisterRequest(role=relay.Role.TO_SEND, user="alice")))
+        decoder = relay.Decoder(relay.Direction.TO_CLIENT)
+        print(decoder.feed(s.recv(100)))   # [registered role=TOSEND user="alice"]
 """
 
 from ._errors import (
@@ -41,7 +59,7 @@ from ._errors import (
     error_class,
 )
 from .servers import BuddyServer, RegistryServer, RelayServer
-from . import relay
+from . import buddy, registry, relay, transfer
 
 # Clients (blocking; improto.aio has the asyncio ones).
 from ._relay_client import RelayClient
@@ -65,7 +83,10 @@ __all__ = [
     "RegistryServer",
     "BuddyServer",
     "RelayServer",
+    "registry",
+    "buddy",
     "relay",
+    "transfer",
     # clients
     "RelayClient",
 ]

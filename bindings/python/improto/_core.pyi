@@ -1,7 +1,15 @@
-"""Type stub of the native core, improto._core (see servers.cpp, errors.cpp)."""
+"""Type stub of the native core, improto._core (see servers.cpp, errors.cpp,
+codecs_*.cpp). The codec submodules improto._core.{registry,buddy,relay,transfer}
+are what the public modules improto.registry ... re-export; their stubs are
+improto/<protocol>.pyi."""
 
 import os
 from typing import Dict, Optional, Union
+
+from improto import buddy as buddy
+from improto import registry as registry
+from improto import relay as relay
+from improto import transfer as transfer
 
 # errc name -> short description, e.g. "line_too_long" -> "line too long".
 ERRC: Dict[str, str]

@@ -57,6 +57,21 @@ inline void importable(py::module_& sub) {
   py::module_::import("sys").attr("modules")[sub.attr("__name__")] = sub;
 }
 
+// py::cast(std::move(v)) for a bound class, without looking its type up by
+// name on every call (a hash of the mangled name and a strcmp): decoders
+// create one object per message, and that lookup was a measurable part of it.
+template <class T>
+py::object new_object(T&& v) {
+  using U = std::decay_t<T>;
+  static const py::detail::type_info* type = py::detail::get_type_info(typeid(U));
+  if (type == nullptr) return py::cast(std::forward<T>(v));  // not bound: the slow, checked path
+  py::handle h = py::detail::type_caster_generic::cast(
+      &v, py::return_value_policy::move, py::handle(), type, nullptr,
+      [](const void* p) -> void* { return new U(std::move(*const_cast<U*>(static_cast<const U*>(p)))); });
+  if (!h) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(h);
+}
+
 // Raises the ProtocolError (or subclass) for `e`, with .code and, when
 // given, .messages.
 [[noreturn]] void raise_protocol(const error& e, std::optional<int> code,
@@ -97,6 +112,35 @@ void bytes_field(py::class_<T, Extra...>& cls, const char* name, std::string T::
   cls.def_property(
       name, [member](const T& self) { return to_bytes(self.*member); },
       [member, name](T& self, py::handle v) { self.*member = bytes_arg(v, name); }, doc);
+}
+
+// Calls f with `h` as the first of Ts it is an instance of; TypeError
+// ("expected <what>") when it is none of them.
+template <class T, class... Rest, class F>
+py::object visit_as(py::handle h, F&& f, const char* what) {
+  if (py::isinstance<T>(h)) {
+    auto r = f(h.cast<const T&>());
+    if constexpr (py::detail::is_pyobject<decltype(r)>::value) {
+      py::object out = std::move(r);
+      return out;
+    } else {
+      return py::cast(std::move(r));
+    }
+  }
+  if constexpr (sizeof...(Rest) == 0) {
+    throw py::type_error(std::string("expected ") + what + ", not " + Py_TYPE(h.ptr())->tp_name);
+  } else {
+    return visit_as<Rest...>(h, std::forward<F>(f), what);
+  }
+}
+
+// A message class: __eq__, __hash__ = None and __repr__ = describe(self).
+template <class T, class Describe>
+py::class_<T> message_class(py::module_& m, const char* name, const char* doc, Describe describe) {
+  py::class_<T> cls(m, name, doc);
+  add_eq(cls);
+  cls.def("__repr__", [describe](const T& self) { return describe(self); });
+  return cls;
 }
 
 // --------------------------------------------------------- stream decoders
@@ -245,5 +289,8 @@ void add_stream_methods(py::class_<stream_codec<Traits>, Extra...>& cls) {
 
 // The submodules improto._core.<protocol> (codecs_<protocol>.cpp).
 void register_relay(py::module_& parent);
+void register_registry(py::module_& parent);
+void register_buddy(py::module_& parent);
+void register_transfer(py::module_& parent);
 
 }  // namespace improto::python

@@ -78,7 +78,13 @@ void raise_protocol(const error& e, std::optional<int> code, std::optional<py::l
   static py::handle from_core =
       py::object(py::module_::import("improto._errors").attr("_from_core")).release();
   py::object c = code ? py::object(py::int_(*code)) : py::object(py::none());
-  py::object exc = from_core(std::string(name(e.code())), e.message(), e.detail(), c);
+  // Details quote input; never let a stray byte turn into a UnicodeDecodeError.
+  auto text = [](const std::string& s) {
+    PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "backslashreplace");
+    if (o == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::str>(o);
+  };
+  py::object exc = from_core(std::string(name(e.code())), text(e.message()), text(e.detail()), c);
   if (messages) exc.attr("messages") = *messages;
   PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
   throw py::error_already_set();

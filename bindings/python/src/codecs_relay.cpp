@@ -22,7 +22,7 @@ struct relay_traits {
   using message = relay::message;
 
   static py::object to_python(message&& m) {
-    return std::visit([](auto&& v) { return py::cast(std::move(v)); }, std::move(m));
+    return std::visit([](auto&& v) { return new_object(std::move(v)); }, std::move(m));
   }
 
   static std::optional<error> check(const message& m) {
