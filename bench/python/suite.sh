@@ -19,7 +19,7 @@ IMPROTO_PYTHON_BUILD_DIR="${BENCH_PYTHON_BUILD_DIR:-$BENCH_BUILD/_python}" CMAKE
   "$venv/bin/python" -m pip install --quiet --no-build-isolation --no-index --force-reinstall --no-deps \
   "$BENCH_ROOT/bindings/python" >"$BENCH_TMP/pip.log" 2>&1 ||
   { tail -30 "$BENCH_TMP/pip.log" >&2; exit 1; }
-py=("$venv/bin/python" "$(dirname "$0")/bench_py.py")
+py=("$venv/bin/python" "$BENCH_ROOT/bench/python/bench_py.py")
 
 ms=300
 seconds=10
