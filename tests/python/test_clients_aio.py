@@ -76,6 +76,7 @@ def test_many_clients_one_loop(server):
         rng.shuffle(targets)
 
     async def main():
+        before = asyncio.all_tasks()
         clients = {}
         for batch in range(0, CLIENTS, 50):  # connect in batches: a sane accept backlog
             made = await asyncio.gather(*(improto.aio.RelayClient.connect(n, *server, timeout=LONG)
@@ -104,6 +105,8 @@ def test_many_clients_one_loop(server):
         for c in clients.values():
             await c.close()
         await asyncio.gather(*consumers)
+        # Nothing left pending: every client's reply reader ended with close().
+        assert asyncio.all_tasks() == before
         return got, elapsed
 
     got, elapsed = run(main())

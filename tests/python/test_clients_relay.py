@@ -355,13 +355,10 @@ def test_lists_are_paged():
 
 def test_garbage_reply_is_a_protocol_error():
     def garbage(conn):
-        request = read_message(conn)
-        role = b"TOSEND" if b"TOSEND" in request else b"TORECV"
-        conn.sendall(b"REGISTERED " + role + b" alice\n\n")
         read_message(conn)
         conn.sendall(b"USERS\nContent-length: x\n\n")
 
-    srv = RawServer(garbage)
+    srv = RawServer(registered_then(garbage))
     try:
         with improto.RelayClient("alice", "127.0.0.1", srv.port, timeout=TIMEOUT) as alice:
             with pytest.raises(improto.ProtocolError):

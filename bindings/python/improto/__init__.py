@@ -63,6 +63,8 @@ from . import buddy, registry, relay, transfer
 
 # Clients (blocking; improto.aio has the asyncio ones).
 from ._relay_client import RelayClient
+from ._registry_client import Peer, RegistryClient
+from ._buddy_client import BuddyClient, ChatListener, ChatSession
 
 __version__ = "0.1.0"
 
@@ -89,6 +91,11 @@ __all__ = [
     "transfer",
     # clients
     "RelayClient",
+    "RegistryClient",
+    "Peer",
+    "BuddyClient",
+    "ChatSession",
+    "ChatListener",
 ]
 
 # Show the public classes where users import them from (help(), repr, pickle).

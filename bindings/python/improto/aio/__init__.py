@@ -17,8 +17,10 @@ Example::
 """
 
 from ._relay import RelayClient
+from ._registry import Peer, RegistryClient
+from ._buddy import BuddyClient, ChatListener, ChatSession
 
-__all__ = ["RelayClient"]
+__all__ = ["RelayClient", "RegistryClient", "Peer", "BuddyClient", "ChatSession", "ChatListener"]
 
 for _name in __all__:
     globals()[_name].__module__ = __name__

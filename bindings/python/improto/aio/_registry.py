@@ -1,0 +1,172 @@
+"""improto.aio.RegistryClient and improto.aio.Peer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, List, Optional, Tuple
+
+from .. import registry as _reg
+from .._errors import AddressInUseError, ProtocolError
+from .._net import check_port, check_timeout, endpoint, transport_error
+from .._registry_client import DEFAULT_REGISTRY_PORT, TARGET as _REG_TARGET, _address_of, http_error
+from .._registry_client import _as_bytes as _peer_bytes
+from ._stream import _open, _Stream, _with_timeout
+
+__all__ = ["RegistryClient", "Peer"]
+
+
+class RegistryClient:
+    """The asyncio registry client (protocol 1): the methods of
+    :class:`improto.RegistryClient` as coroutines, one HTTP request per
+    connection. ``RegistryClient(host, port, timeout)`` connects nothing
+    until a call."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_REGISTRY_PORT,
+                 timeout: Optional[float] = 10.0) -> None:
+        self.host = host
+        self.port = check_port(port)
+        self.timeout = check_timeout(timeout)
+        self._where = f"registry {endpoint(host, self.port)}"
+
+    async def __aenter__(self) -> "RegistryClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Nothing to release (each call has its own connection)."""
+
+    async def _exchange(self, method: str, body: bytes, timeout: Optional[float], doing: str) -> Any:
+        timeout = self.timeout if timeout is None else check_timeout(timeout)
+        request = _reg.encode(_reg.make_request(method, _REG_TARGET, self.host, body))
+
+        async def run() -> Any:
+            reader, writer = await _open(self.host, self.port, None, "registry")
+            stream = _Stream(reader, writer, _reg.ResponseDecoder(), self._where)
+            try:
+                stream.write(request, doing)
+                await stream.drain(doing)
+                return await stream.next_message(doing)
+            finally:
+                stream.close()
+        return await _with_timeout(run(), timeout, self._where, doing)
+
+    async def _command(self, kind: Any, user: str, host: str, port: int,
+                       timeout: Optional[float], verb: str) -> None:
+        body = _reg.encode(_reg.Command(kind=kind, entry=_reg.Entry(user=user, host=host, port=port)))
+        doing = f"{verb} {body.decode('utf-8', 'replace').split(' ', 1)[-1]}"
+        response = await self._exchange("POST", body, timeout, doing)
+        if response.status != 200:
+            raise http_error(response, self._where, doing)
+
+    async def register(self, user: str, host: str, port: int, timeout: Optional[float] = None) -> None:
+        """Registers ``user@host:port``; NameTakenError (406) when taken."""
+        await self._command(_reg.CommandKind.REGISTER, user, host, port, timeout, "REGISTER")
+
+    async def logout(self, user: str, host: str, port: int, timeout: Optional[float] = None) -> None:
+        """Removes ``user@host:port``; NotFoundError (404) when no such entry."""
+        await self._command(_reg.CommandKind.LOGOUT, user, host, port, timeout, "LOGOUT")
+
+    async def users(self, timeout: Optional[float] = None) -> List[Any]:
+        """The online users (``improto.registry.Entry``); [] when nobody is registered."""
+        doing = "GET /userlist.txt"
+        response = await self._exchange("GET", b"", timeout, doing)
+        if response.status == 400:
+            return []
+        if response.status != 200:
+            raise http_error(response, self._where, doing)
+        return list(_reg.parse_list(response.body).entries)
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    """Received datagrams in a queue (with their source), errors kept."""
+
+    def __init__(self) -> None:
+        self.queue: "asyncio.Queue[Tuple[bytes, Any]]" = asyncio.Queue()
+        self.error: Optional[Exception] = None
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.queue.put_nowait((data, addr))
+
+    def error_received(self, exc: Exception) -> None:
+        self.error = exc
+        self.queue.put_nowait((b"", None))  # wakes a waiting receiver
+
+
+class Peer:
+    """The asyncio seed-004 peer: ``await Peer.open(name, host, port)``, then
+    :meth:`send_to`, :meth:`broadcast` and ``await`` :meth:`receive`, as
+    :class:`improto.Peer`."""
+
+    def __init__(self, name: str, transport: asyncio.DatagramTransport, protocol: _Datagrams) -> None:
+        self.name = name
+        self._transport = transport
+        self._protocol = protocol
+        self.dropped = 0
+
+    @classmethod
+    async def open(cls, name: str, host: str = "127.0.0.1", port: int = 0) -> "Peer":
+        """Binds a UDP socket at host:port (0: a free port)."""
+        if not isinstance(name, str):
+            raise TypeError(f"name: expected str, not {type(name).__name__}")
+        port = check_port(port, allow_zero=True)
+        try:
+            transport, protocol = await asyncio.get_running_loop().create_datagram_endpoint(
+                _Datagrams, local_addr=(host, port))
+        except OSError as exc:
+            err = transport_error(exc, f"peer {name!r} at {endpoint(host, port)}", "binding")
+            if exc.errno == 98:
+                err = AddressInUseError(str(err), errc="address_in_use")
+            raise err from exc
+        return cls(name, transport, protocol)
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        addr = self._transport.get_extra_info("sockname")
+        return (addr[0], addr[1])
+
+    async def close(self) -> None:
+        """Closes the socket. Idempotent."""
+        self._transport.close()
+
+    async def __aenter__(self) -> "Peer":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def send_to(self, target: Any, text: Any) -> None:
+        """Sends ``name: text`` to an Entry or a (host, port) (never blocks)."""
+        host, port = _address_of(target)
+        self._transport.sendto(_reg.encode(_reg.PeerMessage(sender=self.name, text=_peer_bytes(text))),
+                               (host, port))
+
+    def broadcast(self, targets: Any, text: Any) -> int:
+        """Sends to every entry but this peer's own; returns how many were sent."""
+        own = self.address
+        count = 0
+        for target in targets:
+            if getattr(target, "user", None) == self.name or _address_of(target) == own:
+                continue
+            self.send_to(target, text)
+            count += 1
+        return count
+
+    async def receive(self, timeout: Optional[float] = None) -> Tuple[str, bytes]:
+        """The next ``(sender, text)``; other datagrams are counted in :attr:`dropped`."""
+        where = f"peer {self.name!r}"
+
+        async def next_one() -> Tuple[str, bytes]:
+            while True:
+                data, addr = await self._protocol.queue.get()
+                if addr is None and self._protocol.error is not None:
+                    exc, self._protocol.error = self._protocol.error, None
+                    raise transport_error(exc, where, "waiting for a datagram")
+                try:
+                    message = _reg.parse_peer_message(data)
+                except ProtocolError:
+                    self.dropped += 1
+                    continue
+                return message.sender, message.text
+        return await _with_timeout(next_one(), check_timeout(timeout), where, "waiting for a datagram")
