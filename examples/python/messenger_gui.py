@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - main() reports it
     improto = None
 
 POLL_MS = 20  # how often the Tk thread drains the event queue
+# improto.TimeoutError is also the builtin TimeoutError: receive()'s "nothing yet".
+builtins_timeout = TimeoutError
 
 ClientFactory = Callable[[str], Any]  # nickname -> an unconnected improto.RelayClient
 
@@ -380,10 +382,6 @@ class MessengerWindow:
         self._jobs.put(None)
         self._worker.join(10)
         self.root.destroy()
-
-
-# improto.TimeoutError is both an improto.Error and the builtin TimeoutError.
-builtins_timeout = TimeoutError
 
 
 def main(argv=None) -> int:
