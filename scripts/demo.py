@@ -3,7 +3,10 @@
 clients through every feature, prints the conversation as it happens, and
 stops everything cleanly.
 
-    demo.py TOOLS_DIR
+    demo.py TOOLS_DIR [PYTHON]
+
+PYTHON is an interpreter with the improto package installed (demo.sh makes
+a venv): with it, the Python section runs examples/python/echo_bot.py.
 """
 
 import re
@@ -15,7 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-BIN = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "build-release" / "tools"
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build-release" / "tools"
+PYTHON = sys.argv[2] if len(sys.argv) > 2 else None
 print_lock = threading.Lock()
 
 
@@ -32,7 +37,8 @@ class Tool:
         self.lines = {"stdout": [], "stderr": []}
         self.cond = threading.Condition()
         self.proc = subprocess.Popen(
-            [str(BIN / args[0]), *map(str, args[1:])],
+            # A bare name is one of our tools; a path is run as it is.
+            [str(args[0]) if "/" in str(args[0]) else str(BIN / args[0]), *map(str, args[1:])],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
         for name in ("stdout", "stderr"):
@@ -184,6 +190,27 @@ def buddy_demo(data):
     server.stop()
 
 
+def python_demo():
+    section("Python (issue 9): examples/python/echo_bot.py answering a person, through imrelayd")
+    server = Tool("imrelayd", "imrelayd", "--port", "0")
+    port = server.port()
+    bot = Tool("echo_bot", PYTHON, ROOT / "examples" / "python" / "echo_bot.py", "127.0.0.1",
+               "--port", port, "--name", "echo", "--count", 2)
+    bot.wait_for("^echo is online")
+    person = Tool("dana", "imrelay", "dana", "127.0.0.1", "--port", port, stdin=True)
+    person.wait_for("^connected as dana")
+    person.type("@echo Hello bot, are you there?")
+    person.wait_for("^echo: echo: Hello bot, are you there\\?")
+    person.type("@echo Python says hi through the C++ server")
+    person.wait_for("^echo: echo: Python says hi through the C\\+\\+ server")
+    bot.proc.wait(15)  # --count 2: the bot leaves after its second answer
+    if bot.proc.returncode != 0:
+        raise SystemExit(f"demo: echo_bot exited with {bot.proc.returncode}")
+    person.type("/quit")
+    person.proc.wait(10)
+    server.stop()
+
+
 def main():
     if not (BIN / "imrelayd").exists():
         raise SystemExit(f"demo: no tools in {BIN}; run scripts/demo.sh")
@@ -191,6 +218,8 @@ def main():
         registry_demo(data)
         buddy_demo(data)
         relay_demo()
+        if PYTHON:
+            python_demo()
     section("Done: every server stopped cleanly")
 
 

@@ -4,8 +4,15 @@
 # and prints the conversation.
 source "$(dirname "$0")/lib.sh"
 
-ensure_packages "${BUILD_PACKAGES[@]}"
+ensure_packages "${BUILD_PACKAGES[@]}" python3-venv python3-pip python3-setuptools python3-wheel
 log "build (g++, Release)"
-configure_build "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release -DIMPROTO_BUILD_TESTS=OFF
+# The module comes from pip below (build-release/_python): not built twice.
+configure_build "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release -DIMPROTO_BUILD_TESTS=OFF -DIMPROTO_BUILD_PYTHON=OFF
+log "Python: pip-install bindings/python into a temporary venv (as scripts/test.sh does)"
+pyenv="$(mktemp -d)"
+trap 'rm -rf "$pyenv"' EXIT
+/usr/bin/python3 -m venv --system-site-packages "$pyenv/venv"
+IMPROTO_PYTHON_BUILD_DIR="$ROOT/build-release/_python" "$pyenv/venv/bin/python" -m pip install \
+  --quiet --no-build-isolation --no-index "$ROOT/bindings/python"
 log "demo"
-exec /usr/bin/python3 "$ROOT/scripts/demo.py" "$ROOT/build-release/tools"
+/usr/bin/python3 "$ROOT/scripts/demo.py" "$ROOT/build-release/tools" "$pyenv/venv/bin/python"

@@ -7,7 +7,8 @@
 source "$(dirname "$0")/lib.sh"
 
 ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl \
-  python3-venv python3-pip python3-setuptools python3-wheel
+  python3-venv python3-pip python3-setuptools python3-wheel \
+  xvfb python3-tk python3-pil  # the chat window's test: a private X server, Tk, its screenshot
 
 log "build and test (g++, RelWithDebInfo)"
 configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMPROTO_WERROR=ON
@@ -39,8 +40,10 @@ pyenv="$(mktemp -d)"
 # build/_python keeps pip's CMake build between runs (incremental rebuilds).
 IMPROTO_PYTHON_BUILD_DIR="$ROOT/build/_python" "$pyenv/venv/bin/python" -m pip install \
   --quiet --no-build-isolation --no-index "$ROOT/bindings/python"
-# IMPROTO_BIN_DIR: the client tests run against the real servers (build/tools) too.
+# IMPROTO_BIN_DIR: the client tests run against the real servers (build/tools) too;
+# the GUI test's screenshot lands in build/test-output.
 (cd "$pyenv" && IMPROTO_EXPECT_INSTALLED=1 IMPROTO_BIN_DIR="$ROOT/build/tools" \
+  IMPROTO_TEST_OUTPUT="$ROOT/build/test-output" \
   "$pyenv/venv/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/tests/python")
 rm -rf "$pyenv"
 

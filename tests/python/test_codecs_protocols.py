@@ -335,3 +335,29 @@ def test_help_renders():
     text = pydoc.render_doc(relay, renderer=pydoc.plaintext)
     assert "class Send" in text and "feed(" in text and "Protocol 3" in text
     assert "improto.registry" in pydoc.render_doc(improto, renderer=pydoc.plaintext)
+
+
+def test_attribute_assignment_is_checked():
+    s = relay.Send(to="bob", body=b"x")
+    s.body = bytearray(b"yz")
+    s.to = "\u00e9ve"
+    assert (s.to, s.body) == ("\u00e9ve", b"yz")
+    with pytest.raises(TypeError):
+        s.to = 5
+    with pytest.raises(TypeError):
+        s.body = None
+    with pytest.raises(AttributeError):
+        del s.to
+    with pytest.raises(UnicodeEncodeError):
+        s.to = "\udcff"  # a lone surrogate has no UTF-8 form
+    r = registry.Request()
+    r.headers = [("Host", "x")]
+    assert r.headers == [("Host", "x")] and r.header("HOST") == "x"
+    with pytest.raises(TypeError):
+        r.headers = [("Host",)]
+    u = relay.UserList()
+    u.users = ["a", "b"]
+    assert u.users == ["a", "b"]
+    with pytest.raises(TypeError):
+        u.users = [b"a"]
+    assert "Recipient" in relay.Send.to.__doc__

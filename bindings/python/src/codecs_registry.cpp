@@ -77,8 +77,8 @@ py::list headers_list(const registry::fields& headers) {
 template <class T>
 void http_common(py::class_<T>& c) {
   c.def_readwrite("version", &T::version, "Minor version of HTTP/1.x: 0 or 1.");
-  c.def_property(
-      "headers", [](const T& self) { return headers_list(self.headers); },
+  fast_property<T>(
+      c, "headers", [](const T& self) -> py::object { return headers_list(self.headers); },
       [](T& self, py::handle v) { self.headers = headers_arg(v); },
       "Header fields in wire order, as (name, value) pairs of str (a copy: assign a new\n"
       "list to change them).");

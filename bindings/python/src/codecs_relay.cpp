@@ -210,14 +210,15 @@ void register_relay(py::module_& parent) {
             return relay::user_list{names_arg(users, "users"), more};
           }),
           py::arg("users") = py::list(), py::arg("more") = false);
-    c.def_property(
-        "users",
-        [](const relay::user_list& self) {
+    fast_property<relay::user_list>(
+        c, "users",
+        [](const relay::user_list& self) -> py::object {
           py::list out(self.users.size());
           for (std::size_t i = 0; i < self.users.size(); ++i) {
             PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i), to_str(self.users[i]).release().ptr());
           }
-          return out;
+          py::object o = std::move(out);
+          return o;
         },
         [](relay::user_list& self, py::handle v) { self.users = names_arg(v, "users"); },
         "The names (list[str]; a copy: assign a new list to change it).");
