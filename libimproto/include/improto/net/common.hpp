@@ -26,6 +26,14 @@ using clock = std::chrono::steady_clock;
 // `auto [ec, n] = co_await op(..., use_nothrow);` - errors as values.
 inline constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
+// Coroutines compiled by g++ 12 destroy a temporary with a destructor that
+// appears inside a co_await expression twice (a std::function built from a
+// lambda in the argument list, an awaitable returned by a call). Our
+// coroutines therefore name such values before awaiting them, and say so with
+// "Named, not a temporary: see net/common.hpp on g++ 12":
+//   std::function<...> f = [...] {...};  co_await op(f);
+//   auto op = make();  co_await std::move(op);
+
 // One line per event; servers log through this, tools print it to stderr.
 using logger = std::function<void(std::string_view line)>;
 
