@@ -167,22 +167,14 @@ asio::awaitable<void> tcp_connection::watchdog() {
 
 result<tcp_listener> tcp_listener::bind(asio::io_context& io, std::string_view host,
                                         std::uint16_t port, int backlog) {
-  auto address = parse_address(host);
-  if (!address) return tl::unexpected(address.error());
-  asio::ip::tcp::endpoint endpoint(*address, port);
   asio::ip::tcp::acceptor acceptor(io);
-  std::error_code ec;
-  std::string where = "TCP " + to_string(endpoint);
-  if (acceptor.open(endpoint.protocol(), ec); ec) return tl::unexpected(from_system(ec, where));
-  // Restarting a server must not wait for old connections in TIME_WAIT.
-  acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (acceptor.bind(endpoint, ec); ec) {
-    if (ec == asio::error::address_in_use) {
-      return fail(errc::address_in_use, where + " is already in use");
-    }
-    return tl::unexpected(from_system(ec, "cannot bind " + where));
+  if (auto bound = open_and_bind(acceptor, host, port, "TCP"); !bound) {
+    return tl::unexpected(bound.error());
   }
-  if (acceptor.listen(backlog, ec); ec) return tl::unexpected(from_system(ec, where));
+  std::error_code ec;
+  if (acceptor.listen(backlog, ec); ec) {
+    return tl::unexpected(from_system(ec, "TCP " + to_string(acceptor.local_endpoint(ec))));
+  }
   return tcp_listener(std::move(acceptor));
 }
 

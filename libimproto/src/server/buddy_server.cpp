@@ -73,6 +73,18 @@ std::string response_text(const buddy::response& r) {
   return text;
 }
 
+// ADD and DEL: which, and the two users they name.
+struct buddy_change {
+  bool add;
+  const std::string& user;
+  const std::string& buddy;
+};
+buddy_change change_of(const buddy::request& req) {
+  if (const auto* a = std::get_if<buddy::add_request>(&req)) return {true, a->user, a->buddy};
+  const auto& d = std::get<buddy::delete_request>(req);
+  return {false, d.user, d.buddy};
+}
+
 std::size_t digits(unsigned n) {
   std::size_t d = 1;
   while (n >= 10) {
@@ -230,11 +242,7 @@ std::optional<buddy::response> buddy_server::impl::precheck(const buddy::request
     if (find(reg->user)) return buddy::response::user_exists();
     return std::nullopt;
   }
-  bool add = std::holds_alternative<buddy::add_request>(req);
-  const std::string& user =
-      add ? std::get<buddy::add_request>(req).user : std::get<buddy::delete_request>(req).user;
-  const std::string& buddy_id =
-      add ? std::get<buddy::add_request>(req).buddy : std::get<buddy::delete_request>(req).buddy;
+  auto [add, user, buddy_id] = change_of(req);
   auto* u = find(user);
   auto* b = find(buddy_id);
   if (!u || !b) return buddy::response::no_such_user();
@@ -249,11 +257,7 @@ void buddy_server::impl::apply(const buddy::request& req) {
     users.try_emplace(reg->user, reg->user);
     return;
   }
-  bool add = std::holds_alternative<buddy::add_request>(req);
-  const std::string& user =
-      add ? std::get<buddy::add_request>(req).user : std::get<buddy::delete_request>(req).user;
-  const std::string& buddy_id =
-      add ? std::get<buddy::add_request>(req).buddy : std::get<buddy::delete_request>(req).buddy;
+  auto [add, user, buddy_id] = change_of(req);
   auto* u = find(user);
   auto* b = find(buddy_id);
   if (!u || !b) return;  // the store knew both; a REG commits before anything naming it
@@ -405,13 +409,9 @@ void buddy_server::start() {
                      .count()) +
              " s");
   auto* state = impl_.get();
-  state->tcp.start(
-      [](std::shared_ptr<net::tcp_connection> conn) -> std::shared_ptr<net::tcp_session> {
-        return std::make_shared<session>(std::move(conn));
-      },
-      [state](std::shared_ptr<net::tcp_session> s) {
-        return state->run_session(std::static_pointer_cast<session>(std::move(s)));
-      });
+  state->tcp.start(state, &impl::run_session, [](std::shared_ptr<net::tcp_connection> c) {
+    return std::make_shared<session>(std::move(c));
+  });
   asio::co_spawn(
       impl_->io,
       state->udp.serve([state](std::string_view payload, const asio::ip::udp::endpoint& from,

@@ -427,13 +427,9 @@ void registry_server::start() {
   impl_->log(std::to_string(n) + (n == 1 ? " user" : " users") + " registered in " +
              impl_->loaded_from);
   auto* state = impl_.get();
-  state->tcp.start(
-      [state](std::shared_ptr<net::tcp_connection> conn) -> std::shared_ptr<net::tcp_session> {
-        return std::make_shared<session>(state->io, std::move(conn), state->config);
-      },
-      [state](std::shared_ptr<net::tcp_session> s) {
-        return state->run_session(std::static_pointer_cast<session>(std::move(s)));
-      });
+  state->tcp.start(state, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
+    return std::make_shared<session>(state->io, std::move(c), state->config);
+  });
 }
 
 void registry_server::stop() { impl_->tcp.stop(); }

@@ -505,13 +505,9 @@ asio::ip::tcp::endpoint relay_server::local_endpoint() const { return impl_->tcp
 void relay_server::start() {
   auto* state = impl_.get();
   state->log("listening on " + net::to_string(local_endpoint()));
-  state->tcp.start(
-      [state](std::shared_ptr<net::tcp_connection> conn) -> std::shared_ptr<net::tcp_session> {
-        return std::make_shared<session>(state->io, std::move(conn), state->config);
-      },
-      [state](std::shared_ptr<net::tcp_session> s) {
-        return state->run_session(std::static_pointer_cast<session>(std::move(s)));
-      });
+  state->tcp.start(state, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
+    return std::make_shared<session>(state->io, std::move(c), state->config);
+  });
 }
 
 void relay_server::stop() { impl_->tcp.stop(); }

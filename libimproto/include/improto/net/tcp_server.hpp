@@ -63,6 +63,15 @@ class tcp_server {
 
   // Starts accepting; returns at once. Call once.
   void start(session_factory make, session_runner run);
+  // The same for a server's own Session type: `make(conn)` builds one,
+  // `(owner->*run)(session)` serves it.
+  template <class Session, class Owner, class Make>
+  void start(Owner* owner, asio::awaitable<void> (Owner::*run)(std::shared_ptr<Session>),
+             Make make) {
+    start(session_factory(std::move(make)), [owner, run](std::shared_ptr<tcp_session> s) {
+      return (owner->*run)(std::static_pointer_cast<Session>(std::move(s)));
+    });
+  }
   // Stops accepting and calls on_stop() on every live session. Safe to call twice.
   void stop();
   // Stops accepting only (a server being destroyed).
