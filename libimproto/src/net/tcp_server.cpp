@@ -7,7 +7,7 @@
 
 namespace improto::net {
 
-struct tcp_server::state : std::enable_shared_from_this<state> {
+struct tcp_server::state {
   state(asio::io_context& io_context, tcp_listener l, const stream_limits& lim,
         tcp_server_options opts)
       : io(io_context), listener(std::move(l)), limits(lim), options(std::move(opts)) {}
@@ -26,7 +26,8 @@ struct tcp_server::state : std::enable_shared_from_this<state> {
   }
 
   asio::awaitable<void> accept_loop() {
-    auto self = shared_from_this();  // the loop may outlive the server's handle
+    // No reference to the state is kept here: the state goes with the
+    // server (its acceptor before the io_context), like a plain member.
     if (!options.refusal.empty()) listener.set_refusal(options.refusal);
     listener.set_logger([this](std::string_view line) { log(line); });
     while (!stopping) {
@@ -44,7 +45,6 @@ struct tcp_server::state : std::enable_shared_from_this<state> {
   }
 
   asio::awaitable<void> serve(std::shared_ptr<tcp_session> session) {
-    auto self = shared_from_this();
     auto served = run(session);
     co_await std::move(served);
     sessions.erase(session);

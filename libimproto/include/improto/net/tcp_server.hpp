@@ -87,8 +87,8 @@ class tcp_server {
  private:
   struct state;
   explicit tcp_server(std::shared_ptr<state> s) : state_(std::move(s)) {}
-  // Shared with the accept loop and the session coroutines, which may outlive
-  // a moved-from or destroyed handle until the io_context lets them end.
+  // Owned by this handle alone (a pointer so that moves keep its address);
+  // destroy the server before its io_context, as with any Asio object.
   std::shared_ptr<state> state_;
 };
 
