@@ -18,9 +18,6 @@
 namespace improto::client {
 namespace {
 
-// Coroutine calls here never pass temporaries with destructors into a
-// co_await expression: g++ 12 destroys such temporaries twice.
-
 // The codec's userid rule; a caller's bad userid is a bad argument.
 result<void> check_userid(std::string_view id, std::string_view what) {
   auto ok = buddy::check_user(id, what);
@@ -376,7 +373,7 @@ asio::awaitable<void> chat_listener::accept_loop() {
   auto self = shared_from_this();
   auto& s = *impl_;
   while (!s.closed) {
-    // A named callable: g++ 12 mishandles temporaries inside co_await.
+    // Named, not a temporary: see net/common.hpp on g++ 12.
     std::function<std::size_t()> live = [] { return std::size_t{0}; };
     auto socket = co_await s.listener.accept(live, std::numeric_limits<std::size_t>::max());
     if (!socket || s.closed) break;

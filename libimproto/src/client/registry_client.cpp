@@ -40,8 +40,6 @@ std::string host_header(std::string_view host, std::uint16_t port) {
 
 }  // namespace
 
-// Coroutine calls here never pass temporaries with destructors into a
-// co_await expression: g++ 12 destroys such temporaries twice.
 struct registry_client::impl {
   impl(std::string h, std::uint16_t p, registry_options opt)
       : host(std::move(h)), port(p), options(opt) {

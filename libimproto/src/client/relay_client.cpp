@@ -97,8 +97,6 @@ net::stream_limits client_limits() {
 
 }  // namespace
 
-// Coroutine calls here never pass temporaries with destructors into a
-// co_await expression: g++ 12 destroys such temporaries twice.
 struct relay_client::impl {
   impl(std::string name, relay_events ev, relay_options opt,
        std::shared_ptr<net::tcp_connection> send_conn,

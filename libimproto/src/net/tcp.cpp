@@ -17,7 +17,8 @@ tcp_connection::tcp_connection(asio::ip::tcp::socket socket, const stream_limits
       limits_(limits),
       wake_writer_(socket_.get_executor()),
       deadline_timer_(socket_.get_executor()),
-      idle_timeout_(limits.idle_timeout) {
+      idle_timeout_(limits.idle_timeout),
+      drained_(socket_.get_executor()) {
   std::error_code ec;
   remote_ = socket_.remote_endpoint(ec);
   local_ = socket_.local_endpoint(ec);
@@ -99,23 +100,19 @@ bool tcp_connection::send(std::string_view bytes) {
   if (!open_ || closing_) return false;
   if (queued_bytes() + bytes.size() > limits_.max_queued_bytes) return false;
   pending_.append(bytes);
-  if (writer_waiting_) wake_writer_.cancel();
+  wake_writer_.notify();
   return true;
 }
 
 asio::awaitable<void> tcp_connection::wait_until_queued_at_most(std::size_t mark) {
-  if (!drained_) drained_ = std::make_unique<asio::steady_timer>(socket_.get_executor());
-  while (open_ && queued_bytes() > mark) {
-    drained_->expires_at(clock::time_point::max());
-    co_await drained_->async_wait(use_nothrow);
-  }
+  while (open_ && queued_bytes() > mark) co_await drained_.wait();
 }
 
 void tcp_connection::close_after_flush() {
   if (!open_ || closing_) return;
   closing_ = true;
   arm_deadline();  // a peer that never reads cannot keep us flushing forever
-  if (writer_waiting_) wake_writer_.cancel();
+  wake_writer_.notify();
 }
 
 void tcp_connection::close() { shut("closed"); }
@@ -127,9 +124,9 @@ void tcp_connection::shut(std::string_view reason) {
   std::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   socket_.close(ec);
-  wake_writer_.cancel();
+  wake_writer_.notify();
   deadline_timer_.cancel();
-  if (drained_) drained_->cancel();
+  drained_.notify();
 }
 
 asio::awaitable<void> tcp_connection::write_loop() {
@@ -141,17 +138,14 @@ asio::awaitable<void> tcp_connection::write_loop() {
         shut(peer_finished_ ? "closed by peer" : "closed");
         break;
       }
-      writer_waiting_ = true;
-      wake_writer_.expires_at(clock::time_point::max());
-      co_await wake_writer_.async_wait(use_nothrow);
-      writer_waiting_ = false;
+      co_await wake_writer_.wait();
       continue;
     }
     // Everything queued goes out in one write: replies batch naturally.
     std::swap(pending_, writing_);
     auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), use_nothrow);
     writing_.clear();
-    if (drained_) drained_->cancel();
+    drained_.notify();
     // A burst must not pin its buffer to an idle connection for good.
     if (writing_.capacity() > 64 * 1024) writing_ = std::string();
     if (ec) {
@@ -173,22 +167,14 @@ asio::awaitable<void> tcp_connection::watchdog() {
 
 result<tcp_listener> tcp_listener::bind(asio::io_context& io, std::string_view host,
                                         std::uint16_t port, int backlog) {
-  auto address = parse_address(host);
-  if (!address) return tl::unexpected(address.error());
-  asio::ip::tcp::endpoint endpoint(*address, port);
   asio::ip::tcp::acceptor acceptor(io);
-  std::error_code ec;
-  std::string where = "TCP " + to_string(endpoint);
-  if (acceptor.open(endpoint.protocol(), ec); ec) return tl::unexpected(from_system(ec, where));
-  // Restarting a server must not wait for old connections in TIME_WAIT.
-  acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (acceptor.bind(endpoint, ec); ec) {
-    if (ec == asio::error::address_in_use) {
-      return fail(errc::address_in_use, where + " is already in use");
-    }
-    return tl::unexpected(from_system(ec, "cannot bind " + where));
+  if (auto bound = open_and_bind(acceptor, host, port, "TCP"); !bound) {
+    return tl::unexpected(bound.error());
   }
-  if (acceptor.listen(backlog, ec); ec) return tl::unexpected(from_system(ec, where));
+  std::error_code ec;
+  if (acceptor.listen(backlog, ec); ec) {
+    return tl::unexpected(from_system(ec, "TCP " + to_string(acceptor.local_endpoint(ec))));
+  }
   return tcp_listener(std::move(acceptor));
 }
 

@@ -21,19 +21,11 @@ udp_socket::udp_socket(asio::ip::udp::socket socket, datagram_limits limits)
 
 result<udp_socket> udp_socket::bind(asio::io_context& io, std::string_view host,
                                     std::uint16_t port, datagram_limits limits) {
-  auto address = parse_address(host);
-  if (!address) return tl::unexpected(address.error());
-  asio::ip::udp::endpoint endpoint(*address, port);
   asio::ip::udp::socket socket(io);
-  std::error_code ec;
-  std::string where = "UDP " + to_string(endpoint);
-  if (socket.open(endpoint.protocol(), ec); ec) return tl::unexpected(from_system(ec, where));
-  if (socket.bind(endpoint, ec); ec) {
-    if (ec == asio::error::address_in_use) {
-      return fail(errc::address_in_use, where + " is already in use");
-    }
-    return tl::unexpected(from_system(ec, "cannot bind " + where));
+  if (auto bound = open_and_bind(socket, host, port, "UDP"); !bound) {
+    return tl::unexpected(bound.error());
   }
+  std::error_code ec;
   socket.non_blocking(true, ec);
   return udp_socket(std::move(socket), limits);
 }

@@ -7,12 +7,12 @@
 #include <optional>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <variant>
 #include <vector>
 
 #include "improto/buddy/codes.hpp"
 #include "improto/buddy/decoder.hpp"
+#include "improto/net/tcp_server.hpp"
 #include "improto/server/group_commit.hpp"
 #include "improto/store/buddy_store.hpp"
 
@@ -42,10 +42,13 @@ struct user_record {
   std::uint16_t port = 0;
 };
 
-struct session {
-  explicit session(std::shared_ptr<net::tcp_connection> c) : conn(std::move(c)) {}
-  std::shared_ptr<net::tcp_connection> conn;
-  bool committing = false;  // its request is queued for the store: answer it even when stopping
+struct session : net::tcp_session {
+  using tcp_session::tcp_session;
+  // Its request is queued for the store: answer it even when stopping.
+  void on_stop() override {
+    if (!committing) conn->close_after_flush();
+  }
+  bool committing = false;
 };
 
 // IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; their
@@ -70,6 +73,18 @@ std::string response_text(const buddy::response& r) {
   return text;
 }
 
+// ADD and DEL: which, and the two users they name.
+struct buddy_change {
+  bool add;
+  const std::string& user;
+  const std::string& buddy;
+};
+buddy_change change_of(const buddy::request& req) {
+  if (const auto* a = std::get_if<buddy::add_request>(&req)) return {true, a->user, a->buddy};
+  const auto& d = std::get<buddy::delete_request>(req);
+  return {false, d.user, d.buddy};
+}
+
 std::size_t digits(unsigned n) {
   std::size_t d = 1;
   while (n >= 10) {
@@ -82,24 +97,20 @@ std::size_t digits(unsigned n) {
 }  // namespace
 
 struct buddy_server::impl {
-  impl(asio::io_context& io_context, buddy_config cfg, net::tcp_listener l, net::udp_socket u)
-      : io(io_context), config(std::move(cfg)), listener(std::move(l)), udp(std::move(u)) {}
+  impl(asio::io_context& io_context, buddy_config cfg, net::tcp_server server, net::udp_socket u)
+      : io(io_context), config(std::move(cfg)), tcp(std::move(server)), udp(std::move(u)) {}
 
   asio::io_context& io;
   buddy_config config;
-  net::tcp_listener listener;
+  net::tcp_server tcp;
   net::udp_socket udp;
   std::filesystem::path store_path;
   std::unique_ptr<group_committer<store_type>> committer;
   std::unordered_map<std::string, user_record, string_hash, std::equal_to<>> users;
-  std::unordered_set<std::shared_ptr<session>> sessions;
-  bool stopping = false;
   buddy::buddy_list reply_list;  // reused by every GET: keeps its strings' capacity
   std::string reply_bytes;
 
-  void log(const std::string& line) const {
-    if (config.log) config.log(line);
-  }
+  void log(std::string_view line) const { tcp.log(line); }
 
   user_record* find(std::string_view id) {
     auto it = users.find(id);
@@ -108,7 +119,6 @@ struct buddy_server::impl {
 
   result<void> load(store_type& st);
 
-  asio::awaitable<void> accept_loop();
   asio::awaitable<void> run_session(std::shared_ptr<session> s);
   asio::awaitable<void> serve(session& s, const buddy::request& req);
   std::optional<buddy::response> precheck(const buddy::request& req);
@@ -145,24 +155,6 @@ result<void> buddy_server::impl::load(store_type& st) {
 }
 
 // ------------------------------------------------------------------------ TCP
-
-asio::awaitable<void> buddy_server::impl::accept_loop() {
-  // The buddy protocol has no "busy" answer: over the limit a newcomer is
-  // closed without one (see docs/protocols.md).
-  listener.set_logger([this](std::string_view line) { log(std::string(line)); });
-  while (!stopping) {
-    // A named callable: g++ 12 mishandles temporaries inside co_await.
-    std::function<std::size_t()> live = [this] { return sessions.size(); };
-    auto socket = co_await listener.accept(live, config.stream.max_connections);
-    if (!socket && socket.error() == errc::overloaded) continue;
-    if (!socket) break;
-    auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), config.stream);
-    conn->start();
-    auto s = std::make_shared<session>(std::move(conn));
-    sessions.insert(s);
-    asio::co_spawn(io, run_session(s), asio::detached);
-  }
-}
 
 asio::awaitable<void> buddy_server::impl::run_session(std::shared_ptr<session> s) {
   auto& conn = *s->conn;
@@ -204,7 +196,6 @@ asio::awaitable<void> buddy_server::impl::run_session(std::shared_ptr<session> s
     auto more = co_await conn.read();
     if (!more) break;
   }
-  sessions.erase(s);
 }
 
 // `s` is kept alive by run_session, which awaits this.
@@ -223,7 +214,9 @@ asio::awaitable<void> buddy_server::impl::serve(session& s, const buddy::request
     op = store_type::remove_buddy_op{del.user, del.buddy};
   }
   s.committing = true;
-  auto done = co_await committer->write(std::move(op));
+  // Named, not a temporary: see net/common.hpp on g++ 12.
+  auto write = committer->write(std::move(op));
+  auto done = co_await std::move(write);
   s.committing = false;
   if (done) {
     apply(req);
@@ -249,11 +242,7 @@ std::optional<buddy::response> buddy_server::impl::precheck(const buddy::request
     if (find(reg->user)) return buddy::response::user_exists();
     return std::nullopt;
   }
-  bool add = std::holds_alternative<buddy::add_request>(req);
-  const std::string& user =
-      add ? std::get<buddy::add_request>(req).user : std::get<buddy::delete_request>(req).user;
-  const std::string& buddy_id =
-      add ? std::get<buddy::add_request>(req).buddy : std::get<buddy::delete_request>(req).buddy;
+  auto [add, user, buddy_id] = change_of(req);
   auto* u = find(user);
   auto* b = find(buddy_id);
   if (!u || !b) return buddy::response::no_such_user();
@@ -268,11 +257,7 @@ void buddy_server::impl::apply(const buddy::request& req) {
     users.try_emplace(reg->user, reg->user);
     return;
   }
-  bool add = std::holds_alternative<buddy::add_request>(req);
-  const std::string& user =
-      add ? std::get<buddy::add_request>(req).user : std::get<buddy::delete_request>(req).user;
-  const std::string& buddy_id =
-      add ? std::get<buddy::add_request>(req).buddy : std::get<buddy::delete_request>(req).buddy;
+  auto [add, user, buddy_id] = change_of(req);
   auto* u = find(user);
   auto* b = find(buddy_id);
   if (!u || !b) return;  // the store knew both; a REG commits before anything naming it
@@ -382,23 +367,26 @@ buddy_server::buddy_server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
 buddy_server::~buddy_server() {
   if (impl_) {
-    impl_->stopping = true;
-    impl_->listener.close();
+    impl_->tcp.close();
     impl_->udp.close();
   }
 }
 
 result<std::unique_ptr<buddy_server>> buddy_server::bind(asio::io_context& io,
                                                          buddy_config config) {
-  auto listener = net::tcp_listener::bind(io, config.host, config.tcp_port);
-  if (!listener) return tl::unexpected(listener.error());
+  net::tcp_server_options options;
+  // The buddy protocol has no "busy" answer: over the limit a newcomer is
+  // closed without one (see docs/protocols.md).
+  options.log = config.log;
+  auto server = net::tcp_server::bind(io, config.host, config.tcp_port, config.stream, options);
+  if (!server) return tl::unexpected(server.error());
   auto udp = net::udp_socket::bind(io, config.host, config.udp_port, config.datagram);
   if (!udp) return tl::unexpected(udp.error());
   auto path = config.data_dir / "buddy.sqlite3";
   auto st = store_type::open(path, config.store);
   if (!st) return tl::unexpected(st.error());
   auto state =
-      std::make_unique<impl>(io, std::move(config), std::move(*listener), std::move(*udp));
+      std::make_unique<impl>(io, std::move(config), std::move(*server), std::move(*udp));
   state->store_path = path;
   if (auto loaded = state->load(*st); !loaded) return tl::unexpected(loaded.error());
   state->committer = std::make_unique<group_committer<store_type>>(io, std::move(*st));
@@ -406,7 +394,7 @@ result<std::unique_ptr<buddy_server>> buddy_server::bind(asio::io_context& io,
 }
 
 asio::ip::tcp::endpoint buddy_server::tcp_endpoint() const {
-  return impl_->listener.local_endpoint();
+  return impl_->tcp.local_endpoint();
 }
 
 asio::ip::udp::endpoint buddy_server::udp_endpoint() const { return impl_->udp.local_endpoint(); }
@@ -420,8 +408,10 @@ void buddy_server::start() {
                  std::chrono::duration_cast<std::chrono::seconds>(impl_->config.status_ttl)
                      .count()) +
              " s");
-  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
   auto* state = impl_.get();
+  state->tcp.start(state, &impl::run_session, [](std::shared_ptr<net::tcp_connection> c) {
+    return std::make_shared<session>(std::move(c));
+  });
   asio::co_spawn(
       impl_->io,
       state->udp.serve([state](std::string_view payload, const asio::ip::udp::endpoint& from,
@@ -432,14 +422,9 @@ void buddy_server::start() {
 }
 
 void buddy_server::stop() {
-  if (impl_->stopping) return;
-  impl_->stopping = true;
-  impl_->listener.close();
+  if (impl_->tcp.stopping()) return;
+  impl_->tcp.stop();
   impl_->udp.close();
-  auto sessions = impl_->sessions;
-  for (auto& s : sessions) {
-    if (!s->committing) s->conn->close_after_flush();
-  }
   if (auto dropped = dropped_datagrams(); dropped > 0) {
     impl_->log("dropped " + std::to_string(impl_->udp.dropped_rate()) +
                " datagrams over the per-source rate and " +
@@ -448,7 +433,7 @@ void buddy_server::stop() {
 }
 
 std::size_t buddy_server::user_count() const { return impl_->users.size(); }
-std::size_t buddy_server::connection_count() const { return impl_->sessions.size(); }
+std::size_t buddy_server::connection_count() const { return impl_->tcp.session_count(); }
 std::uint64_t buddy_server::dropped_datagrams() const {
   return impl_->udp.dropped_rate() + impl_->udp.dropped_oversized();
 }

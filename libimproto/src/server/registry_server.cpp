@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/steady_timer.hpp>
-#include <deque>
 #include <list>
 #include <optional>
 #include <unordered_map>
-#include <unordered_set>
+
+#include "improto/net/ordered_replies.hpp"
+#include "improto/net/tcp_server.hpp"
 
 #include "improto/registry/codes.hpp"
 #include "improto/registry/decoder.hpp"
@@ -96,58 +96,42 @@ std::string origin_of(const asio::ip::tcp::endpoint& peer) {
   return address.to_string();
 }
 
-// A reply in its connection's queue. Replies leave in request order.
-struct slot {
-  enum class state {
-    ready,    // `bytes` is the response
-    pending,  // a write being committed
-    listing,  // a GET/HEAD answered when it reaches the front, so that it sees
-              // the writes pipelined before it on this connection
-  };
-  state st = state::ready;
-  std::string bytes;
-  reply_form form;
-  // A listing at the front: the list it answers (set once; its first
-  // list_size bytes never change, see impl::list_body) and how much of it
-  // has been sent.
-  std::shared_ptr<const std::string> list;
-  std::size_t list_sent = 0;
-  std::size_t list_size = 0;
-};
+struct session : net::tcp_session {
+  session(asio::io_context& io, std::shared_ptr<net::tcp_connection> c,
+          const registry_config& config)
+      : tcp_session(std::move(c)),
+        decoder(config.http),
+        // A client reading slowly gets its replies as it reads.
+        replies(io.get_executor(), conn, config.stream.max_queued_bytes,
+                net::ordered_replies::overflow::wait, config.log) {}
 
-struct session {
-  session(asio::io_context& io, std::shared_ptr<net::tcp_connection> c, const wire::limits& lim)
-      : conn(std::move(c)), decoder(lim), wake(io) {}
+  // A session with replies owed closes once they are sent (commit()); the
+  // others are idle.
+  void on_stop() override {
+    if (replies.owed() == 0) conn->close_after_flush();
+  }
 
-  std::shared_ptr<net::tcp_connection> conn;
   registry::request_decoder decoder;
-  std::deque<slot> replies;
-  std::uint64_t first_slot = 0;  // number of replies.front()
+  // In request order. A GET is answered when it reaches the front, so that
+  // it sees the writes pipelined before it on this connection.
+  net::ordered_replies replies;
   bool mid_message = false;   // bytes of an unfinished request are buffered
   bool stop_reading = false;  // Connection: close, or a request we could not parse
-  bool waiting = false;
-  asio::steady_timer wake;    // the reader waits here for commits to finish
-  // The front reply does not fit in the connection's queue now; a drainer
-  // coroutine (at most one: `draining`) resumes it as the peer reads.
-  bool blocked = false;
-  bool draining = false;
 };
 
 }  // namespace
 
 struct registry_server::impl {
-  impl(asio::io_context& io_context, registry_config cfg, net::tcp_listener l,
+  impl(asio::io_context& io_context, registry_config cfg, net::tcp_server server,
        std::vector<store::registry_record> records, store_type st)
-      : io(io_context), config(std::move(cfg)), listener(std::move(l)) {
+      : io(io_context), config(std::move(cfg)), tcp(std::move(server)) {
     for (auto& r : records) add_entry({std::move(r.name), std::move(r.host), r.port});
     committer = std::make_unique<group_committer<store_type>>(io, std::move(st));
   }
 
   asio::io_context& io;
   registry_config config;
-  net::tcp_listener listener;
-  std::unordered_set<std::shared_ptr<session>> sessions;
-  bool stopping = false;
+  net::tcp_server tcp;
   std::size_t pending_writes = 0;
   std::size_t registers_pending = 0;  // REGISTERs being committed (max_users)
   std::string loaded_from;  // for the startup log
@@ -166,9 +150,7 @@ struct registry_server::impl {
   // Last member: destroyed first, while the state its results touch exists.
   std::unique_ptr<group_committer<store_type>> committer;
 
-  void log(const std::string& line) const {
-    if (config.log) config.log(line);
-  }
+  void log(std::string_view line) const { tcp.log(line); }
 
   void add_entry(registry::entry e) {
     if (!list_body_stale) {
@@ -200,70 +182,33 @@ struct registry_server::impl {
     return list_body;
   }
 
-  asio::awaitable<void> accept_loop();
   asio::awaitable<void> run_session(std::shared_ptr<session> s);
-  asio::awaitable<void> wait_for_replies(session& s);
-  asio::awaitable<void> commit(std::shared_ptr<session> s, std::uint64_t slot_number,
-                               registry::command cmd);
+  asio::awaitable<void> commit(std::shared_ptr<session> s, net::ordered_replies::slot slot,
+                               reply_form form, registry::command cmd);
   void handle(const std::shared_ptr<session>& s, const registry::request& req);
   void reject(const std::shared_ptr<session>& s, const error& why);
 
-  std::uint64_t add_slot(session& s, slot::state st, const reply_form& form);
   void reply(const std::shared_ptr<session>& s, int status, std::string_view body,
              const reply_form& form, std::string_view extra_headers = {});
-  void complete(const std::shared_ptr<session>& s, std::uint64_t slot_number, std::string bytes);
-  void flush(const std::shared_ptr<session>& s);
-  bool fits(const session& s, std::size_t bytes) const;
-  bool send_list(session& s, slot& sl);
-  asio::awaitable<void> drain(std::shared_ptr<session> s);
-  void send_now(session& s, std::string_view bytes);
+  net::ordered_replies::stream_body list_answer(std::string& head, const reply_form& form);
 };
 
 // ------------------------------------------------------------------ sessions
-
-asio::awaitable<void> registry_server::impl::accept_loop() {
-  {
-    // Over the limit a newcomer learns why, rather than seeing a bare close.
-    std::string busy;
-    registry::write_response(busy, 503, {}, false);
-    listener.set_refusal(std::move(busy));
-    listener.set_logger([this](std::string_view line) { log(std::string(line)); });
-  }
-  while (!stopping) {
-    // A named callable: g++ 12 mishandles temporaries inside co_await.
-    std::function<std::size_t()> live = [this] { return sessions.size(); };
-    auto socket = co_await listener.accept(live, config.stream.max_connections);
-    if (!socket && socket.error() == errc::overloaded) continue;
-    if (!socket) break;
-    auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), config.stream);
-    conn->start();
-    auto s = std::make_shared<session>(io, conn, config.http);
-    sessions.insert(s);
-    asio::co_spawn(io, run_session(s), asio::detached);
-  }
-}
-
-asio::awaitable<void> registry_server::impl::wait_for_replies(session& s) {
-  s.waiting = true;
-  s.wake.expires_at(net::clock::time_point::max());
-  co_await s.wake.async_wait(net::use_nothrow);
-  s.waiting = false;
-}
 
 asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session> s) {
   auto& conn = *s->conn;
   std::optional<net::clock::time_point> linger_until;
   while (conn.is_open()) {
     // Nothing more is read while this connection's replies wait for the
-    // peer to read (s->blocked): no point queueing more, and its end of
+    // peer to read (replies.blocked()): no point queueing more, and its end of
     // stream must not cut an answer short.
-    if (s->blocked || s->replies.size() >= config.max_pipelined) {
-      co_await wait_for_replies(*s);
+    if (s->replies.blocked() || s->replies.owed() >= config.max_pipelined) {
+      co_await s->replies.wait();
       continue;
     }
     if (linger_until) {
       if (net::clock::now() >= *linger_until) break;
-    } else if (s->stop_reading || stopping) {
+    } else if (s->stop_reading || tcp.stopping()) {
       break;
     }
     auto data = co_await conn.read();
@@ -301,9 +246,8 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
   }
   // Replies still owed (commits in flight) go out before the close, also to
   // a peer that has shut down its sending side (read() leaves it writable).
-  while (!s->replies.empty() && conn.is_open()) co_await wait_for_replies(*s);
+  while (s->replies.owed() > 0 && conn.is_open()) co_await s->replies.wait();
   if (conn.is_open()) conn.close_after_flush();
-  sessions.erase(s);
 }
 
 void registry_server::impl::reject(const std::shared_ptr<session>& s, const error& why) {
@@ -319,7 +263,7 @@ void registry_server::impl::reject(const std::shared_ptr<session>& s, const erro
 void registry_server::impl::handle(const std::shared_ptr<session>& s, const registry::request& req) {
   reply_form form;
   form.version = req.version;
-  form.keep_alive = req.keep_alive() && !stopping;
+  form.keep_alive = req.keep_alive() && !tcp.stopping();
   form.head = req.method == "HEAD";
   if (!form.keep_alive) s->stop_reading = true;
 
@@ -331,8 +275,7 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const regi
   if (req.method == "GET" || req.method == "HEAD") {
     // Answered when it reaches the front, after this connection's writes
     // (at once when nothing is owed before it).
-    add_slot(*s, slot::state::listing, form);
-    if (s->replies.size() == 1) flush(s);
+    s->replies.push_stream([this, form](std::string& head) { return list_answer(head, form); });
     return;
   }
   if (req.method != "POST") {
@@ -361,14 +304,14 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const regi
     }
     ++registers_pending;
   }
-  auto number = add_slot(*s, slot::state::pending, form);
+  auto slot = s->replies.reserve();
   ++pending_writes;
-  asio::co_spawn(io, commit(s, number, std::move(*cmd)), asio::detached);
+  asio::co_spawn(io, commit(s, slot, form, std::move(*cmd)), asio::detached);
 }
 
 asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
-                                                    std::uint64_t slot_number,
-                                                    registry::command cmd) {
+                                                    net::ordered_replies::slot slot,
+                                                    reply_form form, registry::command cmd) {
   bool is_register = cmd.kind == registry::command_kind::register_;
   std::string origin = origin_of(s->conn->remote());
   store_type::operation op;
@@ -381,7 +324,7 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
     if (!config.logout_from_any) from = origin;
     op = store_type::remove_op{cmd.entry.user, cmd.entry.host, cmd.entry.port, std::move(from)};
   }
-  // A named awaitable: g++ 12 mishandles temporaries inside co_await.
+  // Named, not a temporary: see net/common.hpp on g++ 12.
   auto write = committer->write(std::move(op));
   auto done = co_await std::move(write);
 
@@ -416,145 +359,36 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
   if (is_register) --registers_pending;
   --pending_writes;
   std::string bytes;
-  auto index = static_cast<std::size_t>(slot_number - s->first_slot);
-  append_response(bytes, status, body, s->replies[index].form);
-  complete(s, slot_number, std::move(bytes));
+  append_response(bytes, status, body, form);
+  s->replies.fill(slot, std::move(bytes));
   // stop() left open a session owed replies; it may be reading, not waiting.
-  if (stopping && s->replies.empty()) s->conn->close_after_flush();
+  if (tcp.stopping() && s->replies.owed() == 0) s->conn->close_after_flush();
 }
 
 // ------------------------------------------------------------------- replies
 
-std::uint64_t registry_server::impl::add_slot(session& s, slot::state st, const reply_form& form) {
-  s.replies.emplace_back();
-  s.replies.back().st = st;
-  s.replies.back().form = form;
-  return s.first_slot + s.replies.size() - 1;
-}
-
 void registry_server::impl::reply(const std::shared_ptr<session>& s, int status,
                                   std::string_view body, const reply_form& form,
                                   std::string_view extra_headers) {
-  if (s->replies.empty()) {
-    scratch.clear();
-    append_response(scratch, status, body, form, extra_headers);
-    if (fits(*s, scratch.size())) {
-      send_now(*s, scratch);
-      return;
-    }
-  }
-  // Behind other replies, or the queue is full of a list still streaming.
-  add_slot(*s, slot::state::ready, form);
-  append_response(s->replies.back().bytes, status, body, form, extra_headers);
-  if (s->replies.size() == 1) flush(s);
+  // Built here: no allocation when it goes out at once.
+  scratch.clear();
+  append_response(scratch, status, body, form, extra_headers);
+  s->replies.push(scratch);
 }
 
-// Whether `bytes` can be queued now. Into an empty queue always: a reply
-// larger than the whole bound can never fit, and send_now() then closes.
-bool registry_server::impl::fits(const session& s, std::size_t bytes) const {
-  std::size_t queued = s.conn->queued_bytes();
-  return queued == 0 || queued + bytes <= config.stream.max_queued_bytes;
-}
-
-void registry_server::impl::send_now(session& s, std::string_view bytes) {
-  if (s.conn->is_open() && !s.conn->send(bytes)) {
-    // Callers check fits() first: a connection already closing, or a reply
-    // larger than the whole queue bound.
-    log(net::to_string(s.conn->remote()) + ": reply refused (" + std::to_string(bytes.size()) +
-        " bytes), closing");
-    s.conn->close();
+// The answer to a GET/HEAD reaching the front: its snapshot is taken now,
+// after the writes before it on this connection.
+net::ordered_replies::stream_body registry_server::impl::list_answer(std::string& head,
+                                                                     const reply_form& form) {
+  auto list = current_list();
+  if (list->empty()) {
+    // The seed clients read 400 as "no online users".
+    append_response(head, 400, "no users are registered\n", form);
+    return {};
   }
-}
-
-void registry_server::impl::complete(const std::shared_ptr<session>& s, std::uint64_t slot_number,
-                                     std::string bytes) {
-  auto& sl = s->replies[static_cast<std::size_t>(slot_number - s->first_slot)];
-  sl.st = slot::state::ready;
-  sl.bytes = std::move(bytes);
-  flush(s);
-}
-
-// Sends what it can of a listing at the front; true once all of it is queued
-// (or the connection is gone), false when the queue is full.
-bool registry_server::impl::send_list(session& s, slot& sl) {
-  if (!s.conn->is_open()) return true;
-  if (!sl.list) {
-    // Its snapshot: taken now, after the writes before it on this connection.
-    sl.list = current_list();
-    scratch.clear();
-    if (sl.list->empty()) {
-      // The seed clients read 400 as "no online users".
-      append_response(scratch, 400, "no users are registered\n", sl.form);
-    } else {
-      append_head(scratch, 200, sl.list->size(), sl.form);
-      if (!sl.form.head) sl.list_size = sl.list->size();
-    }
-    // The usual case, straight out without a copy of its own.
-    if (fits(s, scratch.size())) {
-      send_now(s, scratch);
-    } else {
-      sl.bytes = scratch;
-    }
-  }
-  if (!sl.bytes.empty()) {
-    if (!fits(s, sl.bytes.size())) return false;
-    send_now(s, sl.bytes);
-    sl.bytes = std::string();
-  }
-  // The body in pieces that fit: the queue bound limits what waits for the
-  // peer, not the size of one answer.
-  constexpr std::size_t piece = 256 * 1024;
-  while (sl.list_sent < sl.list_size && s.conn->is_open()) {
-    std::size_t queued = s.conn->queued_bytes();
-    if (queued >= config.stream.max_queued_bytes) return false;
-    std::size_t n = std::min({sl.list_size - sl.list_sent, piece,
-                              config.stream.max_queued_bytes - queued});
-    send_now(s, std::string_view(*sl.list).substr(sl.list_sent, n));
-    sl.list_sent += n;
-  }
-  sl.list.reset();
-  return true;
-}
-
-void registry_server::impl::flush(const std::shared_ptr<session>& s) {
-  s->blocked = false;
-  while (!s->replies.empty() && s->replies.front().st != slot::state::pending) {
-    auto& front = s->replies.front();
-    if (front.st == slot::state::listing) {
-      if (!send_list(*s, front)) {
-        s->blocked = true;
-        break;
-      }
-    } else if (s->conn->is_open()) {
-      if (!fits(*s, front.bytes.size())) {
-        s->blocked = true;
-        break;
-      }
-      send_now(*s, front.bytes);
-    }
-    s->replies.pop_front();
-    ++s->first_slot;
-  }
-  if (s->blocked && !s->draining) {
-    s->draining = true;
-    asio::co_spawn(io, drain(s), asio::detached);
-  }
-  if (s->waiting) s->wake.cancel();
-}
-
-asio::awaitable<void> registry_server::impl::drain(std::shared_ptr<session> s) {
-  // Resumes once half the queue has gone out: pieces stay large, and the
-  // peer always has bytes to read.
-  while (s->blocked && s->conn->is_open()) {
-    co_await s->conn->wait_until_queued_at_most(config.stream.max_queued_bytes / 2);
-    flush(s);
-  }
-  s->draining = false;
-  if (s->blocked) {
-    // Closed: what is left can no longer be sent; let the reader finish.
-    s->blocked = false;
-    if (s->waiting) s->wake.cancel();
-  }
+  append_head(head, 200, list->size(), form);
+  std::size_t size = form.head ? 0 : list->size();
+  return {std::move(list), size};
 }
 
 // -------------------------------------------------------------------- public
@@ -571,16 +405,20 @@ result<std::unique_ptr<registry_server>> registry_server::bind(asio::io_context&
   if (!opened) return tl::unexpected(opened.error());
   auto records = opened->list();
   if (!records) return tl::unexpected(records.error());
-  auto listener = net::tcp_listener::bind(io, config.host, config.port);
-  if (!listener) return tl::unexpected(listener.error());
-  auto state = std::make_unique<impl>(io, std::move(config), std::move(*listener),
+  net::tcp_server_options options;
+  // Over the limit a newcomer learns why, rather than seeing a bare close.
+  registry::write_response(options.refusal, 503, {}, false);
+  options.log = config.log;
+  auto server = net::tcp_server::bind(io, config.host, config.port, config.stream, options);
+  if (!server) return tl::unexpected(server.error());
+  auto state = std::make_unique<impl>(io, std::move(config), std::move(*server),
                                       std::move(*records), std::move(*opened));
   state->loaded_from = path.string();
   return std::unique_ptr<registry_server>(new registry_server(std::move(state)));
 }
 
 asio::ip::tcp::endpoint registry_server::local_endpoint() const {
-  return impl_->listener.local_endpoint();
+  return impl_->tcp.local_endpoint();
 }
 
 void registry_server::start() {
@@ -588,23 +426,16 @@ void registry_server::start() {
   std::size_t n = impl_->entries.size();
   impl_->log(std::to_string(n) + (n == 1 ? " user" : " users") + " registered in " +
              impl_->loaded_from);
-  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+  auto* state = impl_.get();
+  state->tcp.start(state, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
+    return std::make_shared<session>(state->io, std::move(c), state->config);
+  });
 }
 
-void registry_server::stop() {
-  if (impl_->stopping) return;
-  impl_->stopping = true;
-  impl_->listener.close();
-  auto sessions = impl_->sessions;
-  for (auto& s : sessions) {
-    // A session with replies owed closes once they are sent (commit());
-    // the others are idle.
-    if (s->replies.empty()) s->conn->close_after_flush();
-  }
-}
+void registry_server::stop() { impl_->tcp.stop(); }
 
 std::size_t registry_server::user_count() const { return impl_->entries.size(); }
-std::size_t registry_server::connection_count() const { return impl_->sessions.size(); }
+std::size_t registry_server::connection_count() const { return impl_->tcp.session_count(); }
 std::size_t registry_server::pending_writes() const { return impl_->pending_writes; }
 
 }  // namespace improto::server

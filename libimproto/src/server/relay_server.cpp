@@ -1,13 +1,13 @@
 #include "improto/server/relay_server.hpp"
 
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/steady_timer.hpp>
 #include <deque>
 #include <map>
 #include <optional>
-#include <unordered_set>
 #include <variant>
+
+#include "improto/net/ordered_replies.hpp"
+#include "improto/net/tcp_server.hpp"
 
 #include "improto/relay/codes.hpp"
 #include "improto/relay/decoder.hpp"
@@ -33,7 +33,7 @@ std::string seconds_text(std::chrono::milliseconds d) {
 // One SEND waiting for its receivers' answers.
 struct delivery {
   std::weak_ptr<session> sender;
-  std::uint64_t slot = 0;  // the sender's reply slot
+  net::ordered_replies::slot slot = 0;  // the sender's reply slot
   std::string to;          // as the sender wrote it, for `SENT <to>`
   std::size_t remaining = 0;
   bool failed = false;
@@ -52,25 +52,29 @@ struct user_entry {
   bool complete() const noexcept { return sender && receiver; }
 };
 
-struct session {
-  session(asio::io_context& io, std::shared_ptr<net::tcp_connection> c, const wire::limits& lim)
-      : conn(std::move(c)),
-        decoder(relay::direction::to_server, lim),
-        drained(io),
+struct session : net::tcp_session {
+  session(asio::io_context& io, std::shared_ptr<net::tcp_connection> c, const relay_config& config)
+      : tcp_session(std::move(c)),
+        decoder(relay::direction::to_server, config.wire),
+        // A sender that does not read its replies fills its queue; nothing
+        // else bounds what we would hold for it, so it is closed.
+        replies(io.get_executor(), conn, config.stream.max_queued_bytes,
+                net::ordered_replies::overflow::close, config.log),
         answer_timer(io),
         pairing_timer(io) {}
 
-  std::shared_ptr<net::tcp_connection> conn;
+  // Stopping: the writer flushes and closes; one finishing its replies stops waiting.
+  void on_stop() override {
+    conn->close_after_flush();
+    replies.wake();
+  }
+
   relay::decoder decoder;
   std::optional<relay::role> role;  // set once REGISTER succeeded on this socket
   std::string user;
 
-  // Replies leave in request order: slot N goes out once every slot before
-  // it has. A reader over max_in_flight waits on `drained`.
-  std::deque<std::optional<std::string>> replies;
-  std::uint64_t first_slot = 0;
-  bool reader_waiting = false;
-  asio::steady_timer drained;
+  // Replies leave in request order. A reader over max_in_flight waits for them.
+  net::ordered_replies replies;
 
   // Receiver side. Expired entries (their senders already got ERROR 102)
   // stay at the front until the receiver's late answers arrive, so answers
@@ -87,33 +91,26 @@ struct session {
 }  // namespace
 
 struct relay_server::impl {
-  impl(asio::io_context& io_context, relay_config cfg, net::tcp_listener l,
+  impl(asio::io_context& io_context, relay_config cfg, net::tcp_server server,
        std::unique_ptr<file_service> f)
-      : io(io_context), config(std::move(cfg)), listener(std::move(l)), files(std::move(f)) {}
+      : io(io_context), config(std::move(cfg)), tcp(std::move(server)), files(std::move(f)) {}
 
   asio::io_context& io;
   relay_config config;
-  net::tcp_listener listener;
+  net::tcp_server tcp;
   std::unique_ptr<file_service> files;
-  std::unordered_set<std::shared_ptr<session>> sessions;
   std::map<std::string, user_entry, std::less<>> users;  // ordered: LIST USERS pages by name
   std::size_t complete_users = 0;
   std::size_t subscribers = 0;  // notices skip the user walk while nobody listens
-  bool stopping = false;
-  std::string scratch;
+  std::string scratch, reply_scratch;
 
-  void log(const std::string& line) const {
-    if (config.log) config.log(line);
-  }
+  void log(std::string_view line) const { tcp.log(line); }
 
-  asio::awaitable<void> accept_loop();
   asio::awaitable<void> run_session(std::shared_ptr<session> s);
   asio::awaitable<void> finish_replies(session& s);
   void handle(const std::shared_ptr<session>& s, relay::message&& m);
   void cleanup(const std::shared_ptr<session>& s, std::string_view reason);
 
-  std::uint64_t take_slot(session& s);
-  void fill(session& s, std::uint64_t slot, std::string bytes);
   void reply(session& s, const relay::message& m);
   void reply_error(session& s, int code);
 
@@ -140,34 +137,13 @@ struct relay_server::impl {
 
 // ------------------------------------------------------------------ sessions
 
-asio::awaitable<void> relay_server::impl::accept_loop() {
-  // Over the limit a newcomer learns why, rather than seeing a bare close.
-  listener.set_refusal(relay::serialize_unchecked(relay::error_for(relay::codes::server_busy)));
-  listener.set_logger([this](std::string_view line) { log(std::string(line)); });
-  while (!stopping) {
-    // A named callable: g++ 12 mishandles temporaries inside co_await.
-    std::function<std::size_t()> live = [this] { return sessions.size(); };
-    auto socket = co_await listener.accept(live, config.stream.max_connections);
-    if (!socket && socket.error() == errc::overloaded) continue;
-    if (!socket) break;
-    auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), config.stream);
-    conn->start();
-    auto s = std::make_shared<session>(io, conn, config.wire);
-    sessions.insert(s);
-    asio::co_spawn(io, run_session(s), asio::detached);
-  }
-}
-
 asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s) {
   auto& conn = *s->conn;
   std::string reason = "closed";
   while (conn.is_open()) {
-    if (s->replies.size() >= config.max_in_flight) {
+    if (s->replies.owed() >= config.max_in_flight) {
       // Backpressure: a sender must read its replies before sending more.
-      s->reader_waiting = true;
-      s->drained.expires_at(net::clock::time_point::max());
-      co_await s->drained.async_wait(net::use_nothrow);
-      s->reader_waiting = false;
+      co_await s->replies.wait();
       continue;
     }
     auto data = co_await conn.read();
@@ -208,12 +184,7 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
 // out before the close. FORWARDs it can no longer answer fail now.
 asio::awaitable<void> relay_server::impl::finish_replies(session& s) {
   fail_awaiting(s);
-  while (!s.replies.empty() && s.conn->is_open() && !stopping) {
-    s.reader_waiting = true;  // fill() wakes us as slots go out
-    s.drained.expires_at(net::clock::time_point::max());
-    co_await s.drained.async_wait(net::use_nothrow);
-    s.reader_waiting = false;
-  }
+  while (s.replies.owed() > 0 && s.conn->is_open() && !tcp.stopping()) co_await s.replies.wait();
 }
 
 void relay_server::impl::handle(const std::shared_ptr<session>& s, relay::message&& m) {
@@ -252,7 +223,7 @@ void relay_server::impl::handle(const std::shared_ptr<session>& s, relay::messag
 }
 
 void relay_server::impl::cleanup(const std::shared_ptr<session>& s, std::string_view reason) {
-  s->drained.cancel();
+  s->replies.wake();
   fail_awaiting(*s);
   s->answer_timer.cancel();
   s->pairing_timer.cancel();
@@ -279,37 +250,14 @@ void relay_server::impl::cleanup(const std::shared_ptr<session>& s, std::string_
     }
   }
   if (s->conn->is_open()) s->conn->close_after_flush();
-  sessions.erase(s);
 }
 
 // ------------------------------------------------------------------- replies
 
-std::uint64_t relay_server::impl::take_slot(session& s) {
-  s.replies.emplace_back();
-  return s.first_slot + s.replies.size() - 1;
-}
-
-void relay_server::impl::fill(session& s, std::uint64_t slot, std::string bytes) {
-  if (slot < s.first_slot) return;
-  s.replies[static_cast<std::size_t>(slot - s.first_slot)] = std::move(bytes);
-  while (!s.replies.empty() && s.replies.front()) {
-    if (!s.conn->send(*s.replies.front())) {
-      // It does not read its replies: nothing else bounds what we would hold.
-      log(net::to_string(s.conn->remote()) + ": reply queue full, closing");
-      s.conn->close();
-      s.replies.clear();
-      break;
-    }
-    s.replies.pop_front();
-    ++s.first_slot;
-  }
-  if (s.reader_waiting && s.replies.size() < config.max_in_flight) s.drained.cancel();
-}
-
 void relay_server::impl::reply(session& s, const relay::message& m) {
-  std::string bytes;
-  relay::serialize_unchecked(m, bytes);
-  fill(s, take_slot(s), std::move(bytes));
+  reply_scratch.clear();
+  relay::serialize_unchecked(m, reply_scratch);
+  s.replies.push(reply_scratch);
 }
 
 void relay_server::impl::reply_error(session& s, int code) { reply(s, relay::error_for(code)); }
@@ -380,7 +328,7 @@ void relay_server::impl::arm_pairing_timer(const std::shared_ptr<session>& s) {
 
 void relay_server::impl::expire_half_registration(const std::shared_ptr<session>& s) {
   // The timer may have fired just as the pair completed or the socket left.
-  if (!s->role || stopping) return;
+  if (!s->role || tcp.stopping()) return;
   auto it = users.find(s->user);
   if (it == users.end() || it->second.complete()) return;
   const auto& holder = *s->role == relay::role::to_send ? it->second.sender : it->second.receiver;
@@ -403,7 +351,7 @@ void relay_server::impl::on_send(const std::shared_ptr<session>& s, relay::send&
   if (!check_sender(*s)) return;
   auto d = std::make_shared<delivery>();
   d->sender = s;
-  d->slot = take_slot(*s);
+  d->slot = s->replies.reserve();
   d->to = m.to;
 
   std::vector<std::shared_ptr<session>> receivers;
@@ -415,12 +363,13 @@ void relay_server::impl::on_send(const std::shared_ptr<session>& s, relay::send&
   } else if (auto it = users.find(m.to); it != users.end() && it->second.complete()) {
     receivers.push_back(it->second.receiver);
   } else {
-    fill(*s, d->slot, relay::serialize_unchecked(relay::error_for(relay::codes::unable_to_send)));
+    s->replies.fill(d->slot,
+                    relay::serialize_unchecked(relay::error_for(relay::codes::unable_to_send)));
     return;
   }
   if (receivers.empty()) {
     // SEND ALL with nobody else online: delivered to every one of none.
-    fill(*s, d->slot, relay::serialize_unchecked(relay::sent{m.to}));
+    s->replies.fill(d->slot, relay::serialize_unchecked(relay::sent{m.to}));
     return;
   }
   d->remaining = receivers.size();
@@ -450,8 +399,7 @@ void relay_server::impl::settle(delivery& d, bool ok) {
   if (--d.remaining > 0) return;
   auto sender = d.sender.lock();
   if (!sender) return;
-  fill(*sender, d.slot,
-       relay::serialize_unchecked(d.failed ? relay::message(relay::error_for(relay::codes::unable_to_send))
+  sender->replies.fill(d.slot, relay::serialize_unchecked(d.failed ? relay::message(relay::error_for(relay::codes::unable_to_send))
                                  : relay::message(relay::sent{d.to})));
 }
 
@@ -509,11 +457,11 @@ void relay_server::impl::fail_awaiting(session& s) {
 void relay_server::impl::on_download(const std::shared_ptr<session>& s,
                                      const relay::download& m) {
   // The reply may come after the file is hashed; its slot keeps the order.
-  auto slot = take_slot(*s);
+  auto slot = s->replies.reserve();
   files->download(s->user, s->conn->remote().address(), s->conn->local().address(), m,
-                  [this, slot, weak = std::weak_ptr<session>(s)](relay::message reply) {
+                  [slot, weak = std::weak_ptr<session>(s)](relay::message reply) {
                     if (auto locked = weak.lock()) {
-                      fill(*locked, slot, relay::serialize_unchecked(reply));
+                      locked->replies.fill(slot, relay::serialize_unchecked(reply));
                     }
                   });
 }
@@ -568,37 +516,36 @@ relay_server::~relay_server() = default;
 
 result<std::unique_ptr<relay_server>> relay_server::bind(asio::io_context& io,
                                                          relay_config config) {
-  auto listener = net::tcp_listener::bind(io, config.host, config.port);
-  if (!listener) return tl::unexpected(listener.error());
+  net::tcp_server_options options;
+  // Over the limit a newcomer learns why, rather than seeing a bare close.
+  options.refusal = relay::serialize_unchecked(relay::error_for(relay::codes::server_busy));
+  options.log = config.log;
+  auto server = net::tcp_server::bind(io, config.host, config.port, config.stream, options);
+  if (!server) return tl::unexpected(server.error());
   auto files = file_service::open(io, config.files, config.log);
   if (!files) return tl::unexpected(files.error());
-  auto state = std::make_unique<impl>(io, std::move(config), std::move(*listener),
+  auto state = std::make_unique<impl>(io, std::move(config), std::move(*server),
                                       std::move(*files));
   return std::unique_ptr<relay_server>(new relay_server(std::move(state)));
 }
 
-asio::ip::tcp::endpoint relay_server::local_endpoint() const {
-  return impl_->listener.local_endpoint();
-}
+asio::ip::tcp::endpoint relay_server::local_endpoint() const { return impl_->tcp.local_endpoint(); }
 
 void relay_server::start() {
-  impl_->log("listening on " + net::to_string(local_endpoint()));
-  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+  auto* state = impl_.get();
+  state->log("listening on " + net::to_string(local_endpoint()));
+  state->tcp.start(state, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
+    return std::make_shared<session>(state->io, std::move(c), state->config);
+  });
 }
 
 void relay_server::stop() {
-  if (impl_->stopping) return;
-  impl_->stopping = true;
-  impl_->listener.close();
+  if (impl_->tcp.stopping()) return;
   impl_->files->stop();
-  auto sessions = impl_->sessions;
-  for (auto& s : sessions) {
-    s->conn->close_after_flush();
-    s->drained.cancel();  // one finishing its replies stops waiting for them
-  }
+  impl_->tcp.stop();
 }
 
 std::size_t relay_server::user_count() const { return impl_->complete_users; }
-std::size_t relay_server::connection_count() const { return impl_->sessions.size(); }
+std::size_t relay_server::connection_count() const { return impl_->tcp.session_count(); }
 
 }  // namespace improto::server

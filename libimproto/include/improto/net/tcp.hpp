@@ -20,6 +20,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "improto/net/common.hpp"
+#include "improto/net/event.hpp"
 
 namespace improto::net {
 
@@ -88,7 +89,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
 
   asio::ip::tcp::socket socket_;
   const stream_limits& limits_;
-  asio::steady_timer wake_writer_;
+  event wake_writer_;  // send() and close_after_flush() wake the idle writer
   asio::steady_timer deadline_timer_;
   clock::time_point deadline_;
   std::chrono::milliseconds idle_timeout_;
@@ -97,11 +98,10 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   bool open_ = true;
   bool closing_ = false;
   bool mid_message_ = false;
-  bool writer_waiting_ = false;
   bool peer_finished_ = false;
   std::string close_reason_;
   // wait_until_queued_at_most() sleeps here; the writer wakes it per write.
-  std::unique_ptr<asio::steady_timer> drained_;
+  event drained_;
 };
 
 // A bound, listening socket. accept() loops are the caller's (servers keep
