@@ -11,7 +11,7 @@ from improto import _core
 
 def test_every_errc_has_a_class():
     assert set(_core.ERRC) == set(improto._errors._CLASS_FOR)
-    assert len(_core.ERRC) == 25
+    assert len(_core.ERRC) == 27
 
 
 @pytest.mark.parametrize("errc", sorted(_core.ERRC))
@@ -55,6 +55,8 @@ def test_classes_by_kind():
     assert improto.error_class("overloaded") is improto.OverloadedError
     assert improto.error_class("storage_error") is improto.StorageError
     assert improto.error_class("invalid_config") is improto.ConfigError
+    assert improto.error_class("cancelled") is improto.CancelledError
+    assert improto.error_class("hash_mismatch") is improto.IntegrityError
     assert improto.error_class("no_such_errc") is improto.Error
 
 

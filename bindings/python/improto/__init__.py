@@ -45,9 +45,11 @@ Example::
 
 from ._errors import (
     AddressInUseError,
+    CancelledError,
     ConfigError,
     ConnectionClosedError,
     Error,
+    IntegrityError,
     NameTakenError,
     NotFoundError,
     OverloadedError,
@@ -81,6 +83,8 @@ __all__ = [
     "OverloadedError",
     "StorageError",
     "ConfigError",
+    "CancelledError",
+    "IntegrityError",
     "error_class",
     "RegistryServer",
     "BuddyServer",

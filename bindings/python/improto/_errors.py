@@ -135,6 +135,14 @@ class ConfigError(Error, ValueError):
     """An option has a bad value (bad host, port out of range, missing data directory...)."""
 
 
+class CancelledError(Error):
+    """A download was cancelled, here or by the server."""
+
+
+class IntegrityError(Error):
+    """A downloaded file's SHA-256 is not the one the server announced."""
+
+
 # Every improto::errc, by its stable name. tests/python/test_errors.py checks
 # that this covers _core.ERRC exactly.
 _CLASS_FOR: Dict[str, Type[Error]] = {
@@ -166,6 +174,9 @@ _CLASS_FOR: Dict[str, Type[Error]] = {
     "not_found": NotFoundError,
     "rejected": RejectedError,
     "invalid_config": ConfigError,
+    # downloads
+    "cancelled": CancelledError,
+    "hash_mismatch": IntegrityError,
 }
 
 

@@ -34,6 +34,10 @@ struct tcp_server::state {
       // Named, not a temporary: see net/common.hpp on g++ 12.
       std::function<std::size_t()> live = [this] { return sessions.size(); };
       auto socket = co_await listener.accept(live, limits.max_connections);
+      // Accepted just as stop() ran (its completion was already queued):
+      // stop() did not see this session, so it must not start; the socket
+      // closes here.
+      if (stopping) break;
       if (!socket && socket.error() == errc::overloaded) continue;
       if (!socket) break;
       auto conn = std::make_shared<tcp_connection>(std::move(*socket), limits);
