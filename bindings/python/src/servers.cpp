@@ -212,6 +212,12 @@ class runner {
       });
     }
     thread_.join();
+    // Completions already queued when the loop stopped (an accept that
+    // finished as stop() closed the listener, reads aborted by a close) run
+    // now, while the server still exists: each closes its socket, so no
+    // client is left connected to a stopped server until garbage collection.
+    io_.restart();
+    io_.poll();
     server_.reset();  // before the io_context, as the servers require
   }
 
