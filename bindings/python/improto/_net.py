@@ -88,7 +88,42 @@ def connect(host: str, port: int, timeout: Optional[float], what: str,
     return sock
 
 
-class Stream:
+class DecodedStream:
+    """What the blocking and asyncio streams share: decoded messages queue in
+    ``self._ready``; a stream error is handed to ``self._set_broken``."""
+
+    decoder: Any
+    where: str
+    _ready: Any
+
+    def _set_broken(self, err: Error) -> None:
+        raise NotImplementedError
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._ready.extend(self.decoder.feed(data))
+        except ProtocolError as exc:
+            self._ready.extend(getattr(exc, "messages", None) or [])
+            exc.args = (f"{self.where}: {exc.message}",)
+            if getattr(self.decoder, "failed", True):
+                self._set_broken(exc)
+            else:
+                self._ready.append(exc)
+
+    def _on_eof(self, doing: str) -> None:
+        try:
+            self._ready.extend(self.decoder.finish())
+        except ProtocolError as exc:
+            self._ready.extend(getattr(exc, "messages", None) or [])
+            self._set_broken(ConnectionClosedError(
+                f"{self.where}: the peer closed the connection in the middle of a message ({doing})",
+                errc="connection_closed", detail=exc.message))
+            return
+        self._set_broken(ConnectionClosedError(
+            f"{self.where}: the peer closed the connection ({doing})", errc="connection_closed"))
+
+
+class Stream(DecodedStream):
     """A connected socket and an incremental decoder: next_message() returns
     the messages one by one, reading as needed, within a deadline.
 
@@ -117,28 +152,8 @@ class Stream:
             self._broken = err
             raise err from exc
 
-    def _feed(self, data: bytes) -> None:
-        try:
-            self._ready.extend(self.decoder.feed(data))
-        except ProtocolError as exc:
-            self._ready.extend(getattr(exc, "messages", None) or [])
-            exc.args = (f"{self.where}: {exc.message}",)
-            if getattr(self.decoder, "failed", True):
-                self._broken = exc
-            else:
-                self._ready.append(exc)
-
-    def _on_eof(self, doing: str) -> None:
-        try:
-            self._ready.extend(self.decoder.finish())
-        except ProtocolError as exc:
-            self._ready.extend(getattr(exc, "messages", None) or [])
-            self._broken = ConnectionClosedError(
-                f"{self.where}: the peer closed the connection in the middle of a message ({doing})",
-                errc="connection_closed", detail=exc.message)
-            return
-        self._broken = ConnectionClosedError(f"{self.where}: the peer closed the connection ({doing})",
-                                             errc="connection_closed")
+    def _set_broken(self, err: Error) -> None:
+        self._broken = err
 
     def next_message(self, deadline: Optional[float], doing: str,
                      on_data: Optional[Callable[[], None]] = None) -> Any:

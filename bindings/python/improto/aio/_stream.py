@@ -6,8 +6,8 @@ import asyncio
 import collections
 from typing import Any, Deque, Optional, Tuple
 
-from .._errors import ConnectionClosedError, Error, ProtocolError, TimeoutError
-from .._net import endpoint, transport_error
+from .._errors import ConnectionClosedError, Error, TimeoutError
+from .._net import DecodedStream, endpoint, transport_error
 
 _READ_SIZE = 65536
 
@@ -34,7 +34,7 @@ async def _open(host: str, port: int, timeout: Optional[float], what: str,
         raise transport_error(exc, where, "connecting") from exc
 
 
-class _Stream:
+class _Stream(DecodedStream):
     """A stream reader/writer and an incremental decoder (see _net.Stream)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -61,28 +61,8 @@ class _Stream:
             self.broken = transport_error(exc, self.where, doing)
             raise self.broken from exc
 
-    def _feed(self, data: bytes) -> None:
-        try:
-            self._ready.extend(self.decoder.feed(data))
-        except ProtocolError as exc:
-            self._ready.extend(getattr(exc, "messages", None) or [])
-            exc.args = (f"{self.where}: {exc.message}",)
-            if getattr(self.decoder, "failed", True):
-                self.broken = exc
-            else:
-                self._ready.append(exc)
-
-    def _on_eof(self, doing: str) -> None:
-        try:
-            self._ready.extend(self.decoder.finish())
-        except ProtocolError as exc:
-            self._ready.extend(getattr(exc, "messages", None) or [])
-            self.broken = ConnectionClosedError(
-                f"{self.where}: the peer closed the connection in the middle of a message ({doing})",
-                errc="connection_closed", detail=exc.message)
-            return
-        self.broken = ConnectionClosedError(f"{self.where}: the peer closed the connection ({doing})",
-                                            errc="connection_closed")
+    def _set_broken(self, err: Error) -> None:
+        self.broken = err
 
     async def next_message(self, doing: str) -> Any:
         """The next message (no time limit: callers wrap it)."""
