@@ -4,8 +4,9 @@
 # download, ours (imrelayd --files + imrelay /get) against plain TCP
 # (tcp_file, sendfile) and kcptun carrying that TCP stream, on loopback and
 # through a veth pair between two network namespaces at 0 % and 1 % loss
-# (tests/support/lossy_link.py, nftables; needs root). 1 GiB on the clean
-# paths, 256 MiB at 1 % loss; 3 alternating rounds. The work is in suite.py.
+# (tests/support/lossy_link.py, nftables; needs root; see suite.py for how
+# the link is set up on each path). 256 MiB
+# (BENCH_TRANSFER_MIB), 3 alternating rounds. The work is in suite.py.
 source "$(dirname "$0")/../lib/common.sh"
 bench_init
 # `ip netns exec` re-execs the programs: give them absolute paths.
