@@ -29,7 +29,6 @@ Rows on stdout (JSON lines), progress on stderr.
 import json
 import os
 import re
-import resource  # noqa: F401  (wait4 returns a struct_rusage)
 import shutil
 import signal
 import statistics
