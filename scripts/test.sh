@@ -6,9 +6,12 @@
 # (IMPROTO_WERROR; off by default for consumers).
 source "$(dirname "$0")/lib.sh"
 
+# xvfb, python3-tk, python3-pil: the chat window's test (a private X server,
+# Tk, its screenshot); iproute2, nftables: the lossy-link test (network
+# namespaces joined by a veth pair, random drop).
 ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl \
   python3-venv python3-pip python3-setuptools python3-wheel \
-  xvfb python3-tk python3-pil  # the chat window's test: a private X server, Tk, its screenshot
+  xvfb python3-tk python3-pil iproute2 nftables
 
 log "build and test (g++, RelWithDebInfo)"
 configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMPROTO_WERROR=ON

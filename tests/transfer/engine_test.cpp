@@ -126,6 +126,46 @@ TEST_CASE("goodput at 1% loss stays within 2x of the loss-free run") {
   CHECK(ratio < 2.0);
 }
 
+// A receiver that ACKs a whole burst of datagrams at once (as a transport
+// reading them in one recvmmsg does) leaves the sender nothing to learn from
+// when that one ACK is lost: without a probe it waits for the 200 ms RTO and
+// restarts from one segment. Here ACKs are lost in bursts on a fast short
+// path (a veth pair, loopback); the tail loss probes must win back most of
+// that time.
+TEST_CASE("tail loss probes: lost ACK bursts cost a few RTTs, not RTOs") {
+  for (std::uint64_t seed : {1u, 2u}) {
+    CAPTURE(seed);
+    auto run = [&](bool tlp) {
+      std::size_t size = 4 << 20;
+      std::string file = sim::random_bytes(size, seed);
+      sim::memory_source source(file);
+      auto snd = tr::sender::create({.id = id, .key = 0, .size = size, .tail_loss_probe = tlp},
+                                    source);
+      REQUIRE(snd.has_value());
+      auto rcv = tr::receiver::create({.id = id, .key = key, .size = size, .window = 4 << 20});
+      REQUIRE(rcv.has_value());
+      sim::simulation link({.loss = 0.01, .delay = 50us, .rate = 1e9, .queue = 1 << 20},
+                           {.burst_start = 0.01, .burst_length = 8, .delay = 50us, .rate = 1e9,
+                            .queue = 1 << 20},
+                           seed);
+      auto r = link.run(*snd, *rcv, 4 << 20);
+      REQUIRE(r.sender_complete);
+      REQUIRE(r.receiver_complete);
+      CHECK(sim::hex_sha256(r.received) == sim::hex_sha256(file));
+      return std::tuple{seconds(r.elapsed), snd->stats().timeouts, snd->stats().probes};
+    };
+    auto [with, timeouts_with, probes] = run(true);
+    auto [without, timeouts_without, no_probes] = run(false);
+    MESSAGE("with TLP " << with << " s (" << timeouts_with << " RTOs, " << probes
+                        << " probes), without " << without << " s (" << timeouts_without
+                        << " RTOs)");
+    CHECK(no_probes == 0);
+    CHECK(probes > 0);
+    CHECK(timeouts_with <= timeouts_without);
+    CHECK(with < 0.8 * without);
+  }
+}
+
 TEST_CASE("large datagrams up to the 64 KiB cap") {
   auto o = transfer({.size = 2 << 20, .window = 1 << 20, .datagram = tr::max_datagram,
                      .down = {.loss = 0.01, .queue = 1 << 20}});

@@ -64,6 +64,30 @@ TEST_CASE("file_source reads with pread; a shrunk file is an io_error") {
   CHECK(tr::file_source::open(d.path).error().code() == errc::io_error);  // a directory
 }
 
+TEST_CASE("file_source read-ahead: in order, behind it, across its end, at the end of the file") {
+  temp_dir d;
+  std::string bytes(tr::file_source::read_ahead * 3 + 777, '\0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 131 + i / 7) & 0xff);
+  spit(d.path / "f", bytes);
+  auto src = tr::file_source::open(d.path / "f");
+  REQUIRE(src);
+  std::vector<char> buf(1210);
+  auto check = [&](std::uint64_t at, std::size_t n) {
+    CAPTURE(at);
+    REQUIRE(src->read(at, std::span<char>(buf.data(), n)));
+    CHECK(std::string_view(buf.data(), n) == std::string_view(bytes).substr(at, n));
+  };
+  for (std::uint64_t at = 0; at + 1210 <= bytes.size(); at += 1210) {
+    check(at, 1210);
+    if (at >= 5 * 1210 && at % (40 * 1210) == 0) check(at - 5 * 1210, 1210);  // a retransmission
+  }
+  check(bytes.size() - 100, 100);  // the short last datagram
+  check(0, 1210);                  // far behind
+  check(tr::file_source::read_ahead - 600, 1210);  // across a read-ahead boundary
+  CHECK(src->read(bytes.size() - 10, std::span<char>(buf.data(), 11)).error().code() ==
+        errc::io_error);
+}
+
 TEST_CASE("part file: write, resume from its length, rename on a matching hash") {
   temp_dir d;
   std::string file = sim::random_bytes(100000, 5);

@@ -63,6 +63,8 @@ void sender::fail(error e, bool tell_peer) {
   rto_at_.reset();
   loss_at_.reset();
   pace_at_.reset();
+  probe_at_.reset();
+  probe_due_ = false;
 }
 
 void sender::pause() {
@@ -72,12 +74,16 @@ void sender::pause() {
   // find a backed-off RTO and a collapsed window.
   rto_at_.reset();
   pace_at_.reset();
+  probe_at_.reset();
+  probe_due_ = false;
 }
 
 void sender::resume(time_point now) {
   if (state_ != state::paused) return;
   state_ = state::running;
   if (!flight_.empty()) rto_at_ = now + rtt_.rto();
+  probe_out_ = false;
+  arm_probe(now);
   pace_time_.reset();
 }
 
@@ -187,9 +193,12 @@ void sender::on_ack(const ack& a, time_point now) {
     rto_at_.reset();
     loss_at_.reset();
     pace_at_.reset();
+    probe_at_.reset();
+    probe_due_ = false;
     return;
   }
   if (!newest) return;
+  probe_out_ = false;  // the path delivers: probes are allowed again
 
   if (!largest_acked_pn_ || newest->pn > *largest_acked_pn_) {
     largest_acked_pn_ = newest->pn;
@@ -210,6 +219,20 @@ void sender::on_ack(const ack& a, time_point now) {
   } else if (state_ == state::running) {
     rto_at_ = now + rtt_.rto();
   }
+  arm_probe(now);
+}
+
+void sender::arm_probe(time_point now) {
+  probe_at_.reset();
+  if (!config_.tail_loss_probe || state_ != state::running || probe_out_ || flight_.empty() ||
+      !rtt_.has_sample()) {
+    return;
+  }
+  // RFC 8985 7.2: PTO = 2 SRTT, plus the receiver's delayed-ACK time (our
+  // receivers ACK within 1 ms); never later than the RTO, which then acts.
+  time_point at = now + 2 * rtt_.srtt() + std::chrono::milliseconds(1);
+  if (rto_at_ && at >= *rto_at_) return;
+  probe_at_ = at;
 }
 
 duration sender::loss_delay() const {
@@ -276,6 +299,9 @@ void sender::on_rto(time_point now) {
   rto_at_.reset();
   loss_at_.reset();
   pace_time_.reset();
+  probe_at_.reset();
+  probe_due_ = false;
+  probe_out_ = false;
 }
 
 void sender::run_timers(time_point now) {
@@ -291,6 +317,13 @@ void sender::run_timers(time_point now) {
   }
   if (loss_at_ && now >= *loss_at_) detect_losses(now);
   if (rto_at_ && now >= *rto_at_) on_rto(now);
+  if (probe_at_ && now >= *probe_at_) {
+    probe_at_.reset();
+    if (!flight_.empty() && !probe_out_) {
+      probe_due_ = true;
+      probe_out_ = true;
+    }
+  }
 }
 
 std::uint64_t sender::pacing_rate() const {
@@ -342,7 +375,45 @@ std::size_t sender::send_data(time_point now, std::span<char> out, std::uint64_t
   stats_.bytes_sent += length;
   if (retransmission) stats_.bytes_retransmitted += length;
   if (!rto_at_) rto_at_ = now + rtt_.rto();  // (5.1)
+  arm_probe(now);  // measured from the last transmission
   return data_header_size + length;
+}
+
+std::size_t sender::send_probe(time_point now, std::span<char> out) {
+  probe_due_ = false;
+  std::uint64_t mss = config_.datagram_size - data_header_size;
+  // Lost ranges first, then new data (RFC 8985 7.3), both past the window
+  // and the pacer: one datagram.
+  if (!resend_.empty()) {
+    auto [b, e] = *resend_.begin();
+    auto len = static_cast<std::uint32_t>(std::min(e - b, mss));
+    detail::erase_range(resend_, b, b + len);
+    ++stats_.probes;
+    return send_data(now, out, b, len, true);
+  }
+  std::uint64_t stop = std::min(config_.size, limit_);
+  if (next_ < stop) {
+    auto len = static_cast<std::uint32_t>(std::min(stop - next_, mss));
+    std::size_t n = send_data(now, out, next_, len, false);
+    if (n) {
+      next_ += len;
+      ++stats_.probes;
+    }
+    return n;
+  }
+  // Else the newest segment again: its record goes, the copy is the one in
+  // flight (no RTT sample from it, Karn).
+  for (auto it = flight_.rbegin(); it != flight_.rend(); ++it) {
+    const segment s = it->second;
+    forget(std::next(it).base());
+    ++stats_.probes;
+    if (s.length == 0) {
+      fin_sent_ = false;  // the FIN goes again below
+      return 0;
+    }
+    return send_data(now, out, s.offset, s.length, true);
+  }
+  return 0;
 }
 
 std::size_t sender::poll_transmit(time_point now, std::span<char> out) {
@@ -356,6 +427,9 @@ std::size_t sender::poll_transmit(time_point now, std::span<char> out) {
   }
   if (state_ != state::running || !bound_) return 0;
 
+  if (probe_due_) {
+    if (std::size_t n = send_probe(now, out)) return n;
+  }
   std::uint64_t mss = config_.datagram_size - data_header_size;
   std::uint64_t cwnd = cc_.window();
   auto fits = [&](std::uint64_t len) { return in_flight_ == 0 || in_flight_ + len <= cwnd; };
@@ -389,6 +463,7 @@ std::size_t sender::poll_transmit(time_point now, std::span<char> out) {
     flight_.emplace(pn, segment{pn, config_.size, 0, now, true});
     fin_sent_ = true;
     if (!rto_at_) rto_at_ = now + rtt_.rto();
+    arm_probe(now);
     ++stats_.datagrams_sent;
     return write(fin{{config_.id, config_.key}, config_.size, static_cast<std::uint8_t>(last)},
                  out);
@@ -402,7 +477,8 @@ std::optional<time_point> sender::next_deadline() const {
   time_point heard = last_heard_ ? *last_heard_ : *started_;
   std::optional<time_point> t = heard + config_.idle_timeout;
   if (state_ == state::paused) return t;
-  return earliest(earliest(t, rto_at_), earliest(loss_at_, pace_at_));
+  if (probe_due_) return time_point::min();
+  return earliest(earliest(t, earliest(rto_at_, probe_at_)), earliest(loss_at_, pace_at_));
 }
 
 // ============================================================== receiver

@@ -33,7 +33,12 @@
 // * Reliability: SACK ranges in every ACK; loss found by the packet (3) and
 //   time (9/8 RTT) thresholds of RFC 9002/RACK, or by the RFC 6298
 //   retransmission timer (Karn's algorithm: no RTT sample from a
-//   retransmitted datagram; exponential backoff). Congestion: CUBIC (RFC
+//   retransmitted datagram; exponential backoff). A tail loss probe (RFC
+//   8985 TLP) comes first: 2 SRTT (+1 ms, the receiver's ACK delay) after
+//   the last transmission with nothing heard, one datagram goes beyond the
+//   window (new data, else the newest segment again) to draw an ACK. A lost
+//   last ACK, or the lost tail of a window, then costs a few RTTs instead of
+//   a 200 ms timeout and a collapsed window. Congestion: CUBIC (RFC
 //   9438), paced at 2x (slow start) or 1.25x the window per smoothed RTT.
 // * Integrity is end to end: the receiver delivers bytes in order, so the
 //   file layer (file.hpp) hashes them as it writes them; the engine checks
@@ -84,6 +89,7 @@ struct stats {
   std::uint64_t dropped = 0;               // unparsable, wrong id or key, wrong direction
   std::uint64_t duplicates = 0;            // payload bytes received twice (receiver)
   std::uint64_t timeouts = 0;              // retransmission timer expiries (sender)
+  std::uint64_t probes = 0;                // tail loss probes sent (sender)
   std::uint64_t losses = 0;                // datagrams declared lost (sender)
 };
 
@@ -96,6 +102,7 @@ struct sender_config {
   rtt_config rtt{};
   std::uint64_t initial_window = 10;  // segments
   bool pacing = true;
+  bool tail_loss_probe = true;  // RFC 8985 TLP (off only to measure what it brings)
   duration idle_timeout = std::chrono::seconds(30);  // nothing heard: timeout
 };
 
@@ -153,6 +160,8 @@ class sender {
   std::size_t send_data(time_point now, std::span<char> out, std::uint64_t offset,
                         std::uint32_t length, bool retransmission);
   void on_rto(time_point now);
+  void arm_probe(time_point now);
+  std::size_t send_probe(time_point now, std::span<char> out);
   void run_timers(time_point now);
   duration loss_delay() const;
   std::uint64_t pacing_rate() const;  // bytes per second; 0 = unpaced
@@ -183,6 +192,9 @@ class sender {
   cubic cc_;
   std::optional<time_point> rto_at_;
   std::optional<time_point> loss_at_;
+  std::optional<time_point> probe_at_;  // RFC 8985 PTO
+  bool probe_due_ = false;              // the next datagram is the probe
+  bool probe_out_ = false;              // one probe until an ACK acknowledges new data
   std::optional<time_point> last_heard_;
   std::optional<time_point> started_;
   double pace_credit_ = 0;          // bytes

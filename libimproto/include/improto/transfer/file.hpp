@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "improto/error.hpp"
 #include "improto/transfer/engine.hpp"
@@ -53,13 +54,22 @@ class file_source final : public data_source {
   ~file_source() override;
 
   std::uint64_t size() const noexcept { return size_; }
-  // pread; io_error when the file has shrunk under us.
+  // pread; io_error when the file has shrunk under us. Small reads at or
+  // past the last read-ahead position come from a read-ahead buffer filled
+  // by one pread of read_ahead bytes (a sender reads one datagram at a
+  // time); reads behind it (retransmissions) go to the file directly.
   result<void> read(std::uint64_t offset, std::span<char> out) override;
+
+  static constexpr std::size_t read_ahead = 256 * 1024;
 
  private:
   file_source(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
+  result<void> pread_all(std::uint64_t offset, std::span<char> out);
   int fd_ = -1;
   std::uint64_t size_ = 0;
+  std::vector<char> ahead_;     // allocated on the first small read
+  std::uint64_t ahead_at_ = 0;  // file offset of ahead_[0]
+  std::size_t ahead_len_ = 0;   // valid bytes in ahead_
 };
 
 // `NAME.part` next to NAME. Bytes are appended in order only, so the part

@@ -99,13 +99,20 @@ result<file_source> file_source::adopt(int fd) {
 }
 
 file_source::file_source(file_source&& o) noexcept
-    : fd_(std::exchange(o.fd_, -1)), size_(o.size_) {}
+    : fd_(std::exchange(o.fd_, -1)),
+      size_(o.size_),
+      ahead_(std::move(o.ahead_)),
+      ahead_at_(o.ahead_at_),
+      ahead_len_(std::exchange(o.ahead_len_, 0)) {}
 
 file_source& file_source::operator=(file_source&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(o.fd_, -1);
     size_ = o.size_;
+    ahead_ = std::move(o.ahead_);
+    ahead_at_ = o.ahead_at_;
+    ahead_len_ = std::exchange(o.ahead_len_, 0);
   }
   return *this;
 }
@@ -115,6 +122,29 @@ file_source::~file_source() {
 }
 
 result<void> file_source::read(std::uint64_t offset, std::span<char> out) {
+  // One pread per ~1.2 KiB datagram was a third of the sender's system
+  // calls; one per read_ahead bytes serves the same in-order reads.
+  if (out.size() <= read_ahead / 4 && offset >= ahead_at_) {
+    if (offset + out.size() > ahead_at_ + ahead_len_) {
+      if (ahead_.empty()) ahead_.resize(read_ahead);
+      auto want = static_cast<std::size_t>(std::min<std::uint64_t>(
+          read_ahead, size_ > offset ? size_ - offset : 0));
+      ahead_len_ = 0;
+      ahead_at_ = offset;
+      if (want >= out.size()) {
+        if (auto r = pread_all(offset, std::span<char>(ahead_.data(), want)); !r) return r;
+        ahead_len_ = want;
+      }
+    }
+    if (offset + out.size() <= ahead_at_ + ahead_len_) {
+      std::memcpy(out.data(), ahead_.data() + (offset - ahead_at_), out.size());
+      return {};
+    }
+  }
+  return pread_all(offset, out);
+}
+
+result<void> file_source::pread_all(std::uint64_t offset, std::span<char> out) {
   std::size_t done = 0;
   while (done < out.size()) {
     ssize_t n = ::pread(fd_, out.data() + done, out.size() - done,
