@@ -233,6 +233,7 @@ class Transfer:
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
         self._samples.clear()  # the rate starts over
+        self.progress = self.progress._replace(paused=paused, rate=0.0)
 
     def _snapshot(self, received: int) -> DownloadProgress:
         now = time.monotonic()

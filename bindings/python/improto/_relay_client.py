@@ -274,6 +274,14 @@ class RelayClient:
                 return files
             after = reply.files[-1].name
 
+    def list_files_page(self, after: str = "", timeout: Optional[float] = None) -> Any:
+        """One page of LIST FILES: the ``improto.relay.FileList`` reply
+        (``.files``, ``.more``); the next page is the one ``after`` the last
+        name of this one."""
+        doing = f"LIST FILES after {after!r}" if after else "LIST FILES"
+        return self._expect(self._request(_relay.ListFiles(after=after), timeout, doing),
+                            _relay.FileList, doing)
+
     def subscribe_presence(self, timeout: Optional[float] = None) -> None:
         """From now on, ``Joined``/``Left`` events come with the messages."""
         self._expect(self._request(_relay.Subscribe(), timeout, "SUBSCRIBE PRESENCE"),

@@ -16,11 +16,11 @@ Example::
         await alice.close(); await bob.close()
 """
 
-from ._relay import RelayClient
+from ._relay import Download, RelayClient
 from ._registry import Peer, RegistryClient
 from ._buddy import BuddyClient, ChatListener, ChatSession
 
-__all__ = ["RelayClient", "RegistryClient", "Peer", "BuddyClient", "ChatSession", "ChatListener"]
+__all__ = ["RelayClient", "Download", "RegistryClient", "Peer", "BuddyClient", "ChatSession", "ChatListener"]
 
 for _name in __all__:
     globals()[_name].__module__ = __name__
