@@ -8,6 +8,8 @@ condition with a generous bound, never a sleep."""
 
 import asyncio
 import hashlib
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 import improto
 import improto.aio
 
-from conftest import TIMEOUT, Tool, wait_for
+from conftest import REPO, TIMEOUT, Tool, wait_for
 
 KiB, MiB = 1 << 10, 1 << 20
 # The transfers caught in the middle: bytes per second, and a file well over
@@ -397,3 +399,20 @@ def test_aio_server_without_files(out):
                 await c.close()
 
     asyncio.run(main())
+
+
+def test_fetch_example(inproc, served, out):
+    """examples/python/fetch.py: the file list, progress lines and imrelay's final line."""
+    script = REPO / "examples" / "python" / "fetch.py"
+    r = subprocess.run([sys.executable, script, "--host", inproc[0], "--port", str(inproc[1]),
+                        "my song.mp3", out], capture_output=True, text=True, timeout=TIMEOUT * 3)
+    assert r.returncode == 0, r.stderr
+    data = (served / "my song.mp3").read_bytes()
+    lines = r.stdout.splitlines()
+    assert "file: my song.mp3 (307207 bytes)" in lines
+    assert lines[-1] == (f"downloaded my song.mp3: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}, "
+                         f"last byte at offset {len(data) - 1} (0x{data[-1]:02x}) -> {out / 'my song.mp3'}")
+    assert any(l.startswith("progress: my song.mp3 100% ") for l in lines)
+    r = subprocess.run([sys.executable, script, "--port", str(inproc[1]), "nope", out],
+                       capture_output=True, text=True, timeout=TIMEOUT * 3)
+    assert r.returncode == 1 and "no file named 'nope' (ERROR 106)" in r.stderr
