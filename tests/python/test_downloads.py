@@ -309,6 +309,23 @@ def test_two_clients_same_file(inproc, served, tmp_path):
             assert d.result(TIMEOUT * 2).sha256 == sha256(served / "big.bin") == sha256(o / "big.bin")
 
 
+def test_interpreter_exit_during_a_download(inproc, out):
+    """A program that exits while downloading exits cleanly; the part file stays."""
+    code = f"""
+import improto, sys
+c = improto.RelayClient("exiter", {inproc[0]!r}, {inproc[1]}, timeout={TIMEOUT})
+c.connect()
+d = c.download("big.bin", {str(out)!r}, rate_limit={SLOW})
+while d.progress.bytes == 0:
+    d.wait(0.01)
+print("exiting at", d.progress.bytes, flush=True)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT * 3)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("exiting at ") and r.stderr == ""
+    assert (out / "big.bin.part").exists() and not (out / "big.bin").exists()
+
+
 # ------------------------------------------------------------------- asyncio
 
 def test_aio_download_pause_resume_and_chat(server, served, out):

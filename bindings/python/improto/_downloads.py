@@ -12,6 +12,7 @@ so either tool resumes the other's partial download."""
 
 from __future__ import annotations
 
+import atexit
 import collections
 import os
 import sys
@@ -219,6 +220,7 @@ class Transfer:
         self._progress_cb = progress
         self._finished = finished
         self._samples: Deque[Tuple[float, int]] = collections.deque()
+        self._lock = threading.Lock()  # samples and progress: the watcher and the caller
         self.progress = DownloadProgress(self.id, plan.name, tr.offset, tr.size, tr.offset, 0.0, False)
         self.result: Optional[DownloadResult] = None
         self.error: Optional[Error] = None
@@ -231,9 +233,10 @@ class Transfer:
         self._thread.start()
 
     def set_paused(self, paused: bool) -> None:
-        self.paused = paused
-        self._samples.clear()  # the rate starts over
-        self.progress = self.progress._replace(paused=paused, rate=0.0)
+        with self._lock:
+            self.paused = paused
+            self._samples.clear()  # the rate starts over
+            self.progress = self.progress._replace(paused=paused, rate=0.0)
 
     def _snapshot(self, received: int) -> DownloadProgress:
         now = time.monotonic()
@@ -248,9 +251,10 @@ class Transfer:
                                 self.paused)
 
     def _emit(self, received: int) -> None:
-        self.progress = self._snapshot(received)
+        with self._lock:
+            self.progress = progress = self._snapshot(received)
         if self._progress_cb is not None:
-            self._deliver(self._call_progress, self.progress)
+            self._deliver(self._call_progress, progress)
 
     def _call_progress(self, p: DownloadProgress) -> None:
         try:
@@ -331,5 +335,13 @@ def check_rate(rate_limit: Any) -> float:
     return value
 
 
+_shutdown_registered = False
+
+
 def new_core(local_ip: str, rate_limit: float) -> Any:
+    global _shutdown_registered
+    if not _shutdown_registered:
+        _shutdown_registered = True
+        # The download thread ends before the C runtime's exit handlers.
+        atexit.register(_core._downloads_shutdown)
     return _core._Download(local_ip, rate_limit)

@@ -59,14 +59,40 @@ class io_thread {
     using R = std::invoke_result_t<F&>;
     std::packaged_task<R()> task(std::move(f));
     auto future = task.get_future();
-    asio::post(io_, [&task] { task(); });
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_) throw raised(error(errc::connection_closed, "downloads are shut down (the interpreter is exiting)"));
+      asio::post(io_, [&task] { task(); });
+    }
     return future.get();
+  }
+
+  // Runs f() on the io thread later; dropped after shutdown().
+  template <class F>
+  void post(F f) {
+    std::lock_guard lock(mutex_);
+    if (!stopped_) asio::post(io_, std::move(f));
+  }
+
+  // At interpreter exit (improto/_downloads.py registers it with atexit):
+  // running transfers stop where they are (their NAME.part files stay) and
+  // the thread ends before the C runtime's exit handlers run.
+  void shutdown() {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    io_.stop();
+    thread_.join();
   }
 
  private:
   io_thread() : thread_([this] { io_.run(); }) {}
   asio::io_context io_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+  std::mutex mutex_;  // guards stopped_ and posting against it
+  bool stopped_ = false;
   std::thread thread_;
 };
 
@@ -136,7 +162,7 @@ class download_handle {
     // Dropped while running (say the program forgot the handle): stop it
     // rather than let it run unobserved. The io thread owns what is left.
     auto st = state_;
-    asio::post(io_thread::get().io(), [st] {
+    io_thread::get().post([st] {
       if (!st->link) return;
       bool finished;
       {
@@ -156,15 +182,16 @@ class download_handle {
   // holds; returns its length: the offset the transfer must start at.
   std::uint64_t open_part(const std::filesystem::path& final_path, std::uint64_t size) {
     auto st = state_;
-    auto r = [&] {
+    auto r = [&]() -> result<std::uint64_t> {
       py::gil_scoped_release nogil;
-      return io_thread::get().call([&]() -> result<std::uint64_t> {
-        auto part = transfer::part_file::open(final_path, size);
-        if (!part) return tl::unexpected(part.error());
-        st->part = std::make_shared<transfer::part_file>(std::move(*part));
-        st->set_received(st->part->offset());
-        return st->part->offset();
-      });
+      // Hashing a long part file takes a while: here, not on the io thread
+      // the other downloads share.
+      auto part = transfer::part_file::open(final_path, size);
+      if (!part) return tl::unexpected(part.error());
+      auto shared = std::make_shared<transfer::part_file>(std::move(*part));
+      io_thread::get().call([&] { st->part = shared; });
+      st->set_received(shared->offset());
+      return shared->offset();
     }();
     return value_or_raise(std::move(r));
   }
@@ -306,6 +333,13 @@ class download_handle {
 }  // namespace
 
 void register_downloads(py::module_& m) {
+  m.def(
+      "_downloads_shutdown",
+      [] {
+        py::gil_scoped_release nogil;
+        io_thread::get().shutdown();
+      },
+      "Stops the download thread (at interpreter exit); downloads fail afterwards.");
   py::class_<download_handle>(
       m, "_Download",
       "The UDP side of one download (transfer_link + NAME.part) on the package's download "
