@@ -7,6 +7,7 @@ rate_limit, so they last seconds on any machine; every wait is for a
 condition with a generous bound, never a sleep."""
 
 import asyncio
+import functools
 import hashlib
 import subprocess
 import sys
@@ -26,9 +27,10 @@ KiB, MiB = 1 << 10, 1 << 20
 # the receiver's 4 MiB window (a rate-limited receiver still takes a window's
 # worth at once, so a smaller file would be over on the server at once).
 SLOW = 3_000_000
-BIG = 12 * MiB
+BIG = 16 * MiB
 
 
+@functools.lru_cache(maxsize=None)
 def payload(size, seed):
     """Deterministic bytes that differ per seed."""
     out = bytearray()

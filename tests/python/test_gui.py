@@ -241,7 +241,7 @@ def test_download_dialog_against_imrelayd(display, gui, tmp_path):
     out.mkdir()
     # Over the receiver's 4 MiB window, so a rate-limited transfer stays
     # open on the server long enough to be stopped and cancelled.
-    data = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(12 * (1 << 20) // 32))
+    data = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(16 * (1 << 20) // 32))
     (served / "big.bin").write_bytes(data)
     (served / "notes.txt").write_bytes(b"seed 001\n")
     tool = Tool("imrelayd", "--port", 0, "--files", served)
@@ -258,11 +258,11 @@ def test_download_dialog_against_imrelayd(display, gui, tmp_path):
         alice.download_button.invoke()
         dialog = alice.dialogs[0]
         pump(roots, lambda: dialog.file_list.size() == 2, "the server's files in the dialog")
-        assert list(dialog.file_list.get(0, "end")) == ["big.bin  (12.0 MiB)", "notes.txt  (9 bytes)"]
+        assert list(dialog.file_list.get(0, "end")) == ["big.bin  (16.0 MiB)", "notes.txt  (9 bytes)"]
         assert str(dialog.stop_button["state"]) == "disabled"
 
         # Pick big.bin; download; stop; continue; the checked result.
-        click_list_item(roots[0], dialog.file_list, "big.bin  (12.0 MiB)")
+        click_list_item(roots[0], dialog.file_list, "big.bin  (16.0 MiB)")
         dialog.download_button.invoke()
         pump(roots, lambda: dialog.download is not None and dialog.progress_bar["value"] > 0,
              "the first bytes")
