@@ -2,7 +2,10 @@
 blocking ones (:class:`improto.RelayClient`, :class:`improto.RegistryClient`,
 :class:`improto.BuddyClient`, :class:`improto.Peer`) as coroutines, on the
 sans-I/O codecs and asyncio streams and datagram endpoints. No threads: one
-event loop runs hundreds of clients.
+event loop runs hundreds of clients. File downloads
+(:meth:`RelayClient.download`) move their bytes on the package's download
+thread, never on the loop; their progress and outcome come back to the loop
+with ``call_soon_threadsafe``.
 
 Example::
 
