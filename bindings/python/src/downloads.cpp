@@ -109,7 +109,6 @@ struct download_state {
   std::condition_variable changed;
   std::uint64_t version = 0;
   std::uint64_t received = 0;
-  bool started = false;
   bool done = false;
   std::optional<error> failure;
   std::string sha256;
@@ -229,10 +228,7 @@ class download_handle {
               if (auto s = weak.lock()) s->set_received(part->offset());
             },
             [st](result<void> outcome) { ended(*st, std::move(outcome)); });
-        if (!started) return started;
-        std::lock_guard lock(st->mutex);
-        st->started = true;
-        return {};
+        return started;
       });
     }();
     if (!r) throw raised(std::move(r.error()));
