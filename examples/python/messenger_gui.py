@@ -2,23 +2,29 @@
 """The seed-001 chat window over the relay protocol (Tkinter + improto).
 
     python3 messenger_gui.py [HOST] [--port PORT] [--name NICKNAME]
+                             [--downloads DIR] [--limit-rate BYTES_PER_S]
 
 A nickname prompt, then the chat window: "Start" connects (both relay
 sockets) and subscribes to presence; the "Online" list follows the JOINED /
 LEFT notices, which also appear in the transcript; "Send all" and "Send
 private" (to the user typed in "To", or picked from the list) send the
-message box; "Show server files" lists the server's files; "Log out"
+message box; "Show server files" lists the server's files; "Download..."
+opens the seed's download window (the server's files, a progress bar with
+bytes, rate and time left, "Stop" and "Continue" to pause and resume,
+"Cancel", and at the end the file's SHA-256 and its last byte); "Log out"
 disconnects.
 
 Threads: every blocking client call runs on one worker thread, incoming
-events are read on a reader thread, and both hand their results to the Tk
-thread through a queue polled with ``after`` - Tk is only ever called from
-the thread that runs its main loop.
+events are read on a reader thread, a running download's progress comes
+from its own thread, and all hand their results to the Tk thread through a
+queue polled with ``after`` - Tk is only ever called from the thread that
+runs its main loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import threading
 import tkinter as tk
@@ -39,6 +45,15 @@ ClientFactory = Callable[[str], Any]  # nickname -> an unconnected improto.Relay
 
 def _text(body: Any) -> str:
     return body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else str(body)
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # pragma: no cover
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -82,10 +97,14 @@ class MessengerWindow:
     """The chat window. ``factory(nickname)`` makes an unconnected relay
     client (``improto.RelayClient`` or anything with its methods)."""
 
-    def __init__(self, root: tk.Misc, factory: ClientFactory, nickname: str) -> None:
+    def __init__(self, root: tk.Misc, factory: ClientFactory, nickname: str, *,
+                 download_dir: str = ".", rate_limit: float = 0) -> None:
         self.root = root
         self.factory = factory
         self.nickname = nickname
+        self.download_dir = download_dir
+        self.rate_limit = rate_limit
+        self.dialogs: list["DownloadDialog"] = []
         self.client: Any = None
         self.online: list[str] = []
         self.files: list[Any] = []
@@ -131,6 +150,8 @@ class MessengerWindow:
         self.show_online_button.pack(fill="x", pady=(4, 0))
         self.files_button = ttk.Button(side, text="Show server files", command=self.show_files)
         self.files_button.pack(fill="x", pady=(4, 0))
+        self.download_button = ttk.Button(side, text="Download...", command=self.open_download)
+        self.download_button.pack(fill="x", pady=(4, 0))
 
         bottom = ttk.Frame(r, padding=6)
         bottom.pack(fill="x")
@@ -150,7 +171,7 @@ class MessengerWindow:
     def _set_connected(self, connected: bool) -> None:
         on = "normal" if connected else "disabled"
         for b in (self.send_all_button, self.send_private_button, self.show_online_button,
-                  self.files_button, self.logout_button):
+                  self.files_button, self.download_button, self.logout_button):
             b.configure(state=on)
         self.start_button.configure(state="disabled" if connected else "normal")
 
@@ -372,6 +393,15 @@ class MessengerWindow:
         self._submit(client.list_files, done,
                      lambda exc: self.say(f"! cannot list files: {_describe_error(exc)}"))
 
+    def open_download(self) -> Optional["DownloadDialog"]:
+        """"Download...": the download window (the server's files, then the
+        chosen one's progress)."""
+        if self.client is None:
+            return None
+        dialog = DownloadDialog(self, self.client)
+        self.dialogs.append(dialog)
+        return dialog
+
     def close(self) -> None:
         """Logs out, stops the threads and destroys the window."""
         if self._closed:
@@ -379,9 +409,227 @@ class MessengerWindow:
         self._closed = True
         self.root.after_cancel(self._poll_id)
         self._disconnect()
+        for dialog in list(self.dialogs):
+            dialog.close(join=True)
         self._jobs.put(None)
         self._worker.join(10)
         self.root.destroy()
+
+
+class DownloadDialog:
+    """The seed's download window: pick one of the server's files, then
+    follow its download - a progress bar, bytes, rate and time left,
+    "Stop" (pause) and "Continue" (resume), "Cancel", and when done the
+    SHA-256 (checked against the server's) and the last byte.
+
+    Client calls run on the window's worker thread; the download's progress
+    arrives on its watcher thread and the outcome on a waiter thread, both
+    posted to the Tk thread."""
+
+    def __init__(self, window: MessengerWindow, client: Any) -> None:
+        self.window = window
+        self.client = client
+        self.files: list[Any] = []
+        self.download: Any = None
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self._waiter: Optional[threading.Thread] = None
+        self.closed = False
+        self.top = tk.Toplevel(window.root)
+        self.top.title(f"Download - {window.nickname}")
+        self.top.protocol("WM_DELETE_WINDOW", self.close)
+        frame = ttk.Frame(self.top, padding=8)
+        frame.pack(fill="both", expand=True)
+        ttk.Label(frame, text="Files on the server").pack(anchor="w")
+        self.file_list = tk.Listbox(frame, width=48, height=8, exportselection=False)
+        self.file_list.pack(fill="both", expand=True)
+        self.file_list.bind("<Double-Button-1>", lambda _e: self.start())
+        row = ttk.Frame(frame)
+        row.pack(fill="x", pady=4)
+        self.refresh_button = ttk.Button(row, text="Refresh", command=self.refresh)
+        self.refresh_button.pack(side="left")
+        self.download_button = ttk.Button(row, text="Download", command=self.start)
+        self.download_button.pack(side="left", padx=4)
+        ttk.Label(row, text="Save to:").pack(side="left", padx=(8, 2))
+        self.dir_entry = ttk.Entry(row, width=24)
+        self.dir_entry.insert(0, window.download_dir)
+        self.dir_entry.pack(side="left", fill="x", expand=True)
+
+        self.progress_bar = ttk.Progressbar(frame, orient="horizontal", length=360, maximum=100.0,
+                                            mode="determinate")
+        self.progress_bar.pack(fill="x", pady=(6, 2))
+        self.progress_text = tk.StringVar(self.top, "")
+        ttk.Label(frame, textvariable=self.progress_text).pack(anchor="w")
+        buttons = ttk.Frame(frame)
+        buttons.pack(fill="x", pady=4)
+        self.stop_button = ttk.Button(buttons, text="Stop", command=self.pause)
+        self.stop_button.pack(side="left")
+        self.continue_button = ttk.Button(buttons, text="Continue", command=self.resume)
+        self.continue_button.pack(side="left", padx=4)
+        self.cancel_button = ttk.Button(buttons, text="Cancel", command=self.cancel)
+        self.cancel_button.pack(side="left")
+        self.status = tk.StringVar(self.top, "")
+        ttk.Label(frame, textvariable=self.status, wraplength=420, justify="left").pack(anchor="w", pady=(4, 0))
+        self._buttons(running=False, paused=False)
+        self.refresh()
+
+    def _buttons(self, running: bool, paused: bool) -> None:
+        def state(on: bool) -> str:
+            return "normal" if on else "disabled"
+        self.stop_button.configure(state=state(running and not paused))
+        self.continue_button.configure(state=state(running and paused))
+        self.cancel_button.configure(state=state(running))
+        self.download_button.configure(state=state(not running))
+
+    def refresh(self) -> None:
+        """Lists the server's files (LIST FILES)."""
+        def done(files):
+            if self.closed:
+                return
+            self.files = list(files)
+            self.file_list.delete(0, "end")
+            for f in self.files:
+                self.file_list.insert("end", f"{f.name}  ({human_bytes(f.size)})")
+            if not self.files:
+                self.status.set("The server has no files.")
+
+        self.window._submit(self.client.list_files, done,
+                            lambda exc: self.closed or self.status.set(
+                                f"Cannot list files: {_describe_error(exc)}"))
+
+    def selected(self) -> Optional[str]:
+        sel = self.file_list.curselection()
+        return self.files[sel[0]].name if sel else None
+
+    def start(self) -> None:
+        """"Download": downloads the selected file into "Save to"."""
+        if self.download is not None:
+            return
+        name = self.selected()
+        if name is None:
+            self.status.set("Pick a file in the list first.")
+            return
+        directory = self.dir_entry.get().strip() or "."
+        client, post = self.client, self.window._post
+        self._buttons(running=True, paused=False)
+        self.download_button.configure(state="disabled")
+        self.result = self.error = None
+        self.progress_bar["value"] = 0
+        self.status.set(f"Asking the server for {name}...")
+
+        def call():
+            return client.download(name, directory, lambda p: post(self._progress, p),
+                                   rate_limit=self.window.rate_limit)
+
+        def failed(exc):
+            if self.closed:
+                return
+            self._buttons(running=False, paused=False)
+            self.error = exc
+            self.status.set(f"Download of {name} failed: {_describe_error(exc)}")
+            self.window.say(f"! download of {name} failed: {_describe_error(exc)}")
+
+        self.window._submit(call, self._started, failed)
+
+    def _started(self, download: Any) -> None:
+        if self.closed:
+            # Nobody is watching it any more.
+            self.window._submit(download.cancel, lambda _r: None, lambda _e: None)
+            return
+        self.download = download
+        resumed = f", resuming at {human_bytes(download.offset)}" if download.offset else ""
+        self.status.set(f"Downloading {download.file} ({human_bytes(download.size)}{resumed})")
+        self.window.say(f"* download {download.id} of {download.file} started{resumed}")
+        self._waiter = threading.Thread(target=self._wait, args=(download,),
+                                        name="messenger-download", daemon=True)
+        self._waiter.start()
+
+    def _wait(self, download: Any) -> None:
+        try:
+            result = download.result()
+        except Exception as exc:  # reported in the window
+            self.window._post(self._ended, download, None, exc)
+        else:
+            self.window._post(self._ended, download, result, None)
+
+    def _progress(self, p: Any) -> None:
+        if self.closed or (self.download is not None and p.id != self.download.id):
+            return
+        self.progress_bar["value"] = p.percent
+        rate = f", {human_bytes(p.rate)}/s" if p.rate > 0 else ""
+        eta = f", {p.eta:.0f} s left" if p.eta else ""
+        paused = " - stopped" if p.paused else ""
+        self.progress_text.set(f"{human_bytes(p.bytes)} of {human_bytes(p.total)} "
+                               f"({p.percent:.0f}%){rate}{eta}{paused}")
+
+    def _ended(self, download: Any, result: Any, exc: Optional[BaseException]) -> None:
+        if self.closed or download is not self.download:
+            return
+        self.download = None
+        self._buttons(running=False, paused=False)
+        if exc is not None:
+            self.error = exc
+            self.status.set(f"Download of {download.file} ended: {_describe_error(exc)}")
+            self.window.say(f"! download of {download.file} ended: {_describe_error(exc)}")
+            return
+        self.result = result
+        self.progress_bar["value"] = 100.0
+        last = ("empty file" if result.last_offset is None
+                else f"last byte at offset {result.last_offset} (0x{result.last_byte:02x})")
+        self.status.set(f"Done: {result.path}, {result.size} bytes\nSHA-256 {result.sha256} "
+                        f"(matches the server's)\n{last}")
+        self.window.say(f"* downloaded {result.file}: {result.size} bytes, sha256 {result.sha256}, {last}")
+
+    def _control(self, what: str, call: Callable[[], None], paused: Optional[bool]) -> None:
+        download = self.download
+        if download is None:
+            return
+
+        def done(_r):
+            if not self.closed and self.download is download and paused is not None:
+                self._buttons(running=True, paused=paused)
+                self.status.set(f"Download of {download.file}: "
+                                f"{'stopped' if paused else 'continued'}.")
+
+        def failed(exc):
+            if not self.closed:
+                self.status.set(f"Cannot {what} {download.file}: {_describe_error(exc)}")
+
+        self.window._submit(call, done, failed)
+
+    def pause(self) -> None:
+        """"Stop": pauses the download (PAUSE); "Continue" goes on."""
+        if self.download is not None:
+            self.stop_button.configure(state="disabled")
+            self._control("stop", self.download.pause, paused=True)
+
+    def resume(self) -> None:
+        """"Continue": resumes a stopped download (RESUME)."""
+        if self.download is not None:
+            self.continue_button.configure(state="disabled")
+            self._control("continue", self.download.resume, paused=False)
+
+    def cancel(self) -> None:
+        """"Cancel": stops the download for good and removes its part file."""
+        if self.download is not None:
+            self._buttons(running=False, paused=False)
+            self.download_button.configure(state="disabled")
+            self._control("cancel", self.download.cancel, paused=None)
+
+    def close(self, join: bool = False) -> None:
+        """Closes the window; a running download goes on until the client
+        logs out. join: wait for the download's thread (the client is closed,
+        so it ends at once)."""
+        self.closed = True
+        if self in self.window.dialogs:
+            self.window.dialogs.remove(self)
+        waiter = self._waiter
+        if waiter is not None and (join or self.download is None):
+            waiter.join(10)
+        try:
+            self.top.destroy()
+        except tk.TclError:
+            pass
 
 
 def main(argv=None) -> int:
@@ -389,6 +637,10 @@ def main(argv=None) -> int:
     parser.add_argument("host", nargs="?", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=50000)
     parser.add_argument("--name", help="nickname (asked for when not given)")
+    parser.add_argument("--downloads", default=".", metavar="DIR",
+                        help="where downloads are saved (default: the current directory)")
+    parser.add_argument("--limit-rate", type=float, default=0, metavar="BYTES_PER_S",
+                        help="download at most this fast (default: as fast as the link goes)")
     args = parser.parse_args(argv)
     if improto is None:
         parser.error("the improto package is not installed (see the README, section Python)")
@@ -401,7 +653,10 @@ def main(argv=None) -> int:
             root.destroy()
             return 1
         root.deiconify()
-    MessengerWindow(root, lambda nick: improto.RelayClient(nick, args.host, args.port), name)
+    if not os.path.isdir(args.downloads):
+        parser.error(f"--downloads: {args.downloads} is not a directory")
+    MessengerWindow(root, lambda nick: improto.RelayClient(nick, args.host, args.port), name,
+                    download_dir=args.downloads, rate_limit=args.limit_rate)
     root.mainloop()
     return 0
 

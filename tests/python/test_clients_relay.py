@@ -1,11 +1,7 @@
 """improto.RelayClient (blocking) against the in-process RelayServer and the
 real imrelayd, plus its errors against raw socket servers."""
 
-import os
-import re
-import signal
 import socket
-import subprocess
 import threading
 import time
 
@@ -14,54 +10,7 @@ import pytest
 import improto
 from improto import relay
 
-from conftest import TIMEOUT, wait_for
-
-LISTENING = re.compile(r"listening on (\S+):(\d+)$")
-
-
-class Tool:
-    """A server binary from $IMPROTO_BIN_DIR; stderr is drained on a thread
-    (the servers log one line per event: a full pipe would stall them)."""
-
-    def __init__(self, name, *args):
-        bin_dir = os.environ.get("IMPROTO_BIN_DIR")
-        if not bin_dir:
-            pytest.skip("IMPROTO_BIN_DIR is not set (scripts/test.sh sets it to build/tools)")
-        path = os.path.join(bin_dir, name)
-        assert os.path.exists(path), f"{path} is missing: build the tools first"
-        self.popen = subprocess.Popen([path, *map(str, args)], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.lines = []
-        self._cond = threading.Condition()
-        self._pump = threading.Thread(target=self._read, daemon=True)
-        self._pump.start()
-
-    def _read(self):
-        for raw in iter(self.popen.stderr.readline, b""):
-            with self._cond:
-                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    def listening(self, index=0):
-        """(host, port) of the index-th 'listening on HOST:PORT' line."""
-        deadline = time.monotonic() + TIMEOUT
-        with self._cond:
-            while True:
-                found = [m for m in map(LISTENING.search, self.lines) if m]
-                if len(found) > index:
-                    return found[index].group(1).strip("[]"), int(found[index].group(2))
-                assert time.monotonic() < deadline and self.popen.poll() is None, \
-                    f"no 'listening on' line: {self.lines!r}"
-                self._cond.wait(0.1)
-
-    def stop(self):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-        assert self.popen.wait(TIMEOUT) == 0, self.lines
-        self._pump.join(TIMEOUT)
-
+from conftest import TIMEOUT, Tool, wait_for
 
 @pytest.fixture(params=["inproc", "imrelayd"])
 def server(request):

@@ -2,6 +2,7 @@
 two windows against a real relay server, driven with Tk's own events
 (keys typed with event_generate, clicks on the list, buttons invoked)."""
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import improto
-from conftest import REPO, TIMEOUT
+from conftest import REPO, TIMEOUT, Tool
 
 STRICT = os.environ.get("IMPROTO_EXPECT_INSTALLED") == "1"  # scripts/test.sh: nothing may be missing
 
@@ -230,3 +231,89 @@ def test_two_windows_chat_through_a_relay_server(display, gui, tmp_path):
         finally:
             for r in roots:
                 r.destroy()
+
+
+def test_download_dialog_against_imrelayd(display, gui, tmp_path):
+    """The seed's download window against a real imrelayd --files: the file
+    list, progress, "Stop" / "Continue", "Cancel" and the final hash."""
+    served, out = tmp_path / "served", tmp_path / "out"
+    served.mkdir()
+    out.mkdir()
+    # Over the receiver's 4 MiB window, so a rate-limited transfer stays
+    # open on the server long enough to be stopped and cancelled.
+    data = b"".join(hashlib.sha256(b"%d" % i).digest() for i in range(16 * (1 << 20) // 32))
+    (served / "big.bin").write_bytes(data)
+    (served / "notes.txt").write_bytes(b"seed 001\n")
+    tool = Tool("imrelayd", "--port", 0, "--files", served)
+    roots = []
+    try:
+        host, port = tool.listening()
+        factory = lambda nick: improto.RelayClient(nick, host, port, timeout=TIMEOUT)
+        roots = [tkinter.Tk()]
+        alice = gui.MessengerWindow(roots[0], factory, "alice", download_dir=str(out),
+                                    rate_limit=3_000_000)
+        assert str(alice.download_button["state"]) == "disabled"
+        alice.start_button.invoke()
+        pump(roots, lambda: alice.client is not None, "alice connected")
+        alice.download_button.invoke()
+        dialog = alice.dialogs[0]
+        pump(roots, lambda: dialog.file_list.size() == 2, "the server's files in the dialog")
+        assert list(dialog.file_list.get(0, "end")) == ["big.bin  (16.0 MiB)", "notes.txt  (9 bytes)"]
+        assert str(dialog.stop_button["state"]) == "disabled"
+
+        # Pick big.bin; download; stop; continue; the checked result.
+        click_list_item(roots[0], dialog.file_list, "big.bin  (16.0 MiB)")
+        dialog.download_button.invoke()
+        pump(roots, lambda: dialog.download is not None and dialog.progress_bar["value"] > 0,
+             "the first bytes")
+        assert str(dialog.download_button["state"]) == "disabled"
+        dialog.stop_button.invoke()
+        pump(roots, lambda: str(dialog.continue_button["state"]) == "normal", "the download stopped")
+        assert dialog.download.paused and "stopped" in dialog.status.get()
+        assert str(dialog.stop_button["state"]) == "disabled"
+        dialog.continue_button.invoke()
+        pump(roots, lambda: str(dialog.stop_button["state"]) == "normal" or dialog.result is not None,
+             "the download continued")
+        pump(roots, lambda: dialog.result is not None, "the download's end", timeout=TIMEOUT * 3)
+        sha = hashlib.sha256(data).hexdigest()
+        assert dialog.result.sha256 == sha and (out / "big.bin").read_bytes() == data
+        assert f"SHA-256 {sha}" in dialog.status.get()
+        assert f"last byte at offset {len(data) - 1} (0x{data[-1]:02x})" in dialog.status.get()
+        assert dialog.progress_bar["value"] == 100.0
+        assert f"* downloaded big.bin: {len(data)} bytes, sha256 {sha}" in alice.transcript_text()
+
+        out_dir = Path(os.environ.get("IMPROTO_TEST_OUTPUT", tmp_path))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if screenshot(dialog.top, out_dir / "messenger_gui_download.png"):
+            print(f"screenshot: {out_dir / 'messenger_gui_download.png'}")
+
+        # Again, and cancel: the part file goes.
+        (out / "big.bin").unlink()
+        dialog.download_button.invoke()
+        pump(roots, lambda: dialog.download is not None and dialog.progress_bar["value"] > 0,
+             "the first bytes again")
+        dialog.cancel_button.invoke()
+        pump(roots, lambda: dialog.download is None and dialog.error is not None, "the cancellation")
+        assert isinstance(dialog.error, improto.CancelledError)
+        assert "cancelled" in dialog.status.get()
+        assert not list(out.glob("big.bin*"))
+        assert str(dialog.download_button["state"]) == "normal"
+
+        # A small one by double-click.
+        index = list(dialog.file_list.get(0, "end")).index("notes.txt  (9 bytes)")
+        dialog.file_list.selection_clear(0, "end")
+        dialog.file_list.selection_set(index)
+        x, y, w, h = dialog.file_list.bbox(index)
+        for _ in range(2):  # two clicks in a row: Tk makes the second a double-click
+            dialog.file_list.event_generate("<ButtonPress-1>", x=x + 2, y=y + h // 2)
+            dialog.file_list.event_generate("<ButtonRelease-1>", x=x + 2, y=y + h // 2)
+        pump(roots, lambda: dialog.result is not None and dialog.result.file == "notes.txt", "notes.txt")
+        assert (out / "notes.txt").read_bytes() == b"seed 001\n"
+
+        alice.close()
+        roots = []
+        assert workers_alive() == []
+    finally:
+        for r in roots:
+            r.destroy()
+        tool.stop()

@@ -22,7 +22,10 @@ The package wraps the C++ library (``improto._core``):
   lists and status), :class:`RelayServer` (protocol 3/4, relay chat); each
   listens on loopback on a free port by default and stops with ``stop()`` or
   at the end of a ``with`` block;
-* blocking clients: :class:`RelayClient`, :class:`RegistryClient` with
+* blocking clients: :class:`RelayClient` (with file downloads:
+  :meth:`RelayClient.download` -> :class:`Download`, progress as
+  :class:`DownloadProgress`, the checked file as :class:`DownloadResult`),
+  :class:`RegistryClient` with
   :class:`Peer` (seed-004 UDP messages), :class:`BuddyClient` with
   :class:`ChatSession` and :class:`ChatListener`; ``improto.aio`` has the
   same clients for asyncio;
@@ -64,7 +67,8 @@ from .servers import BuddyServer, RegistryServer, RelayServer
 from . import buddy, registry, relay, transfer
 
 # Clients (blocking; improto.aio has the asyncio ones).
-from ._relay_client import RelayClient
+from ._relay_client import Download, RelayClient
+from ._downloads import DownloadProgress, DownloadResult
 from ._registry_client import Peer, RegistryClient
 from ._buddy_client import BuddyClient, ChatListener, ChatSession
 
@@ -95,6 +99,9 @@ __all__ = [
     "transfer",
     # clients
     "RelayClient",
+    "Download",
+    "DownloadProgress",
+    "DownloadResult",
     "RegistryClient",
     "Peer",
     "BuddyClient",

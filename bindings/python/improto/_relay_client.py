@@ -7,11 +7,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 from . import relay as _relay
+from . import _downloads
+from ._downloads import DownloadProgress, DownloadResult, PathLike, Progress
 from ._errors import (
     ConnectionClosedError,
+    TimeoutError,
     Error,
     NameTakenError,
     NotFoundError,
@@ -21,7 +24,7 @@ from ._errors import (
 )
 from ._net import Stream, check_port, check_timeout, connect, deadline_of, endpoint
 
-__all__ = ["RelayClient", "DEFAULT_RELAY_PORT", "relay_error"]
+__all__ = ["RelayClient", "Download", "DEFAULT_RELAY_PORT", "relay_error"]
 
 DEFAULT_RELAY_PORT = 50000
 
@@ -113,6 +116,8 @@ class RelayClient:
         self._reader: Optional[threading.Thread] = None
         self._closed = False
         self._connected = False
+        self._downloads: Dict[int, "Download"] = {}
+        self._downloads_lock = threading.Lock()
 
     # ------------------------------------------------------------ lifetime
 
@@ -161,6 +166,10 @@ class RelayClient:
         if self._closed:
             return
         self._closed = True
+        with self._downloads_lock:
+            running = list(self._downloads.values())
+        for d in running:
+            d._transfer.stop("the client was closed")
         self._close_streams()
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
@@ -265,6 +274,14 @@ class RelayClient:
                 return files
             after = reply.files[-1].name
 
+    def list_files_page(self, after: str = "", timeout: Optional[float] = None) -> Any:
+        """One page of LIST FILES: the ``improto.relay.FileList`` reply
+        (``.files``, ``.more``); the next page is the one ``after`` the last
+        name of this one."""
+        doing = f"LIST FILES after {after!r}" if after else "LIST FILES"
+        return self._expect(self._request(_relay.ListFiles(after=after), timeout, doing),
+                            _relay.FileList, doing)
+
     def subscribe_presence(self, timeout: Optional[float] = None) -> None:
         """From now on, ``Joined``/``Left`` events come with the messages."""
         self._expect(self._request(_relay.Subscribe(), timeout, "SUBSCRIBE PRESENCE"),
@@ -274,6 +291,95 @@ class RelayClient:
         """Stops the presence notices."""
         self._expect(self._request(_relay.Unsubscribe(), timeout, "UNSUBSCRIBE PRESENCE"),
                      _relay.Unsubscribed, "UNSUBSCRIBE PRESENCE")
+
+    # ----------------------------------------------------------- downloads
+
+    def download(self, name: str, directory: PathLike = ".",
+                 progress: Optional[Progress] = None, *, rate_limit: float = 0,
+                 timeout: Optional[float] = None) -> "Download":
+        """Starts downloading the server's file ``name`` into ``directory``
+        and returns its :class:`Download` handle once the server accepted
+        (TRANSFER); ``handle.result()`` waits for the end.
+
+        The bytes go to ``NAME.part`` (and the server's hash to
+        ``NAME.part.sha256``); the file is renamed to ``NAME`` only when its
+        SHA-256 matches the server's. A ``NAME.part`` left by an earlier
+        attempt (this client or ``imrelay``) is resumed when the server
+        still has the same file, else the download starts over.
+
+        Args:
+            name: the file's name, as :meth:`list_files` gives it.
+            directory: where to write it (must exist).
+            progress: called with a :class:`DownloadProgress` on the
+                download's watcher thread: at the start, as bytes arrive
+                (at most about 10 times a second), and once at 100%.
+            rate_limit: bytes per second to take at most (0: as fast as the
+                link goes).
+            timeout: seconds for the server's answer.
+
+        Raises: :class:`improto.NotFoundError` (no such file: ``ERROR 106``,
+        or no such directory), :class:`improto.OverloadedError` (``ERROR
+        109``: too many downloads), :class:`improto.Error` with errc
+        ``invalid_argument`` (a bad name, or NAME already being downloaded).
+        """
+        doing = f"DOWNLOAD {name!r}"
+        rate = _downloads.check_rate(rate_limit)
+        send = self._stream("send")
+        local_ip, server_ip = _downloads.local_and_peer(send.sock.getsockname(), send.sock.getpeername())
+        plan = _downloads.Plan(name, directory, self._where)
+        try:
+            for attempt in range(2):
+                offset = plan.offset(attempt)
+                core = _downloads.new_core(local_ip, rate)
+                try:
+                    tr = self._expect(self._request(
+                        _relay.Download(file=name, udp_port=core.udp_port, offset=offset), timeout, doing),
+                        _relay.Transfer, doing)
+                except Error as exc:
+                    core.close("connection_closed", "no transfer")
+                    raise _downloads.not_found(exc, plan) from None
+                try:
+                    ready = plan.accept(core, tr, offset)
+                except BaseException:
+                    self._give_up(core, tr.id)
+                    raise
+                if not ready:
+                    self._give_up(core, tr.id)
+                    continue
+                handle = Download(self, _downloads.Transfer(core, plan, tr, lambda f, *a: f(*a),
+                                                            progress, self._download_ended))
+                with self._downloads_lock:
+                    self._downloads[tr.id] = handle
+                try:
+                    handle._transfer.start(server_ip, tr.udp_port)
+                except BaseException:
+                    with self._downloads_lock:
+                        self._downloads.pop(tr.id, None)
+                    self._give_up(core, tr.id)
+                    raise
+                return handle
+            raise plan.changing()
+        except BaseException:
+            plan.release()
+            raise
+
+    def _give_up(self, core: Any, tid: int) -> None:
+        core.close("connection_closed", "given up")
+        try:
+            self._request(_relay.Cancel(id=tid), None, f"CANCEL {tid}")
+        except Error:
+            pass  # the server forgets it after its timeout anyway
+
+    def _download_ended(self, transfer: Any) -> None:
+        with self._downloads_lock:
+            if self._downloads.get(transfer.id) is not None and \
+                    self._downloads[transfer.id]._transfer is transfer:
+                del self._downloads[transfer.id]
+
+    def downloads(self) -> List["Download"]:
+        """The downloads running now."""
+        with self._downloads_lock:
+            return list(self._downloads.values())
 
     # -------------------------------------------------------------- events
 
@@ -341,3 +447,98 @@ class RelayClient:
             except Exception:
                 sys.excepthook(*sys.exc_info())
 
+
+
+class Download:
+    """A running download of :meth:`RelayClient.download`.
+
+    Attributes: ``id`` (the server's transfer id), ``file`` (its name),
+    ``path`` (where it goes), ``size``, ``sha256`` (the server's hash),
+    ``offset`` (resumed from; 0 for a whole download).
+
+    :meth:`pause`, :meth:`resume` and :meth:`cancel` send PAUSE, RESUME and
+    CANCEL on the client's send socket (and hold, release or abort the UDP
+    side); :attr:`progress` is the latest :class:`DownloadProgress`;
+    :meth:`result` waits for the end and returns the
+    :class:`DownloadResult` or raises: :class:`improto.IntegrityError` (the
+    SHA-256 differs from the server's; the part file is removed),
+    :class:`improto.CancelledError` (cancelled; the part file is removed),
+    :class:`improto.TimeoutError` (the server went silent),
+    :class:`improto.ConnectionClosedError` (the client was closed) - the
+    last two keep ``NAME.part`` for a later :meth:`RelayClient.download`.
+    """
+
+    def __init__(self, client: RelayClient, transfer: Any) -> None:
+        self._client = client
+        self._transfer = transfer
+        self.id: int = transfer.id
+        self.file: str = transfer.plan.name
+        self.path: str = transfer.plan.final
+        self.size: int = transfer.size
+        self.sha256: str = transfer.sha256
+        self.offset: int = transfer.offset
+
+    def __repr__(self) -> str:
+        p = self.progress
+        state = "done" if self.done() else "paused" if p.paused else "running"
+        return f"<Download {self.id} {self.file!r} {p.bytes}/{p.total} {state}>"
+
+    @property
+    def progress(self) -> DownloadProgress:
+        """The latest progress (as the callback last saw it)."""
+        return self._transfer.progress
+
+    @property
+    def paused(self) -> bool:
+        return self._transfer.paused
+
+    def pause(self, timeout: Optional[float] = None) -> None:
+        """PAUSE: the server stops sending until :meth:`resume`. Raises
+        :class:`improto.NotFoundError` (``ERROR 107``) when the transfer is over."""
+        self._transfer.core.pause()
+        self._transfer.set_paused(True)
+        doing = f"PAUSE {self.id}"
+        self._client._expect(self._client._request(_relay.Pause(id=self.id), timeout, doing),
+                             _relay.Paused, doing)
+
+    def resume(self, timeout: Optional[float] = None) -> None:
+        """RESUME: the transfer goes on where it stopped."""
+        doing = f"RESUME {self.id}"
+        self._client._expect(self._client._request(_relay.Resume(id=self.id), timeout, doing),
+                             _relay.Resumed, doing)
+        self._transfer.set_paused(False)
+        self._transfer.core.resume()
+
+    def cancel(self, timeout: Optional[float] = None) -> None:
+        """CANCEL: stops the download and removes its part file; returns once
+        it ended (:meth:`result` then raises :class:`improto.CancelledError`).
+        Does nothing to a download that already ended."""
+        if self.done():
+            return
+        self._transfer.cancelling = True
+        self._transfer.core.cancel()
+        doing = f"CANCEL {self.id}"
+        try:
+            self._client._expect(self._client._request(_relay.Cancel(id=self.id), timeout, doing),
+                                 _relay.Cancelled, doing)
+        except Error as exc:
+            if exc.code != 107:  # 107: our ABORT ended it on the server first
+                raise
+        self.wait(self._client._timeout(timeout))
+
+    def done(self) -> bool:
+        """True once the download ended (finished, failed or cancelled)."""
+        return self._transfer.done.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Waits up to ``timeout`` seconds (None: no limit) for the end; True if it ended."""
+        return self._transfer.done.wait(check_timeout(timeout))
+
+    def result(self, timeout: Optional[float] = None) -> DownloadResult:
+        """Waits for the end (``timeout`` seconds, None: no limit) and returns
+        the :class:`DownloadResult`, or raises the download's error
+        (:class:`improto.TimeoutError` also when ``timeout`` passed first)."""
+        if not self.wait(timeout):
+            raise TimeoutError(f"{self._client._where}: download {self.id} of {self.file!r} "
+                               f"not finished after {timeout} s", errc="timeout")
+        return self._transfer.outcome()

@@ -276,6 +276,14 @@ class RelayServer(_Server):
         max_unanswered: FORWARDs one receiver may leave unanswered.
         pairing_timeout: seconds a name registered on one socket waits for
             its other socket (from the same IP address) before it is dropped.
+        files: a directory whose regular files are offered for download
+            (LIST FILES, DOWNLOAD; ``imrelayd --files``); None: no files
+            (LIST FILES is empty, DOWNLOAD answers ``ERROR 106``).
+        max_transfers: downloads at once, all users (``ERROR 109`` past it).
+        max_user_transfers: downloads at once per user.
+        paused_timeout: seconds a paused download is kept, then dropped.
+        transfer_timeout: seconds a download's client may be silent before
+            it is dropped.
         log: called with one line per server event, or None.
     """
 
@@ -292,10 +300,17 @@ class RelayServer(_Server):
         max_in_flight: int = 1024,
         max_unanswered: int = 4096,
         pairing_timeout: float = 30.0,
+        files: Optional[PathLike] = None,
+        max_transfers: int = 64,
+        max_user_transfers: int = 4,
+        paused_timeout: float = 300.0,
+        transfer_timeout: float = 30.0,
         log: Logger = None,
     ) -> None:
+        files_dir = None if files is None else os.fspath(files)
         self._launch(
             lambda logging: _core._RelayServer(
                 host, port, receiver_timeout, idle_timeout, message_timeout, max_body,
-                max_connections, max_in_flight, max_unanswered, pairing_timeout, logging),
+                max_connections, max_in_flight, max_unanswered, pairing_timeout, files_dir,
+                max_transfers, max_user_transfers, paused_timeout, transfer_timeout, logging),
             None, log)

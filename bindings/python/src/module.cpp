@@ -16,6 +16,7 @@ PYBIND11_MODULE(_core, m) {
       "not this module.";
   improto::python::register_errors(m);
   improto::python::register_servers(m);
+  improto::python::register_downloads(m);
   improto::python::register_registry(m);
   improto::python::register_buddy(m);
   improto::python::register_relay(m);

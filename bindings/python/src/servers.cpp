@@ -28,6 +28,7 @@
 #include <asio/steady_timer.hpp>
 
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
 #include "errors.hpp"
@@ -372,6 +373,9 @@ std::unique_ptr<relay_handle> make_relay(const std::string& host, long long port
                                          double message_timeout, long long max_body,
                                          long long max_connections, long long max_in_flight,
                                          long long max_unanswered, double pairing_timeout,
+                                         const std::optional<std::filesystem::path>& files,
+                                         long long max_transfers, long long max_user_transfers,
+                                         double paused_timeout, double transfer_timeout,
                                          bool log) {
   server::relay_config config;
   config.host = host_arg(host);
@@ -384,6 +388,25 @@ std::unique_ptr<relay_handle> make_relay(const std::string& host, long long port
   config.max_in_flight = count_arg("max_in_flight", max_in_flight, 1'000'000);
   config.max_unanswered = count_arg("max_unanswered", max_unanswered, 1'000'000);
   config.pairing_timeout = seconds_arg("pairing_timeout", pairing_timeout);
+  // The same bounds as imrelayd's flags.
+  if (files) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(*files, ec)) {
+      raise(errc::invalid_config,
+            "files: '" + files->string() + "' does not exist or is not a directory");
+    }
+    config.files.dir = files->string();
+  }
+  config.files.max_transfers = count_arg("max_transfers", max_transfers, 100'000);
+  config.files.max_transfers_per_user = count_arg("max_user_transfers", max_user_transfers, 100'000);
+  if (!(paused_timeout > 0 && paused_timeout <= 86400)) {
+    raise(errc::invalid_config, "paused_timeout: expected more than 0, at most 86400 seconds");
+  }
+  config.files.paused_timeout = seconds_arg("paused_timeout", paused_timeout);
+  if (!(transfer_timeout > 0 && transfer_timeout <= 3600)) {
+    raise(errc::invalid_config, "transfer_timeout: expected more than 0, at most 3600 seconds");
+  }
+  config.files.idle_timeout = seconds_arg("transfer_timeout", transfer_timeout);
 
   auto h = std::make_unique<relay_handle>(log);
   config.log = h->logger();
@@ -462,7 +485,9 @@ void register_servers(py::module_& m) {
   relay.def(py::init(&make_relay), py::arg("host"), py::arg("port"), py::arg("receiver_timeout"),
             py::arg("idle_timeout"), py::arg("message_timeout"), py::arg("max_body"),
             py::arg("max_connections"), py::arg("max_in_flight"), py::arg("max_unanswered"),
-            py::arg("pairing_timeout"), py::arg("log"),
+            py::arg("pairing_timeout"), py::arg("files"), py::arg("max_transfers"),
+            py::arg("max_user_transfers"), py::arg("paused_timeout"), py::arg("transfer_timeout"),
+            py::arg("log"),
             "Binds and starts the server; improto.RelayServer documents the options.");
   add_common<relay_handle>(relay);
 }

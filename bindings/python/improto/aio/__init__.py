@@ -2,7 +2,10 @@
 blocking ones (:class:`improto.RelayClient`, :class:`improto.RegistryClient`,
 :class:`improto.BuddyClient`, :class:`improto.Peer`) as coroutines, on the
 sans-I/O codecs and asyncio streams and datagram endpoints. No threads: one
-event loop runs hundreds of clients.
+event loop runs hundreds of clients. File downloads
+(:meth:`RelayClient.download`) move their bytes on the package's download
+thread, never on the loop; their progress and outcome come back to the loop
+with ``call_soon_threadsafe``.
 
 Example::
 
@@ -16,11 +19,11 @@ Example::
         await alice.close(); await bob.close()
 """
 
-from ._relay import RelayClient
+from ._relay import Download, RelayClient
 from ._registry import Peer, RegistryClient
 from ._buddy import BuddyClient, ChatListener, ChatSession
 
-__all__ = ["RelayClient", "RegistryClient", "Peer", "BuddyClient", "ChatSession", "ChatListener"]
+__all__ = ["RelayClient", "Download", "RegistryClient", "Peer", "BuddyClient", "ChatSession", "ChatListener"]
 
 for _name in __all__:
     globals()[_name].__module__ = __name__

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any, AsyncIterator, Deque, List, Optional
+from typing import Any, AsyncIterator, Deque, Dict, Generator, List, Optional
 
+from .. import _downloads
 from .. import relay as _relay
-from .._errors import ConnectionClosedError, Error, ProtocolError
+from .._downloads import DownloadProgress, DownloadResult, PathLike, Progress
+from .._errors import ConnectionClosedError, Error, ProtocolError, TimeoutError
 from .._net import check_port, check_timeout, endpoint
 from .._relay_client import DEFAULT_RELAY_PORT, Body, _as_bytes, relay_error
 from ._stream import _open, _Stream, _with_timeout
 
-__all__ = ["RelayClient"]
+__all__ = ["RelayClient", "Download"]
 
 
 class RelayClient:
@@ -38,6 +40,7 @@ class RelayClient:
         self._reply_task: Optional[asyncio.Task] = None
         self._recv_lock = asyncio.Lock()
         self._closed = False
+        self._downloads: Dict[int, "Download"] = {}
 
     @classmethod
     async def connect(cls, name: str, host: str = "127.0.0.1", port: int = DEFAULT_RELAY_PORT,
@@ -81,6 +84,7 @@ class RelayClient:
         if self._closed:
             return
         self._closed = True
+        self._stop_downloads("the client was closed")
         self._close_streams()
         if self._reply_task is not None:
             self._reply_task.cancel()
@@ -140,6 +144,7 @@ class RelayClient:
         except Error as exc:
             stream.broken = stream.broken or exc
             self._fail_waiting(exc)
+            self._stop_downloads(f"the connection to the server ended: {exc}")
         except asyncio.CancelledError:
             pass
 
@@ -212,6 +217,14 @@ class RelayClient:
                 return files
             after = reply.files[-1].name
 
+    async def list_files_page(self, after: str = "", timeout: Optional[float] = None) -> Any:
+        """One page of LIST FILES: the ``improto.relay.FileList`` reply
+        (``.files``, ``.more``); the next page is the one ``after`` the last
+        name of this one."""
+        doing = f"LIST FILES after {after!r}" if after else "LIST FILES"
+        return self._expect(await self._request(_relay.ListFiles(after=after), timeout, doing),
+                            _relay.FileList, doing)
+
     async def subscribe_presence(self, timeout: Optional[float] = None) -> None:
         """From now on ``Joined``/``Left`` events come with the messages."""
         self._expect(await self._request(_relay.Subscribe(), timeout, "SUBSCRIBE PRESENCE"),
@@ -221,6 +234,86 @@ class RelayClient:
         """Stops the presence notices."""
         self._expect(await self._request(_relay.Unsubscribe(), timeout, "UNSUBSCRIBE PRESENCE"),
                      _relay.Unsubscribed, "UNSUBSCRIBE PRESENCE")
+
+    # ----------------------------------------------------------- downloads
+
+    async def download(self, name: str, directory: PathLike = ".",
+                       progress: Optional[Progress] = None, *, rate_limit: float = 0,
+                       timeout: Optional[float] = None) -> "Download":
+        """Starts downloading ``name`` into ``directory``; returns the
+        :class:`Download` handle once the server accepted (``await handle``
+        waits for the :class:`improto.DownloadResult`). The bytes travel on
+        the package's download thread, never on the event loop; ``progress``
+        is called on the loop (``call_soon_threadsafe``). Same files, resume
+        and errors as :meth:`improto.RelayClient.download`."""
+        self._check_open()
+        doing = f"DOWNLOAD {name!r}"
+        rate = _downloads.check_rate(rate_limit)
+        loop = asyncio.get_running_loop()
+        assert self._send is not None
+        transport = self._send.writer.transport
+        local_ip, server_ip = _downloads.local_and_peer(transport.get_extra_info("sockname"),
+                                                        transport.get_extra_info("peername"))
+        plan = _downloads.Plan(name, directory, self._where)
+        try:
+            for attempt in range(2):
+                offset = plan.offset(attempt)
+                core = _downloads.new_core(local_ip, rate)
+                try:
+                    tr = self._expect(await self._request(
+                        _relay.Download(file=name, udp_port=core.udp_port, offset=offset), timeout, doing),
+                        _relay.Transfer, doing)
+                except Error as exc:
+                    core.close("connection_closed", "no transfer")
+                    raise _downloads.not_found(exc, plan) from None
+                except BaseException:
+                    core.close("connection_closed", "no transfer")
+                    raise
+                try:
+                    # Hashes what NAME.part holds already: off the loop.
+                    ready = await loop.run_in_executor(None, plan.accept, core, tr, offset)
+                except BaseException:
+                    await self._give_up(core, tr.id)
+                    raise
+                if not ready:
+                    await self._give_up(core, tr.id)
+                    continue
+                handle = Download(self, _downloads.Transfer(core, plan, tr, _threadsafe(loop),
+                                                            progress, self._download_ended), loop)
+                self._downloads[tr.id] = handle
+                try:
+                    handle._transfer.start(server_ip, tr.udp_port)
+                except BaseException:
+                    self._downloads.pop(tr.id, None)
+                    await self._give_up(core, tr.id)
+                    raise
+                return handle
+            raise plan.changing()
+        except BaseException:
+            plan.release()
+            raise
+
+    async def _give_up(self, core: Any, tid: int) -> None:
+        core.close("connection_closed", "given up")
+        try:
+            await self._request(_relay.Cancel(id=tid), None, f"CANCEL {tid}")
+        except Error:
+            pass  # the server forgets it after its timeout anyway
+
+    def _download_ended(self, transfer: Any) -> None:
+        handle = self._downloads.get(transfer.id)
+        if handle is not None and handle._transfer is transfer:
+            del self._downloads[transfer.id]
+        if handle is not None:
+            handle._settle()
+
+    def _stop_downloads(self, reason: str) -> None:
+        for handle in list(self._downloads.values()):
+            handle._transfer.stop(reason)
+
+    def downloads(self) -> List["Download"]:
+        """The downloads running now."""
+        return list(self._downloads.values())
 
     # -------------------------------------------------------------- events
 
@@ -266,3 +359,114 @@ class RelayClient:
                 if exc.errc == "timeout":
                     return
                 raise
+
+
+def _threadsafe(loop: asyncio.AbstractEventLoop) -> Any:
+    def deliver(fn: Any, *args: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+    return deliver
+
+
+class Download:
+    """A running download of :meth:`RelayClient.download` (asyncio).
+
+    ``await handle`` (or ``await handle.result()``) gives the
+    :class:`improto.DownloadResult` or raises as
+    :class:`improto.Download.result` does; ``await handle.pause()``,
+    ``resume()``, ``cancel()``; :attr:`progress` is the latest
+    :class:`improto.DownloadProgress`. Attributes as
+    :class:`improto.Download`.
+    """
+
+    def __init__(self, client: RelayClient, transfer: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._client = client
+        self._transfer = transfer
+        self._future: asyncio.Future = loop.create_future()
+        self.id: int = transfer.id
+        self.file: str = transfer.plan.name
+        self.path: str = transfer.plan.final
+        self.size: int = transfer.size
+        self.sha256: str = transfer.sha256
+        self.offset: int = transfer.offset
+
+    def __repr__(self) -> str:
+        p = self.progress
+        state = "done" if self.done() else "paused" if p.paused else "running"
+        return f"<improto.aio.Download {self.id} {self.file!r} {p.bytes}/{p.total} {state}>"
+
+    def _settle(self) -> None:
+        # On the loop, after the watcher thread ended (call_soon_threadsafe).
+        if self._future.done():
+            return
+        error = self._transfer.error
+        if error is not None:
+            self._future.set_exception(error)
+        else:
+            self._future.set_result(self._transfer.result)
+
+    @property
+    def progress(self) -> DownloadProgress:
+        return self._transfer.progress
+
+    @property
+    def paused(self) -> bool:
+        return self._transfer.paused
+
+    async def pause(self, timeout: Optional[float] = None) -> None:
+        """PAUSE (see :meth:`improto.Download.pause`)."""
+        self._transfer.core.pause()
+        self._transfer.set_paused(True)
+        doing = f"PAUSE {self.id}"
+        self._client._expect(await self._client._request(_relay.Pause(id=self.id), timeout, doing),
+                             _relay.Paused, doing)
+
+    async def resume(self, timeout: Optional[float] = None) -> None:
+        """RESUME (see :meth:`improto.Download.resume`)."""
+        doing = f"RESUME {self.id}"
+        self._client._expect(await self._client._request(_relay.Resume(id=self.id), timeout, doing),
+                             _relay.Resumed, doing)
+        self._transfer.set_paused(False)
+        self._transfer.core.resume()
+
+    async def cancel(self, timeout: Optional[float] = None) -> None:
+        """CANCEL; returns once the download ended and its part file is gone."""
+        if self.done():
+            return
+        self._transfer.cancelling = True
+        self._transfer.core.cancel()
+        doing = f"CANCEL {self.id}"
+        try:
+            self._client._expect(await self._client._request(_relay.Cancel(id=self.id), timeout, doing),
+                                 _relay.Cancelled, doing)
+        except Error as exc:
+            if exc.code != 107:  # 107: our ABORT ended it on the server first
+                raise
+        await self.wait(self._client.timeout if timeout is None else timeout)
+
+    def done(self) -> bool:
+        """True once the outcome is known on the loop."""
+        return self._future.done()
+
+    async def wait(self, timeout: Optional[float] = None) -> bool:
+        """Waits up to ``timeout`` seconds (None: no limit) for the end; True if it ended."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._future), check_timeout(timeout))
+        except asyncio.TimeoutError:
+            return False
+        except Exception:
+            pass  # the download's own error: result() raises it
+        return True
+
+    async def result(self, timeout: Optional[float] = None) -> DownloadResult:
+        """The :class:`improto.DownloadResult` once finished (``timeout``
+        seconds, None: no limit), or the download's error."""
+        if not await self.wait(timeout):
+            raise TimeoutError(f"{self._client._where}: download {self.id} of {self.file!r} "
+                               f"not finished after {timeout} s", errc="timeout")
+        return self._future.result()
+
+    def __await__(self) -> Generator[Any, None, DownloadResult]:
+        return asyncio.shield(self._future).__await__()
