@@ -141,10 +141,11 @@ class PostgresServer:
         self.stop()
         self.start()
 
-    def psql(self, sql):
-        """Runs SQL with psql; the rows, unaligned, '|' between columns."""
+    def psql(self, sql, url=None):
+        """Runs SQL with psql (in the database of `url`, else `postgres`); the
+        rows, unaligned, '|' between columns."""
         r = subprocess.run([os.path.join(self.bin, "psql"), "-X", "-q", "-A", "-t",
-                            "-v", "ON_ERROR_STOP=1", "-d", self.url, "-c", sql],
+                            "-v", "ON_ERROR_STOP=1", "-d", url or self.url, "-c", sql],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"psql {sql!r}: {r.stderr}")

@@ -41,6 +41,9 @@ struct user_record {
   asio::ip::address address;
   std::string ip;  // `address` as text, made only when it changes
   std::uint16_t port = 0;
+  // Shared store: the feed's refresh number asked after this node last
+  // changed the list; states read before it may predate that change.
+  std::uint64_t refresh_ticket = 0;
 };
 
 struct session : net::tcp_session {
@@ -294,13 +297,14 @@ void buddy_server::impl::apply(const buddy::request& req) {
   if (add && it == u->buddies.end()) u->buddies.push_back(b);
   if (!add && it != u->buddies.end()) u->buddies.erase(it);
   // Another node may have changed this list just after us: the database,
-  // read after this, has the last word.
-  if (feed) feed->refresh(user);
+  // read after this, has the last word; states read before are stale.
+  if (feed) u->refresh_ticket = feed->refresh(user);
 }
 
 // The database's state of one user's list replaces the copy's.
 void buddy_server::impl::set_list(const store::buddy_feed::user_state& st) {
   auto& u = ensure(st.userid);
+  if (st.refreshes_seen < u.refresh_ticket) return;  // read before our own change
   u.buddies.clear();
   u.buddies.reserve(st.buddies.size());
   for (const auto& b : st.buddies) u.buddies.push_back(&ensure(b));

@@ -32,12 +32,12 @@ constexpr const char* one_list =
     " LEFT JOIN improto_buddy_users AS b ON b.id = x.buddy_id"
     " WHERE u.userid = $1 ORDER BY x.seq";
 
-std::vector<buddy_feed::user_state> states_of(const PGresult* r) {
+std::vector<buddy_feed::user_state> states_of(const PGresult* r, std::uint64_t seen) {
   std::vector<buddy_feed::user_state> out;
   const int rows = PQntuples(r);
   for (int i = 0; i < rows; ++i) {
     std::string user = detail::pg_text(r, i, 0);
-    if (out.empty() || out.back().userid != user) out.push_back({std::move(user), {}});
+    if (out.empty() || out.back().userid != user) out.push_back({std::move(user), {}, seen});
     if (!PQgetisnull(r, i, 1)) out.back().buddies.push_back(detail::pg_text(r, i, 1));
   }
   return out;
@@ -58,6 +58,8 @@ struct buddy_feed::impl {
   int wake_fd = -1;
   std::mutex mutex;
   std::deque<std::string> refreshes;  // guarded by mutex
+  std::uint64_t requested = 0;        // refresh() calls; guarded by mutex
+  std::uint64_t taken = 0;            // of those, taken up by the thread; guarded by mutex
   bool stopping = false;              // guarded by mutex
   bool lost = false;                  // the thread's own
   std::thread thread;
@@ -83,9 +85,14 @@ struct buddy_feed::impl {
     if (auto l = db.exec("cannot listen for changes", "LISTEN improto_buddy"); !l) {
       return tl::unexpected(l.error());
     }
+    std::uint64_t seen;
+    {
+      std::lock_guard lock(mutex);
+      seen = taken;
+    }
     auto r = db.exec("cannot read the buddy lists", all_lists);
     if (!r) return tl::unexpected(r.error());
-    cb.on_event(snapshot{states_of(r->get())});
+    cb.on_event(snapshot{states_of(r->get(), seen)});
     return {};
   }
 
@@ -116,10 +123,12 @@ struct buddy_feed::impl {
     }
     while (true) {
       std::vector<std::string> todo;
+      std::uint64_t seen;
       {
         std::lock_guard lock(mutex);
         todo.assign(refreshes.begin(), refreshes.end());
         refreshes.clear();
+        taken = seen = requested;
       }
       while (PGnotify* n = PQnotifies(db.raw())) {
         std::string_view payload(n->extra);
@@ -137,7 +146,8 @@ struct buddy_feed::impl {
           disconnected(r.error());
           return false;
         }
-        for (auto& s : states_of(r->get())) cb.on_event(std::move(s));
+        auto states = states_of(r->get(), seen);
+        for (auto& s : states) cb.on_event(std::move(s));
       }
     }
   }
@@ -191,12 +201,15 @@ buddy_feed::~buddy_feed() {
   impl_->thread.join();
 }
 
-void buddy_feed::refresh(std::string userid) {
+std::uint64_t buddy_feed::refresh(std::string userid) {
+  std::uint64_t n;
   {
     std::lock_guard lock(impl_->mutex);
     impl_->refreshes.push_back(std::move(userid));
+    n = ++impl_->requested;
   }
   impl_->wake();
+  return n;
 }
 
 }  // namespace improto::store
@@ -216,7 +229,7 @@ result<std::unique_ptr<buddy_feed>> buddy_feed::start(std::string_view url, call
 
 buddy_feed::buddy_feed(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 buddy_feed::~buddy_feed() = default;
-void buddy_feed::refresh(std::string) {}
+std::uint64_t buddy_feed::refresh(std::string) { return 0; }
 
 }  // namespace improto::store
 

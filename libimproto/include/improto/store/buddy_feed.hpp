@@ -15,6 +15,7 @@
 // every `retry` until it reconnects.
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -31,9 +32,14 @@ namespace improto::store {
 class buddy_feed {
  public:
   // `userid` is registered and this is its list, first added first.
+  // `refreshes_seen`: how many refresh() calls had been taken up when this
+  // was read. A state read before refresh() number n may predate the commit
+  // that asked for n: a node that applied its own commit to its copy skips
+  // states with refreshes_seen < n for that user until n's arrives.
   struct user_state {
     std::string userid;
     std::vector<std::string> buddies;
+    std::uint64_t refreshes_seen = 0;
   };
   // Every user and list, after (re)connecting: users first registered first.
   struct snapshot {
@@ -62,8 +68,9 @@ class buddy_feed {
 
   // Reads `userid` again and hands it over as a user_state: a node asks this
   // after applying its own commit to its copy, so that the database, read
-  // after that, has the last word.
-  void refresh(std::string userid);
+  // after that, has the last word. Returns this call's number (1, 2, ...),
+  // see user_state::refreshes_seen.
+  std::uint64_t refresh(std::string userid);
 
   struct impl;
 
