@@ -168,7 +168,10 @@ int main(int argc, char** argv) {
   auto server = server::registry_server::bind(io, config);
   if (!server) {
     const auto& e = server.error();
-    if (e == errc::storage_error) {
+    if (!store_url.empty() && (e == errc::storage_error || e == errc::invalid_config)) {
+      // The detail names the database (password hidden).
+      cli::complain(args.program(), "cannot open the registry: " + e.detail());
+    } else if (e == errc::storage_error) {
       cli::complain(args.program(), "cannot open the registry in '" + data + "': " + e.detail());
     } else {
       cli::complain(args.program(), "cannot listen: " + (e.detail().empty() ? e.message() : e.detail()));
