@@ -125,6 +125,28 @@ TEST_CASE_TEMPLATE("stores: writers racing for one name: exactly one wins", B,
 using improto::test::postgres_backend;
 using improto::test::raw_pg;
 
+namespace {
+
+// Ends the stores' sessions on `url`'s database as a server restart does,
+// and waits until they are gone (pg_terminate_backend only signals them).
+void end_store_sessions(raw_pg& raw) {
+  const std::string which =
+      " FROM pg_stat_activity WHERE application_name = 'improto'"
+      " AND datname = current_database() AND pid <> pg_backend_pid()";
+  const std::string pids = raw.exec("SELECT string_agg(pid::text, ',')" + which);
+  REQUIRE_FALSE(pids.empty());
+  raw.exec("SELECT pg_terminate_backend(pid)" + which);
+  for (int i = 0; i < 3000; ++i) {  // up to 30 s: the machine may be loaded
+    if (raw.exec("SELECT count(*) FROM pg_stat_activity WHERE pid IN (" + pids + ")") == "0") {
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  FAIL("the terminated sessions did not go away");
+}
+
+}  // namespace
+
 TEST_CASE("postgresql: the schema is versioned, created once, and a newer one is refused") {
   postgres_backend where;
   {
@@ -197,15 +219,11 @@ TEST_CASE("postgresql: a dropped connection is replaced at the next call") {
   check_ok(s.add("amy", "h", 1));
   raw_pg raw(where.url);
   // What a server restart does to every session.
-  raw.exec(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-      " WHERE application_name = 'improto' AND datname = current_database()");
+  end_store_sessions(raw);
   // Idle when it broke: nothing was in flight, so the write goes through on
   // a new connection.
   check_ok(s.add("bob", "h", 2));
-  raw.exec(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-      " WHERE application_name = 'improto' AND datname = current_database()");
+  end_store_sessions(raw);
   auto list = s.list();  // reads reconnect too
   REQUIRE(list.has_value());
   CHECK(list->size() == 2);
@@ -296,10 +314,7 @@ TEST_CASE("postgresql: the buddy feed reports every committed change and reloads
   // Cut the feed's connection; what is committed meanwhile arrives in the
   // snapshot after it reconnects.
   raw_pg raw(where.url);
-  raw.exec(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-      " WHERE application_name = 'improto' AND datname = current_database()"
-      " AND pid <> pg_backend_pid()");
+  end_store_sessions(raw);
   check_ok(s.add_user("carol"));
   check_ok(s.add_buddy("carol", "alice"));
   // Carol's list arrives either in the snapshot taken after reconnecting or

@@ -156,7 +156,77 @@ result<pg_result> pg_connection::read(std::string_view what, const char* sql,
   return exec(what, sql, params);
 }
 
+void pg_connection::notice_closed() noexcept {
+  if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK &&
+      PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+    PQconsumeInput(conn_);
+  }
+}
+
+result<std::vector<pg_result>> pg_connection::transaction(
+    std::string_view what, const std::vector<statement>& statements) {
+  // BEGIN on its own round trip proves the connection alive before anything
+  // that changes data is sent (and replaces one the server closed while we
+  // were idle); from here on a break is reported, never replayed.
+  if (auto b = begin(); !b) return tl::unexpected(b.error());
+  auto lost = [&](std::string_view doing) {
+    error e = failure(std::string(what) + ": " + std::string(doing));
+    drop();  // mid-pipeline: its state is unknown, start afresh next time
+    return tl::unexpected(e);
+  };
+  if (PQenterPipelineMode(conn_) == 0) {
+    rollback();
+    return lost("cannot enter pipeline mode");
+  }
+  auto send = [&](const char* sql, const std::vector<std::string>& params) {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p.c_str());
+    return PQsendQueryParams(conn_, sql, static_cast<int>(values.size()), nullptr,
+                             values.data(), nullptr, nullptr, 0) == 1;
+  };
+  bool sent = true;
+  for (const auto& st : statements) sent = sent && send(st.sql, st.params);
+  sent = sent && send("COMMIT", {}) && PQpipelineSync(conn_) == 1;
+  if (!sent) return lost("cannot send");
+
+  // Every command's result (then a NULL), then the sync.
+  const std::size_t total = statements.size() + 1;
+  std::vector<pg_result> results;
+  results.reserve(total);
+  std::string first_error;
+  for (std::size_t i = 0; i < total; ++i) {
+    pg_result r(PQgetResult(conn_));
+    if (!r) return lost("no answer");
+    auto st = PQresultStatus(r.get());
+    if (st == PGRES_FATAL_ERROR) {
+      if (first_error.empty()) first_error = trimmed(PQresultErrorMessage(r.get()));
+      if (PQstatus(conn_) != CONNECTION_OK) return lost("connection lost");
+    } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_PIPELINE_ABORTED) {
+      return lost("unexpected answer");
+    }
+    pg_result end(PQgetResult(conn_));
+    if (end) return lost("unexpected answer");
+    results.push_back(std::move(r));
+  }
+  pg_result sync(PQgetResult(conn_));
+  if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) return lost("no sync");
+  if (PQexitPipelineMode(conn_) == 0) return lost("cannot leave pipeline mode");
+  bool committed = first_error.empty() &&
+                   std::string_view(PQcmdStatus(results.back().get())) == "COMMIT";
+  if (!committed) {
+    rollback();
+    return fail(errc::storage_error,
+                where_ + ": " + std::string(what) + ": " +
+                    (first_error.empty() ? "the transaction was rolled back" : first_error));
+  }
+  ++commits_;
+  results.pop_back();
+  return results;
+}
+
 result<void> pg_connection::begin() {
+  notice_closed();
   if (auto c = ensure(); !c) return c;
   auto r = exec("cannot begin a transaction", "BEGIN");
   if (!r && !connected()) {

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "improto/error.hpp"
 #include "improto/store/options.hpp"
@@ -82,6 +83,19 @@ class pg_connection {
     return done;
   }
 
+  // One statement of a pipelined transaction, its parameters as text.
+  struct statement {
+    const char* sql;
+    std::vector<std::string> params;
+  };
+  // BEGIN, every statement, COMMIT in one round trip (libpq's pipeline
+  // mode): the group commit's batch costs one exchange with the server, not
+  // one per operation. One result per statement, in order; any error rolls
+  // the whole transaction back and is returned. A connection found closed
+  // before sending (the server restarted) is replaced first.
+  result<std::vector<pg_result>> transaction(std::string_view what,
+                                             const std::vector<statement>& statements);
+
   // Creates or migrates `s` under an advisory lock (nodes starting together
   // take turns), and remembers its version. storage_error for a newer one.
   result<void> migrate(const pg_schema& s);
@@ -92,6 +106,9 @@ class pg_connection {
 
  private:
   result<void> begin();
+  // Reads what the server sent while we were idle: a restarted server's
+  // goodbye marks the connection broken, so ensure() replaces it.
+  void notice_closed() noexcept;
   result<void> commit();
   void rollback() noexcept;
   error failure(std::string_view what) const;

@@ -9,6 +9,8 @@
 #include "improto/wire/text.hpp"
 
 #ifdef IMPROTO_HAVE_POSTGRESQL
+#include <functional>
+#include <optional>
 #include <type_traits>
 #include <variant>
 
@@ -106,85 +108,133 @@ constexpr const char* registry_migrations[] = {
     ")",
 };
 
+// One operation, planned: either an answer known without the database, or a
+// statement for the batch's pipelined transaction and how to read its result.
+struct planned {
+  std::optional<result<void>> answer;
+  pg_connection::statement statement{nullptr, {}};
+  std::function<result<void>(const PGresult*)> read;
+};
+
+// The batch in one transaction (one round trip); one answer per operation.
+result<std::vector<result<void>>> run_batch(pg_connection& db, std::string_view what,
+                                            std::vector<planned> plans) {
+  std::vector<pg_connection::statement> statements;
+  for (const auto& p : plans) {
+    if (!p.answer) statements.push_back(p.statement);
+  }
+  std::vector<pg_result> results;
+  if (!statements.empty()) {
+    auto r = db.transaction(what, statements);
+    if (!r) return tl::unexpected(r.error());
+    results = std::move(*r);
+  }
+  std::vector<result<void>> out;
+  out.reserve(plans.size());
+  std::size_t next = 0;
+  for (auto& p : plans) out.push_back(p.answer ? std::move(*p.answer) : p.read(results[next++].get()));
+  return out;
+}
+
+template <class Store, class Op>
+result<void> run_one(Store& store, Op op) {
+  const std::vector<typename Store::op_type> ops{std::move(op)};
+  auto r = store.apply_ops(ops);
+  if (!r) return tl::unexpected(r.error());
+  return std::move(r->front());
+}
+
 class pg_registry final : public registry_store::impl {
  public:
+  using op_type = registry_store::operation;
   explicit pg_registry(std::unique_ptr<pg_connection> c) : db_(std::move(c)) {}
 
-  outcome add_one(std::string_view name, std::string_view host, std::uint16_t port,
-                  std::string_view origin) {
-    if (!registry_store::valid_name(name)) {
-      return answer(errc::invalid_argument,
-                    "registry name must be non-empty, without ':', '@', ',', white space or "
-                    "control characters");
-    }
-    if (!registry_store::valid_host(host)) {
-      return answer(
+  static planned plan_add(const registry_store::add_op& op) {
+    planned p;
+    if (!registry_store::valid_name(op.name)) {
+      p.answer = answer(errc::invalid_argument,
+                        "registry name must be non-empty, without ':', '@', ',', white space or "
+                        "control characters");
+    } else if (!registry_store::valid_host(op.host)) {
+      p.answer = answer(
           errc::invalid_argument,
           "registry host must be non-empty, without ',', '@', white space or control characters");
+    } else if (auto n = check_not_text("registry name", op.name); !n) {
+      p.answer = n;
+    } else if (auto h = check_not_text("registry host", op.host); !h) {
+      p.answer = h;
+    } else if (auto o = check_not_text("registry origin", op.origin); !o) {
+      p.answer = o;
     }
-    if (auto t = check_not_text("registry name", name); !t) return t;
-    if (auto t = check_not_text("registry host", host); !t) return t;
-    if (auto t = check_not_text("registry origin", origin); !t) return t;
-    auto r = db_->exec("cannot add registry entry",
-                       "INSERT INTO improto_registry (name, host, port, origin)"
-                       " VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
-                       {name, host, std::to_string(port), origin});
-    if (!r) return tl::unexpected(r.error());
-    if (pg_changed(r->get()) == 0) {
-      return answer(errc::name_taken, wire::quote(name) + " is already registered");
-    }
-    return result<void>{};
-  }
-
-  outcome remove_one(std::string_view name, std::string_view host, std::uint16_t port,
-                     std::optional<std::string_view> from) {
-    const std::string not_found = "no registry entry " + wire::quote(address(name, host, port));
-    // Text PostgreSQL cannot hold was never stored.
-    if (!pg_text_ok(name) || !pg_text_ok(host)) return answer(errc::not_found, not_found);
-    std::string_view origin = from.value_or(std::string_view{});
-    if (!pg_text_ok(origin)) origin = {};
-    const std::string p = std::to_string(port);
-    auto r = db_->exec("cannot remove registry entry",
-                       "DELETE FROM improto_registry WHERE name = $1 AND host = $2 AND port = $3"
-                       " AND ($4::boolean OR origin = '' OR origin = $5)",
-                       {name, host, p, from ? "false" : "true", origin});
-    if (!r) return tl::unexpected(r.error());
-    if (pg_changed(r->get()) > 0) return result<void>{};
-    // Nothing removed: no such entry, or it belongs to another origin.
-    auto o = db_->exec("cannot look up registry entry",
-                       "SELECT origin FROM improto_registry"
-                       " WHERE name = $1 AND host = $2 AND port = $3",
-                       {name, host, p});
-    if (!o) return tl::unexpected(o.error());
-    if (PQntuples(o->get()) > 0) {
-      return answer(errc::rejected, wire::quote(address(name, host, port)) +
-                                        " was registered from " + pg_text(o->get(), 0, 0) +
-                                        "; only that address may log it out");
-    }
-    return answer(errc::not_found, not_found);
-  }
-
-  template <class Op>
-  result<void> write_one(Op&& op) {
-    result<void> reply;
-    auto done = db_->write([&]() -> result<void> {
-      outcome o = op();
-      if (!o) return tl::unexpected(o.error());
-      reply = std::move(*o);
+    if (p.answer) return p;
+    p.statement = {"INSERT INTO improto_registry (name, host, port, origin)"
+                   " VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING RETURNING 1",
+                   {op.name, op.host, std::to_string(op.port), op.origin}};
+    p.read = [name = op.name](const PGresult* r) -> result<void> {
+      if (PQntuples(r) == 0) return answer(errc::name_taken, wire::quote(name) + " is already registered");
       return {};
-    });
-    if (!done) return done;
-    return reply;
+    };
+    return p;
+  }
+
+  static planned plan_remove(const registry_store::remove_op& op) {
+    planned p;
+    std::string entry = address(op.name, op.host, op.port);
+    // Text PostgreSQL cannot hold was never stored.
+    if (!pg_text_ok(op.name) || !pg_text_ok(op.host)) {
+      p.answer = answer(errc::not_found, "no registry entry " + wire::quote(entry));
+      return p;
+    }
+    std::string origin = op.from && pg_text_ok(*op.from) ? *op.from : std::string();
+    // The outer SELECT sees the row as it was before the DELETE (one
+    // snapshot): removed, or there but from another origin, or not there.
+    p.statement = {"WITH d AS (DELETE FROM improto_registry"
+                   "  WHERE name = $1 AND host = $2 AND port = $3"
+                   "  AND ($4::boolean OR origin = '' OR origin = $5) RETURNING 1)"
+                   " SELECT (SELECT count(*) FROM d),"
+                   "  (SELECT origin FROM improto_registry"
+                   "   WHERE name = $1 AND host = $2 AND port = $3)",
+                   {op.name, op.host, std::to_string(op.port), op.from ? "false" : "true", origin}};
+    p.read = [entry](const PGresult* r) -> result<void> {
+      if (std::string_view(PQgetvalue(r, 0, 0)) != "0") return {};
+      if (!PQgetisnull(r, 0, 1)) {
+        return answer(errc::rejected, wire::quote(entry) + " was registered from " +
+                                          pg_text(r, 0, 1) + "; only that address may log it out");
+      }
+      return answer(errc::not_found, "no registry entry " + wire::quote(entry));
+    };
+    return p;
+  }
+
+  result<std::vector<result<void>>> apply_ops(std::span<const registry_store::operation> ops) {
+    std::vector<planned> plans;
+    plans.reserve(ops.size());
+    for (const auto& op : ops) {
+      plans.push_back(std::visit(
+          [](const auto& v) {
+            if constexpr (std::is_same_v<std::decay_t<decltype(v)>, registry_store::add_op>) {
+              return plan_add(v);
+            } else {
+              return plan_remove(v);
+            }
+          },
+          op));
+    }
+    return run_batch(*db_, "cannot write the registry", std::move(plans));
   }
 
   result<void> add(std::string_view name, std::string_view host, std::uint16_t port,
                    std::string_view origin) override {
-    return write_one([&] { return add_one(name, host, port, origin); });
+    return run_one(*this, registry_store::add_op{std::string(name), std::string(host), port,
+                                                 std::string(origin)});
   }
 
   result<void> remove(std::string_view name, std::string_view host, std::uint16_t port,
                       std::optional<std::string_view> from) override {
-    return write_one([&] { return remove_one(name, host, port, from); });
+    std::optional<std::string> f;
+    if (from) f = std::string(*from);
+    return run_one(*this,
+                   registry_store::remove_op{std::string(name), std::string(host), port, f});
   }
 
   result<std::vector<registry_record>> list() override {
@@ -215,29 +265,8 @@ class pg_registry final : public registry_store::impl {
   }
 
   result<std::vector<result<void>>> apply(std::span<const registry_store::operation> ops) override {
-    std::vector<result<void>> replies;
-    if (ops.empty()) return replies;
-    replies.reserve(ops.size());
-    auto done = db_->write([&]() -> result<void> {
-      for (const auto& op : ops) {
-        outcome o = std::visit(
-            [&](const auto& v) -> outcome {
-              if constexpr (std::is_same_v<std::decay_t<decltype(v)>, registry_store::add_op>) {
-                return add_one(v.name, v.host, v.port, v.origin);
-              } else {
-                std::optional<std::string_view> from;
-                if (v.from) from = *v.from;
-                return remove_one(v.name, v.host, v.port, from);
-              }
-            },
-            op);
-        if (!o) return tl::unexpected(o.error());
-        replies.push_back(std::move(*o));
-      }
-      return {};
-    });
-    if (!done) return tl::unexpected(done.error());
-    return replies;
+    if (ops.empty()) return std::vector<result<void>>{};
+    return apply_ops(ops);
   }
 
   result<store_status> status() override { return db_->status(); }
@@ -265,94 +294,92 @@ constexpr const char* buddy_migrations[] = {
     ")",
 };
 
+
+// ADD and DEL: whether both users exist, and (announcing it) whether the
+// list changed. `change` is a data-modifying CTE named c over u and b.
+std::string buddy_change_sql(const char* change) {
+  return std::string(
+             "WITH u AS (SELECT id FROM improto_buddy_users WHERE userid = $1),"
+             " b AS (SELECT id FROM improto_buddy_users WHERE userid = $2), ") +
+         change +
+         " SELECT EXISTS (SELECT 1 FROM u), EXISTS (SELECT 1 FROM b),"
+         " (SELECT count(*) FROM (SELECT pg_notify('improto_buddy', 'b ' || $1::text) FROM c)"
+         " AS n)";
+}
+
 class pg_buddy final : public buddy_store::impl {
  public:
+  using op_type = buddy_store::operation;
   explicit pg_buddy(std::unique_ptr<pg_connection> c) : db_(std::move(c)) {}
 
-  // Both ids, or the answer not_found naming the first unknown one.
-  result<result<std::pair<std::string, std::string>>> find_pair(std::string_view user,
-                                                                std::string_view buddy) {
-    using pair = std::pair<std::string, std::string>;
-    // Only valid userids are ever stored (and only they are sent).
-    if (!buddy::valid_user(user)) {
-      return result<pair>(fail(errc::not_found, "no such user " + wire::quote(user)));
-    }
-    if (!buddy::valid_user(buddy)) {
-      return result<pair>(fail(errc::not_found, "no such user " + wire::quote(buddy)));
-    }
-    auto r = db_->exec("cannot look up user",
-                       "SELECT (SELECT id FROM improto_buddy_users WHERE userid = $1),"
-                       " (SELECT id FROM improto_buddy_users WHERE userid = $2)",
-                       {user, buddy});
-    if (!r) return tl::unexpected(r.error());
-    if (PQgetisnull(r->get(), 0, 0)) {
-      return result<pair>(fail(errc::not_found, "no such user " + wire::quote(user)));
-    }
-    if (PQgetisnull(r->get(), 0, 1)) {
-      return result<pair>(fail(errc::not_found, "no such user " + wire::quote(buddy)));
-    }
-    return result<pair>(pair{pg_text(r->get(), 0, 0), pg_text(r->get(), 0, 1)});
-  }
-
-  // Delivered to every listener when the transaction commits.
-  result<void> announce(char kind, std::string_view userid) {
-    std::string payload = std::string(1, kind) + ' ' + std::string(userid);
-    auto r = db_->exec("cannot announce the change",
-                       "SELECT pg_notify('improto_buddy', $1)", {payload});
-    if (!r) return tl::unexpected(r.error());
-    return {};
-  }
-
-  outcome add_user_one(std::string_view userid) {
+  static planned plan_add_user(const std::string& userid) {
+    planned p;
     if (auto ok = buddy::check_user(userid, "userid"); !ok) {
-      return answer(errc::invalid_argument, ok.error().detail());
+      p.answer = answer(errc::invalid_argument, ok.error().detail());
+      return p;
     }
-    auto r = db_->exec("cannot add user",
-                       "INSERT INTO improto_buddy_users (userid) VALUES ($1)"
-                       " ON CONFLICT (userid) DO NOTHING",
-                       {userid});
-    if (!r) return tl::unexpected(r.error());
-    if (pg_changed(r->get()) == 0) {
-      return answer(errc::name_taken, "user " + wire::quote(userid) + " exists");
-    }
-    if (auto a = announce('u', userid); !a) return tl::unexpected(a.error());
-    return result<void>{};
-  }
-
-  outcome change_buddy(std::string_view user, std::string_view buddy, bool add) {
-    auto ids = find_pair(user, buddy);
-    if (!ids) return tl::unexpected(ids.error());
-    if (!*ids) return result<void>(tl::unexpected(ids->error()));
-    const auto& [u, b] = **ids;
-    auto r = add ? db_->exec("cannot add buddy",
-                             "INSERT INTO improto_buddy_lists (user_id, buddy_id)"
-                             " VALUES ($1, $2) ON CONFLICT (user_id, buddy_id) DO NOTHING",
-                             {u, b})
-                 : db_->exec("cannot remove buddy",
-                             "DELETE FROM improto_buddy_lists WHERE user_id = $1 AND buddy_id = $2",
-                             {u, b});
-    if (!r) return tl::unexpected(r.error());
-    if (pg_changed(r->get()) > 0) {
-      if (auto a = announce('b', user); !a) return tl::unexpected(a.error());
-    }
-    return result<void>{};
-  }
-
-  template <class Op>
-  result<void> write_one(Op&& op) {
-    result<void> reply;
-    auto done = db_->write([&]() -> result<void> {
-      outcome o = op();
-      if (!o) return tl::unexpected(o.error());
-      reply = std::move(*o);
+    // Announced only when inserted: delivered to every listener at COMMIT.
+    p.statement = {"WITH i AS (INSERT INTO improto_buddy_users (userid) VALUES ($1)"
+                   "  ON CONFLICT (userid) DO NOTHING RETURNING userid)"
+                   " SELECT pg_notify('improto_buddy', 'u ' || userid) FROM i",
+                   {userid}};
+    p.read = [userid](const PGresult* r) -> result<void> {
+      if (PQntuples(r) == 0) return answer(errc::name_taken, "user " + wire::quote(userid) + " exists");
       return {};
-    });
-    if (!done) return done;
-    return reply;
+    };
+    return p;
+  }
+
+  static planned plan_change(const std::string& user, const std::string& buddy, bool add) {
+    static const std::string add_sql = buddy_change_sql(
+        "c AS (INSERT INTO improto_buddy_lists (user_id, buddy_id) SELECT u.id, b.id FROM u, b"
+        " ON CONFLICT (user_id, buddy_id) DO NOTHING RETURNING user_id)");
+    static const std::string remove_sql = buddy_change_sql(
+        "c AS (DELETE FROM improto_buddy_lists WHERE user_id = (SELECT id FROM u)"
+        " AND buddy_id = (SELECT id FROM b) RETURNING user_id)");
+    planned p;
+    // Only valid userids are ever stored; an invalid one matches nothing
+    // (and might not even be text PostgreSQL accepts).
+    if (!buddy::valid_user(user)) {
+      p.answer = answer(errc::not_found, "no such user " + wire::quote(user));
+      return p;
+    }
+    p.statement = {add ? add_sql.c_str() : remove_sql.c_str(),
+                   {user, buddy::valid_user(buddy) ? buddy : std::string()}};
+    p.read = [user, buddy](const PGresult* r) -> result<void> {
+      if (std::string_view(PQgetvalue(r, 0, 0)) != "t") {
+        return answer(errc::not_found, "no such user " + wire::quote(user));
+      }
+      if (std::string_view(PQgetvalue(r, 0, 1)) != "t") {
+        return answer(errc::not_found, "no such user " + wire::quote(buddy));
+      }
+      return {};
+    };
+    return p;
+  }
+
+  result<std::vector<result<void>>> apply_ops(std::span<const buddy_store::operation> ops) {
+    std::vector<planned> plans;
+    plans.reserve(ops.size());
+    for (const auto& op : ops) {
+      plans.push_back(std::visit(
+          [](const auto& v) {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, buddy_store::add_user_op>) {
+              return plan_add_user(v.userid);
+            } else if constexpr (std::is_same_v<T, buddy_store::add_buddy_op>) {
+              return plan_change(v.user, v.buddy, true);
+            } else {
+              return plan_change(v.user, v.buddy, false);
+            }
+          },
+          op));
+    }
+    return run_batch(*db_, "cannot write the buddy lists", std::move(plans));
   }
 
   result<void> add_user(std::string_view userid) override {
-    return write_one([&] { return add_user_one(userid); });
+    return run_one(*this, buddy_store::add_user_op{std::string(userid)});
   }
 
   result<bool> has_user(std::string_view userid) override {
@@ -364,11 +391,11 @@ class pg_buddy final : public buddy_store::impl {
   }
 
   result<void> add_buddy(std::string_view user, std::string_view buddy) override {
-    return write_one([&] { return change_buddy(user, buddy, true); });
+    return run_one(*this, buddy_store::add_buddy_op{std::string(user), std::string(buddy)});
   }
 
   result<void> remove_buddy(std::string_view user, std::string_view buddy) override {
-    return write_one([&] { return change_buddy(user, buddy, false); });
+    return run_one(*this, buddy_store::remove_buddy_op{std::string(user), std::string(buddy)});
   }
 
   result<std::vector<std::string>> buddies(std::string_view user) override {
@@ -402,30 +429,8 @@ class pg_buddy final : public buddy_store::impl {
   }
 
   result<std::vector<result<void>>> apply(std::span<const buddy_store::operation> ops) override {
-    std::vector<result<void>> replies;
-    if (ops.empty()) return replies;
-    replies.reserve(ops.size());
-    auto done = db_->write([&]() -> result<void> {
-      for (const auto& op : ops) {
-        outcome o = std::visit(
-            [&](const auto& v) -> outcome {
-              using T = std::decay_t<decltype(v)>;
-              if constexpr (std::is_same_v<T, buddy_store::add_user_op>) {
-                return add_user_one(v.userid);
-              } else if constexpr (std::is_same_v<T, buddy_store::add_buddy_op>) {
-                return change_buddy(v.user, v.buddy, true);
-              } else {
-                return change_buddy(v.user, v.buddy, false);
-              }
-            },
-            op);
-        if (!o) return tl::unexpected(o.error());
-        replies.push_back(std::move(*o));
-      }
-      return {};
-    });
-    if (!done) return tl::unexpected(done.error());
-    return replies;
+    if (ops.empty()) return std::vector<result<void>>{};
+    return apply_ops(ops);
   }
 
   result<store_status> status() override { return db_->status(); }
