@@ -8,8 +8,11 @@ source "$(dirname "$0")/lib.sh"
 
 # xvfb, python3-tk, python3-pil: the chat window's test (a private X server,
 # Tk, its screenshot); iproute2, nftables: the lossy-link test (network
-# namespaces joined by a veth pair, random drop).
+# namespaces joined by a veth pair, random drop); libpq-dev: the PostgreSQL
+# stores; postgresql: the throwaway server the store and integration tests
+# start (tests/support/postgres.py).
 ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl \
+  libpq-dev postgresql postgresql-common \
   python3-venv python3-pip python3-setuptools python3-wheel \
   xvfb python3-tk python3-pil iproute2 nftables
 
