@@ -213,7 +213,7 @@ def test_pause_resume_and_chat_during_download(server, served, start, tmp_path):
 
 
 def test_cancel_removes_the_part_file(server, served, start, tmp_path):
-    write_random(served / "big.bin", 8 * MiB, "cancel")
+    write_random(served / "big.bin", 16 * MiB, "cancel")  # > the 4 MiB window
     srv, port = server()
     out = tmp_path / "out"
     out.mkdir()
@@ -315,7 +315,9 @@ def test_three_clients_same_file_plus_another(server, served, start, tmp_path):
 
 
 def test_transfer_limits_answer_busy(server, served, start, tmp_path):
-    write_random(served / "a.bin", 4 * MiB, "a")
+    # Larger than the receiver's 4 MiB window: a file that fits in it can be
+    # sent and acknowledged whole before the second /get arrives.
+    write_random(served / "a.bin", 16 * MiB, "a")
     (served / "b.bin").write_bytes(b"b" * 100)
     _, port = server("--max-user-transfers", "1")
     out = tmp_path / "out"
@@ -367,7 +369,7 @@ def test_sparse_gigabyte_with_bounded_memory(server, served, start, tmp_path):
 
 
 def test_paused_too_long_is_dropped(server, served, start, tmp_path):
-    write_random(served / "big.bin", 4 * MiB, "paused")
+    write_random(served / "big.bin", 16 * MiB, "paused")  # > the 4 MiB window
     srv, port = server("--paused-timeout", "0.5")
     out = tmp_path / "out"
     out.mkdir()
