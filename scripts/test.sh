@@ -6,17 +6,20 @@
 # (IMPROTO_WERROR; off by default for consumers).
 source "$(dirname "$0")/lib.sh"
 
+# xvfb python3-tk python3-pil: the chat window's test (a private X server, Tk, its screenshot);
+# libnats-dev nats-server: the relay cluster (IMPROTO_WITH_NATS=ON) and its tests' NATS servers.
 ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl \
   python3-venv python3-pip python3-setuptools python3-wheel \
-  xvfb python3-tk python3-pil  # the chat window's test: a private X server, Tk, its screenshot
+  xvfb python3-tk python3-pil libnats-dev nats-server
 
 log "build and test (g++, RelWithDebInfo)"
-configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMPROTO_WERROR=ON
+configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMPROTO_WERROR=ON -DIMPROTO_WITH_NATS=ON
 ctest --test-dir "$ROOT/build" --output-on-failure -j "$JOBS"
 
 log "tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)"
 configure_build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
-  -DIMPROTO_SANITIZE=address,undefined -DIMPROTO_WERROR=ON -DIMPROTO_BUILD_PYTHON=OFF
+  -DIMPROTO_SANITIZE=address,undefined -DIMPROTO_WERROR=ON -DIMPROTO_BUILD_PYTHON=OFF \
+  -DIMPROTO_WITH_NATS=ON
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$ROOT/build-asan" --output-on-failure -j "$JOBS"
 

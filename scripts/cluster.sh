@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The relay as a cluster (docs/cluster.md): builds the tools, starts a
+# nats-server with JetStream in a temporary directory and three imrelayd
+# nodes on loopback, runs scripted imrelay clients chatting across the nodes,
+# prints the conversation and the nodes' logs, and stops everything.
+source "$(dirname "$0")/lib.sh"
+
+ensure_packages "${BUILD_PACKAGES[@]}" libnats-dev nats-server
+log "build (g++, Release)"
+configure_build "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release -DIMPROTO_BUILD_TESTS=OFF \
+  -DIMPROTO_BUILD_PYTHON=OFF -DIMPROTO_WITH_NATS=ON
+log "cluster: nats-server (JetStream), relay nodes r1 r2 r3, clients alice@r1 bob@r2 carol@r3"
+/usr/bin/python3 - "$ROOT/build-release/tools" <<'PY'
+import os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+
+tools = sys.argv[1]
+work = tempfile.mkdtemp(prefix="improto-cluster-")
+procs = []
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+class Proc:
+    def __init__(self, name, args, stdin=subprocess.DEVNULL):
+        self.name, self.lines, self.cond = name, [], threading.Condition()
+        self.p = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self.pump, daemon=True).start()
+        procs.append(self)
+
+    def pump(self):
+        for line in self.p.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+
+    def wait_for(self, pattern, timeout=20):
+        rx, deadline = re.compile(pattern), time.monotonic() + timeout
+        with self.cond:
+            while not any(rx.search(l) for l in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.p.poll() is not None:
+                    sys.exit(f"{self.name}: no '{pattern}' in {self.lines}")
+                self.cond.wait(min(left, 0.2))
+
+    def say(self, line):
+        print(f"  {self.name} types: {line}")
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+
+try:
+    nport = free_port()
+    Proc("nats-server", ["nats-server", "-a", "127.0.0.1", "-p", str(nport), "-js", "-sd",
+                         os.path.join(work, "js")]).wait_for("Server is ready")
+    url = f"nats://127.0.0.1:{nport}"
+    nodes = {}
+    for n in ("r1", "r2", "r3"):
+        node = Proc(n, [f"{tools}/imrelayd", "--port", "0", "--cluster", url, "--node", n])
+        node.wait_for(r"listening on")
+        nodes[n] = (node, int(re.search(r":(\d+)$", [l for l in node.lines if "listening on" in l][0]).group(1)))
+    for n, (node, _) in nodes.items():
+        for other in nodes:
+            if other != n:
+                node.wait_for(rf"node {other} joined")
+    clients = {}
+    for user, n in (("alice", "r1"), ("bob", "r2"), ("carol", "r3")):
+        c = Proc(user, [f"{tools}/imrelay", user, "127.0.0.1", "--port", str(nodes[n][1])],
+                 stdin=subprocess.PIPE)
+        c.wait_for(r"registered|Registered|as " + user)
+        clients[user] = c
+    alice, bob, carol = clients["alice"], clients["bob"], clients["carol"]
+    alice.wait_for(r"carol joined")
+    alice.say("/who")
+    alice.wait_for(r"carol")
+    alice.say("@bob hello bob, alice on node r1 here")
+    bob.wait_for(r"alice: hello bob")
+    bob.say("@carol hi carol, this is bob on r2")
+    carol.wait_for(r"bob: hi carol")
+    carol.say("@ALL hello everyone from r3")
+    alice.wait_for(r"carol: hello everyone")
+    bob.wait_for(r"carol: hello everyone")
+    carol.say("@nobody is anyone there?")
+    carol.wait_for(r"(?i)error|not delivered|unable")
+    for c in clients.values():
+        c.say("/quit")
+        c.p.wait(10)
+    print()
+    for c in clients.values():
+        print(f"--- {c.name}'s screen")
+        for l in c.lines:
+            print(f"  {l}")
+finally:
+    for p in reversed(procs):
+        if p.p.poll() is None:
+            p.p.send_signal(signal.SIGTERM)
+            try:
+                p.p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.p.kill()
+    for p in procs:
+        if p.name.startswith("r"):
+            print(f"--- node {p.name}'s log")
+            for l in p.lines:
+                print(f"  {l}")
+    shutil.rmtree(work, ignore_errors=True)
+PY
+log "cluster demo done"
