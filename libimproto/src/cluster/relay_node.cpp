@@ -131,6 +131,10 @@ class relay_node final : public relay_cluster {
     conn_->run_blocking(
         [kv = kv_, conn = conn_.get(), c, user, value] {
           c->outcome = kv->create(user, value);
+          if (!c->outcome && c->outcome.error().code() == errc::name_taken) {
+            // Ours already: a create that succeeded but whose answer was lost.
+            if (auto e = kv->get(user); e && e->value == value) c->outcome = e->revision;
+          }
           if (c->outcome) {
             c->revision = *c->outcome;
             (void)conn->flush();
@@ -169,9 +173,12 @@ class relay_node final : public relay_cluster {
     std::string subject = opt_.prefix + ".presence", origin = incarnation_;
     conn_->run_blocking([kv = kv_, c, user, was_joined, conn, subject, origin] {
       if (c->revision == 0) return;
-      if (kv->erase(user, c->revision) && was_joined) {
-        (void)conn->publish(subject, origin + " LEFT " + user);
+      // A KV timeout is retried (rejected means someone else freed it).
+      auto r = kv->erase(user, c->revision);
+      for (int i = 0; i < 2 && !r && r.error().code() == errc::storage_error; ++i) {
+        r = kv->erase(user, c->revision);
       }
+      if (r && was_joined) (void)conn->publish(subject, origin + " LEFT " + user);
     });
   }
 
@@ -374,12 +381,14 @@ class relay_node final : public relay_cluster {
     std::string node(p.words[0]), inc(p.words[1]);
     if (node == opt_.node) {
       if (inc == incarnation_) {
+        check_serving();  // an echo late from before a stop must not hide it
+        if (inc != incarnation_) return;
         own_echo_ = net::clock::now();
         if (fenced_ && !bye) {
           fenced_ = false;
           log("cluster: serving again as " + incarnation_);
         }
-      } else if (!bye) {
+      } else if (!bye && own_past_.count(inc) == 0) {
         log("cluster: another node is named " + node + " (" + inc + "): node names must be unique");
       }
       return;
@@ -391,6 +400,7 @@ class relay_node final : public relay_cluster {
       }
       return;
     }
+    if (dead_.count(inc) != 0) return;  // swept: it fences itself and comes back renamed
     auto [it, fresh] = peers_.try_emplace(node);
     if (!fresh && it->second.incarnation != inc) {
       log("node " + node + " restarted (" + it->second.incarnation + " -> " + inc + ")");
@@ -425,6 +435,7 @@ class relay_node final : public relay_cluster {
     log("cluster: fenced, " + why + ": dropping every session");
     // A new incarnation: peers' sweeps may take what the old one held, and
     // our own heartbeats under it are what lets us serve again.
+    own_past_.insert(incarnation_);
     incarnation_ = new_incarnation();
     peers_.clear();
     local_->fence(why);
@@ -540,7 +551,7 @@ class relay_node final : public relay_cluster {
   std::string incarnation_;
   std::map<std::string, std::shared_ptr<name_claim>> claims_;
   std::map<std::string, peer_state> peers_;  // ordered: the first is the lowest
-  std::set<std::string> dead_;               // incarnations seen, then seen dying
+  std::set<std::string> dead_, own_past_;               // incarnations seen, then seen dying
   net::clock::time_point own_echo_;
   asio::steady_timer tick_;
   long ticks_ = 0;
