@@ -103,10 +103,73 @@ class worker {
   std::thread thread_;
 };
 
+kv_entry copy_entry(kvEntry* e) {
+  kv_entry out;
+  out.key = kvEntry_Key(e);
+  out.value.assign(static_cast<const char*>(kvEntry_Value(e)),
+                   static_cast<std::size_t>(kvEntry_ValueLen(e)));
+  out.revision = kvEntry_Revision(e);
+  out.created = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(kvEntry_Created(e))));
+  return out;
+}
+
+// A watcher's thread: kvWatcher_Next blocks.
+class kv_watch {
+ public:
+  kv_watch(asio::io_context& io, kvWatcher* w, std::function<void(kv_entry&&)> each)
+      : io_(io), w_(w), each_(std::make_shared<std::function<void(kv_entry&&)>>(std::move(each))) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~kv_watch() {
+    kvWatcher_Stop(w_);  // wakes kvWatcher_Next
+    thread_.join();
+    kvWatcher_Destroy(w_);
+  }
+
+ private:
+  void run() {
+    std::weak_ptr<std::function<void(kv_entry&&)>> each = each_;
+    for (;;) {
+      kvEntry* e = nullptr;
+      natsStatus s = kvWatcher_Next(&e, w_, 1000);
+      if (s == NATS_TIMEOUT) continue;
+      if (s != NATS_OK) return;  // stopped
+      if (e == nullptr) continue;  // the end of the values present at the start
+      if (kvEntry_Operation(e) == kvOp_Put) {
+        asio::post(io_, [each, entry = copy_entry(e)]() mutable {
+          if (auto f = each.lock()) (*f)(std::move(entry));
+        });
+      }
+      kvEntry_Destroy(e);
+    }
+  }
+  asio::io_context& io_;
+  kvWatcher* w_;
+  std::shared_ptr<std::function<void(kv_entry&&)>> each_;  // weakly held by posted entries
+  std::thread thread_;
+};
+
 class nats_kv final : public kv_bucket {
  public:
-  nats_kv(jsCtx* js, kvStore* kv, std::string bucket, std::chrono::milliseconds timeout)
-      : js_(js), kv_(kv), bucket_(std::move(bucket)), timeout_(timeout) {}
+  nats_kv(asio::io_context& io, jsCtx* js, kvStore* kv, std::string bucket,
+          std::chrono::milliseconds timeout)
+      : io_(io), js_(js), kv_(kv), bucket_(std::move(bucket)), timeout_(timeout) {}
+
+  result<std::uint64_t> put(const std::string& key, std::string_view value) override {
+    uint64_t rev = 0;
+    natsStatus s = kvStore_Put(&rev, kv_, key.c_str(), value.data(), static_cast<int>(value.size()));
+    if (s != NATS_OK) return tl::unexpected(nats_error(errc::storage_error, "KV put " + key, s));
+    return rev;
+  }
+
+  result<std::shared_ptr<void>> watch(std::function<void(kv_entry&&)> each) override {
+    kvWatcher* w = nullptr;
+    natsStatus s = kvStore_WatchAll(&w, kv_, nullptr);
+    if (s != NATS_OK) return tl::unexpected(nats_error(errc::storage_error, "KV watch", s));
+    return std::shared_ptr<void>(std::make_shared<kv_watch>(io_, w, std::move(each)));
+  }
   ~nats_kv() override { kvStore_Destroy(kv_); }
 
   result<std::uint64_t> create(const std::string& key, std::string_view value) override {
@@ -124,14 +187,7 @@ class nats_kv final : public kv_bucket {
     natsStatus s = kvStore_Get(&e, kv_, key.c_str());
     if (s == NATS_NOT_FOUND) return tl::unexpected(error(errc::not_found, key));
     if (s != NATS_OK) return tl::unexpected(nats_error(errc::storage_error, "KV get " + key, s));
-    kv_entry out;
-    out.key = key;
-    out.value.assign(static_cast<const char*>(kvEntry_Value(e)),
-                     static_cast<std::size_t>(kvEntry_ValueLen(e)));
-    out.revision = kvEntry_Revision(e);
-    out.created = std::chrono::system_clock::time_point(
-        std::chrono::duration_cast<std::chrono::system_clock::duration>(
-            std::chrono::nanoseconds(kvEntry_Created(e))));
+    kv_entry out = copy_entry(e);
     kvEntry_Destroy(e);
     return out;
   }
@@ -177,6 +233,7 @@ class nats_kv final : public kv_bucket {
   }
 
  private:
+  asio::io_context& io_;
   jsCtx* js_;
   kvStore* kv_;
   std::string bucket_;
@@ -501,7 +558,8 @@ void nats_connection::gather(const std::string& subject, std::string_view data,
 }
 
 result<std::shared_ptr<kv_bucket>> nats_connection::key_value(const std::string& bucket,
-                                                              int replicas) {
+                                                              int replicas,
+                                                              std::chrono::milliseconds ttl) {
   auto& s = *state_;
   kvStore* kv = nullptr;
   natsStatus st = js_KeyValue(&kv, s.js, bucket.c_str());
@@ -512,6 +570,7 @@ result<std::shared_ptr<kv_bucket>> nats_connection::key_value(const std::string&
     cfg.History = 1;
     cfg.Replicas = replicas;
     cfg.StorageType = js_FileStorage;
+    cfg.TTL = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();  // MaxAge: ns
     st = js_CreateKeyValue(&kv, s.js, &cfg);
     // Another node may have created it meanwhile.
     if (st != NATS_OK) st = js_KeyValue(&kv, s.js, bucket.c_str());
@@ -520,7 +579,7 @@ result<std::shared_ptr<kv_bucket>> nats_connection::key_value(const std::string&
     return tl::unexpected(nats_error(errc::storage_error, "KV bucket " + bucket +
                                                               " (is JetStream enabled?)", st));
   }
-  auto b = std::make_shared<nats_kv>(s.js, kv, bucket, s.options.jetstream_timeout);
+  auto b = std::make_shared<nats_kv>(s.io, s.js, kv, bucket, s.options.jetstream_timeout);
   s.buckets.push_back(b);
   return std::shared_ptr<kv_bucket>(b);
 }

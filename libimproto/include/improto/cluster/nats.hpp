@@ -84,8 +84,10 @@ class nats_connection {
   void gather(const std::string& subject, std::string_view data, std::chrono::milliseconds timeout,
               std::function<bool(nats_message&&)> each, std::function<void()> done);
 
-  // Binds to a KV bucket, creating it (with `replicas`) when missing. Blocking.
-  result<std::shared_ptr<kv_bucket>> key_value(const std::string& bucket, int replicas);
+  // Binds to a KV bucket, creating it (with `replicas`, and `ttl`: the
+  // age at which a value goes; 0: never) when missing. Blocking.
+  result<std::shared_ptr<kv_bucket>> key_value(const std::string& bucket, int replicas,
+                                               std::chrono::milliseconds ttl = {});
 
   // Blocking (for run_blocking jobs): returns once the server has processed
   // everything sent before, subscriptions included.
@@ -116,6 +118,11 @@ class kv_bucket {
   virtual result<void> erase(const std::string& key, std::uint64_t revision) = 0;
   // Every key present (deleted ones excluded).
   virtual result<std::vector<std::string>> keys() = 0;
+  // Sets the key's value whatever it was: the new revision.
+  virtual result<std::uint64_t> put(const std::string& key, std::string_view value) = 0;
+  // Every present value, then every new one, go to `each` on the io thread
+  // (a thread of the watch waits for them) until the returned handle goes.
+  virtual result<std::shared_ptr<void>> watch(std::function<void(kv_entry&&)> each) = 0;
 };
 
 }  // namespace improto::cluster
