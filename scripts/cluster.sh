@@ -2,7 +2,8 @@
 # The relay as a cluster (docs/cluster.md): builds the tools, starts a
 # nats-server with JetStream in a temporary directory and three imrelayd
 # nodes on loopback, runs scripted imrelay clients chatting across the nodes,
-# prints the conversation and the nodes' logs, and stops everything.
+# then two imbuddyd nodes sharing statuses (a SET on one, a GET on the
+# other), prints the conversation and the nodes' logs, and stops everything.
 source "$(dirname "$0")/lib.sh"
 
 ensure_packages "${BUILD_PACKAGES[@]}" libnats-dev nats-server
@@ -91,6 +92,42 @@ try:
         print(f"--- {c.name}'s screen")
         for l in c.lines:
             print(f"  {l}")
+
+    print("--- buddy nodes b1, b2 sharing statuses on NATS (each with its own store here)")
+    buddies = []
+    for n in ("b1", "b2"):
+        data = os.path.join(work, n)
+        os.mkdir(data)
+        b = Proc(n, [f"{tools}/imbuddyd", "--tcp-port", "0", "--udp-port", "0", "--data", data,
+                     "--status", url])
+        b.wait_for(r"data ")
+        ports = [int(m.group(1)) for m in (re.search(r"listening on \S+:(\d+)$", l) for l in b.lines) if m]
+        buddies.append((b, ports[0], ports[1]))
+
+    def tcp(port, line):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(line)
+            return s.makefile("rb").read()
+
+    def udp(port, data):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.sendto(data, ("127.0.0.1", port))
+            return s.recvfrom(65535)[0] if not data.startswith(b"SET") else b""
+
+    for _, tport, _ in buddies:
+        for line in (b"REG alice\n", b"REG bob\n", b"ADD alice bob\n"):
+            tcp(tport, line)
+    (_, _, u1), (_, _, u2) = buddies[0], buddies[1]
+    print("  b1 <- SET bob 100 4000")
+    udp(u1, b"SET bob 100 4000")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        reply = udp(u2, b"GET alice")
+        if b" 100 " in reply:
+            break
+        time.sleep(0.05)
+    print("  b2 <- GET alice ->", reply.decode().strip())
 finally:
     for p in reversed(procs):
         if p.p.poll() is None:
@@ -100,7 +137,7 @@ finally:
             except subprocess.TimeoutExpired:
                 p.p.kill()
     for p in procs:
-        if p.name.startswith("r"):
+        if p.name in ("r1", "r2", "r3", "b1", "b2"):
             print(f"--- node {p.name}'s log")
             for l in p.lines:
                 print(f"  {l}")
