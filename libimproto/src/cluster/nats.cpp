@@ -299,7 +299,9 @@ struct nats_connection::state : std::enable_shared_from_this<state> {
       return;
     }
     auto it = subs.find(id);
-    if (it != subs.end() && it->second.h) it->second.h(std::move(m.msg));
+    if (it == subs.end() || !it->second.h) return;
+    auto h = it->second.h;  // a handler may unsubscribe itself
+    h(std::move(m.msg));
   }
 
   void on_reply(in_message&& m) {
@@ -562,22 +564,34 @@ result<std::shared_ptr<kv_bucket>> nats_connection::key_value(const std::string&
                                                               std::chrono::milliseconds ttl) {
   auto& s = *state_;
   kvStore* kv = nullptr;
-  natsStatus st = js_KeyValue(&kv, s.js, bucket.c_str());
-  for (int attempt = 0; st == NATS_NOT_FOUND && attempt < 3; ++attempt) {
-    kvConfig cfg;
-    kvConfig_Init(&cfg);
-    cfg.Bucket = bucket.c_str();
-    cfg.History = 1;
-    cfg.Replicas = replicas;
-    cfg.StorageType = js_FileStorage;
-    cfg.TTL = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();  // MaxAge: ns
-    st = js_CreateKeyValue(&kv, s.js, &cfg);
-    // Another node may have created it meanwhile.
-    if (st != NATS_OK) st = js_KeyValue(&kv, s.js, bucket.c_str());
+  // A NATS cluster starting with us may not place a replicated stream yet
+  // (no meta leader, peers unknown): retried for a while, at startup only.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  natsStatus st = NATS_OK;
+  std::string why;
+  for (;;) {
+    st = js_KeyValue(&kv, s.js, bucket.c_str());
+    if (st == NATS_OK) break;
+    why = nats_text(st);
+    if (st == NATS_NOT_FOUND) {
+      kvConfig cfg;
+      kvConfig_Init(&cfg);
+      cfg.Bucket = bucket.c_str();
+      cfg.History = 1;
+      cfg.Replicas = replicas;
+      cfg.StorageType = js_FileStorage;
+      cfg.TTL = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();  // MaxAge: ns
+      st = js_CreateKeyValue(&kv, s.js, &cfg);
+      if (st == NATS_OK) break;
+      why = "create: " + nats_text(st);  // or another node created it meanwhile: looked up again
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   if (st != NATS_OK) {
-    return tl::unexpected(nats_error(errc::storage_error, "KV bucket " + bucket +
-                                                              " (is JetStream enabled?)", st));
+    return tl::unexpected(error(errc::storage_error, "KV bucket " + bucket + " (is JetStream "
+                                                     "enabled, with enough servers for " +
+                                                     std::to_string(replicas) + " replicas?): " + why));
   }
   auto b = std::make_shared<nats_kv>(s.io, s.js, kv, bucket, s.options.jetstream_timeout);
   s.buckets.push_back(b);
