@@ -7,8 +7,11 @@
 source "$(dirname "$0")/lib.sh"
 
 # xvfb python3-tk python3-pil: the chat window's test (a private X server, Tk, its screenshot);
+# libpq-dev: the PostgreSQL stores; postgresql: the throwaway server the store
+# and integration tests start (tests/support/postgres.py);
 # libnats-dev nats-server: the relay cluster (IMPROTO_WITH_NATS=ON) and its tests' NATS servers.
 ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl \
+  libpq-dev postgresql postgresql-common \
   python3-venv python3-pip python3-setuptools python3-wheel \
   xvfb python3-tk python3-pil libnats-dev nats-server
 

@@ -17,6 +17,13 @@ namespace {
 
 using names = std::vector<std::string>;
 
+// Any back end: a file path or a PostgreSQL URL.
+buddy_store open_at(const std::string& location) {
+  auto s = buddy_store::connect(location);
+  REQUIRE_MESSAGE(s.has_value(), (s ? std::string() : s.error().message()));
+  return std::move(*s);
+}
+
 buddy_store open_store(const std::filesystem::path& file) {
   auto s = buddy_store::open(file);
   REQUIRE_MESSAGE(s.has_value(), (s ? std::string() : s.error().message()));
@@ -56,9 +63,9 @@ TEST_CASE("buddy: a new store is empty") {
   CHECK(s.path() == dir / "buddy.sqlite3");
 }
 
-TEST_CASE("buddy: users are registered once, case-sensitively, in order") {
-  temp_dir dir;
-  auto s = open_store(dir / "buddy.sqlite3");
+TEST_CASE_TEMPLATE("buddy: users are registered once, case-sensitively, in order", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.buddy());
   add_users(s, {"carol", "alice", "Alice"});
   check_error(s.add_user("alice"), errc::name_taken, {"\"alice\"", "exists"});
   CHECK(users_of(s) == names{"carol", "alice", "Alice"});
@@ -67,9 +74,9 @@ TEST_CASE("buddy: users are registered once, case-sensitively, in order") {
   CHECK(buddies_of(s, "carol").empty());  // known user, empty list: not an error
 }
 
-TEST_CASE("buddy: userids follow the protocol's rule") {
-  temp_dir dir;
-  auto s = open_store(dir / "buddy.sqlite3");
+TEST_CASE_TEMPLATE("buddy: userids follow the protocol's rule", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.buddy());
   const std::string longest(32, 'x');
   const std::string too_long(33, 'x');
   using namespace std::string_view_literals;
@@ -87,9 +94,9 @@ TEST_CASE("buddy: userids follow the protocol's rule") {
   }
 }
 
-TEST_CASE("buddy: adding a buddy needs both users, and adding twice is fine") {
-  temp_dir dir;
-  auto s = open_store(dir / "buddy.sqlite3");
+TEST_CASE_TEMPLATE("buddy: adding a buddy needs both users, and adding twice is fine", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.buddy());
   add_users(s, {"alice", "bob", "carol"});
   check_error(s.add_buddy("nobody", "bob"), errc::not_found, {"\"nobody\""});
   check_error(s.add_buddy("alice", "nobody"), errc::not_found, {"\"nobody\""});
@@ -102,9 +109,9 @@ TEST_CASE("buddy: adding a buddy needs both users, and adding twice is fine") {
   CHECK(buddies_of(s, "alice") == names{"carol", "bob"});
 }
 
-TEST_CASE("buddy: lists belong to one user and are not symmetric") {
-  temp_dir dir;
-  auto s = open_store(dir / "buddy.sqlite3");
+TEST_CASE_TEMPLATE("buddy: lists belong to one user and are not symmetric", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.buddy());
   add_users(s, {"alice", "bob", "carol"});
   check_ok(s.add_buddy("alice", "bob"));
   check_ok(s.add_buddy("bob", "carol"));
@@ -114,9 +121,9 @@ TEST_CASE("buddy: lists belong to one user and are not symmetric") {
   CHECK(buddies_of(s, "carol") == names{"carol"});
 }
 
-TEST_CASE("buddy: removing a buddy") {
-  temp_dir dir;
-  auto s = open_store(dir / "buddy.sqlite3");
+TEST_CASE_TEMPLATE("buddy: removing a buddy", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.buddy());
   add_users(s, {"alice", "bob", "carol", "dave"});
   check_ok(s.add_buddy("alice", "bob"));
   check_ok(s.add_buddy("alice", "carol"));
@@ -136,27 +143,27 @@ TEST_CASE("buddy: removing a buddy") {
   CHECK(has(s, "bob"));  // removing a buddy never removes the user
 }
 
-TEST_CASE("buddy: users and lists survive closing and reopening") {
-  temp_dir dir;
-  const auto file = dir / "buddy.sqlite3";
+TEST_CASE_TEMPLATE("buddy: users and lists survive closing and reopening", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  const auto file = where.buddy();
   {
-    auto s = open_store(file);
+    auto s = open_at(file);
     add_users(s, {"alice", "bob", "carol"});
     check_ok(s.add_buddy("alice", "carol"));
     check_ok(s.add_buddy("alice", "bob"));
     check_ok(s.add_buddy("bob", "alice"));
     check_ok(s.remove_buddy("bob", "alice"));
   }
-  auto s = open_store(file);
+  auto s = open_at(file);
   CHECK(users_of(s) == names{"alice", "bob", "carol"});
   CHECK(buddies_of(s, "alice") == names{"carol", "bob"});
   CHECK(buddies_of(s, "bob").empty());
   check_error(s.add_user("carol"), errc::name_taken);
 }
 
-TEST_CASE("buddy: a batch is one transaction with one answer per operation") {
-  temp_dir dir;
-  auto s = open_store(dir / "buddy.sqlite3");
+TEST_CASE_TEMPLATE("buddy: a batch is one transaction with one answer per operation", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.buddy());
   check_ok(s.add_user("old"));
   auto before = s.status();
   REQUIRE(before.has_value());

@@ -16,6 +16,13 @@ using improto::test::temp_dir;
 
 namespace {
 
+// Any back end: a file path or a PostgreSQL URL.
+registry_store open_at(const std::string& location) {
+  auto s = registry_store::connect(location);
+  REQUIRE_MESSAGE(s.has_value(), (s ? std::string() : s.error().message()));
+  return std::move(*s);
+}
+
 registry_store open_store(const std::filesystem::path& file) {
   auto s = registry_store::open(file);
   REQUIRE_MESSAGE(s.has_value(), (s ? std::string() : s.error().message()));
@@ -56,9 +63,9 @@ TEST_CASE("registry: a new store is empty") {
   CHECK(std::filesystem::exists(dir / "registry.sqlite3"));
 }
 
-TEST_CASE("registry: entries are listed in registration order") {
-  temp_dir dir;
-  auto s = open_store(dir / "registry.sqlite3");
+TEST_CASE_TEMPLATE("registry: entries are listed in registration order", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.registry());
   check_ok(s.add("zed", "10.0.0.1", 4000));
   check_ok(s.add("amy", "10.0.0.2", 4001));
   check_ok(s.add("bob", "::1", 4002));
@@ -69,18 +76,18 @@ TEST_CASE("registry: entries are listed in registration order") {
   CHECK_FALSE(contains(s, "Amy"));  // names compare byte for byte
 }
 
-TEST_CASE("registry: a taken name is refused at any address") {
-  temp_dir dir;
-  auto s = open_store(dir / "registry.sqlite3");
+TEST_CASE_TEMPLATE("registry: a taken name is refused at any address", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.registry());
   check_ok(s.add("bob", "1.2.3.4", 5000));
   check_error(s.add("bob", "1.2.3.4", 5000), errc::name_taken, {"\"bob\"", "already registered"});
   check_error(s.add("bob", "5.6.7.8", 6000), errc::name_taken);
   CHECK(list_of(s) == std::vector<registry_record>{{"bob", "1.2.3.4", 5000}});
 }
 
-TEST_CASE("registry: names and hosts that would break the list are refused") {
-  temp_dir dir;
-  auto s = open_store(dir / "registry.sqlite3");
+TEST_CASE_TEMPLATE("registry: names and hosts that would break the list are refused", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.registry());
   using namespace std::string_view_literals;
   for (std::string_view name : {""sv, "a:b"sv, "a@b"sv, "a,b"sv, "a b"sv, "a\tb"sv, "a\nb"sv,
                                 "a\0b"sv, "a\x01"sv, "\x7f"sv, " "sv}) {
@@ -101,9 +108,9 @@ TEST_CASE("registry: names and hosts that would break the list are refused") {
   CHECK(list_of(s).size() == 2);
 }
 
-TEST_CASE("registry: remove needs the exact entry") {
-  temp_dir dir;
-  auto s = open_store(dir / "registry.sqlite3");
+TEST_CASE_TEMPLATE("registry: remove needs the exact entry", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.registry());
   check_ok(s.add("bob", "1.2.3.4", 5000));
   check_error(s.remove("bob", "1.2.3.4", 5001), errc::not_found, {"\"bob@1.2.3.4:5001\""});
   check_error(s.remove("bob", "1.2.3.5", 5000), errc::not_found);
@@ -117,9 +124,9 @@ TEST_CASE("registry: remove needs the exact entry") {
   CHECK(list_of(s).empty());
 }
 
-TEST_CASE("registry: a name registered again goes to the end of the list") {
-  temp_dir dir;
-  auto s = open_store(dir / "registry.sqlite3");
+TEST_CASE_TEMPLATE("registry: a name registered again goes to the end of the list", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.registry());
   check_ok(s.add("a", "h", 1));
   check_ok(s.add("b", "h", 2));
   check_ok(s.add("c", "h", 3));
@@ -133,18 +140,18 @@ TEST_CASE("registry: a name registered again goes to the end of the list") {
         std::vector<registry_record>{{"a", "h", 1}, {"c", "h", 3}, {"d", "h", 5}, {"b", "h", 6}});
 }
 
-TEST_CASE("registry: ports 0 and 65535 round-trip") {
-  temp_dir dir;
-  auto s = open_store(dir / "registry.sqlite3");
+TEST_CASE_TEMPLATE("registry: ports 0 and 65535 round-trip", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.registry());
   check_ok(s.add("low", "h", 0));
   check_ok(s.add("high", "h", 65535));
   CHECK(list_of(s) == std::vector<registry_record>{{"low", "h", 0}, {"high", "h", 65535}});
   check_ok(s.remove("high", "h", 65535));
 }
 
-TEST_CASE("registry: values are bound as parameters, never spliced into SQL") {
-  temp_dir dir;
-  auto s = open_store(dir / "registry.sqlite3");
+TEST_CASE_TEMPLATE("registry: values are bound as parameters, never spliced into SQL", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.registry());
   const std::string name = "x');DROP/**/TABLE/**/registry;--";
   const std::string host = "h'\"--";
   check_ok(s.add(name, host, 7));
@@ -175,9 +182,9 @@ TEST_CASE("registry: entries survive closing and reopening") {
                           {"a", "1.1.1.1", 1}, {"c", "3.3.3.3", 3}, {"d", "4.4.4.4", 4}});
 }
 
-TEST_CASE("registry: a batch is one transaction with one answer per operation") {
-  temp_dir dir;
-  auto s = open_store(dir / "registry.sqlite3");
+TEST_CASE_TEMPLATE("registry: a batch is one transaction with one answer per operation", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.registry());
   check_ok(s.add("old", "h", 1));
   const auto before = commits(s);
 
@@ -213,9 +220,9 @@ TEST_CASE("registry: a batch is one transaction with one answer per operation") 
   CHECK(commits(s) == before + 1);
 }
 
-TEST_CASE("registry: each single write is its own transaction") {
-  temp_dir dir;
-  auto s = open_store(dir / "registry.sqlite3");
+TEST_CASE_TEMPLATE("registry: each single write is its own transaction", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  auto s = open_at(where.registry());
   const auto before = commits(s);
   check_ok(s.add("a", "h", 1));
   check_error(s.add("a", "h", 1), errc::name_taken);  // a refused write still ends its transaction
@@ -298,11 +305,11 @@ TEST_CASE("registry: a moved-from store reports that it is closed") {
   CHECK(list_of(c).size() == 2);
 }
 
-TEST_CASE("registry: an entry remembers its origin, and a LOGOUT from another origin is refused") {
-  temp_dir dir;
-  const auto file = dir / "registry.sqlite3";
+TEST_CASE_TEMPLATE("registry: an entry remembers its origin, and a LOGOUT from another origin is refused", B, IMPROTO_STORE_BACKENDS) {
+  B where;
+  const auto file = where.registry();
   {
-    auto s = open_store(file);
+    auto s = open_at(file);
     check_ok(s.add("amy", "10.0.0.1", 5000, "127.0.0.2"));
     check_ok(s.add("bob", "h", 1));  // no origin: anyone may remove it
     CHECK(list_of(s) == std::vector<registry_record>{{"amy", "10.0.0.1", 5000, "127.0.0.2"},
@@ -315,7 +322,7 @@ TEST_CASE("registry: an entry remembers its origin, and a LOGOUT from another or
     CHECK(list_of(s).size() == 1);
   }
   // Persisted: the rule holds after reopening, and without `from` anyone may.
-  auto s = open_store(file);
+  auto s = open_at(file);
   check_error(s.remove("amy", "10.0.0.1", 5000, "127.0.0.3"), errc::rejected);
   check_ok(s.remove("amy", "10.0.0.1", 5000, "127.0.0.2"));
   check_ok(s.add("amy", "10.0.0.1", 5000, "127.0.0.2"));

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -17,6 +18,13 @@
 #include <vector>
 
 #include "improto/error.hpp"
+
+#ifdef IMPROTO_TEST_WITH_POSTGRESQL
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <cstdlib>
+#endif
 
 namespace improto::test {
 
@@ -111,5 +119,100 @@ class raw_db {
   sqlite3* db_ = nullptr;
   std::string last_error_;
 };
+
+// ------------------------------------------------------------ back ends
+// The store test-suite runs each back-end-agnostic case against every back
+// end: TEST_CASE_TEMPLATE(name, B, IMPROTO_STORE_BACKENDS) { B where; ...
+// open(where.registry()) }. Each fixture is a fresh, empty location.
+
+struct sqlite_backend {
+  static constexpr bool is_postgresql = false;
+  temp_dir dir;
+  std::string registry() const { return (dir / "registry.sqlite3").string(); }
+  std::string buddy() const { return (dir / "buddy.sqlite3").string(); }
+};
+
+#ifdef IMPROTO_TEST_WITH_POSTGRESQL
+
+// A plain libpq connection, independent of the stores: creates databases,
+// plants failures, ends other sessions.
+class raw_pg {
+ public:
+  explicit raw_pg(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      std::string msg = PQerrorMessage(conn_);
+      PQfinish(conn_);
+      throw std::runtime_error("raw connect to " + url + ": " + msg);
+    }
+    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+  }
+  ~raw_pg() { PQfinish(conn_); }
+  raw_pg(const raw_pg&) = delete;
+  raw_pg& operator=(const raw_pg&) = delete;
+
+  // The first column of the first row ("" for none); throws on an error.
+  std::string exec(const std::string& sql) {
+    PGresult* r = PQexec(conn_, sql.c_str());
+    auto st = PQresultStatus(r);
+    std::string out;
+    if (st == PGRES_TUPLES_OK && PQntuples(r) > 0) out = PQgetvalue(r, 0, 0);
+    std::string msg = PQresultErrorMessage(r);
+    PQclear(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      throw std::runtime_error(sql + ": " + msg);
+    }
+    return out;
+  }
+
+ private:
+  PGconn* conn_;
+};
+
+// The throwaway server's URL; tests/support/postgres.py sets it (ctest runs
+// this binary under it).
+inline std::string postgres_server_url() {
+  const char* url = std::getenv("IMPROTO_TEST_POSTGRESQL");
+  if (url == nullptr || *url == '\0') {
+    FAIL("IMPROTO_TEST_POSTGRESQL is not set: run this binary under "
+         "tests/support/postgres.py (python3 tests/support/postgres.py -- <binary>), as ctest does");
+  }
+  return url;
+}
+
+// The URL of `database` on the test server.
+inline std::string postgres_url_of(const std::string& database) {
+  std::string url = postgres_server_url();
+  auto slash = url.find('/', url.find("://") + 3);
+  return url.substr(0, slash) + "/" + database;
+}
+
+struct postgres_backend {
+  static constexpr bool is_postgresql = true;
+  postgres_backend() {
+    static std::atomic<int> counter{0};
+    name = "improto_t" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
+    raw_pg(postgres_server_url()).exec("CREATE DATABASE " + name);
+    url = postgres_url_of(name);
+  }
+  ~postgres_backend() {
+    try {
+      raw_pg(postgres_server_url()).exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+    } catch (...) {
+      // The server is thrown away after the run anyway.
+    }
+  }
+  postgres_backend(const postgres_backend&) = delete;
+  postgres_backend& operator=(const postgres_backend&) = delete;
+
+  std::string name;
+  std::string url;
+  std::string registry() const { return url; }
+  std::string buddy() const { return url; }
+};
+
+#define IMPROTO_STORE_BACKENDS improto::test::sqlite_backend, improto::test::postgres_backend
+#else
+#define IMPROTO_STORE_BACKENDS improto::test::sqlite_backend
+#endif
 
 }  // namespace improto::test

@@ -21,6 +21,7 @@ using namespace improto;
 int main(int argc, char** argv) {
   server::buddy_config config;
   std::string data = ".";
+  std::string store_url;
   double ttl = 300;
   double idle_timeout = 120;
   double message_timeout = 30;
@@ -41,6 +42,12 @@ int main(int argc, char** argv) {
       .option("data", "DIR",
               "existing directory for buddy.sqlite3, the users and\n"
               "                        buddy lists (default: the current directory)", data)
+      .option("store", "URL",
+              "keep users and lists in this PostgreSQL database\n"
+              "                        (postgresql://USER@HOST:PORT/DB) instead of DIR/buddy.sqlite3;\n"
+              "                        nodes on one database serve the same users; a database\n"
+              "                        outage is answered '503 UNAVAILABLE'",
+              store_url)
       .option("ttl", "SECONDS",
               "an ONLINE status not refreshed this long reads\n"
               "                        OFFLINE (default 300)", ttl)
@@ -82,7 +89,12 @@ int main(int argc, char** argv) {
   if (idle_timeout <= 0 || message_timeout <= 0) {
     return args.usage_error("timeouts must be more than 0 seconds");
   }
+  if (!store_url.empty() && !store::is_postgresql_url(store_url)) {
+    return args.usage_error("--store: expected a postgresql:// URL, not '" +
+                            wire::escape(store::redact(store_url)) + "' (a file goes in --data)");
+  }
   config.data_dir = data;
+  config.store_url = store_url;
   config.status_ttl = cli::seconds(ttl);
   config.stream.idle_timeout = cli::seconds(idle_timeout);
   config.stream.message_timeout = cli::seconds(message_timeout);

@@ -17,7 +17,7 @@ using namespace improto;
 
 int main(int argc, char** argv) {
   server::registry_config config;
-  std::string address, host, port, data = ".", sync = "full";
+  std::string address, host, port, data = ".", sync = "full", store_url;
   double idle_minutes = 5;
   double message_timeout = 30;
   std::string max_connections = "10000";
@@ -38,6 +38,11 @@ int main(int argc, char** argv) {
       .option("host", "HOST", "address to listen on (default 127.0.0.1)", host)
       .option("port", "PORT", "TCP port, 0 for any free one (default 65432)", port)
       .option("data", "DIR", "directory of registry.sqlite3; must exist (default: .)", data)
+      .option("store", "URL",
+              "keep the list in this PostgreSQL database (postgresql://USER@HOST:PORT/DB)\n"
+              "                        instead of DIR/registry.sqlite3; a database outage is\n"
+              "                        answered 503 and the server reconnects by itself",
+              store_url)
       .option("idle-timeout", "MIN", "close connections idle this many minutes (default 5)",
               idle_minutes)
       .option("message-timeout", "SEC",
@@ -66,7 +71,8 @@ int main(int argc, char** argv) {
               sync)
       .epilog("Logs one line per event to stderr; the first is 'listening on HOST:PORT'.\n"
               "SIGINT or SIGTERM stops it cleanly (exit 0). Exit 1 when the port is in use\n"
-              "or the data directory cannot be used; exit 2 on bad arguments.\n"
+              "or the data directory (or --store database) cannot be used; exit 2 on bad\n"
+              "arguments.\n"
               "Examples:\n"
               "  imregistryd 127.0.0.1:65432\n"
               "  curl http://127.0.0.1:65432/userlist.txt\n"
@@ -127,11 +133,16 @@ int main(int argc, char** argv) {
   config.logout_from_any = logout_from_any;
   config.stream.idle_timeout = cli::seconds(idle_minutes * 60);
   config.stream.message_timeout = cli::seconds(message_timeout);
+  if (!store_url.empty() && !store::is_postgresql_url(store_url)) {
+    return args.usage_error("--store: expected a postgresql:// URL, not '" +
+                            wire::escape(store::redact(store_url)) + "' (a file goes in --data)");
+  }
   config.data_dir = data;
+  config.store_url = store_url;
   config.log = cli::stderr_logger();
 
   std::error_code ec;
-  if (!std::filesystem::is_directory(config.data_dir, ec)) {
+  if (store_url.empty() && !std::filesystem::is_directory(config.data_dir, ec)) {
     cli::complain(args.program(), "the data directory '" + data + "' does not exist or is not a directory");
     return 1;
   }
@@ -157,7 +168,10 @@ int main(int argc, char** argv) {
   auto server = server::registry_server::bind(io, config);
   if (!server) {
     const auto& e = server.error();
-    if (e == errc::storage_error) {
+    if (!store_url.empty() && (e == errc::storage_error || e == errc::invalid_config)) {
+      // The detail names the database (password hidden).
+      cli::complain(args.program(), "cannot open the registry: " + e.detail());
+    } else if (e == errc::storage_error) {
       cli::complain(args.program(), "cannot open the registry in '" + data + "': " + e.detail());
     } else {
       cli::complain(args.program(), "cannot listen: " + (e.detail().empty() ? e.message() : e.detail()));

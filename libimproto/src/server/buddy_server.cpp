@@ -14,6 +14,7 @@
 #include "improto/buddy/decoder.hpp"
 #include "improto/net/tcp_server.hpp"
 #include "improto/server/group_commit.hpp"
+#include "improto/store/buddy_feed.hpp"
 #include "improto/store/buddy_store.hpp"
 
 namespace improto::server {
@@ -41,6 +42,9 @@ struct user_record {
   std::string ip;  // `address` as text, made only when it changes
   std::uint16_t port = 0;
   std::chrono::system_clock::time_point set_at;  // the SET shown: the newest wins
+  // Shared store: the feed's refresh number asked after this node last
+  // changed the list; states read before it may predate that change.
+  std::uint64_t refresh_ticket = 0;
 };
 
 struct session : net::tcp_session {
@@ -105,7 +109,10 @@ struct buddy_server::impl final : buddy_status_sink {
   buddy_config config;
   net::tcp_server tcp;
   net::udp_socket udp;
-  std::filesystem::path store_path;
+  std::string store_location;
+  // The store is shared with other nodes (PostgreSQL): the copy follows the
+  // feed, and only the store decides ADD and DEL.
+  bool shared = false;
   std::unique_ptr<group_committer<store_type>> committer;
   std::unordered_map<std::string, user_record, string_hash, std::equal_to<>> users;
   buddy::buddy_list reply_list;  // reused by every GET: keeps its strings' capacity
@@ -133,11 +140,22 @@ struct buddy_server::impl final : buddy_status_sink {
   void on_get(const buddy::get_request& m, const asio::ip::udp::endpoint& from,
               net::udp_replies& replies);
 
+  user_record& ensure(const std::string& id) {
+    return users.try_emplace(id, id).first->second;
+  }
+  void on_feed(store::buddy_feed::event e);
+  void set_list(const store::buddy_feed::user_state& s);
+
+  // Posted feed events check it: they may outlive the server.
+  std::shared_ptr<char> alive = std::make_shared<char>();
+  // Last: stopped (its thread joined) before anything it reports to goes.
+  std::unique_ptr<store::buddy_feed> feed;
+
   // Shared statuses (share_status): every node's SETs, this one's included.
   void apply(const buddy_status_update& u) override;
   void set_status(user_record& u, bool online, const asio::ip::address& address,
                   std::uint16_t port, net::clock::time_point until);
-  // Last: it may call back into the members above until it is gone.
+  // Last, after the feed: it may call back into the members above until it is gone.
   std::unique_ptr<buddy_status_store> shared_status;
 };
 
@@ -235,6 +253,12 @@ asio::awaitable<void> buddy_server::impl::serve(session& s, const buddy::request
     answer(s, &req, *code);
     co_return;
   }
+  if (shared && done.error() == errc::storage_error) {
+    // The database is unreachable or failed: not committed. The protocol
+    // has no code for it; clients read any code but 200 as a failure.
+    answer(s, &req, buddy::response{503, "UNAVAILABLE"}, done.error().message());
+    co_return;
+  }
   // Not committed, and the protocol has no code for it: no answer at all
   // rather than one that could be taken for success.
   log(net::to_string(s.conn->remote()) + " " + request_text(req) +
@@ -244,12 +268,15 @@ asio::awaitable<void> buddy_server::impl::serve(session& s, const buddy::request
 
 // Answers from the in-memory copy what needs no write. It holds committed
 // state only, so "already there" is already durable, and "unknown" is right
-// for a user whose REG has not been answered yet.
+// for a user whose REG has not been answered yet. A shared store's copy may
+// lag behind other nodes: only "registered" is certain there (users are
+// never removed), the rest is the store's to say.
 std::optional<buddy::response> buddy_server::impl::precheck(const buddy::request& req) {
   if (const auto* reg = std::get_if<buddy::register_request>(&req)) {
     if (find(reg->user)) return buddy::response::user_exists();
     return std::nullopt;
   }
+  if (shared) return std::nullopt;
   auto [add, user, buddy_id] = change_of(req);
   auto* u = find(user);
   auto* b = find(buddy_id);
@@ -268,10 +295,36 @@ void buddy_server::impl::apply(const buddy::request& req) {
   auto [add, user, buddy_id] = change_of(req);
   auto* u = find(user);
   auto* b = find(buddy_id);
+  if (shared) {
+    // Another node's REG may not have reached the copy yet; the store knew both.
+    u = &ensure(user);
+    b = &ensure(buddy_id);
+  }
   if (!u || !b) return;  // the store knew both; a REG commits before anything naming it
   auto it = std::find(u->buddies.begin(), u->buddies.end(), b);
   if (add && it == u->buddies.end()) u->buddies.push_back(b);
   if (!add && it != u->buddies.end()) u->buddies.erase(it);
+  // Another node may have changed this list just after us: the database,
+  // read after this, has the last word; states read before are stale.
+  if (feed) u->refresh_ticket = feed->refresh(user);
+}
+
+// The database's state of one user's list replaces the copy's.
+void buddy_server::impl::set_list(const store::buddy_feed::user_state& st) {
+  auto& u = ensure(st.userid);
+  if (st.refreshes_seen < u.refresh_ticket) return;  // read before our own change
+  u.buddies.clear();
+  u.buddies.reserve(st.buddies.size());
+  for (const auto& b : st.buddies) u.buddies.push_back(&ensure(b));
+}
+
+void buddy_server::impl::on_feed(store::buddy_feed::event e) {
+  if (auto* one = std::get_if<store::buddy_feed::user_state>(&e)) {
+    set_list(*one);
+    return;
+  }
+  // After (re)connecting: everything. Users are never removed.
+  for (const auto& st : std::get<store::buddy_feed::snapshot>(e).users) set_list(st);
 }
 
 void buddy_server::impl::answer(session& s, const buddy::request* req, const buddy::response& r,
@@ -416,13 +469,35 @@ result<std::unique_ptr<buddy_server>> buddy_server::bind(asio::io_context& io,
   if (!server) return tl::unexpected(server.error());
   auto udp = net::udp_socket::bind(io, config.host, config.udp_port, config.datagram);
   if (!udp) return tl::unexpected(udp.error());
-  auto path = config.data_dir / "buddy.sqlite3";
-  auto st = store_type::open(path, config.store);
+  auto st = config.store_url.empty()
+                ? store_type::open(config.data_dir / "buddy.sqlite3", config.store)
+                : store_type::connect(config.store_url, config.store);
   if (!st) return tl::unexpected(st.error());
   auto state =
       std::make_unique<impl>(io, std::move(config), std::move(*server), std::move(*udp));
-  state->store_path = path;
+  state->store_location = st->location();
+  state->shared = st->shared();
   if (auto loaded = state->load(*st); !loaded) return tl::unexpected(loaded.error());
+  if (state->shared) {
+    // Events come on the feed's thread; the copy lives on the io thread.
+    std::weak_ptr<char> alive = state->alive;
+    auto* raw = state.get();
+    store::buddy_feed::callbacks cb;
+    cb.on_event = [&io, alive, raw](store::buddy_feed::event e) {
+      asio::post(io, [alive, raw, e = std::move(e)]() mutable {
+        if (alive.lock()) raw->on_feed(std::move(e));
+      });
+    };
+    cb.log = [&io, alive, raw](std::string line) {
+      asio::post(io, [alive, raw, line = std::move(line)] {
+        if (alive.lock()) raw->log(line);
+      });
+    };
+    auto feed = store::buddy_feed::start(state->config.store_url, std::move(cb),
+                                         state->config.store);
+    if (!feed) return tl::unexpected(feed.error());
+    state->feed = std::move(*feed);
+  }
   state->committer = std::make_unique<group_committer<store_type>>(io, std::move(*st));
   return std::unique_ptr<buddy_server>(new buddy_server(std::move(state)));
 }
@@ -441,7 +516,7 @@ void buddy_server::start() {
   if (impl_->shared_status) impl_->shared_status->start(*impl_);
   impl_->log("listening on " + net::to_string(tcp_endpoint()));
   impl_->log("listening on " + net::to_string(udp_endpoint()));
-  impl_->log("data " + impl_->store_path.string() + ": " + std::to_string(impl_->users.size()) +
+  impl_->log("data " + impl_->store_location + ": " + std::to_string(impl_->users.size()) +
              " users; status TTL " +
              std::to_string(
                  std::chrono::duration_cast<std::chrono::seconds>(impl_->config.status_ttl)

@@ -135,6 +135,8 @@ struct registry_server::impl {
   std::size_t pending_writes = 0;
   std::size_t registers_pending = 0;  // REGISTERs being committed (max_users)
   std::string loaded_from;  // for the startup log
+  // A database server: its failures are outages, answered 503 (retry).
+  bool remote_store = false;
   std::string scratch;      // replies sent at once are built here, no allocation
 
   // The committed list, in registration order, and its GET body.
@@ -351,6 +353,11 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
       body = "the name '" + cmd.entry.user + "' is already registered\n";
     } else if (e == errc::not_found) {
       body = registry::to_string(cmd.entry) + " is not registered\n";
+    } else if (e == errc::storage_error && remote_store) {
+      // Not committed: the database is unreachable or failed. Its address
+      // and message are for the log, not for clients.
+      status = 503;
+      body = "the registry's database is unavailable; try again later\n";
     } else {
       body = e.message() + "\n";
     }
@@ -400,9 +407,12 @@ result<std::unique_ptr<registry_server>> registry_server::bind(asio::io_context&
                                                                registry_config config) {
   if (config.max_pipelined == 0) return fail(errc::invalid_config, "max_pipelined must be at least 1");
   if (config.max_users == 0) return fail(errc::invalid_config, "max_users must be at least 1");
-  auto path = config.data_dir / store_file_name;
-  auto opened = store_type::open(path, config.store);
+  auto opened = config.store_url.empty()
+                    ? store_type::open(config.data_dir / store_file_name, config.store)
+                    : store_type::connect(config.store_url, config.store);
   if (!opened) return tl::unexpected(opened.error());
+  const std::string location = opened->location();
+  const bool shared = opened->shared();
   auto records = opened->list();
   if (!records) return tl::unexpected(records.error());
   net::tcp_server_options options;
@@ -413,7 +423,8 @@ result<std::unique_ptr<registry_server>> registry_server::bind(asio::io_context&
   if (!server) return tl::unexpected(server.error());
   auto state = std::make_unique<impl>(io, std::move(config), std::move(*server),
                                       std::move(*records), std::move(*opened));
-  state->loaded_from = path.string();
+  state->loaded_from = location;
+  state->remote_store = shared;
   return std::unique_ptr<registry_server>(new registry_server(std::move(state)));
 }
 

@@ -5,6 +5,7 @@
 
 #include "improto/buddy/messages.hpp"
 #include "improto/wire/text.hpp"
+#include "backends.hpp"
 #include "sqlite.hpp"
 
 namespace improto::store {
@@ -38,9 +39,9 @@ result<void> answer(errc code, std::string detail) { return fail(code, std::move
 
 tl::unexpected<error> closed() { return fail(errc::storage_error, "store is closed"); }
 
-}  // namespace
+struct sqlite_buddy final : buddy_store::impl {
+  explicit sqlite_buddy(detail::database d) : db(std::move(d)) {}
 
-struct buddy_store::impl {
   detail::database db;
   // Declared after db, so they are finalized before the connection closes.
   detail::statement insert_user;
@@ -73,7 +74,7 @@ struct buddy_store::impl {
     return result<pair>(pair{**u, **b});
   }
 
-  outcome add_user(std::string_view userid) {
+  outcome add_user_one(std::string_view userid) {
     // The protocol's rule; here a bad userid is a bad argument.
     if (auto ok = buddy::check_user(userid, "userid"); !ok) {
       return answer(errc::invalid_argument, ok.error().detail());
@@ -87,7 +88,7 @@ struct buddy_store::impl {
     return result<void>{};
   }
 
-  outcome add_buddy(std::string_view user, std::string_view buddy) {
+  outcome add_buddy_one(std::string_view user, std::string_view buddy) {
     auto ids = find_pair(user, buddy);
     if (!ids) return tl::unexpected(ids.error());
     if (!*ids) return result<void>(tl::unexpected(ids->error()));
@@ -97,7 +98,7 @@ struct buddy_store::impl {
     return result<void>{};
   }
 
-  outcome remove_buddy(std::string_view user, std::string_view buddy) {
+  outcome remove_buddy_one(std::string_view user, std::string_view buddy) {
     auto ids = find_pair(user, buddy);
     if (!ids) return tl::unexpected(ids.error());
     if (!*ids) return result<void>(tl::unexpected(ids->error()));
@@ -107,7 +108,76 @@ struct buddy_store::impl {
     return result<void>{};
   }
 
+  result<void> add_user(std::string_view userid) override {
+    return db.write_one([&] { return add_user_one(userid); });
+  }
+
+  result<bool> has_user(std::string_view userid) override {
+    auto id = find(userid);
+    if (!id) return tl::unexpected(id.error());
+    return id->has_value();
+  }
+
+  result<void> add_buddy(std::string_view user, std::string_view buddy) override {
+    return db.write_one([&] { return add_buddy_one(user, buddy); });
+  }
+
+  result<void> remove_buddy(std::string_view user, std::string_view buddy) override {
+    return db.write_one([&] { return remove_buddy_one(user, buddy); });
+  }
+
+  result<std::vector<std::string>> buddies(std::string_view user) override {
+    std::vector<std::string> out;
+    bool known = false;
+    detail::query q(db, select_buddies, "cannot read buddy list");
+    q.bind(user);
+    while (true) {
+      auto row = q.step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      known = true;
+      if (!q.is_null(0)) out.push_back(q.text(0));
+    }
+    if (!known) return fail(errc::not_found, "no such user " + wire::quote(user));
+    return out;
+  }
+
+  result<std::vector<std::string>> users() override {
+    std::vector<std::string> out;
+    detail::query q(db, select_users, "cannot list users");
+    while (true) {
+      auto row = q.step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      out.push_back(q.text(0));
+    }
+    return out;
+  }
+
+  result<std::vector<result<void>>> apply(std::span<const buddy_store::operation> ops) override {
+    return db.write_batch(ops, [&](const buddy_store::operation& op) -> outcome {
+      return std::visit(
+          [&](const auto& v) -> outcome {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, buddy_store::add_user_op>) {
+              return add_user_one(v.userid);
+            } else if constexpr (std::is_same_v<T, buddy_store::add_buddy_op>) {
+              return add_buddy_one(v.user, v.buddy);
+            } else {
+              return remove_buddy_one(v.user, v.buddy);
+            }
+          },
+          op);
+    });
+  }
+
+  result<store_status> status() override { return db.status(); }
+  const std::filesystem::path& path() const noexcept override { return db.path(); }
+  std::string location() const override { return db.path().string(); }
+  bool shared() const noexcept override { return false; }
 };
+
+}  // namespace
 
 buddy_store::buddy_store(std::unique_ptr<impl> p) noexcept : impl_(std::move(p)) {}
 buddy_store::buddy_store(buddy_store&&) noexcept = default;
@@ -118,7 +188,7 @@ result<buddy_store> buddy_store::open(const std::filesystem::path& file, options
   const detail::schema s{"buddy", buddy_application_id, migrations};
   auto db = detail::database::open(file, opts, s);
   if (!db) return tl::unexpected(db.error());
-  auto p = std::make_unique<impl>(impl{std::move(*db), {}, {}, {}, {}, {}, {}});
+  auto p = std::make_unique<sqlite_buddy>(std::move(*db));
 
   struct {
     detail::statement* target;
@@ -147,85 +217,60 @@ result<buddy_store> buddy_store::open(const std::filesystem::path& file, options
   return buddy_store(std::move(p));
 }
 
+result<buddy_store> buddy_store::connect(std::string_view location, options opts) {
+  if (!is_postgresql_url(location)) return open(std::filesystem::path(location), opts);
+  auto p = detail::open_postgresql_buddy(location, opts);
+  if (!p) return tl::unexpected(p.error());
+  return buddy_store(std::move(*p));
+}
+
 result<void> buddy_store::add_user(std::string_view userid) {
   if (!impl_) return closed();
-  return impl_->db.write_one([&] { return impl_->add_user(userid); });
+  return impl_->add_user(userid);
 }
 
 result<bool> buddy_store::has_user(std::string_view userid) {
   if (!impl_) return closed();
-  auto id = impl_->find(userid);
-  if (!id) return tl::unexpected(id.error());
-  return id->has_value();
+  return impl_->has_user(userid);
 }
 
 result<void> buddy_store::add_buddy(std::string_view user, std::string_view buddy) {
   if (!impl_) return closed();
-  return impl_->db.write_one([&] { return impl_->add_buddy(user, buddy); });
+  return impl_->add_buddy(user, buddy);
 }
 
 result<void> buddy_store::remove_buddy(std::string_view user, std::string_view buddy) {
   if (!impl_) return closed();
-  return impl_->db.write_one([&] { return impl_->remove_buddy(user, buddy); });
+  return impl_->remove_buddy(user, buddy);
 }
 
 result<std::vector<std::string>> buddy_store::buddies(std::string_view user) {
   if (!impl_) return closed();
-  std::vector<std::string> out;
-  bool known = false;
-  detail::query q(impl_->db, impl_->select_buddies, "cannot read buddy list");
-  q.bind(user);
-  while (true) {
-    auto row = q.step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) break;
-    known = true;
-    if (!q.is_null(0)) out.push_back(q.text(0));
-  }
-  if (!known) return fail(errc::not_found, "no such user " + wire::quote(user));
-  return out;
+  return impl_->buddies(user);
 }
 
 result<std::vector<std::string>> buddy_store::users() {
   if (!impl_) return closed();
-  std::vector<std::string> out;
-  detail::query q(impl_->db, impl_->select_users, "cannot list users");
-  while (true) {
-    auto row = q.step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) break;
-    out.push_back(q.text(0));
-  }
-  return out;
+  return impl_->users();
 }
 
 result<std::vector<result<void>>> buddy_store::apply(std::span<const operation> ops) {
   if (!impl_) return closed();
-  return impl_->db.write_batch(ops, [&](const operation& op) -> outcome {
-    return std::visit(
-        [&](const auto& v) -> outcome {
-          using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, add_user_op>) {
-            return impl_->add_user(v.userid);
-          } else if constexpr (std::is_same_v<T, add_buddy_op>) {
-            return impl_->add_buddy(v.user, v.buddy);
-          } else {
-            return impl_->remove_buddy(v.user, v.buddy);
-          }
-        },
-        op);
-  });
+  return impl_->apply(ops);
 }
 
 result<store_status> buddy_store::status() {
   if (!impl_) return closed();
-  return impl_->db.status();
+  return impl_->status();
 }
 
 const std::filesystem::path& buddy_store::path() const noexcept {
   static const std::filesystem::path none;
-  return impl_ ? impl_->db.path() : none;
+  return impl_ ? impl_->path() : none;
 }
+
+std::string buddy_store::location() const { return impl_ ? impl_->location() : std::string(); }
+bool buddy_store::shared() const noexcept { return impl_ && impl_->shared(); }
 
 bool buddy_store::valid_userid(std::string_view userid) noexcept {
   return buddy::valid_user(userid);

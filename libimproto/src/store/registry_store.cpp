@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "improto/wire/text.hpp"
+#include "backends.hpp"
 #include "sqlite.hpp"
 
 namespace improto::store {
@@ -47,9 +48,11 @@ bool forbidden_anywhere(unsigned char c) noexcept {
   return c <= 0x20 || c == 0x7f || c == '@' || c == ',';
 }
 
-}  // namespace
+tl::unexpected<error> closed() { return fail(errc::storage_error, "store is closed"); }
 
-struct registry_store::impl {
+struct sqlite_registry final : registry_store::impl {
+  explicit sqlite_registry(detail::database d) : db(std::move(d)) {}
+
   detail::database db;
   // Declared after db, so they are finalized before the connection closes.
   detail::statement insert;
@@ -58,14 +61,14 @@ struct registry_store::impl {
   detail::statement select_one;
   detail::statement select_origin;
 
-  outcome add(std::string_view name, std::string_view host, std::uint16_t port,
-              std::string_view origin) {
-    if (!valid_name(name)) {
+  outcome add_one(std::string_view name, std::string_view host, std::uint16_t port,
+                  std::string_view origin) {
+    if (!registry_store::valid_name(name)) {
       return answer(errc::invalid_argument,
                     "registry name must be non-empty, without ':', '@', ',', white space or "
                     "control characters");
     }
-    if (!valid_host(host)) {
+    if (!registry_store::valid_host(host)) {
       return answer(
           errc::invalid_argument,
           "registry host must be non-empty, without ',', '@', white space or control characters");
@@ -79,8 +82,8 @@ struct registry_store::impl {
     return result<void>{};
   }
 
-  outcome remove(std::string_view name, std::string_view host, std::uint16_t port,
-                 std::optional<std::string_view> from) {
+  outcome remove_one(std::string_view name, std::string_view host, std::uint16_t port,
+                     std::optional<std::string_view> from) {
     {
       detail::query q(db, erase, "cannot remove registry entry");
       q.bind(name).bind(host).bind(std::int64_t{port});
@@ -101,7 +104,63 @@ struct registry_store::impl {
     return answer(errc::not_found, "no registry entry " + wire::quote(address(name, host, port)));
   }
 
+  result<void> add(std::string_view name, std::string_view host, std::uint16_t port,
+                   std::string_view origin) override {
+    return db.write_one([&] { return add_one(name, host, port, origin); });
+  }
+
+  result<void> remove(std::string_view name, std::string_view host, std::uint16_t port,
+                      std::optional<std::string_view> from) override {
+    return db.write_one([&] { return remove_one(name, host, port, from); });
+  }
+
+  result<std::vector<registry_record>> list() override {
+    std::vector<registry_record> out;
+    detail::query q(db, select_all, "cannot list registry");
+    while (true) {
+      auto row = q.step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      std::int64_t port = q.integer(2);
+      // The CHECK constraint guarantees this unless the file was edited behind our back.
+      if (port < 0 || port > 65535) {
+        return fail(errc::storage_error,
+                    db.path().string() + ": registry entry with port " + std::to_string(port));
+      }
+      out.push_back({q.text(0), q.text(1), static_cast<std::uint16_t>(port), q.text(3)});
+    }
+    return out;
+  }
+
+  result<bool> contains(std::string_view name) override {
+    detail::query q(db, select_one, "cannot look up registry entry");
+    q.bind(name);
+    return q.step();
+  }
+
+  result<std::vector<result<void>>> apply(std::span<const registry_store::operation> ops) override {
+    return db.write_batch(ops, [&](const registry_store::operation& op) -> outcome {
+      return std::visit(
+          [&](const auto& v) -> outcome {
+            if constexpr (std::is_same_v<std::decay_t<decltype(v)>, registry_store::add_op>) {
+              return add_one(v.name, v.host, v.port, v.origin);
+            } else {
+              std::optional<std::string_view> from;
+              if (v.from) from = *v.from;
+              return remove_one(v.name, v.host, v.port, from);
+            }
+          },
+          op);
+    });
+  }
+
+  result<store_status> status() override { return db.status(); }
+  const std::filesystem::path& path() const noexcept override { return db.path(); }
+  std::string location() const override { return db.path().string(); }
+  bool shared() const noexcept override { return false; }
 };
+
+}  // namespace
 
 registry_store::registry_store(std::unique_ptr<impl> p) noexcept : impl_(std::move(p)) {}
 registry_store::registry_store(registry_store&&) noexcept = default;
@@ -112,7 +171,7 @@ result<registry_store> registry_store::open(const std::filesystem::path& file, o
   const detail::schema s{"registry", registry_application_id, migrations};
   auto db = detail::database::open(file, opts, s);
   if (!db) return tl::unexpected(db.error());
-  auto p = std::make_unique<impl>(impl{std::move(*db), {}, {}, {}, {}, {}});
+  auto p = std::make_unique<sqlite_registry>(std::move(*db));
 
   struct {
     detail::statement* target;
@@ -136,74 +195,52 @@ result<registry_store> registry_store::open(const std::filesystem::path& file, o
   return registry_store(std::move(p));
 }
 
-namespace {
-tl::unexpected<error> closed() { return fail(errc::storage_error, "store is closed"); }
-}  // namespace
+result<registry_store> registry_store::connect(std::string_view location, options opts) {
+  if (!is_postgresql_url(location)) return open(std::filesystem::path(location), opts);
+  auto p = detail::open_postgresql_registry(location, opts);
+  if (!p) return tl::unexpected(p.error());
+  return registry_store(std::move(*p));
+}
 
 result<void> registry_store::add(std::string_view name, std::string_view host, std::uint16_t port,
                                  std::string_view origin) {
   if (!impl_) return closed();
-  return impl_->db.write_one([&] { return impl_->add(name, host, port, origin); });
+  return impl_->add(name, host, port, origin);
 }
 
 result<void> registry_store::remove(std::string_view name, std::string_view host,
                                     std::uint16_t port, std::optional<std::string_view> from) {
   if (!impl_) return closed();
-  return impl_->db.write_one([&] { return impl_->remove(name, host, port, from); });
+  return impl_->remove(name, host, port, from);
 }
 
 result<std::vector<registry_record>> registry_store::list() {
   if (!impl_) return closed();
-  std::vector<registry_record> out;
-  detail::query q(impl_->db, impl_->select_all, "cannot list registry");
-  while (true) {
-    auto row = q.step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) break;
-    std::int64_t port = q.integer(2);
-    // The CHECK constraint guarantees this unless the file was edited behind our back.
-    if (port < 0 || port > 65535) {
-      return fail(errc::storage_error,
-                  impl_->db.path().string() + ": registry entry with port " + std::to_string(port));
-    }
-    out.push_back({q.text(0), q.text(1), static_cast<std::uint16_t>(port), q.text(3)});
-  }
-  return out;
+  return impl_->list();
 }
 
 result<bool> registry_store::contains(std::string_view name) {
   if (!impl_) return closed();
-  detail::query q(impl_->db, impl_->select_one, "cannot look up registry entry");
-  q.bind(name);
-  return q.step();
+  return impl_->contains(name);
 }
 
 result<std::vector<result<void>>> registry_store::apply(std::span<const operation> ops) {
   if (!impl_) return closed();
-  return impl_->db.write_batch(ops, [&](const operation& op) -> outcome {
-    return std::visit(
-        [&](const auto& v) -> outcome {
-          if constexpr (std::is_same_v<std::decay_t<decltype(v)>, add_op>) {
-            return impl_->add(v.name, v.host, v.port, v.origin);
-          } else {
-            std::optional<std::string_view> from;
-            if (v.from) from = *v.from;
-            return impl_->remove(v.name, v.host, v.port, from);
-          }
-        },
-        op);
-  });
+  return impl_->apply(ops);
 }
 
 result<store_status> registry_store::status() {
   if (!impl_) return closed();
-  return impl_->db.status();
+  return impl_->status();
 }
 
 const std::filesystem::path& registry_store::path() const noexcept {
   static const std::filesystem::path none;
-  return impl_ ? impl_->db.path() : none;
+  return impl_ ? impl_->path() : none;
 }
+
+std::string registry_store::location() const { return impl_ ? impl_->location() : std::string(); }
+bool registry_store::shared() const noexcept { return impl_ && impl_->shared(); }
 
 bool registry_store::valid_name(std::string_view name) noexcept {
   if (name.empty()) return false;

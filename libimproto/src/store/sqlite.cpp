@@ -392,6 +392,7 @@ void database::rollback() noexcept {
 
 result<store_status> database::status() {
   store_status st;
+  st.backend = "sqlite";
   {
     auto stmt = prepare("PRAGMA journal_mode");
     if (!stmt) return tl::unexpected(stmt.error());

@@ -11,7 +11,15 @@
 //
 // Users and buddy lists live in `<data_dir>/buddy.sqlite3`; a copy is kept
 // in memory (loaded by bind(), updated after each commit), so GET never
-// touches SQLite. Statuses are soft state in memory only: an ONLINE that is
+// touches SQLite.
+//
+// With `store_url` (PostgreSQL) several servers ("nodes") may share one
+// database: each keeps its copy current from the database's change feed
+// (store::buddy_feed: other nodes' commits reach it within milliseconds),
+// and ADD/DEL are always decided by the database, never by a copy that
+// could be stale. While the database is unreachable, writes are answered
+// `503 UNAVAILABLE` (not committed: try again), GETs are answered from the
+// copy, and the server reconnects by itself. Statuses are soft state in memory only: an ONLINE that is
 // not refreshed within `status_ttl` reads as OFFLINE (with the last address).
 // Commits run on a worker thread (group_committer); everything else lives on
 // the io_context's thread. Destroy the server before its io_context.
@@ -43,6 +51,9 @@ struct buddy_config {
   std::uint16_t udp_port = buddy::default_udp_port;  // 0 binds a free port
   // Holds buddy.sqlite3; must exist.
   std::filesystem::path data_dir = ".";
+  // Empty: <data_dir>/buddy.sqlite3. "postgresql://...": that database,
+  // shared with any other node using it; data_dir is then unused.
+  std::string store_url;
   store::options store;
   // An ONLINE not refreshed this long reads OFFLINE; 0 or less: never.
   std::chrono::milliseconds status_ttl = std::chrono::seconds(300);

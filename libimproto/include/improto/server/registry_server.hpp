@@ -4,7 +4,9 @@
 // HTTP/1.1 on TCP, `POST /userlist.txt` with `REGISTER name@ip:port` or
 // `LOGOUT name@ip:port`, `GET /userlist.txt` for the list.
 //
-//  * Durable: the list lives in `<data_dir>/registry.sqlite3`. Writes go
+//  * Durable: the list lives in `<data_dir>/registry.sqlite3`, or in the
+//    PostgreSQL database of `store_url` (then a storage failure, e.g. the
+//    database server down, is answered 503: try again). Writes go
 //    through a group_committer (one fsync per group, off the io thread) and
 //    a success is answered only once its change is committed.
 //  * GET never touches SQLite: it is served from an in-memory copy loaded at
@@ -16,8 +18,8 @@
 //    peer, stored with it) unless logout_from_any.
 //  * Keep-alive and pipelining: replies leave in request order, and a GET
 //    pipelined behind a POST on the same connection sees that POST's effect.
-//  * One server per data directory: the in-memory copy assumes nobody else
-//    writes the file.
+//  * One server per data directory (or database): the in-memory copy
+//    assumes nobody else writes the list.
 //
 // Threading: run the io_context on one thread; all calls on that thread.
 
@@ -43,6 +45,9 @@ struct registry_config {
   std::string host = "127.0.0.1";
   std::uint16_t port = 65432;  // the seed's sample run; 0 binds a free port
   std::filesystem::path data_dir = ".";  // holds registry.sqlite3
+  // Empty: <data_dir>/registry.sqlite3. "postgresql://...": that database
+  // (store::registry_store::connect); data_dir is then unused.
+  std::string store_url;
   net::stream_limits stream;   // idle 5 min, partial message 30 s, 10,000 connections
   // Request limits: line length, header count, body size. A REGISTER body
   // is under 400 bytes; 4 KiB leaves room for clients that pad.

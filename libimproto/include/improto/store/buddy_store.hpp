@@ -5,9 +5,13 @@
 // and are not stored here.
 //
 // Same model as registry_store (see registry_store.hpp): one SQLite file in
-// WAL mode, synchronous=FULL by default (a success means the change is on
-// disk: send `200 OK` only after it), errors as values, one thread at a time,
-// apply() for group commit, move-only.
+// WAL mode or a PostgreSQL database, durable commits (a success means the
+// change is committed: send `200 OK` only after it), errors as values, one
+// thread at a time, apply() for group commit, move-only.
+//
+// A PostgreSQL store announces every committed change on the channel
+// `improto_buddy` (NOTIFY, delivered at commit), so that nodes sharing the
+// database keep their copies current: see buddy_feed.hpp.
 //
 // Answers, mapped to the protocol:
 //   add_user      ok | invalid_argument (201) | name_taken (203)
@@ -51,6 +55,8 @@ class buddy_store {
   // Opens or creates the store file, e.g. `<data dir>/buddy.sqlite3`; errors
   // as registry_store::open.
   static result<buddy_store> open(const std::filesystem::path& file, options opts = {});
+  // A PostgreSQL URL or a file; errors as registry_store::connect.
+  static result<buddy_store> connect(std::string_view location, options opts = {});
 
   buddy_store(buddy_store&&) noexcept;
   buddy_store& operator=(buddy_store&&) noexcept;
@@ -69,15 +75,21 @@ class buddy_store {
   result<std::vector<result<void>>> apply(std::span<const operation> ops);
 
   result<store_status> status();
+  // As registry_store: the file (empty on PostgreSQL), the location for
+  // logs, whether other processes write too.
   const std::filesystem::path& path() const noexcept;
+  std::string location() const;
+  bool shared() const noexcept;
   bool is_open() const noexcept { return impl_ != nullptr; }
 
   // The rule add_user() enforces (SPEC, Protocol 2): 1 to 32 characters of
   // improto::buddy::valid_user: [A-Za-z0-9_.-], case-sensitive.
   static bool valid_userid(std::string_view userid) noexcept;
 
- private:
+  // The back end's interface (libimproto/src/store/backends.hpp).
   struct impl;
+
+ private:
   explicit buddy_store(std::unique_ptr<impl> p) noexcept;
   std::unique_ptr<impl> impl_;
 };

@@ -3,18 +3,29 @@
 // The registry server's durable list (Protocol 1): who is registered at which
 // address, in registration order.
 //
-// Both stores (this one and buddy_store) follow one model:
-//  * One SQLite file, WAL journal, synchronous=FULL by default: when a write
-//    returns success the change is on disk and survives kill -9 and power
-//    loss. Answer the client only after that.
+// Both stores (this one and buddy_store) follow one model, whatever the
+// back end:
+//  * Back ends: one SQLite file (open(path), the default) or a PostgreSQL
+//    database (connect("postgresql://...")). Same operations, same answers,
+//    same guarantees; the same test-suite runs against both.
+//  * Durable: SQLite in WAL mode with synchronous=FULL by default;
+//    PostgreSQL with synchronous_commit=on. When a write returns success the
+//    change is committed and survives kill -9 and power loss. Answer the
+//    client only after that.
 //  * Errors are values: invalid_argument / name_taken / not_found describe the
-//    request; storage_error (with the path and SQLite's message) means the
-//    file could not be read or written, and the operation did not happen.
-//    Nothing throws.
+//    request; storage_error (with the path or URL and the database's message)
+//    means the data could not be read or written, and the operation did not
+//    happen -- or, when a PostgreSQL connection broke during COMMIT, its
+//    outcome is unknown; it was not acknowledged either way. Nothing throws.
 //  * Threads: a store object is used by one thread at a time (it may move
 //    between threads). Reads are non-const because they reuse the object's
-//    prepared statements. Several processes may open the same file; writers
-//    take turns, waiting up to options::busy_timeout.
+//    prepared statements. Several processes may open the same file or
+//    database; writers take turns, waiting up to options::busy_timeout.
+//  * PostgreSQL connection loss: the failing call answers storage_error;
+//    the next call reconnects (bounded by options::connect_timeout) and, if
+//    the server is back, succeeds. A transaction is never replayed after the
+//    connection broke during it (no acknowledged write is lost, none is
+//    applied twice behind the caller's back).
 //  * Group commit: apply() runs a batch of operations in one transaction with
 //    one fsync. A server that drains a burst of requests passes them all,
 //    then answers each request from its own result once apply() returns.
@@ -88,6 +99,12 @@ class registry_store {
   // newer schema; invalid_argument for an empty path; invalid_config for
   // bad options.
   static result<registry_store> open(const std::filesystem::path& file, options opts = {});
+  // Opens the store at `location`: a PostgreSQL URL (is_postgresql_url:
+  // connects, creates or migrates the schema) or else a file as open().
+  // invalid_config for a PostgreSQL URL in a build without libpq;
+  // storage_error if the server cannot be reached, refuses us, or holds a
+  // newer schema.
+  static result<registry_store> connect(std::string_view location, options opts = {});
 
   registry_store(registry_store&&) noexcept;
   registry_store& operator=(registry_store&&) noexcept;
@@ -113,7 +130,13 @@ class registry_store {
   result<std::vector<result<void>>> apply(std::span<const operation> ops);
 
   result<store_status> status();
+  // The file; empty for a PostgreSQL store.
   const std::filesystem::path& path() const noexcept;
+  // The file or the URL (password redacted), for logs.
+  std::string location() const;
+  // true when other processes may change the data too (a PostgreSQL store
+  // shared by several nodes): a copy kept in memory can go stale.
+  bool shared() const noexcept;
   bool is_open() const noexcept { return impl_ != nullptr; }
 
   // The rules add() enforces: only what keeps a stored "name@host:port,"
@@ -125,8 +148,10 @@ class registry_store {
   static bool valid_name(std::string_view name) noexcept;
   static bool valid_host(std::string_view host) noexcept;
 
- private:
+  // The back end's interface (libimproto/src/store/backends.hpp).
   struct impl;
+
+ private:
   explicit registry_store(std::unique_ptr<impl> p) noexcept;
   std::unique_ptr<impl> impl_;
 };

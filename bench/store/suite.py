@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""The storage rows of issue 12 (item 7), run by suite.sh.
+
+    suite.py BIN_DIR
+
+Durable writes per second through the real servers: imregistryd (REGISTER of
+a new name, keep-alive connections) and imbuddyd (REG of a new user, one
+connection per request, as the protocol has it), each with CLIENTS writers
+for SECONDS, on a PostgreSQL store (ours: --store, PostgreSQL 15 with
+fsync=on and synchronous_commit=on, a throwaway server on loopback) and on
+SQLite (the anchor: --data, synchronous=FULL). Both group-commit. A row is
+the median of per-round ratios, ours and the anchor alternating in each
+round. JSON rows on stdout, progress on stderr.
+
+Environment: BENCH_ROUNDS (default 5), BENCH_QUICK=1 (short runs),
+BENCH_SERVER_CPU (default 0: the servers are pinned there).
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "support"))
+import postgres  # noqa: E402
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+QUICK = os.environ.get("BENCH_QUICK", "0") == "1"
+SERVER_CPU = os.environ.get("BENCH_SERVER_CPU", "0")
+SECONDS = 1.5 if QUICK else 4.0
+CLIENTS = 16
+T0 = time.monotonic()
+
+
+def log(msg):
+    print("[store %5.1fs] %s" % (time.monotonic() - T0, msg), file=sys.stderr, flush=True)
+
+
+class Server:
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.ports = []
+        deadline = time.monotonic() + 30
+        while len(self.ports) < (2 if "imbuddyd" in argv[0] else 1):
+            line = self.proc.stderr.readline()
+            if not line or time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[0]} did not start: {line!r}")
+            m = re.search(r"listening on \S+:(\d+)$", line.strip())
+            if m:
+                self.ports.append(int(m.group(1)))
+        # Keep draining its log (one line per write) so it never blocks.
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def registry_writer(port, prefix, stop, counts, i):
+    n = 0
+    s = socket.create_connection(("127.0.0.1", port))
+    buf = b""
+    while not stop.is_set():
+        body = f"REGISTER {prefix}{i}_{n}@127.0.0.1:{1000 + i}".encode()
+        s.sendall(b"POST /userlist.txt HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(body), body))
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        while len(rest) < length:
+            rest += s.recv(4096)
+        buf = rest[length:]
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head)
+        n += 1
+    s.close()
+    counts[i] = n
+
+
+def buddy_writer(port, prefix, stop, counts, i):
+    n = 0
+    while not stop.is_set():
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"REG %s%d_%d\n" % (prefix.encode(), i, n))
+        answer = b""
+        while True:
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            answer += chunk
+        s.close()
+        if answer != b"200 OK\n":
+            raise RuntimeError(answer)
+        n += 1
+    counts[i] = n
+
+
+def measure(writer, port, prefix):
+    stop = threading.Event()
+    counts = [0] * CLIENTS
+    threads = [threading.Thread(target=writer, args=(port, prefix, stop, counts, i))
+               for i in range(CLIENTS)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    time.sleep(SECONDS)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    return sum(counts) / (time.monotonic() - started)
+
+
+def main():
+    bindir = sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix="improto-store-bench-")
+    results = {"registry": {"pg": [], "sqlite": []}, "buddy": {"pg": [], "sqlite": []}}
+    with postgres.PostgresServer() as pg:
+        for r in range(ROUNDS):
+            for kind in ("registry", "buddy"):
+                for backend in (("pg", "sqlite") if r % 2 == 0 else ("sqlite", "pg")):
+                    data = os.path.join(tmp, f"{kind}{r}{backend}")
+                    os.mkdir(data)
+                    if kind == "registry":
+                        argv = [os.path.join(bindir, "imregistryd"), "--port", "0", "--data", data,
+                                "--max-users", "100000000"]
+                    else:
+                        argv = [os.path.join(bindir, "imbuddyd"), "--tcp-port", "0",
+                                "--udp-port", "0", "--data", data]
+                    if backend == "pg":
+                        argv += ["--store", pg.create_database(f"{kind}{r}")]
+                    server = Server(argv)
+                    try:
+                        rate = measure(registry_writer if kind == "registry" else buddy_writer,
+                                       server.ports[0], f"{kind[0]}{r}")
+                    finally:
+                        server.stop()
+                    results[kind][backend].append(rate)
+                    log(f"round {r + 1}: {kind} on {backend}: {rate:.0f} writes/s")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for kind, what in (("registry", "imregistryd REGISTER (keep-alive)"),
+                       ("buddy", "imbuddyd REG (a connection each)")):
+        pg_rates, sq_rates = results[kind]["pg"], results[kind]["sqlite"]
+        ratio = statistics.median(p / s for p, s in zip(pg_rates, sq_rates))
+        print(json.dumps({
+            "benchmark": f"store {what}, {CLIENTS} writers, PostgreSQL store",
+            "metric": "acknowledged writes/s",
+            "ours": round(statistics.median(pg_rates)),
+            "anchor_name": "the same server on SQLite (synchronous=FULL)",
+            "anchor": round(statistics.median(sq_rates)),
+            "ratio": float(f"{ratio:.4g}"),
+            "goal": None,
+            "higher_is_better": True,
+            "rounds": str(len(pg_rates)),
+            "note": "PostgreSQL 15 on loopback, fsync=on, synchronous_commit=on; both group-commit",
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
