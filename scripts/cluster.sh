@@ -2,19 +2,24 @@
 # The relay as a cluster (docs/cluster.md): builds the tools, starts a
 # nats-server with JetStream in a temporary directory and three imrelayd
 # nodes on loopback, runs scripted imrelay clients chatting across the nodes,
-# then two imbuddyd nodes sharing statuses (a SET on one, a GET on the
-# other), prints the conversation and the nodes' logs, and stops everything.
+# then two imbuddyd nodes on one throwaway PostgreSQL sharing statuses on
+# NATS (REG/ADD and a SET on one, a GET on the other), prints the
+# conversation and the nodes' logs, and stops everything.
 source "$(dirname "$0")/lib.sh"
 
-ensure_packages "${BUILD_PACKAGES[@]}" libnats-dev nats-server
+ensure_packages "${BUILD_PACKAGES[@]}" libnats-dev nats-server libpq-dev postgresql postgresql-common
 log "build (g++, Release)"
 configure_build "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release -DIMPROTO_BUILD_TESTS=OFF \
-  -DIMPROTO_BUILD_PYTHON=OFF -DIMPROTO_WITH_NATS=ON
+  -DIMPROTO_BUILD_PYTHON=OFF -DIMPROTO_WITH_NATS=ON -DIMPROTO_WITH_POSTGRESQL=ON
 log "cluster: nats-server (JetStream), relay nodes r1 r2 r3, clients alice@r1 bob@r2 carol@r3"
-/usr/bin/python3 - "$ROOT/build-release/tools" <<'PY'
+/usr/bin/python3 - "$ROOT/build-release/tools" "$ROOT" <<'PY'
 import os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 tools = sys.argv[1]
+sys.path.insert(0, os.path.join(sys.argv[2], "tests", "support"))
+from postgres import PostgresServer  # a throwaway server, always stopped
+
+pg = None
 work = tempfile.mkdtemp(prefix="improto-cluster-")
 procs = []
 
@@ -93,13 +98,13 @@ try:
         for l in c.lines:
             print(f"  {l}")
 
-    print("--- buddy nodes b1, b2 sharing statuses on NATS (each with its own store here)")
+    print("--- buddy nodes b1, b2: one PostgreSQL database, statuses shared on NATS")
+    pg = PostgresServer()
+    pg.start()
     buddies = []
     for n in ("b1", "b2"):
-        data = os.path.join(work, n)
-        os.mkdir(data)
-        b = Proc(n, [f"{tools}/imbuddyd", "--tcp-port", "0", "--udp-port", "0", "--data", data,
-                     "--status", url])
+        b = Proc(n, [f"{tools}/imbuddyd", "--tcp-port", "0", "--udp-port", "0",
+                     "--store", pg.url, "--status", url])
         b.wait_for(r"data ")
         ports = [int(m.group(1)) for m in (re.search(r"listening on \S+:(\d+)$", l) for l in b.lines) if m]
         buddies.append((b, ports[0], ports[1]))
@@ -115,9 +120,8 @@ try:
             s.sendto(data, ("127.0.0.1", port))
             return s.recvfrom(65535)[0] if not data.startswith(b"SET") else b""
 
-    for _, tport, _ in buddies:
-        for line in (b"REG alice\n", b"REG bob\n", b"ADD alice bob\n"):
-            tcp(tport, line)
+    for line in (b"REG alice\n", b"REG bob\n", b"ADD alice bob\n"):
+        print(f"  b1 <- {line.decode().strip()} -> {tcp(buddies[0][1], line).decode().strip()}")
     (_, _, u1), (_, _, u2) = buddies[0], buddies[1]
     print("  b1 <- SET bob 100 4000")
     udp(u1, b"SET bob 100 4000")
@@ -141,6 +145,8 @@ finally:
             print(f"--- node {p.name}'s log")
             for l in p.lines:
                 print(f"  {l}")
+    if pg is not None:
+        pg.close()
     shutil.rmtree(work, ignore_errors=True)
 PY
 log "cluster demo done"
