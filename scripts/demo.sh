@@ -4,7 +4,8 @@
 # and prints the conversation.
 source "$(dirname "$0")/lib.sh"
 
-ensure_packages "${BUILD_PACKAGES[@]}" python3-venv python3-pip python3-setuptools python3-wheel
+ensure_packages "${BUILD_PACKAGES[@]}" python3-venv python3-pip python3-setuptools python3-wheel \
+  libnats-dev nats-server  # imrelayd --cluster (scripts/cluster.sh)
 log "build (g++, Release)"
 # The module comes from pip below (build-release/_python): not built twice.
 configure_build "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release -DIMPROTO_BUILD_TESTS=OFF -DIMPROTO_BUILD_PYTHON=OFF

@@ -10,19 +10,21 @@ source "$(dirname "$0")/lib.sh"
 # Tk, its screenshot); iproute2, nftables: the lossy-link test (network
 # namespaces joined by a veth pair, random drop); libpq-dev: the PostgreSQL
 # stores; postgresql: the throwaway server the store and integration tests
-# start (tests/support/postgres.py).
+# start (tests/support/postgres.py); libnats-dev, nats-server: the relay
+# cluster (IMPROTO_WITH_NATS=ON) and its tests' NATS servers.
 ensure_packages "${BUILD_PACKAGES[@]}" clang libclang-rt-14-dev curl \
-  libpq-dev postgresql postgresql-common \
+  libpq-dev postgresql postgresql-common libnats-dev nats-server \
   python3-venv python3-pip python3-setuptools python3-wheel \
   xvfb python3-tk python3-pil iproute2 nftables
 
 log "build and test (g++, RelWithDebInfo)"
-configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMPROTO_WERROR=ON
+configure_build "$ROOT/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMPROTO_WERROR=ON -DIMPROTO_WITH_NATS=ON
 ctest --test-dir "$ROOT/build" --output-on-failure -j "$JOBS"
 
 log "tests under AddressSanitizer + UndefinedBehaviorSanitizer (clang)"
 configure_build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
-  -DIMPROTO_SANITIZE=address,undefined -DIMPROTO_WERROR=ON -DIMPROTO_BUILD_PYTHON=OFF
+  -DIMPROTO_SANITIZE=address,undefined -DIMPROTO_WERROR=ON -DIMPROTO_BUILD_PYTHON=OFF \
+  -DIMPROTO_WITH_NATS=ON
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$ROOT/build-asan" --output-on-failure -j "$JOBS"
 

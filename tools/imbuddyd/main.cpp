@@ -9,6 +9,12 @@
 #include "cli.hpp"
 #include "improto/server/buddy_server.hpp"
 #include "improto/wire/text.hpp"
+#if IMPROTO_HAS_NATS
+#include <nats/nats.h>
+
+#include "improto/cluster/buddy_status.hpp"
+#include "improto/cluster/nats.hpp"
+#endif
 
 using namespace improto;
 
@@ -21,6 +27,7 @@ int main(int argc, char** argv) {
   double message_timeout = 30;
   double udp_rate = config.datagram.rate_per_source;
   std::string max_connections = "10000";
+  std::string status_servers, replicas = "1";
 
   cli::parser args(
       "imbuddyd", "[--host HOST] [--tcp-port PORT] [--udp-port PORT] [--data DIR] [options]",
@@ -57,6 +64,12 @@ int main(int argc, char** argv) {
               "datagrams accepted per second from one address, 0\n"
               "                        for no limit (default 200, bursts of twice that)",
               udp_rate)
+      .option("status", "nats://HOST:PORT[,...]",
+              "share SET statuses with the other nodes on these NATS\n"
+              "                        servers (a KV bucket whose TTL is --ttl)",
+              status_servers)
+      .option("kv-replicas", "N", "replicas of the status bucket when this node creates it\n"
+              "                        (default 1; 3 on a 3-server NATS cluster)", replicas)
       .epilog(
           "A UDP request longer than " + std::to_string(config.datagram.max_datagram) +
           " bytes is dropped unread, without an answer (a GET\n"
@@ -100,9 +113,37 @@ int main(int argc, char** argv) {
     cli::complain(args.program(), why);
     return 1;
   }
+  if (!status_servers.empty()) {
+#if IMPROTO_HAS_NATS
+    auto urls = improto::cluster::parse_servers(status_servers);
+    if (!urls) return args.usage_error("--status: " + urls.error().detail());
+    auto r = wire::parse_decimal(replicas, 5);
+    if (!r || *r == 0) return args.usage_error("--kv-replicas: expected 1 to 5");
+    improto::cluster::buddy_status_options o;
+    o.nats.servers = std::move(*urls);
+    o.replicas = static_cast<int>(*r);
+    o.ttl = config.status_ttl;
+    o.log = config.log;
+    auto status = improto::cluster::open_buddy_status(io, std::move(o));
+    if (!status) {
+      cli::complain(args.program(), "cannot share statuses: " + status.error().message());
+      return 1;
+    }
+    (*server)->share_status(std::move(*status));
+#else
+    return args.usage_error(
+        "--status: this build has no cluster support (built without libnats; install "
+        "libnats-dev and rebuild)");
+#endif
+  }
   cli::service service;
   service.start = [&] { (*server)->start(); };
   service.stop = [&] { (*server)->stop(); };
   service.drained = [&] { return (*server)->connection_count() == 0; };
-  return cli::serve_until_signal(io, service, config.log);
+  int code = cli::serve_until_signal(io, service, config.log);
+  server->reset();  // its status store (and NATS connection) first
+#if IMPROTO_HAS_NATS
+  nats_CloseAndWait(2000);
+#endif
+  return code;
 }

@@ -5,6 +5,11 @@
 #include "cli.hpp"
 #include "improto/wire/text.hpp"
 #include "improto/server/relay_server.hpp"
+#if IMPROTO_HAS_NATS
+#include <nats/nats.h>
+
+#include "improto/cluster/relay_node.hpp"
+#endif
 
 using namespace improto;
 
@@ -20,6 +25,9 @@ int main(int argc, char** argv) {
   std::string max_user_transfers = "4";
   double paused_timeout = 300;
   double transfer_timeout = 30;
+  std::string cluster_servers, node;
+  double heartbeat = 1, node_timeout = 3;
+  std::string replicas = "1";
 
   cli::parser args("imrelayd", "[--host HOST] [--port PORT] [options]",
                    "Relay chat server (seed 003): users register a sending and a receiving\n"
@@ -49,6 +57,19 @@ int main(int argc, char** argv) {
               paused_timeout)
       .option("transfer-timeout", "SECONDS",
               "drop a download whose client is silent this long (default 30)", transfer_timeout)
+      .option("cluster", "nats://HOST:PORT[,...]",
+              "run as one node of a relay cluster on these NATS servers (JetStream on)",
+              cluster_servers)
+      .option("node", "NAME", "this node's name, unique in the cluster (with --cluster)", node)
+      .option("heartbeat", "SECONDS", "cluster heartbeat period (default 1)", heartbeat)
+      .option("node-timeout", "SECONDS",
+              "a node silent this long is dead and its names are freed; a node that cannot "
+              "hear itself fences itself one heartbeat sooner (default 3)",
+              node_timeout)
+      .option("kv-replicas", "N",
+              "replicas of the names bucket when this node creates it (default 1; 3 on a "
+              "3-server NATS cluster)",
+              replicas)
       .epilog("Logs one line per event to stderr; the first is 'listening on HOST:PORT'.\n"
               "SIGINT or SIGTERM stops it cleanly (exit 0).");
   if (auto code = args.parse(argc, argv)) return *code;
@@ -87,7 +108,43 @@ int main(int argc, char** argv) {
   config.log = cli::stderr_logger();
 
   asio::io_context io(1);
-  auto server = server::relay_server::bind(io, config);
+  std::unique_ptr<server::relay_cluster> cluster;
+  if (!cluster_servers.empty() || !node.empty()) {
+#if IMPROTO_HAS_NATS
+    if (cluster_servers.empty() || node.empty()) {
+      return args.usage_error("--cluster and --node go together");
+    }
+    auto urls = improto::cluster::parse_servers(cluster_servers);
+    if (!urls) return args.usage_error("--cluster: " + urls.error().detail());
+    auto r = wire::parse_decimal(replicas, 5);
+    if (!r || *r == 0) return args.usage_error("--kv-replicas: expected 1 to 5");
+    if (heartbeat <= 0 || heartbeat > 60) {
+      return args.usage_error("--heartbeat: expected more than 0, at most 60 seconds");
+    }
+    if (node_timeout < 3 * heartbeat || node_timeout > 600) {
+      return args.usage_error("--node-timeout: expected 3 heartbeats to 600 seconds");
+    }
+    improto::cluster::relay_node_options o;
+    o.nats.servers = std::move(*urls);
+    o.node = node;
+    o.replicas = static_cast<int>(*r);
+    o.heartbeat = cli::seconds(heartbeat);
+    o.node_timeout = cli::seconds(node_timeout);
+    o.forward_timeout = cli::seconds(receiver_timeout);
+    o.log = config.log;
+    auto opened = improto::cluster::open_relay_node(io, std::move(o));
+    if (!opened) {
+      cli::complain(args.program(), "cannot join the cluster: " + opened.error().message());
+      return 1;
+    }
+    cluster = std::move(*opened);
+#else
+    return args.usage_error(
+        "--cluster: this build has no cluster support (built without libnats; install "
+        "libnats-dev and rebuild)");
+#endif
+  }
+  auto server = server::relay_server::bind(io, config, std::move(cluster));
   if (!server) {
     cli::complain(args.program(), "cannot listen: " + server.error().message());
     return 1;
@@ -96,5 +153,10 @@ int main(int argc, char** argv) {
   service.start = [&] { (*server)->start(); };
   service.stop = [&] { (*server)->stop(); };
   service.drained = [&] { return (*server)->connection_count() == 0; };
-  return cli::serve_until_signal(io, service, config.log);
+  int code = cli::serve_until_signal(io, service, config.log);
+  server->reset();  // the cluster node gives back its names before NATS goes
+#if IMPROTO_HAS_NATS
+  nats_CloseAndWait(2000);
+#endif
+  return code;
 }

@@ -41,6 +41,7 @@ struct user_record {
   asio::ip::address address;
   std::string ip;  // `address` as text, made only when it changes
   std::uint16_t port = 0;
+  std::chrono::system_clock::time_point set_at;  // the SET shown: the newest wins
   // Shared store: the feed's refresh number asked after this node last
   // changed the list; states read before it may predate that change.
   std::uint64_t refresh_ticket = 0;
@@ -100,7 +101,7 @@ std::size_t digits(unsigned n) {
 
 }  // namespace
 
-struct buddy_server::impl {
+struct buddy_server::impl final : buddy_status_sink {
   impl(asio::io_context& io_context, buddy_config cfg, net::tcp_server server, net::udp_socket u)
       : io(io_context), config(std::move(cfg)), tcp(std::move(server)), udp(std::move(u)) {}
 
@@ -149,6 +150,13 @@ struct buddy_server::impl {
   std::shared_ptr<char> alive = std::make_shared<char>();
   // Last: stopped (its thread joined) before anything it reports to goes.
   std::unique_ptr<store::buddy_feed> feed;
+
+  // Shared statuses (share_status): every node's SETs, this one's included.
+  void apply(const buddy_status_update& u) override;
+  void set_status(user_record& u, bool online, const asio::ip::address& address,
+                  std::uint16_t port, net::clock::time_point until);
+  // Last, after the feed: it may call back into the members above until it is gone.
+  std::unique_ptr<buddy_status_store> shared_status;
 };
 
 // ------------------------------------------------------------------- startup
@@ -355,23 +363,49 @@ void buddy_server::impl::on_set(const buddy::set_request& m, const asio::ip::udp
   auto* u = find(m.user);
   if (!u) return;  // no reply to SET; statuses are kept for registered users only
   auto now = net::clock::now();
-  bool was_online = u->seen && u->status == buddy::presence::online &&
-                    (config.status_ttl.count() <= 0 || now < u->online_until);
   auto address = plain(from.address());
-  bool moved = !u->seen || address != u->address || m.msgport != u->port;
-  if (address != u->address || !u->seen) {
-    u->address = address;
-    u->ip = address.to_string();
+  if (shared_status) {
+    u->set_at = std::chrono::system_clock::now();
+    shared_status->put({u->id, m.status == buddy::presence::online, address.to_string(),
+                        m.msgport, u->set_at});
   }
-  u->seen = true;
-  u->status = m.status;
-  u->port = m.msgport;
-  u->online_until = now + config.status_ttl;
-  bool online = m.status == buddy::presence::online;
+  set_status(*u, m.status == buddy::presence::online, address, m.msgport,
+             now + config.status_ttl);
+}
+
+void buddy_server::impl::apply(const buddy_status_update& update) {
+  auto* u = find(update.user);
+  if (!u || update.at < u->set_at) return;  // older than what we show
+  std::error_code ec;
+  auto address = asio::ip::make_address(update.ip, ec);
+  if (ec) return;
+  u->set_at = update.at;
+  // The TTL counts from the SET, on whichever node it was made.
+  auto age = std::chrono::system_clock::now() - update.at;
+  auto until = net::clock::now() + config.status_ttl -
+               std::chrono::duration_cast<net::clock::duration>(age);
+  set_status(*u, update.online, address, update.port, until);
+}
+
+void buddy_server::impl::set_status(user_record& u, bool online,
+                                    const asio::ip::address& address, std::uint16_t msgport,
+                                    net::clock::time_point until) {
+  auto now = net::clock::now();
+  bool was_online = u.seen && u.status == buddy::presence::online &&
+                    (config.status_ttl.count() <= 0 || now < u.online_until);
+  bool moved = !u.seen || address != u.address || msgport != u.port;
+  if (address != u.address || !u.seen) {
+    u.address = address;
+    u.ip = address.to_string();
+  }
+  u.seen = true;
+  u.status = online ? buddy::presence::online : buddy::presence::offline;
+  u.port = msgport;
+  u.online_until = until;
   // Refreshes are the common case and are not news.
   if (online != was_online || (online && moved)) {
-    log(u->id + (online ? " online at " + u->ip + " port " + std::to_string(u->port)
-                        : std::string(" offline")));
+    log(u.id + (online ? " online at " + u.ip + " port " + std::to_string(u.port)
+                       : std::string(" offline")));
   }
 }
 
@@ -474,7 +508,12 @@ asio::ip::tcp::endpoint buddy_server::tcp_endpoint() const {
 
 asio::ip::udp::endpoint buddy_server::udp_endpoint() const { return impl_->udp.local_endpoint(); }
 
+void buddy_server::share_status(std::unique_ptr<buddy_status_store> status) {
+  impl_->shared_status = std::move(status);
+}
+
 void buddy_server::start() {
+  if (impl_->shared_status) impl_->shared_status->start(*impl_);
   impl_->log("listening on " + net::to_string(tcp_endpoint()));
   impl_->log("listening on " + net::to_string(udp_endpoint()));
   impl_->log("data " + impl_->store_location + ": " + std::to_string(impl_->users.size()) +
@@ -498,6 +537,7 @@ void buddy_server::start() {
 
 void buddy_server::stop() {
   if (impl_->tcp.stopping()) return;
+  if (impl_->shared_status) impl_->shared_status->stop();
   impl_->tcp.stop();
   impl_->udp.close();
   if (auto dropped = dropped_datagrams(); dropped > 0) {

@@ -1,5 +1,6 @@
 #include "improto/server/relay_server.hpp"
 
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <deque>
 #include <map>
@@ -30,13 +31,15 @@ std::string seconds_text(std::chrono::milliseconds d) {
   return out;
 }
 
-// One SEND waiting for its receivers' answers.
+// One SEND waiting for its receivers' answers: a local sender's (its reply
+// slot), or another node's (`done`).
 struct delivery {
   std::weak_ptr<session> sender;
   net::ordered_replies::slot slot = 0;  // the sender's reply slot
   std::string to;          // as the sender wrote it, for `SENT <to>`
   std::size_t remaining = 0;
-  bool failed = false;
+  std::size_t failures = 0;
+  std::function<void(std::size_t failures)> done;
 };
 
 // A FORWARD its receiver has not answered yet.
@@ -46,10 +49,19 @@ struct unanswered {
   net::clock::time_point deadline;
 };
 
+// A REGISTER answered once the cluster has said whether the name is ours.
+struct waiting_registration {
+  std::weak_ptr<session> s;
+  net::ordered_replies::slot slot = 0;
+  relay::role role = relay::role::to_send;
+};
+
 struct user_entry {
   std::shared_ptr<session> sender, receiver;
   bool subscribed = false;
-  bool complete() const noexcept { return sender && receiver; }
+  bool claiming = false;  // cluster: the name's claim is in flight
+  std::vector<waiting_registration> waiting;
+  bool complete() const noexcept { return sender && receiver && !claiming; }
 };
 
 struct session : net::tcp_session {
@@ -72,6 +84,9 @@ struct session : net::tcp_session {
   relay::decoder decoder;
   std::optional<relay::role> role;  // set once REGISTER succeeded on this socket
   std::string user;
+  // Reading waits while this socket's REGISTER waits for the cluster, so
+  // later requests see the outcome as they would on one server.
+  bool claim_wait = false;
 
   // Replies leave in request order. A reader over max_in_flight waits for them.
   net::ordered_replies replies;
@@ -90,10 +105,11 @@ struct session : net::tcp_session {
 
 }  // namespace
 
-struct relay_server::impl {
+struct relay_server::impl final : relay_local {
   impl(asio::io_context& io_context, relay_config cfg, net::tcp_server server,
-       std::unique_ptr<file_service> f)
-      : io(io_context), config(std::move(cfg)), tcp(std::move(server)), files(std::move(f)) {}
+       std::unique_ptr<file_service> f, std::unique_ptr<relay_cluster> c)
+      : io(io_context), config(std::move(cfg)), tcp(std::move(server)), files(std::move(f)),
+        cluster(std::move(c)) {}
 
   asio::io_context& io;
   relay_config config;
@@ -103,6 +119,10 @@ struct relay_server::impl {
   std::size_t complete_users = 0;
   std::size_t subscribers = 0;  // notices skip the user walk while nobody listens
   std::string scratch, reply_scratch;
+  // Last: it may call back into the members above until it is gone.
+  std::unique_ptr<relay_cluster> cluster;
+
+  using user_map = std::map<std::string, user_entry, std::less<>>;
 
   void log(std::string_view line) const { tcp.log(line); }
 
@@ -120,13 +140,27 @@ struct relay_server::impl {
   void on_send(const std::shared_ptr<session>& s, relay::send& m);
   void on_answer(const std::shared_ptr<session>& s, bool ok, std::string_view from);
   bool forward_to(const std::shared_ptr<session>& receiver, const std::shared_ptr<delivery>& d,
-                  std::string_view from, std::string_view bytes);
+                  std::string_view from, std::string_view bytes,
+                  net::clock::time_point deadline);
   void settle(delivery& d, bool ok);
   void arm_answer_timer(const std::shared_ptr<session>& s);
   void expire_answers(session& s);
   void fail_awaiting(session& s);
 
-  void on_list_users(session& s, const relay::list_users& m);
+  void on_list_users(const std::shared_ptr<session>& s, const relay::list_users& m);
+  void on_claimed(const std::string& user, relay_cluster::claim_result r);
+  void became_complete(user_map::iterator it);
+  void drop_user(user_map::iterator it);
+
+  // relay_local: what the other nodes ask of this one.
+  void deliver(const std::string& from, const std::string& to, std::string body,
+               net::clock::time_point deadline, std::function<void(bool)> done) override;
+  void deliver_all(const std::string& from, std::string body, net::clock::time_point deadline,
+                   std::function<void(std::size_t, std::size_t)> done) override;
+  std::vector<std::string> local_users(const std::string& after, std::size_t max_bytes,
+                                       bool& more) const override;
+  void presence(const std::string& user, bool joined) override;
+  void fence(const std::string& reason) override;
   void set_subscribed(session& s, bool on);
   void notify_presence(const relay::message& notice, std::string_view about);
   // Registered on both sockets and this is the sending one; answers the
@@ -153,8 +187,15 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
       break;
     }
     std::string_view in = *data;
+    std::string held;  // the rest of a read kept across a wait for the cluster
     bool partial = false;
     while (!in.empty() && conn.is_open()) {
+      if (s->claim_wait) {
+        held = std::string(in);  // `in` views the shared read buffer: gone at co_await
+        while (s->claim_wait && conn.is_open() && !tcp.stopping()) co_await s->replies.wait();
+        in = held;
+        continue;
+      }
       auto r = s->decoder.next(in);
       if (!r) {
         int code = relay::to_wire(r.error().code());
@@ -200,7 +241,7 @@ void relay_server::impl::handle(const std::shared_ptr<session>& s, relay::messag
         } else if constexpr (std::is_same_v<T, relay::error_reply>) {
           on_answer(s, false, {});
         } else if constexpr (std::is_same_v<T, relay::list_users>) {
-          if (check_sender(*s)) on_list_users(*s, msg);
+          if (check_sender(*s)) on_list_users(s, msg);
         } else if constexpr (std::is_same_v<T, relay::subscribe>) {
           if (check_sender(*s)) set_subscribed(*s, true);
         } else if constexpr (std::is_same_v<T, relay::unsubscribe>) {
@@ -233,7 +274,7 @@ void relay_server::impl::cleanup(const std::shared_ptr<session>& s, std::string_
       bool was_complete = it->second.complete();
       if (it->second.subscribed) --subscribers;
       auto other = *s->role == relay::role::to_send ? it->second.receiver : it->second.sender;
-      users.erase(it);
+      drop_user(it);
       files->user_gone(s->user);
       // Unregistered on both sockets; the other stays open and may register again.
       if (other) {
@@ -305,16 +346,87 @@ void relay_server::impl::on_register(const std::shared_ptr<session>& s,
   holder = s;
   s->role = m.role;
   s->user = m.user;
+  if (cluster && (fresh || entry.claiming)) {
+    // The name is ours only once the cluster says so; this socket reads on after.
+    entry.waiting.push_back({s, s->replies.reserve(), m.role});
+    s->claim_wait = true;
+    arm_pairing_timer(s);
+    if (fresh) {
+      entry.claiming = true;
+      cluster->claim(m.user, [this, user = m.user](relay_cluster::claim_result r) {
+        on_claimed(user, r);
+      });
+    }
+    return;
+  }
   reply(*s, relay::registered{m.role, m.user});
   log(m.user + " registered " + std::string(relay::role_name(m.role)) + " from " +
       net::to_string(s->conn->remote()));
   if (entry.complete()) {
-    other->pairing_timer.cancel();
-    ++complete_users;
-    notify_presence(relay::joined{m.user}, m.user);
+    became_complete(it);
   } else {
     arm_pairing_timer(s);
   }
+}
+
+void relay_server::impl::became_complete(user_map::iterator it) {
+  it->second.sender->pairing_timer.cancel();
+  it->second.receiver->pairing_timer.cancel();
+  ++complete_users;
+  if (cluster) cluster->joined(it->first);
+  notify_presence(relay::joined{it->first}, it->first);
+}
+
+void relay_server::impl::on_claimed(const std::string& user, relay_cluster::claim_result r) {
+  if (r == relay_cluster::claim_result::released) return;  // its sockets left meanwhile
+  auto it = users.find(user);
+  if (it == users.end() || !it->second.claiming) return;
+  auto& entry = it->second;
+  entry.claiming = false;
+  auto waiting = std::move(entry.waiting);
+  entry.waiting.clear();
+  bool ok = r == relay_cluster::claim_result::claimed;
+  int code = r == relay_cluster::claim_result::taken ? relay::codes::username_taken
+                                                      : relay::codes::server_busy;
+  for (auto& w : waiting) {
+    auto ws = w.s.lock();
+    if (!ws) continue;
+    ws->claim_wait = false;
+    if (ok) {
+      ws->replies.fill(w.slot, relay::serialize_unchecked(relay::registered{w.role, user}));
+      log(user + " registered " + std::string(relay::role_name(w.role)) + " from " +
+          net::to_string(ws->conn->remote()));
+    } else {
+      ws->replies.fill(w.slot, relay::serialize_unchecked(relay::error_for(code)));
+      ws->pairing_timer.cancel();
+      ws->role.reset();
+      ws->user.clear();
+    }
+    ws->replies.wake();
+  }
+  if (!ok) {
+    if (code == relay::codes::server_busy) log(user + ": not registered, the cluster is unavailable");
+    users.erase(it);  // the cluster kept no claim
+    return;
+  }
+  if (entry.complete()) became_complete(it);
+}
+
+// Forgets a name here and gives it back to the cluster.
+void relay_server::impl::drop_user(user_map::iterator it) {
+  auto& entry = it->second;
+  bool was_complete = entry.complete();
+  // A REGISTER still waiting on the claim is answered as one server would
+  // have (registered, then unregistered with the name).
+  for (auto& w : entry.waiting) {
+    if (auto ws = w.s.lock()) {
+      ws->claim_wait = false;
+      ws->replies.fill(w.slot, relay::serialize_unchecked(relay::registered{w.role, it->first}));
+      ws->replies.wake();
+    }
+  }
+  if (cluster) cluster->release(it->first, was_complete);
+  users.erase(it);
 }
 
 void relay_server::impl::arm_pairing_timer(const std::shared_ptr<session>& s) {
@@ -334,7 +446,7 @@ void relay_server::impl::expire_half_registration(const std::shared_ptr<session>
   const auto& holder = *s->role == relay::role::to_send ? it->second.sender : it->second.receiver;
   if (holder != s) return;
   std::string user = std::move(s->user);
-  users.erase(it);  // never complete: never listed nor announced, so no LEFT
+  drop_user(it);  // never complete: never listed nor announced, so no LEFT
   s->role.reset();
   s->user.clear();
   log(user + " unregistered (other socket not registered within " +
@@ -355,51 +467,72 @@ void relay_server::impl::on_send(const std::shared_ptr<session>& s, relay::send&
   d->to = m.to;
 
   std::vector<std::shared_ptr<session>> receivers;
-  if (relay::is_broadcast(m.to)) {
+  bool broadcast = relay::is_broadcast(m.to);
+  if (broadcast) {
     receivers.reserve(complete_users);
     for (auto& [name, entry] : users) {
       if (entry.complete() && name != s->user) receivers.push_back(entry.receiver);
     }
   } else if (auto it = users.find(m.to); it != users.end() && it->second.complete()) {
     receivers.push_back(it->second.receiver);
+  } else if (it == users.end() && cluster) {
+    // Not ours (a name held here is nobody else's): the node holding it answers.
+    d->remaining = 1;
+    cluster->send(s->user, m.to, std::move(m.body), [this, d](bool ok) { settle(*d, ok); });
+    return;
   } else {
     s->replies.fill(d->slot,
                     relay::serialize_unchecked(relay::error_for(relay::codes::unable_to_send)));
     return;
   }
-  if (receivers.empty()) {
+  bool remote = broadcast && cluster;
+  if (receivers.empty() && !remote) {
     // SEND ALL with nobody else online: delivered to every one of none.
     s->replies.fill(d->slot, relay::serialize_unchecked(relay::sent{m.to}));
     return;
   }
-  d->remaining = receivers.size();
+  // The other nodes count as one receiver: SENT ALL needs all of them.
+  d->remaining = receivers.size() + (remote ? 1 : 0);
+  std::string body_for_cluster;
+  if (remote) body_for_cluster = m.body;
   scratch.clear();
   relay::serialize_unchecked(relay::forward{s->user, std::move(m.body)}, scratch);
   std::string bytes = std::move(scratch);
+  auto deadline = net::clock::now() + config.receiver_timeout;
   for (auto& r : receivers) {
-    if (!forward_to(r, d, s->user, bytes)) settle(*d, false);
+    if (!forward_to(r, d, s->user, bytes, deadline)) settle(*d, false);
   }
   scratch = std::move(bytes);
+  if (remote) {
+    cluster->send_all(s->user, std::move(body_for_cluster), [this, d](bool ok) { settle(*d, ok); });
+  }
 }
 
 bool relay_server::impl::forward_to(const std::shared_ptr<session>& receiver,
                                     const std::shared_ptr<delivery>& d, std::string_view from,
-                                    std::string_view bytes) {
+                                    std::string_view bytes, net::clock::time_point deadline) {
   if (receiver->awaiting.size() >= config.max_unanswered) return false;
   // A receiver that does not read fills its own bounded queue; the sender
   // gets ERROR 102 and nobody else waits.
   if (!receiver->conn->send(bytes)) return false;
-  receiver->awaiting.push_back({d, std::string(from), net::clock::now() + config.receiver_timeout});
+  // Expiry walks the queue's prefix: deadlines must not decrease along it
+  // (another node's FORWARD may carry an earlier one).
+  if (!receiver->awaiting.empty()) deadline = std::max(deadline, receiver->awaiting.back().deadline);
+  receiver->awaiting.push_back({d, std::string(from), deadline});
   arm_answer_timer(receiver);
   return true;
 }
 
 void relay_server::impl::settle(delivery& d, bool ok) {
-  if (!ok) d.failed = true;
+  if (!ok) ++d.failures;
   if (--d.remaining > 0) return;
+  if (d.done) {
+    d.done(d.failures);
+    return;
+  }
   auto sender = d.sender.lock();
   if (!sender) return;
-  sender->replies.fill(d.slot, relay::serialize_unchecked(d.failed ? relay::message(relay::error_for(relay::codes::unable_to_send))
+  sender->replies.fill(d.slot, relay::serialize_unchecked(d.failures > 0 ? relay::message(relay::error_for(relay::codes::unable_to_send))
                                  : relay::message(relay::sent{d.to})));
 }
 
@@ -468,19 +601,101 @@ void relay_server::impl::on_download(const std::shared_ptr<session>& s,
 
 // ---------------------------------------------------------- users, presence
 
-void relay_server::impl::on_list_users(session& s, const relay::list_users& m) {
+void relay_server::impl::on_list_users(const std::shared_ptr<session>& s,
+                                       const relay::list_users& m) {
   relay::user_list out;
+  out.users = local_users(m.after, relay::max_list_body, out.more);
+  if (!cluster) {
+    reply(*s, out);
+    return;
+  }
+  auto slot = s->replies.reserve();
+  relay_cluster::user_page page{std::move(out.users), out.more};
+  cluster->list_users(m.after, relay::max_list_body, std::move(page),
+                      [slot, weak = std::weak_ptr<session>(s)](relay_cluster::user_page all) {
+                        auto locked = weak.lock();
+                        if (!locked) return;
+                        relay::user_list merged;
+                        merged.users = std::move(all.users);
+                        merged.more = all.more;
+                        locked->replies.fill(slot, relay::serialize_unchecked(merged));
+                      });
+}
+
+std::vector<std::string> relay_server::impl::local_users(const std::string& after,
+                                                         std::size_t max_bytes,
+                                                         bool& more) const {
+  std::vector<std::string> out;
+  more = false;
   std::size_t body = 0;
-  for (auto it = users.upper_bound(m.after); it != users.end(); ++it) {
+  for (auto it = users.upper_bound(after); it != users.end(); ++it) {
     if (!it->second.complete()) continue;
-    if (body + it->first.size() + 1 > relay::max_list_body) {
-      out.more = true;
+    if (body + it->first.size() + 1 > max_bytes) {
+      more = true;
       break;
     }
     body += it->first.size() + 1;
-    out.users.push_back(it->first);
+    out.push_back(it->first);
   }
-  reply(s, out);
+  return out;
+}
+
+// ------------------------------------------------------------ other nodes
+
+void relay_server::impl::deliver(const std::string& from, const std::string& to, std::string body,
+                                 net::clock::time_point deadline,
+                                 std::function<void(bool)> done) {
+  auto it = users.find(to);
+  if (it == users.end() || !it->second.complete()) {
+    done(false);
+    return;
+  }
+  auto d = std::make_shared<delivery>();
+  d->remaining = 1;
+  d->done = [done = std::move(done)](std::size_t failures) { done(failures == 0); };
+  std::string bytes = relay::serialize_unchecked(relay::forward{from, std::move(body)});
+  if (!forward_to(it->second.receiver, d, from, bytes, deadline)) settle(*d, false);
+}
+
+void relay_server::impl::deliver_all(const std::string& from, std::string body,
+                                     net::clock::time_point deadline,
+                                     std::function<void(std::size_t, std::size_t)> done) {
+  std::vector<std::shared_ptr<session>> receivers;
+  for (auto& [name, entry] : users) {
+    if (entry.complete() && name != from) receivers.push_back(entry.receiver);
+  }
+  if (receivers.empty()) {
+    done(0, 0);
+    return;
+  }
+  auto d = std::make_shared<delivery>();
+  d->remaining = receivers.size();
+  d->done = [count = receivers.size(), done = std::move(done)](std::size_t failures) {
+    done(count, failures);
+  };
+  std::string bytes = relay::serialize_unchecked(relay::forward{from, std::move(body)});
+  for (auto& r : receivers) {
+    if (!forward_to(r, d, from, bytes, deadline)) settle(*d, false);
+  }
+}
+
+void relay_server::impl::presence(const std::string& user, bool joined) {
+  if (joined) {
+    notify_presence(relay::joined{user}, user);
+  } else {
+    notify_presence(relay::left{user}, user);
+  }
+}
+
+void relay_server::impl::fence(const std::string& reason) {
+  log("dropping every registered session: " + reason);
+  std::vector<std::shared_ptr<session>> drop;
+  for (auto& [name, entry] : users) {
+    if (entry.sender) drop.push_back(entry.sender);
+    if (entry.receiver) drop.push_back(entry.receiver);
+  }
+  // Their loops end and clean up as for any closed socket.
+  for (auto& s : drop) s->conn->close();
 }
 
 void relay_server::impl::set_subscribed(session& s, bool on) {
@@ -515,7 +730,8 @@ relay_server::relay_server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 relay_server::~relay_server() = default;
 
 result<std::unique_ptr<relay_server>> relay_server::bind(asio::io_context& io,
-                                                         relay_config config) {
+                                                         relay_config config,
+                                                         std::unique_ptr<relay_cluster> cluster) {
   net::tcp_server_options options;
   // Over the limit a newcomer learns why, rather than seeing a bare close.
   options.refusal = relay::serialize_unchecked(relay::error_for(relay::codes::server_busy));
@@ -525,14 +741,20 @@ result<std::unique_ptr<relay_server>> relay_server::bind(asio::io_context& io,
   auto files = file_service::open(io, config.files, config.log);
   if (!files) return tl::unexpected(files.error());
   auto state = std::make_unique<impl>(io, std::move(config), std::move(*server),
-                                      std::move(*files));
+                                      std::move(*files), std::move(cluster));
   return std::unique_ptr<relay_server>(new relay_server(std::move(state)));
+}
+
+result<std::unique_ptr<relay_server>> relay_server::bind(asio::io_context& io,
+                                                         relay_config config) {
+  return bind(io, std::move(config), nullptr);
 }
 
 asio::ip::tcp::endpoint relay_server::local_endpoint() const { return impl_->tcp.local_endpoint(); }
 
 void relay_server::start() {
   auto* state = impl_.get();
+  if (state->cluster) state->cluster->start(*state);
   state->log("listening on " + net::to_string(local_endpoint()));
   state->tcp.start(state, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
     return std::make_shared<session>(state->io, std::move(c), state->config);
@@ -542,6 +764,7 @@ void relay_server::start() {
 void relay_server::stop() {
   if (impl_->tcp.stopping()) return;
   impl_->files->stop();
+  if (impl_->cluster) impl_->cluster->stop();
   impl_->tcp.stop();
 }
 

@@ -36,6 +36,7 @@
 
 #include "improto/buddy/messages.hpp"
 #include "improto/error.hpp"
+#include "improto/server/buddy_status.hpp"
 #include "improto/net/common.hpp"
 #include "improto/net/tcp.hpp"
 #include "improto/net/udp.hpp"
@@ -88,6 +89,9 @@ class buddy_server {
   // Binds both sockets (address_in_use, invalid_argument as values), opens
   // the store and loads users and buddy lists (storage_error).
   static result<std::unique_ptr<buddy_server>> bind(asio::io_context& io, buddy_config config);
+  // Before start(): statuses are shared through `status` (several nodes
+  // behind one address answer GET alike; see server/buddy_status.hpp).
+  void share_status(std::unique_ptr<buddy_status_store> status);
   ~buddy_server();
 
   asio::ip::tcp::endpoint tcp_endpoint() const;

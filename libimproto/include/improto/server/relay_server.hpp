@@ -2,7 +2,8 @@
 
 // The relay server of protocol 3 (seed 003) with the presence and user-list
 // messages of protocol 4, as a library type: bind, start, stop, on any
-// io_context. All state is in memory and lives on the io_context's thread.
+// io_context. All state is in memory and lives on the io_context's thread;
+// with a relay_cluster the server is one node of several.
 
 #include <chrono>
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include "improto/net/common.hpp"
 #include "improto/net/tcp.hpp"
 #include "improto/server/file_service.hpp"
+#include "improto/server/relay_cluster.hpp"
 #include "improto/wire/framing.hpp"
 
 namespace improto::server {
@@ -48,6 +50,10 @@ class relay_server {
  public:
   // Binds the listening socket (address_in_use, invalid_argument as values).
   static result<std::unique_ptr<relay_server>> bind(asio::io_context& io, relay_config config);
+  // A node of a cluster (cluster::open_relay_node): names are claimed
+  // cluster-wide and users of other nodes are reached through it.
+  static result<std::unique_ptr<relay_server>> bind(asio::io_context& io, relay_config config,
+                                                    std::unique_ptr<relay_cluster> cluster);
   ~relay_server();
 
   asio::ip::tcp::endpoint local_endpoint() const;
