@@ -260,19 +260,24 @@ def test_chat_bytes_on_the_wire(server, client):
 
 
 def test_online_is_refreshed_before_the_ttl(server, client):
-    srv = server("--ttl", "1")
+    # TTL 2 s, refresh every 0.3 s: online 5 s later only if refreshed, and
+    # only a 1.7 s stall of the client could fail it.
+    srv = server("--ttl", "2")
     for u in [b"alice", b"bob"]:
         assert raw_request(srv.tcp, b"REG %s\n" % u) == b"200 OK\n"
     assert raw_request(srv.tcp, b"ADD bob alice\n") == b"200 OK\n"
     alice = client(srv, "--user", "alice", "--refresh", "0.3")
     alice.send("o")
     alice.expect(r"^online as alice")
-    time.sleep(2.5)
+    time.sleep(5)
     assert raw_get(srv.udp, b"bob") == b"alice 100 127.0.0.1 %d\n" % alice.chat_port
     alice.send("f")
     alice.expect(r"^offline$")
-    time.sleep(0.2)
-    assert raw_get(srv.udp, b"bob") == b"alice 101 127.0.0.1 %d\n" % alice.chat_port
+    offline = b"alice 101 127.0.0.1 %d\n" % alice.chat_port
+    deadline = time.monotonic() + 20
+    while raw_get(srv.udp, b"bob") != offline and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert raw_get(srv.udp, b"bob") == offline
 
 
 def test_client_errors_are_sentences(server, client):
