@@ -48,6 +48,8 @@ class relay_server {
  public:
   // Binds the listening socket (address_in_use, invalid_argument as values).
   static result<std::unique_ptr<relay_server>> bind(asio::io_context& io, relay_config config);
+  // Stops the server (as stop()); its io_context may then run on, run again
+  // or be destroyed without running: the coroutines own what they touch.
   ~relay_server();
 
   asio::ip::tcp::endpoint local_endpoint() const;
@@ -64,8 +66,8 @@ class relay_server {
   struct impl;
 
  private:
-  explicit relay_server(std::unique_ptr<impl> impl);
-  std::unique_ptr<impl> impl_;
+  explicit relay_server(std::shared_ptr<impl> impl);
+  std::shared_ptr<impl> impl_;  // shared with the coroutines serving it
 };
 
 }  // namespace improto::server
