@@ -267,6 +267,9 @@ struct Conn {
   std::string inbox;     // nats reply prefix "_INBOX.x."
   std::string reply_to;  // receiver (mqtt): where receipts go
   std::uint64_t next_seq = 0, acked_seq = 0;
+  // Open loop: messages not produced because the server had stopped reading
+  // this sender (its bytes still unwritten here past max_backlog).
+  std::uint64_t held_back = 0;
   std::vector<Slot> ring;
 
   std::uint16_t pid() {
@@ -302,13 +305,16 @@ struct Load {
   double gen_cpu0 = 0, srv_cpu0 = 0, gen_cpu1 = 0, srv_cpu1 = 0;
   // Results inside the measurement window.
   std::uint64_t acked = 0, errors = 0, acked0 = 0, errors0 = 0, conn_errors = 0, overflow = 0;
+  std::uint64_t held_back = 0;  // messages not produced: see Conn::held_back
   std::vector<std::uint32_t> lat;  // ns, saturating
   std::int64_t max_lag_ns = 0;
   std::int64_t next_tick = 0;
   std::vector<long> rss_samples;
   std::function<void()> on_ready;
 
-  void send_one(Conn& s, std::int64_t t);
+  // False when the ring is full (nothing produced, try again later); true
+  // when sent or held back (counted, never sent: the open loop moves on).
+  bool send_one(Conn& s, std::int64_t t);
   void on_ack(Conn& s, std::uint64_t seq, bool ok);
   void complete(Conn& s, const Slot& slot, bool ok);
   void connect_more();
@@ -535,10 +541,22 @@ std::size_t Conn::consume_http(char* p, std::size_t n) {
 
 // ------------------------------------------------------------ the messages
 
-void Load::send_one(Conn& s, std::int64_t t) {
+// Bytes a connection may have queued here, unwritten. A client whose server
+// stops reading stops producing (TCP backpressure) rather than queueing
+// without bound: the stuck pair's sender (scenario slow) queued 30 MB in a
+// 4 s window, and growing that buffer (reallocation, page faults) stalled
+// this one thread for tens of ms, which the other pairs' latencies showed.
+constexpr std::size_t max_backlog = 1 << 20;
+
+bool Load::send_one(Conn& s, std::int64_t t) {
   if (s.next_seq - s.acked_seq >= ring_size) {
     ++overflow;
-    return;
+    return false;
+  }
+  if (opt.rate > 0 && s.out.size() >= max_backlog) {
+    ++s.held_back;
+    ++held_back;
+    return true;
   }
   std::uint64_t seq = s.next_seq++;
   Slot& slot = s.ring[seq & (ring_size - 1)];
@@ -567,6 +585,7 @@ void Load::send_one(Conn& s, std::int64_t t) {
     case Proto::http:
       break;
   }
+  return true;
 }
 
 void Load::on_ack(Conn& s, std::uint64_t seq, bool ok) {
@@ -685,10 +704,8 @@ void Load::tick() {
     Conn& s = *senders[i];
     double phase = static_cast<double>(i) / static_cast<double>(senders.size());
     auto due = static_cast<std::uint64_t>(std::floor(elapsed * per_sender + phase));
-    while (s.next_seq < due) {
-      std::uint64_t before = s.next_seq;
-      send_one(s, now);
-      if (s.next_seq == before) break;  // ring full
+    while (s.next_seq + s.held_back < due) {
+      if (!send_one(s, now)) break;  // ring full
     }
     s.flush();
   }
@@ -778,6 +795,7 @@ void Load::finish() {
   add("srv_hwm_kib", num(static_cast<double>(mem.hwm_kib)));
   add("max_lag_us", num(static_cast<double>(max_lag_ns) / 1000.0));
   add("overflow", num(static_cast<double>(overflow)));
+  add("held_back", num(static_cast<double>(held_back)));
   add("conn_errors", num(static_cast<double>(conn_errors)));
   if (opt.scenario == Scenario::slow) {
     add("stalled_acked", num(static_cast<double>(acked0)));

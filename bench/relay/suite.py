@@ -491,8 +491,10 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
         b.row("relay_slow_consumer_1_of_20", "p99_us_other_19", median(ours), "imrelayd, all 20 reading",
               median(theirs), ratio_list(ours, theirs), 1.25, False,
               "20 pairs, 1 KiB, open loop %d msg/s in total; receiver 0 stops reading when the 4 s "
-              "window opens (--receiver-timeout 2); its sender got %s acks and %s ERROR 102 in the window"
-              % (rate, median([r["stalled_acked"] for r in stuck]), median([r["stalled_errors"] for r in stuck])))
+              "window opens (--receiver-timeout 2); its sender got %s acks and %s ERROR 102 in the window "
+              "and held back %s messages while the server did not read it"
+              % (rate, median([r["stalled_acked"] for r in stuck]), median([r["stalled_errors"] for r in stuck]),
+                 median([r.get("held_back", 0) for r in stuck])))
         ours = [r and r["srv_hwm_kib"] for r in slow["stuck"]]
         theirs = [r and r["srv_hwm_kib"] for r in slow["all"]]
         growth = median([(r["rss_samples_kib"][-1] - r["rss_samples_kib"][len(r["rss_samples_kib"]) // 2])

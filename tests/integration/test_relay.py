@@ -1,5 +1,7 @@
 """imrelayd and imrelay, driven byte for byte as seed 003 describes."""
 
+import multiprocessing
+import select
 import socket
 import subprocess
 import threading
@@ -308,50 +310,120 @@ def test_pairing_timeout_flag_is_checked(start):
     assert help_text.returncode == 0 and "--pairing-timeout SECONDS" in help_text.stdout
 
 
-def test_receiver_that_never_reads_does_not_stall_others(relay):
-    _, port = relay("--receiver-timeout", "2")
+def _typical_worst(a_tx, b_rx, seconds=2.0, slice_seconds=0.2):
+    """alice -> bob round trips, one after another, for `seconds`: the worst
+    round trip of each `slice_seconds`, and their median. A stall that comes
+    back (every FORWARD expiry, every burst of the stuck receiver's sender)
+    is in most slices' worst; one scheduling hiccup of a loaded machine is in
+    one slice only, and the median ignores it."""
+    worst = []
+    i = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        slice_end = min(end, time.monotonic() + slice_seconds)
+        slowest = 0.0
+        while time.monotonic() < slice_end:
+            body = b"%d" % i
+            i += 1
+            began = time.monotonic()
+            a_tx.sendall(send(b"bob", body))
+            assert recv_exactly(b_rx, len(forward(b"alice", body))) == forward(b"alice", body)
+            b_rx.sendall(b"RECEIVED alice\n\n")
+            assert recv_exactly(a_tx, len(b"SENT bob\n\n")) == b"SENT bob\n\n"
+            slowest = max(slowest, time.monotonic() - began)
+        worst.append(slowest)
+    worst.sort()
+    return worst[len(worst) // 2]
+
+
+def _stuck_receiver_and_its_sender(port, saturated, stop, result):
+    """In a process of its own (its Python threads must not slow the probe):
+    registers `stuck`, which never reads, and `spammer`, which sends it 1 KiB
+    SENDs at 8,000/s (the stuck pair's rate in the bench's slow-consumer
+    run), pipelined, never waiting for answers, until `stop`. The server stops
+    reading the spammer past its in-flight window (1,024) until FORWARDs
+    expire, and past the stuck receiver's queue (4 MiB) or unanswered bound
+    (4,096) answers at once: every SEND gets ERROR 102."""
     stuck_tx, stuck_rx = register(port, b"stuck")
     stuck_rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    spammer, spammer_rx = register(port, b"spammer")
+    spammer, _spammer_rx = register(port, b"spammer")
+    spammer.settimeout(60)  # the server holds the writer back at times
+    burst = send(b"stuck", b"x" * 1024) * 16
+    counts = {"sent": 0, "replies": 0, "errors": 0}
+    total = []
+
+    def drain():
+        got = b""
+        give_up = time.monotonic() + 120
+        while (not total or counts["replies"] < total[0]) and time.monotonic() < give_up:
+            if not select.select([spammer], [], [], 0.05)[0]:
+                continue
+            chunk = spammer.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+            *done, got = got.split(b"\n\n")
+            counts["replies"] += len(done)
+            counts["errors"] += sum(1 for line in done if line.startswith(b"ERROR 102"))
+            if counts["errors"] > 0:
+                saturated.set()
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    next_at = time.monotonic()
+    while not stop.is_set():
+        spammer.sendall(burst)
+        counts["sent"] += 16
+        next_at += 0.002
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    total.append(counts["sent"])
+    reader.join(60)
+    result[:] = [counts["sent"], counts["replies"], counts["errors"]]
+
+
+def test_receiver_that_never_reads_does_not_stall_others(relay):
+    # Issue 11 item 8: alice <-> bob round trips without a stuck receiver, with
+    # one (its sender sending on, its FORWARDs expiring every 0.2 s), and
+    # without again, in this one test, so that the machine's load is the same
+    # for all three; the figure is the typical worst round trip of a 0.2 s
+    # slice (see _typical_worst). Allowed: 5x the worse quiet figure plus
+    # 50 ms, for a loaded machine (2 cores shared with compilers and fuzzers:
+    # the figure of a quiet phase alone ranged from 0.4 to 80 ms, and a burst
+    # of load may hit one phase only). A stall behind the stuck receiver (the
+    # bench once read a p99 of 100-200 ms against 4-5 ms, 30-40x) fails it:
+    # 5 x 4 ms + 50 ms = 70 ms.
+    _, port = relay("--receiver-timeout", "0.2")
     a_tx, a_rx = register(port, b"alice")
     b_tx, b_rx = register(port, b"bob")
-    body = b"x" * 60000
-    stop = threading.Event()
-    errors = []
 
-    def spam():
-        # Pipelined, never waiting: the stuck receiver's queue fills up.
-        sent = 0
-        while not stop.is_set() and sent < 400:
-            spammer.sendall(send(b"stuck", body))
-            sent += 1
-        spammer.settimeout(10)
-        try:
-            got = b""
-            while got.count(b"\n\n") < sent:
-                chunk = spammer.recv(65536)
-                if not chunk:
-                    break
-                got += chunk
-            errors.append(got.count(b"ERROR 102"))
-        except OSError as e:
-            errors.append(e)
+    _typical_worst(a_tx, b_rx, seconds=0.2)  # warm-up
+    quiet_before = _typical_worst(a_tx, b_rx)
 
-    t = threading.Thread(target=spam)
-    t.start()
-    worst = 0.0
-    for i in range(50):
-        began = time.monotonic()
-        a_tx.sendall(send(b"bob", b"ping %d" % i))
-        recv_exactly(b_rx, len(forward(b"alice", b"ping %d" % i)))
-        b_rx.sendall(b"RECEIVED alice\n\n")
-        assert recv_until(a_tx) == b"SENT bob\n\n"
-        worst = max(worst, time.monotonic() - began)
-    stop.set()
-    t.join(30)
-    assert not t.is_alive()
-    assert worst < 1.0, f"a pair waited {worst:.3f}s behind the stuck receiver"
-    assert isinstance(errors[0], int) and errors[0] > 0  # the spammer was told, not queued forever
+    ctx = multiprocessing.get_context("fork")
+    saturated, stop, result = ctx.Event(), ctx.Event(), ctx.Array("q", 3)
+    other = ctx.Process(target=_stuck_receiver_and_its_sender, args=(port, saturated, stop, result))
+    other.start()
+    try:
+        # Measured once the stuck receiver is saturated: its sender is being told.
+        assert saturated.wait(30), "the stuck receiver's sender never heard ERROR 102"
+        stuck = _typical_worst(a_tx, b_rx)
+    finally:
+        stop.set()
+    other.join(60)
+    assert other.exitcode == 0
+    sent, replies, errors = result[:]
+    assert replies == sent, "the spammer was not answered every SEND"
+    assert errors == sent  # the stuck receiver answers none: every SEND fails, none waits forever
+
+    quiet_after = _typical_worst(a_tx, b_rx)
+    quiet = max(quiet_before, quiet_after)
+    bound = 5 * quiet + 0.050
+    print(f"typical worst round trip: quiet {quiet_before * 1000:.2f} ms, beside the stuck receiver "
+          f"{stuck * 1000:.2f} ms, quiet again {quiet_after * 1000:.2f} ms; "
+          f"spammer: {errors} ERROR 102 of {sent}")
+    assert stuck <= bound, (
+        f"beside the stuck receiver {stuck * 1000:.1f} ms, quiet {quiet_before * 1000:.1f} / "
+        f"{quiet_after * 1000:.1f} ms: over 5x + 50 ms ({bound * 1000:.1f} ms)")
 
 
 def test_half_sent_message_is_dropped_others_served(relay):

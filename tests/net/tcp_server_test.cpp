@@ -5,6 +5,10 @@
 #include <string>
 #include <vector>
 
+#include <sys/socket.h>
+
+#include <asio/read.hpp>
+
 #include "improto/net/ordered_replies.hpp"
 #include "improto/net/tcp_server.hpp"
 #include "scaffold_support.hpp"
@@ -139,4 +143,82 @@ TEST_CASE("tcp_server stop drains a session owed replies, then closes it; no new
     CHECK(ok4);
     server->stop();  // twice is harmless
   });
+}
+
+namespace {
+
+enum class ending { destroy_running, stop_destroy_rerun, destroy_unrun };
+
+// Runs `io` until `condition` holds (a generous bound, not timing).
+template <class Condition>
+bool drive(asio::io_context& io, Condition condition) {
+  auto until = net::clock::now() + 30s;
+  while (!condition()) {
+    if (net::clock::now() > until) return false;
+    if (io.stopped()) io.restart();
+    io.run_one_for(5ms);
+  }
+  return true;
+}
+
+// True once the peer's side of `s` is closed (what it sent is discarded);
+// false if it is still open after 30 s.
+bool ended(asio::ip::tcp::socket& s) {
+  s.non_blocking(false);
+  timeval limit{30, 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  char buf[256];
+  std::error_code ec;
+  while (!ec) s.read_some(asio::buffer(buf), ec);
+  return ec == asio::error::eof || ec == asio::error::connection_reset;
+}
+
+}  // namespace
+
+// The fuzz finding of docs/fuzzing.md: a server destroyed while its accept
+// (and its sessions) had completions queued, the io_context then run again,
+// resumed coroutines on the freed server. Clients here are blocking sockets
+// on a second io_context: the server's runs only when driven.
+TEST_CASE("tcp_server destroyed with sessions and an accept in flight: no use after free, no leak") {
+  for (auto how : {ending::destroy_running, ending::stop_destroy_rerun, ending::destroy_unrun}) {
+    CAPTURE(static_cast<int>(how));
+    auto io = std::make_unique<asio::io_context>();
+    auto server = std::make_unique<net::tcp_server>(
+        *net::tcp_server::bind(*io, "127.0.0.1", 0, net::stream_limits{}));
+    server->start(plain_sessions(), echo);
+    asio::io_context client_io;
+    asio::ip::tcp::endpoint at(asio::ip::make_address("127.0.0.1"), server->local_endpoint().port());
+    asio::ip::tcp::socket first(client_io), second(client_io);
+    first.connect(at);
+    asio::write(first, asio::buffer(std::string_view("ping")));
+    REQUIRE(drive(*io, [&] { return server->session_count() == 1 && first.available() >= 4; }));
+    std::string got(4, '\0');
+    asio::read(first, asio::buffer(got));
+    CHECK(got == "ping");
+    // Accepted by the kernel; the server's accept completes on its next turn.
+    second.connect(at);
+
+    switch (how) {
+      case ending::destroy_running:
+        server.reset();
+        break;
+      case ending::stop_destroy_rerun:
+        server->stop();
+        server.reset();
+        break;
+      case ending::destroy_unrun:
+        server.reset();
+        io.reset();
+        break;
+    }
+    if (io) {
+      io->restart();
+      io->run_for(60s);
+      // Every coroutine of the server ended: nothing is left to run.
+      CHECK(io->stopped());
+    }
+    CHECK(ended(first));
+    CHECK(ended(second));
+    io.reset();
+  }
 }

@@ -166,13 +166,13 @@ class runner {
   runner& operator=(const runner&) = delete;
   ~runner() { stop(2000ms); }
 
-  asio::io_context& io() { return io_; }
+  asio::io_context& io() { return loop_->io; }
 
   void launch(std::unique_ptr<Server> server, drained_fn drained) {
     server_ = std::move(server);
     drained_ = std::move(drained);
     server_->start();  // before the thread exists, so no race with it
-    thread_ = std::thread([this] { io_.run(); });
+    thread_ = std::thread([this] { loop_->io.run(); });
   }
 
   bool running() const {
@@ -191,7 +191,7 @@ class runner {
       // Posted before stop()'s handler, so it runs before the loop ends.
       std::lock_guard lock(mutex_);
       if (stopping_) return std::nullopt;
-      asio::post(io_, [&] { promise.set_value(f(*server_)); });
+      asio::post(loop_->io, [&] { promise.set_value(f(*server_)); });
     }
     return future.get();
   }
@@ -207,35 +207,39 @@ class runner {
       stopping_ = true;
       if (!thread_.joinable()) return;  // never launched
       auto deadline = net::clock::now() + grace;
-      asio::post(io_, [this, deadline] {
+      asio::post(loop_->io, [this, deadline] {
         server_->stop();
         poll_drained(deadline);
       });
     }
     thread_.join();
-    // Completions already queued when the loop stopped (an accept that
-    // finished as stop() closed the listener, reads aborted by a close) run
-    // now, while the server still exists: each closes its socket, so no
-    // client is left connected to a stopped server until garbage collection.
-    io_.restart();
-    io_.poll();
-    server_.reset();  // before the io_context, as the servers require
+    // The server, then its io_context without running it again (the
+    // server's coroutines own what they touch): the completions still queued
+    // (an accept that finished as stop() closed the listener, reads aborted
+    // by a close) are freed with it, closing their sockets now, so no client
+    // is left connected to a stopped server until garbage collection.
+    server_.reset();
+    loop_.reset();
   }
 
  private:
   void poll_drained(net::clock::time_point deadline) {
     if (drained_(*server_) || net::clock::now() >= deadline) {
-      work_.reset();
-      io_.stop();
+      loop_->work.reset();
+      loop_->io.stop();
       return;
     }
-    timer_.expires_after(2ms);
-    timer_.async_wait([this, deadline](std::error_code) { poll_drained(deadline); });
+    loop_->timer.expires_after(2ms);
+    loop_->timer.async_wait([this, deadline](std::error_code) { poll_drained(deadline); });
   }
 
-  asio::io_context io_{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-  asio::steady_timer timer_{io_};
+  // The io_context and what belongs to it; stop() destroys it after the server.
+  struct loop {
+    asio::io_context io{1};
+    asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+    asio::steady_timer timer{io};
+  };
+  std::unique_ptr<loop> loop_ = std::make_unique<loop>();
   std::unique_ptr<Server> server_;
   drained_fn drained_;
   std::thread thread_;

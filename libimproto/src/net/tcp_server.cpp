@@ -25,39 +25,71 @@ struct tcp_server::state {
     if (options.log) options.log(line);
   }
 
-  asio::awaitable<void> accept_loop() {
-    // No reference to the state is kept here: the state goes with the
-    // server (its acceptor before the io_context), like a plain member.
-    if (!options.refusal.empty()) listener.set_refusal(options.refusal);
-    listener.set_logger([this](std::string_view line) { log(line); });
-    while (!stopping) {
+  void stop() {
+    if (stopping) return;
+    stopping = true;
+    listener.close();
+    // on_stop() may end a session, which leaves the set: walk a copy.
+    std::vector<std::shared_ptr<tcp_session>> live(sessions.begin(), sessions.end());
+    for (auto& s : live) s->on_stop();
+  }
+
+  // Static, the state a parameter: the frame owns it, so a completion queued
+  // when the handle went (the accept cancelled by stop()) resumes on live
+  // memory. It ends once the listener is closed.
+  static asio::awaitable<void> accept_loop(std::shared_ptr<state> self) {
+    auto& s = *self;
+    if (!s.options.refusal.empty()) s.listener.set_refusal(s.options.refusal);
+    s.listener.set_logger([&s](std::string_view line) { s.log(line); });
+    while (!s.stopping) {
       // Named, not a temporary: see net/common.hpp on g++ 12.
-      std::function<std::size_t()> live = [this] { return sessions.size(); };
-      auto socket = co_await listener.accept(live, limits.max_connections);
+      std::function<std::size_t()> live = [&s] { return s.sessions.size(); };
+      auto socket = co_await s.listener.accept(live, s.limits.max_connections);
       // Accepted just as stop() ran (its completion was already queued):
       // stop() did not see this session, so it must not start; the socket
       // closes here.
-      if (stopping) break;
+      if (s.stopping) break;
       if (!socket && socket.error() == errc::overloaded) continue;
       if (!socket) break;
-      auto conn = std::make_shared<tcp_connection>(std::move(*socket), limits);
+      auto conn = std::make_shared<tcp_connection>(std::move(*socket), s.limits);
       conn->start();
-      auto session = make(std::move(conn));
-      sessions.insert(session);
-      asio::co_spawn(io, serve(std::move(session)), asio::detached);
+      auto session = s.make(conn);
+      if (!session) {
+        conn->close();
+        continue;
+      }
+      s.sessions.insert(session);
+      asio::co_spawn(s.io, serve(self, std::move(session)), asio::detached);
     }
+    // What the accept loop's closures referred to goes with it.
+    s.listener.set_logger({});
   }
 
-  asio::awaitable<void> serve(std::shared_ptr<tcp_session> session) {
-    auto served = run(session);
+  // Counts the session as live until its runner returns; owns the state for
+  // as long (the connections refer to its limits).
+  static asio::awaitable<void> serve(std::shared_ptr<state> self,
+                                     std::shared_ptr<tcp_session> session) {
+    auto served = self->run(session);
     co_await std::move(served);
-    sessions.erase(session);
+    self->sessions.erase(session);
   }
 };
 
 tcp_server::tcp_server(tcp_server&&) noexcept = default;
-tcp_server& tcp_server::operator=(tcp_server&&) noexcept = default;
-tcp_server::~tcp_server() = default;
+
+tcp_server& tcp_server::operator=(tcp_server&& other) noexcept {
+  if (this != &other) {
+    if (state_) state_->stop();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+// Stops; the accept loop and the sessions end on the io_context's next turns
+// and release the state (or it is freed with an io_context destroyed unrun).
+tcp_server::~tcp_server() {
+  if (state_) state_->stop();
+}
 
 result<tcp_server> tcp_server::bind(asio::io_context& io, std::string_view host,
                                     std::uint16_t port, const stream_limits& limits,
@@ -71,23 +103,10 @@ result<tcp_server> tcp_server::bind(asio::io_context& io, std::string_view host,
 void tcp_server::start(session_factory make, session_runner run) {
   state_->make = std::move(make);
   state_->run = std::move(run);
-  asio::co_spawn(state_->io, state_->accept_loop(), asio::detached);
+  asio::co_spawn(state_->io, state::accept_loop(state_), asio::detached);
 }
 
-void tcp_server::stop() {
-  if (state_->stopping) return;
-  state_->stopping = true;
-  state_->listener.close();
-  // on_stop() may end a session, which leaves the set: walk a copy.
-  std::vector<std::shared_ptr<tcp_session>> live(state_->sessions.begin(),
-                                                 state_->sessions.end());
-  for (auto& s : live) s->on_stop();
-}
-
-void tcp_server::close() {
-  state_->stopping = true;
-  state_->listener.close();
-}
+void tcp_server::stop() { state_->stop(); }
 
 asio::ip::tcp::endpoint tcp_server::local_endpoint() const {
   return state_->listener.local_endpoint();

@@ -134,6 +134,18 @@ struct buddy_server::impl final : buddy_status_sink {
   void answer(session& s, const buddy::request* req, const buddy::response& r,
               std::string_view why = {});
 
+  // Owns the state while the UDP socket is served (until stop()).
+  static asio::awaitable<void> serve_datagrams(std::shared_ptr<impl> self) {
+    auto* state = self.get();
+    // Named, not a temporary: see net/common.hpp on g++ 12.
+    net::udp_socket::handler on_datagram = [state](std::string_view payload,
+                                                   const asio::ip::udp::endpoint& from,
+                                                   net::udp_replies& replies) {
+      state->on_datagram(payload, from, replies);
+    };
+    auto served = self->udp.serve(std::move(on_datagram));
+    co_await std::move(served);
+  }
   void on_datagram(std::string_view payload, const asio::ip::udp::endpoint& from,
                    net::udp_replies& replies);
   void on_set(const buddy::set_request& m, const asio::ip::udp::endpoint& from);
@@ -450,13 +462,19 @@ void buddy_server::impl::on_get(const buddy::get_request& m, const asio::ip::udp
 
 // --------------------------------------------------------------------- public
 
-buddy_server::buddy_server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+buddy_server::buddy_server(std::shared_ptr<impl> i) : impl_(std::move(i)) {}
 
+// Stops, and lets the committer finish what it was given: its results are
+// then queued on the io_context (run on its next turns, or freed with it),
+// and it takes no more, so no thread posts to an io_context that may go.
+// The coroutines (sessions, UDP) own the state until they have ended.
 buddy_server::~buddy_server() {
-  if (impl_) {
-    impl_->tcp.close();
-    impl_->udp.close();
-  }
+  stop();
+  impl_->committer->close();
+  // What other threads call back from goes now, while the io_context they
+  // post to is sure to exist; sessions that outlive the handle see neither.
+  impl_->shared_status.reset();
+  impl_->feed.reset();
 }
 
 result<std::unique_ptr<buddy_server>> buddy_server::bind(asio::io_context& io,
@@ -474,7 +492,7 @@ result<std::unique_ptr<buddy_server>> buddy_server::bind(asio::io_context& io,
                 : store_type::connect(config.store_url, config.store);
   if (!st) return tl::unexpected(st.error());
   auto state =
-      std::make_unique<impl>(io, std::move(config), std::move(*server), std::move(*udp));
+      std::make_shared<impl>(io, std::move(config), std::move(*server), std::move(*udp));
   state->store_location = st->location();
   state->shared = st->shared();
   if (auto loaded = state->load(*st); !loaded) return tl::unexpected(loaded.error());
@@ -522,17 +540,10 @@ void buddy_server::start() {
                  std::chrono::duration_cast<std::chrono::seconds>(impl_->config.status_ttl)
                      .count()) +
              " s");
-  auto* state = impl_.get();
-  state->tcp.start(state, &impl::run_session, [](std::shared_ptr<net::tcp_connection> c) {
+  impl_->tcp.start(impl_, &impl::run_session, [](std::shared_ptr<net::tcp_connection> c) {
     return std::make_shared<session>(std::move(c));
   });
-  asio::co_spawn(
-      impl_->io,
-      state->udp.serve([state](std::string_view payload, const asio::ip::udp::endpoint& from,
-                               net::udp_replies& replies) {
-        state->on_datagram(payload, from, replies);
-      }),
-      asio::detached);
+  asio::co_spawn(impl_->io, impl::serve_datagrams(impl_), asio::detached);
 }
 
 void buddy_server::stop() {

@@ -121,7 +121,7 @@ struct session : net::tcp_session {
 
 }  // namespace
 
-struct registry_server::impl {
+struct registry_server::impl : std::enable_shared_from_this<registry_server::impl> {
   impl(asio::io_context& io_context, registry_config cfg, net::tcp_server server,
        std::vector<store::registry_record> records, store_type st)
       : io(io_context), config(std::move(cfg)), tcp(std::move(server)) {
@@ -185,8 +185,10 @@ struct registry_server::impl {
   }
 
   asio::awaitable<void> run_session(std::shared_ptr<session> s);
-  asio::awaitable<void> commit(std::shared_ptr<session> s, net::ordered_replies::slot slot,
-                               reply_form form, registry::command cmd);
+  // `self` (this) is owned by the coroutine, which may outlive the handle.
+  asio::awaitable<void> commit(std::shared_ptr<impl> self, std::shared_ptr<session> s,
+                               net::ordered_replies::slot slot, reply_form form,
+                               registry::command cmd);
   void handle(const std::shared_ptr<session>& s, const registry::request& req);
   void reject(const std::shared_ptr<session>& s, const error& why);
 
@@ -277,7 +279,11 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const regi
   if (req.method == "GET" || req.method == "HEAD") {
     // Answered when it reaches the front, after this connection's writes
     // (at once when nothing is owed before it).
-    s->replies.push_stream([this, form](std::string& head) { return list_answer(head, form); });
+    // Weak: the reply queue (the session's) must not own the server.
+    s->replies.push_stream([server = weak_from_this(), form](std::string& head) {
+      auto self = server.lock();
+      return self ? self->list_answer(head, form) : net::ordered_replies::stream_body{};
+    });
     return;
   }
   if (req.method != "POST") {
@@ -308,10 +314,11 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const regi
   }
   auto slot = s->replies.reserve();
   ++pending_writes;
-  asio::co_spawn(io, commit(s, slot, form, std::move(*cmd)), asio::detached);
+  asio::co_spawn(io, commit(shared_from_this(), s, slot, form, std::move(*cmd)), asio::detached);
 }
 
-asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<session> s,
+asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<impl> /*self*/,
+                                                    std::shared_ptr<session> s,
                                                     net::ordered_replies::slot slot,
                                                     reply_form form, registry::command cmd) {
   bool is_register = cmd.kind == registry::command_kind::register_;
@@ -400,8 +407,16 @@ net::ordered_replies::stream_body registry_server::impl::list_answer(std::string
 
 // -------------------------------------------------------------------- public
 
-registry_server::registry_server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
-registry_server::~registry_server() = default;
+registry_server::registry_server(std::shared_ptr<impl> i) : impl_(std::move(i)) {}
+
+// Stops, and lets the committer finish what it was given: its results are
+// then queued on the io_context (run on its next turns, or freed with it),
+// and it takes no more, so no thread posts to an io_context that may go.
+// The sessions' coroutines own the state until they have ended.
+registry_server::~registry_server() {
+  stop();
+  impl_->committer->close();
+}
 
 result<std::unique_ptr<registry_server>> registry_server::bind(asio::io_context& io,
                                                                registry_config config) {
@@ -421,7 +436,7 @@ result<std::unique_ptr<registry_server>> registry_server::bind(asio::io_context&
   options.log = config.log;
   auto server = net::tcp_server::bind(io, config.host, config.port, config.stream, options);
   if (!server) return tl::unexpected(server.error());
-  auto state = std::make_unique<impl>(io, std::move(config), std::move(*server),
+  auto state = std::make_shared<impl>(io, std::move(config), std::move(*server),
                                       std::move(*records), std::move(*opened));
   state->loaded_from = location;
   state->remote_store = shared;
@@ -438,7 +453,8 @@ void registry_server::start() {
   impl_->log(std::to_string(n) + (n == 1 ? " user" : " users") + " registered in " +
              impl_->loaded_from);
   auto* state = impl_.get();
-  state->tcp.start(state, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
+  // `state` outlives every call of the factory (see tcp_server::start).
+  state->tcp.start(impl_, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
     return std::make_shared<session>(state->io, std::move(c), state->config);
   });
 }

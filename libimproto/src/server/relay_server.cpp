@@ -105,7 +105,7 @@ struct session : net::tcp_session {
 
 }  // namespace
 
-struct relay_server::impl final : relay_local {
+struct relay_server::impl final : relay_local, std::enable_shared_from_this<relay_server::impl> {
   impl(asio::io_context& io_context, relay_config cfg, net::tcp_server server,
        std::unique_ptr<file_service> f, std::unique_ptr<relay_cluster> c)
       : io(io_context), config(std::move(cfg)), tcp(std::move(server)), files(std::move(f)),
@@ -431,10 +431,13 @@ void relay_server::impl::drop_user(user_map::iterator it) {
 
 void relay_server::impl::arm_pairing_timer(const std::shared_ptr<session>& s) {
   s->pairing_timer.expires_after(config.pairing_timeout);
-  s->pairing_timer.async_wait([this, weak = std::weak_ptr<session>(s)](std::error_code ec) {
+  // Weak both: a timer must not keep its session or the server alive.
+  s->pairing_timer.async_wait([server = weak_from_this(), weak = std::weak_ptr<session>(s)](
+                                  std::error_code ec) {
     auto locked = weak.lock();
-    if (!locked || ec) return;
-    expire_half_registration(locked);
+    auto self = server.lock();
+    if (!locked || !self || ec) return;
+    self->expire_half_registration(locked);
   });
 }
 
@@ -557,13 +560,15 @@ void relay_server::impl::arm_answer_timer(const std::shared_ptr<session>& s) {
   if (s->timer_armed || s->awaiting.size() <= s->expired) return;
   s->timer_armed = true;
   s->answer_timer.expires_at(s->awaiting[s->expired].deadline);
-  s->answer_timer.async_wait([this, weak = std::weak_ptr<session>(s)](std::error_code ec) {
+  s->answer_timer.async_wait([server = weak_from_this(), weak = std::weak_ptr<session>(s)](
+                                 std::error_code ec) {
     auto locked = weak.lock();
     if (!locked) return;
     locked->timer_armed = false;
-    if (ec) return;
-    expire_answers(*locked);
-    arm_answer_timer(locked);
+    auto self = server.lock();
+    if (ec || !self) return;
+    self->expire_answers(*locked);
+    self->arm_answer_timer(locked);
   });
 }
 
@@ -726,8 +731,16 @@ void relay_server::impl::notify_presence(const relay::message& notice, std::stri
 
 // -------------------------------------------------------------------- public
 
-relay_server::relay_server(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
-relay_server::~relay_server() = default;
+relay_server::relay_server(std::shared_ptr<impl> i) : impl_(std::move(i)) {}
+
+// Stops (each connection closes once its queue is flushed); the sessions'
+// coroutines own the state until they have ended.
+relay_server::~relay_server() {
+  stop();
+  // The cluster's threads post to the io_context: gone now, while it is sure
+  // to exist (sessions that outlive the handle then route locally only).
+  impl_->cluster.reset();
+}
 
 result<std::unique_ptr<relay_server>> relay_server::bind(asio::io_context& io,
                                                          relay_config config,
@@ -740,7 +753,7 @@ result<std::unique_ptr<relay_server>> relay_server::bind(asio::io_context& io,
   if (!server) return tl::unexpected(server.error());
   auto files = file_service::open(io, config.files, config.log);
   if (!files) return tl::unexpected(files.error());
-  auto state = std::make_unique<impl>(io, std::move(config), std::move(*server),
+  auto state = std::make_shared<impl>(io, std::move(config), std::move(*server),
                                       std::move(*files), std::move(cluster));
   return std::unique_ptr<relay_server>(new relay_server(std::move(state)));
 }
@@ -756,7 +769,8 @@ void relay_server::start() {
   auto* state = impl_.get();
   if (state->cluster) state->cluster->start(*state);
   state->log("listening on " + net::to_string(local_endpoint()));
-  state->tcp.start(state, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
+  // `state` outlives every call of the factory (see tcp_server::start).
+  state->tcp.start(impl_, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
     return std::make_shared<session>(state->io, std::move(c), state->config);
   });
 }

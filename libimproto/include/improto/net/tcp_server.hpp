@@ -6,6 +6,13 @@
 // that serves one; the rest of its code is protocol.
 //
 // Threading: one io_context thread, like tcp_connection.
+//
+// Lifetime: the accept loop and every session's coroutine share ownership
+// of the server's state (and of its owner, see start()), so a handle may be
+// destroyed whenever the io_context is not inside one of its calls: the
+// io_context may keep running, run again later, or be destroyed without
+// running. Destroying the handle stops the server (stop()); what is still
+// queued ends on the io_context's next turns, or is freed with it.
 
 #include <cstddef>
 #include <functional>
@@ -47,7 +54,8 @@ struct tcp_server_options {
 
 class tcp_server {
  public:
-  // Builds the session of a newcomer (its connection already started).
+  // Builds the session of a newcomer (its connection already started);
+  // null turns it away.
   using session_factory =
       std::function<std::shared_ptr<tcp_session>(std::shared_ptr<tcp_connection>)>;
   // Serves a session; it is counted as live until this returns.
@@ -63,19 +71,27 @@ class tcp_server {
 
   // Starts accepting; returns at once. Call once.
   void start(session_factory make, session_runner run);
-  // The same for a server's own Session type: `make(conn)` builds one,
-  // `(owner->*run)(session)` serves it.
+  // The same for a server's own Session type and its owner: `make(conn)`
+  // builds a session, `(owner->*run)(session)` serves it. Each session's
+  // coroutine keeps the owner alive while it runs; the server itself holds
+  // the owner weakly (the owner usually holds the server: no cycle), and
+  // accepts nobody once the owner is gone.
   template <class Session, class Owner, class Make>
-  void start(Owner* owner, asio::awaitable<void> (Owner::*run)(std::shared_ptr<Session>),
-             Make make) {
-    start(session_factory(std::move(make)), [owner, run](std::shared_ptr<tcp_session> s) {
-      return (owner->*run)(std::static_pointer_cast<Session>(std::move(s)));
-    });
+  void start(const std::shared_ptr<Owner>& owner,
+             asio::awaitable<void> (Owner::*run)(std::shared_ptr<Session>), Make make) {
+    std::weak_ptr<Owner> weak = owner;
+    start(
+        [weak, make = std::move(make)](
+            std::shared_ptr<tcp_connection> c) -> std::shared_ptr<tcp_session> {
+          if (weak.expired()) return nullptr;
+          return make(std::move(c));
+        },
+        [weak, run](std::shared_ptr<tcp_session> s) {
+          return run_owned(weak.lock(), run, std::static_pointer_cast<Session>(std::move(s)));
+        });
   }
   // Stops accepting and calls on_stop() on every live session. Safe to call twice.
   void stop();
-  // Stops accepting only (a server being destroyed).
-  void close();
 
   asio::ip::tcp::endpoint local_endpoint() const;
   bool stopping() const noexcept;
@@ -87,8 +103,16 @@ class tcp_server {
  private:
   struct state;
   explicit tcp_server(std::shared_ptr<state> s) : state_(std::move(s)) {}
-  // Owned by this handle alone (a pointer so that moves keep its address);
-  // destroy the server before its io_context, as with any Asio object.
+  template <class Session, class Owner>
+  static asio::awaitable<void> run_owned(std::shared_ptr<Owner> owner,
+                                         asio::awaitable<void> (Owner::*run)(std::shared_ptr<Session>),
+                                         std::shared_ptr<Session> s) {
+    if (!owner) co_return;  // the owner went before the session started
+    // Named, not a temporary: see net/common.hpp on g++ 12.
+    auto served = (owner.get()->*run)(std::move(s));
+    co_await std::move(served);
+  }
+  // Shared with the accept loop and the sessions' coroutines (see Lifetime).
   std::shared_ptr<state> state_;
 };
 

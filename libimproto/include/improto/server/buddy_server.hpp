@@ -22,7 +22,8 @@
 // copy, and the server reconnects by itself. Statuses are soft state in memory only: an ONLINE that is
 // not refreshed within `status_ttl` reads as OFFLINE (with the last address).
 // Commits run on a worker thread (group_committer); everything else lives on
-// the io_context's thread. Destroy the server before its io_context.
+// the io_context's thread. Destroying the server stops it; its io_context
+// may then run on, run again or be destroyed (docs/design.md, "Lifetimes").
 
 #include <chrono>
 #include <cstdint>
@@ -92,6 +93,8 @@ class buddy_server {
   // Before start(): statuses are shared through `status` (several nodes
   // behind one address answer GET alike; see server/buddy_status.hpp).
   void share_status(std::unique_ptr<buddy_status_store> status);
+  // Stops the server (as stop()); its io_context may then run on, run again
+  // or be destroyed without running: the coroutines own what they touch.
   ~buddy_server();
 
   asio::ip::tcp::endpoint tcp_endpoint() const;
@@ -113,8 +116,8 @@ class buddy_server {
   struct impl;
 
  private:
-  explicit buddy_server(std::unique_ptr<impl> impl);
-  std::unique_ptr<impl> impl_;
+  explicit buddy_server(std::shared_ptr<impl> impl);
+  std::shared_ptr<impl> impl_;  // shared with the coroutines serving it
 };
 
 }  // namespace improto::server

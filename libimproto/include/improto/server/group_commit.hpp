@@ -52,16 +52,29 @@ class group_committer {
   group_committer& operator=(const group_committer&) = delete;
 
   // co_await committer.write(op) -> result<void>, resumed on the io_context.
+  // After close(): overloaded at once, nothing written.
   asio::awaitable<result<void>> write(operation op) {
     return asio::async_initiate<const asio::use_awaitable_t<>, void(result<void>)>(
         [this](auto handler, operation o) {
           // The handler is move-only; queue entries must be copyable.
           auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-          enqueue(std::move(o), [this, shared](result<void> r) {
+          auto done = [this, shared](result<void> r) {
             asio::post(io_, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
-          });
+          };
+          if (!enqueue(std::move(o), done)) done(fail(errc::overloaded, "the server is shutting down"));
         },
         asio::use_awaitable, std::move(op));
+  }
+
+  // Commits what is queued, posts its results, and takes no more writes;
+  // returns once the worker is idle. Called on the io_context's thread when
+  // the server goes: from then on no thread posts to the io_context, which
+  // may then be destroyed without running (the results queued on it are
+  // freed with it). Safe to call twice.
+  void close() {
+    std::unique_lock lock(mutex_);
+    closed_ = true;
+    idle_.wait(lock, [this] { return queue_.empty() && !busy_; });
   }
 
   std::size_t groups_committed() const noexcept { return groups_.load(); }
@@ -72,12 +85,14 @@ class group_committer {
     std::function<void(result<void>)> done;
   };
 
-  void enqueue(operation op, std::function<void(result<void>)> done) {
+  bool enqueue(operation op, std::function<void(result<void>)> done) {
     {
       std::lock_guard lock(mutex_);
+      if (closed_) return false;
       queue_.push_back({std::move(op), std::move(done)});
     }
     wake_.notify_one();
+    return true;
   }
 
   void run() {
@@ -92,6 +107,7 @@ class group_committer {
           group.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
+        busy_ = true;
       }
       ops.clear();
       for (auto& e : group) ops.push_back(e.op);
@@ -100,7 +116,12 @@ class group_committer {
         group[i].done(results ? std::move((*results)[i]) : result<void>(tl::unexpected(results.error())));
       }
       ++groups_;
-      group.clear();
+      group.clear();  // before idle: a result handler may own the committer's owner
+      {
+        std::lock_guard lock(mutex_);
+        busy_ = false;
+      }
+      idle_.notify_all();
     }
   }
 
@@ -110,7 +131,10 @@ class group_committer {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<entry> queue_;
+  std::condition_variable idle_;  // close() waits here for the worker
   bool stopping_ = false;
+  bool closed_ = false;  // close(): no more writes
+  bool busy_ = false;    // the worker holds a group
   std::atomic<std::size_t> groups_ = 0;  // written by the worker, read by anyone
   std::thread worker_;      // last: starts once everything above exists
 };

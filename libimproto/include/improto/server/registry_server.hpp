@@ -78,6 +78,8 @@ class registry_server {
   // address_in_use, invalid_argument.
   static result<std::unique_ptr<registry_server>> bind(asio::io_context& io,
                                                        registry_config config);
+  // Stops the server (as stop()); its io_context may then run on, run again
+  // or be destroyed without running: the coroutines own what they touch.
   ~registry_server();
 
   asio::ip::tcp::endpoint local_endpoint() const;
@@ -95,8 +97,8 @@ class registry_server {
   struct impl;
 
  private:
-  explicit registry_server(std::unique_ptr<impl> impl);
-  std::unique_ptr<impl> impl_;
+  explicit registry_server(std::shared_ptr<impl> impl);
+  std::shared_ptr<impl> impl_;  // shared with the coroutines serving it
 };
 
 }  // namespace improto::server

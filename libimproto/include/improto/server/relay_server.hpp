@@ -54,6 +54,8 @@ class relay_server {
   // cluster-wide and users of other nodes are reached through it.
   static result<std::unique_ptr<relay_server>> bind(asio::io_context& io, relay_config config,
                                                     std::unique_ptr<relay_cluster> cluster);
+  // Stops the server (as stop()); its io_context may then run on, run again
+  // or be destroyed without running: the coroutines own what they touch.
   ~relay_server();
 
   asio::ip::tcp::endpoint local_endpoint() const;
@@ -70,8 +72,8 @@ class relay_server {
   struct impl;
 
  private:
-  explicit relay_server(std::unique_ptr<impl> impl);
-  std::unique_ptr<impl> impl_;
+  explicit relay_server(std::shared_ptr<impl> impl);
+  std::shared_ptr<impl> impl_;  // shared with the coroutines serving it
 };
 
 }  // namespace improto::server
