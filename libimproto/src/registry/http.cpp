@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "improto/wire/text.hpp"
+#include "../wire/scan.hpp"
 
 namespace improto::registry {
 namespace {
@@ -477,7 +478,9 @@ result<bool> request_decoder::on_head() {
   std::size_t method_end = i;
   std::size_t j = i + 1;
   if (i < n && line[i] == ' ' && i > 0) {
-    while (j < n && target_char(line[j])) ++j;
+    // Target bytes: anything above a blank but DEL.
+    j = static_cast<std::size_t>(
+        wire::detail::find_ctl<0x21>(line.data() + j, line.data() + n) - line.data());
   }
   int minor = -1;
   if (method_end > 0 && method_end < n && line[method_end] == ' ' && j > method_end + 1 &&

@@ -102,6 +102,19 @@ bool token_is(std::string_view name, const char (&lower)[N]) noexcept {
   return (word(p + N - 9) | fold) == word(lower + N - 9);
 }
 
+// parse_content_length(), inline for what fits 18 digits (below 10^18,
+// so below max_content_length without an overflow check).
+std::optional<std::uint64_t> short_decimal(std::string_view s) noexcept {
+  if (s.empty() || s.size() > 18) return parse_content_length(s);
+  std::uint64_t n = 0;
+  for (char c : s) {
+    auto d = static_cast<unsigned>(static_cast<unsigned char>(c) - '0');
+    if (d > 9) return std::nullopt;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
 }  // namespace
 
 result<frame_reader::event> frame_reader::fail_with(errc code, std::string detail) {
@@ -207,7 +220,7 @@ void frame_reader::note_header(std::string_view name, std::string_view value) no
     case 14: {
       if (!token_is(name, "content-length")) return;
       if (length_state_ == length_state::bad || length_state_ == length_state::conflict) return;
-      auto n = parse_content_length(value);
+      auto n = short_decimal(value);
       auto at = static_cast<std::uint32_t>(headers_.size() - 1);
       if (!n) {
         length_state_ = length_state::bad;
@@ -280,7 +293,7 @@ frame_reader::fast frame_reader::read_head_fast(const char* begin, const char* e
       return fast::head;
     }
     // The name: tchars up to ':'.
-    while (p < end && is_tchar(*p)) ++p;
+    p = detail::find_name_end(p, end);
     if (p == end) return fast::more;
     if (*p != ':' || p == line) return fast::slow;
     std::string_view name(line, static_cast<std::size_t>(p - line));
