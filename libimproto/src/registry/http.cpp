@@ -509,9 +509,11 @@ result<bool> request_decoder::on_head() {
     version_ = *version;
   }
 
-  auto length = read_framing(reader_, "Transfer-Encoding is not supported; use Content-Length");
-  if (!length) return tl::unexpected<error>(std::move(length.error()));
-  std::uint64_t body = length->value_or(0);
+  if (reader_.content_length_bad() || reader_.transfer_encoding()) {
+    auto length = read_framing(reader_, "Transfer-Encoding is not supported; use Content-Length");
+    return tl::unexpected<error>(std::move(length.error()));
+  }
+  std::uint64_t body = reader_.content_length_value();
   if (body == 0) return true;
   if (auto e = reader_.expect_body(body); !e) return tl::unexpected<error>(std::move(e.error()));
   return false;

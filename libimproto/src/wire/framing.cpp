@@ -5,6 +5,13 @@
 #include "improto/wire/text.hpp"
 #include "scan.hpp"
 
+// The head's fast path is one function at its one call site (next()).
+#if defined(__GNUC__)
+#define IMPROTO_HOT_INLINE [[gnu::always_inline]] inline
+#else
+#define IMPROTO_HOT_INLINE inline
+#endif
+
 namespace improto::wire {
 namespace {
 
@@ -161,6 +168,10 @@ result<frame_reader::event> frame_reader::next(std::string_view& in) {
       materialize_head();
       return event::need_more;
     case state::start:
+      if (head_.empty()) {
+        if (auto done = read_head_in_place(in)) return *done;
+      }
+      return read_head(in);
     case state::head:
       return read_head(in);
   }
@@ -201,7 +212,7 @@ result<frame_reader::event> frame_reader::add_header(std::string_view line) {
   std::string_view name = line.substr(0, colon);
   std::string_view value = trim(line.substr(colon + 1));
   headers_.push_back({name, value});
-  note_header(name, value);
+  note(name, value);
   return event::need_more;
 }
 
@@ -255,7 +266,7 @@ void frame_reader::note_header(std::string_view name, std::string_view value) no
   }
 }
 
-frame_reader::fast frame_reader::read_head_fast(const char* begin, const char* end,
+IMPROTO_HOT_INLINE frame_reader::fast frame_reader::read_head_fast(const char* begin, const char* end,
                                                 const char*& skip_to, const char*& head_end) {
   const char* p = begin;
   // Blank lines before the start line.
@@ -321,11 +332,12 @@ frame_reader::fast frame_reader::read_head_fast(const char* begin, const char* e
     if (headers_.size() >= max_headers) return fast::slow;
     while (value_end > value && is_blank(value_end[-1])) --value_end;
     headers_.push_back({name, std::string_view(value, static_cast<std::size_t>(value_end - value))});
-    note_header(name, headers_.back().value);
+    note(name, headers_.back().value);
   }
 }
 
-std::optional<result<frame_reader::event>> frame_reader::read_head_in_place(std::string_view& in) {
+IMPROTO_HOT_INLINE std::optional<result<frame_reader::event>> frame_reader::read_head_in_place(
+    std::string_view& in) {
   const char* const begin = in.data();
   const char* const end = begin + in.size();
   const char* skip_to = begin;  // past leading blank lines
@@ -397,9 +409,6 @@ void frame_reader::materialize_head() {
 }
 
 result<frame_reader::event> frame_reader::read_head(std::string_view& in) {
-  if (state_ == state::start && head_.empty()) {
-    if (auto done = read_head_in_place(in)) return *done;
-  }
   while (!in.empty()) {
     std::size_t line_begin = line_ends_.empty() ? 0 : line_ends_.back();
     std::size_t have = head_.size() - line_begin;  // bytes of the unfinished line

@@ -106,6 +106,13 @@ class frame_reader {
   // Value of Content-Length (any case), nullopt when absent. Fails with
   // bad_content_length on a non-number or on differing repeated values.
   result<std::optional<std::uint64_t>> content_length() const;
+  // The same without building a result: whether content_length() fails,
+  // whether it names a length, and that length (0 when none).
+  bool content_length_bad() const noexcept {
+    return length_state_ == length_state::bad || length_state_ == length_state::conflict;
+  }
+  bool has_content_length() const noexcept { return length_state_ == length_state::ok; }
+  std::uint64_t content_length_value() const noexcept { return content_length_; }
   // A Transfer-Encoding header was present.
   bool transfer_encoding() const noexcept { return transfer_encoding_; }
   // A Connection header listed `close` / `keep-alive` (any case).
@@ -148,7 +155,12 @@ class frame_reader {
   // line is complete, whichever path read it.
   result<event> check_header(std::string_view line, std::size_t headers_before);
   result<event> add_header(std::string_view line);
-  // Notes a header the framing depends on; `name` is a checked token.
+  // Notes a header the framing depends on; `name` is a checked token. Only
+  // names of their lengths (10, 14, 17) reach note_header().
+  void note(std::string_view name, std::string_view value) noexcept {
+    auto n = name.size();
+    if (n == 14 || n == 10 || n == 17) note_header(name, value);
+  }
   void note_header(std::string_view name, std::string_view value) noexcept;
   void clear_headers() noexcept;
   // Before returning need_more with a head parsed in place, copies that head
