@@ -198,6 +198,7 @@ class ours_relay final : public parser {
           if (s == nullptr) die("ours relay: not a SEND");
           ++n;
           g_sink = g_sink + s->to.size() + s->body.size();
+          dec_.recycle(std::move(**got));
         }
       }
     });

@@ -162,6 +162,7 @@ class frame_reader {
     if (n == 14 || n == 10 || n == 17) note_header(name, value);
   }
   void note_header(std::string_view name, std::string_view value) noexcept;
+  void note_connection(std::string_view value) noexcept;
   void clear_headers() noexcept;
   // Before returning need_more with a head parsed in place, copies that head
   // into head_: the caller's chunk may be gone when the body completes.
