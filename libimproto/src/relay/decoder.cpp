@@ -164,7 +164,10 @@ result<void> parse_head(verb v, std::string_view word, std::string_view rest,
     case verb::send:
       if (auto* s = std::get_if<relay::send>(&out)) {
         // A recycled SEND: its strings keep their capacity.
-        s->to.assign(wire::trim(rest));
+        // clear() + append(): a plain copy, where assign() takes the
+        // general aliasing-safe replace.
+        s->to.clear();
+        s->to.append(wire::trim(rest));
         s->body.clear();
         return {};
       }
@@ -403,7 +406,7 @@ wire::decode_result<message> decoder::on_body() {
     switch (use_) {
       case body_use::send:
         // Into the (possibly recycled) string: its capacity is reused.
-        std::get<relay::send>(pending_).body.assign(reader_.body());
+        std::get<relay::send>(pending_).body.append(reader_.body());
         break;
       case body_use::forward:
         std::get<forward>(pending_).body = reader_.take_body();

@@ -5,7 +5,7 @@
 #include "improto/wire/text.hpp"
 #include "scan.hpp"
 
-// The head's fast path is one function at its one call site (next()).
+// The head's fast path is one function at its one call site.
 #if defined(__GNUC__)
 #define IMPROTO_HOT_INLINE [[gnu::always_inline]] inline
 #else
