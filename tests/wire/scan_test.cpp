@@ -23,10 +23,11 @@ struct exact {
   std::vector<char> bytes;
 };
 
+// From every start (all_starts) or from the first two.
 template <unsigned char Limit>
-void same_ctl(const std::string& text) {
+void same_ctl(const std::string& text, bool all_starts = true) {
   exact e(text);
-  for (std::size_t from = 0; from <= text.size(); ++from) {
+  for (std::size_t from = 0; from <= (all_starts ? text.size() : 1); ++from) {
     const char* want = find_ctl_bytewise<Limit>(e.begin() + from, e.end());
     CHECK(find_ctl_swar<Limit>(e.begin() + from, e.end()) == want);
 #ifdef IMPROTO_HAVE_SSE2
@@ -36,9 +37,9 @@ void same_ctl(const std::string& text) {
   }
 }
 
-void same_name_end(const std::string& text) {
+void same_name_end(const std::string& text, bool all_starts = true) {
   exact e(text);
-  for (std::size_t from = 0; from <= text.size(); ++from) {
+  for (std::size_t from = 0; from <= (all_starts ? text.size() : 1); ++from) {
     const char* want = find_name_end_bytewise(e.begin() + from, e.end());
 #ifdef IMPROTO_HAVE_SSE2
     CHECK(find_name_end_sse2(e.begin() + from, e.end()) == want);
@@ -56,11 +57,11 @@ TEST_CASE("scan kernels: one byte of every value at every position") {
       for (int b = 0; b < 256; ++b) {
         std::string value(len, 'v');
         value[at] = static_cast<char>(b);
-        same_ctl<0x20>(value);
-        same_ctl<0x21>(value);
+        same_ctl<0x20>(value, false);
+        same_ctl<0x21>(value, false);
         std::string name(len, 'N');
         name[at] = static_cast<char>(b);
-        same_name_end(name);
+        same_name_end(name, false);
       }
     }
   }
