@@ -406,7 +406,7 @@ wire::decode_result<message> decoder::on_body() {
     switch (use_) {
       case body_use::send:
         // Into the (possibly recycled) string: its capacity is reused.
-        std::get<relay::send>(pending_).body.append(reader_.body());
+        reader_.take_body_into(std::get<relay::send>(pending_).body);
         break;
       case body_use::forward:
         std::get<forward>(pending_).body = reader_.take_body();

@@ -551,6 +551,16 @@ std::string frame_reader::take_body() {
   return out;
 }
 
+void frame_reader::take_body_into(std::string& out) {
+  out.clear();
+  if (!body_buf_.empty() && body_.data() == body_buf_.data()) {
+    std::swap(out, body_buf_);
+    body_ = out;
+  } else {
+    out.append(body_);
+  }
+}
+
 void frame_reader::reset() noexcept {
   if (state_ == state::failed) return;
   state_ = state::start;

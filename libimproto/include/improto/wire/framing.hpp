@@ -128,6 +128,10 @@ class frame_reader {
 
   std::string_view body() const noexcept { return body_; }
   std::string take_body();
+  // The body into `out`, whose old contents go: swapped in when the reader
+  // had to buffer it (out's old string becomes the reader's next buffer),
+  // else copied into out's capacity. No allocation once capacities grew.
+  void take_body_into(std::string& out);
 
   // Ready for the next message; keeps buffer capacity for reuse.
   void reset() noexcept;
