@@ -1,7 +1,7 @@
 #pragma once
 
 // What bench_parser's translation units share: the parser interface and what
-// a server built on llhttp or http-parser collects per message. llhttp.h and
+// a server built on llhttp, http-parser or picohttpparser collects per message. llhttp.h and
 // http_parser.h cannot meet in one translation unit (their error enums
 // clash), so each anchor lives in a file of its own.
 
@@ -111,5 +111,6 @@ struct collected {
 // copy_body: append each body into a reused buffer instead of locating it.
 std::unique_ptr<parser> make_llhttp(bool copy_body);
 std::unique_ptr<parser> make_http_parser();
+std::unique_ptr<parser> make_picohttpparser();
 
 }  // namespace bench

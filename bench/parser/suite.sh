@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # budget: 60
-# The parser suite: our HTTP request decoder against llhttp and http-parser,
-# and our relay decoder against llhttp, on the same bytes (bench_parser.cpp
+# The parser suite: our HTTP request decoder against llhttp, http-parser and
+# picohttpparser, and our relay decoder against llhttp, on the same bytes (bench_parser.cpp
 # says what each case is and what work each parser does). Rows: requests/s
 # and MB/s (median of per-round ratios over BENCH_ROUNDS alternating rounds)
 # and instructions per request from callgrind.
@@ -21,7 +21,8 @@ mkdir -p "$cg"
 if command -v valgrind >/dev/null; then
   bench_log "instruction counts under callgrind"
   (cd "$cg" && bench_timeout 90 bench_on_load valgrind --tool=callgrind --callgrind-out-file="$cg/cg.%p" \
-    "$bin" --callgrind 200 1000 --only seed-post,browser-get,pipelined-1000 >/dev/null 2>"$cg/valgrind.log") ||
+    "$bin" --callgrind 3000 30000 --only seed-post,browser-get,pipelined-1000,relay-send-64,relay-send-1k \
+    >/dev/null 2>"$cg/valgrind.log") ||
     bench_log "callgrind failed; no instruction rows (see $cg/valgrind.log)"
 else
   bench_log "valgrind not installed; no instruction rows"

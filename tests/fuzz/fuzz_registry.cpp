@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "chunks.hpp"
@@ -140,11 +141,47 @@ struct cuts {
   std::vector<std::string_view> whole, bytewise, random;
 };
 
+// next_view() hands out what next() copies: the same requests and error;
+// and the Connection tokens the reader noted while the head passed give the
+// keep_alive() a walk over the copied headers gives.
+void check_views(const std::vector<std::string_view>& chunks, wire::limits lim,
+                 const outcome& expect) {
+  registry::request_decoder d(lim);
+  outcome o;
+  for (std::size_t i = 0; i < chunks.size() && !o.error; ++i) {
+    std::string_view piece = chunks[i];
+    for (;;) {
+      auto r = d.next_view(piece);
+      if (!r) {
+        o.error = r.error().code();
+        break;
+      }
+      if (!*r) break;
+      const registry::request_view& v = **r;
+      registry::request copy = v.to_request();
+      if (v.keep_alive() != copy.keep_alive()) violated("view keep_alive differs:", describe(copy));
+      for (const auto& h : copy.headers) {
+        if (v.header(h.name) != copy.header(h.name)) violated("view header() differs:", h.name);
+      }
+      o.messages.push_back(registry::describe(copy));
+    }
+  }
+  if (!o.error) {
+    auto r = d.finish();
+    if (!r) o.error = r.error().code();
+  }
+  if (o.messages != expect.messages) violated("next_view and next messages differ");
+  if (o.error != expect.error) violated("next_view and next errors differ");
+}
+
 // Byte by byte is the costliest run: only under the small limits, where
 // every limit is in reach.
 template <class Decoder>
 void check_decoder(const cuts& c, wire::limits lim, bool bytewise_too) {
   outcome whole = run<Decoder>(lim, c.whole, true);
+  if constexpr (std::is_same_v<Decoder, registry::request_decoder>) {
+    check_views(c.random, lim, whole);
+  }
   if (bytewise_too) {
     outcome bytewise = run<Decoder>(lim, c.bytewise, false);
     if (whole.messages != bytewise.messages) violated("whole and byte-by-byte messages differ");

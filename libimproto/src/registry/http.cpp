@@ -3,8 +3,10 @@
 
 #include <array>
 #include <charconv>
+#include <cstring>
 
 #include "improto/wire/text.hpp"
+#include "../wire/scan.hpp"
 
 namespace improto::registry {
 namespace {
@@ -66,30 +68,14 @@ bool is_transfer_encoding(std::string_view name) noexcept {
   return name_is(name, "transfer-encoding");
 }
 
-// The framing headers of a complete head, found in one pass.
-struct framing {
-  bool transfer_encoding = false;
-  std::optional<std::uint64_t> content_length;
-};
-
-result<framing> read_framing(std::span<const wire::header> headers) {
-  framing f;
-  for (const auto& h : headers) {
-    if (wire::is_content_length(h.name)) {
-      auto n = wire::parse_content_length(h.value);
-      if (!n) {
-        return fail(errc::bad_content_length,
-                    "Content-Length '" + wire::escape(h.value) + "' is not a decimal number");
-      }
-      if (f.content_length && *f.content_length != *n) {
-        return fail(errc::bad_content_length, "conflicting Content-Length values");
-      }
-      f.content_length = n;
-    } else if (is_transfer_encoding(h.name)) {
-      f.transfer_encoding = true;
-    }
-  }
-  return f;
+// The framing a complete head declares, as the reader noted it while the
+// headers passed: a Content-Length error first, then Transfer-Encoding.
+result<std::optional<std::uint64_t>> read_framing(const frame_reader& reader,
+                                                  std::string_view te_error) {
+  auto length = reader.content_length();
+  if (!length) return length;
+  if (reader.transfer_encoding()) return fail(errc::unsupported_encoding, std::string(te_error));
+  return length;
 }
 
 // Overwrites `to` keeping its capacity. clear() + append() is a plain
@@ -227,6 +213,27 @@ bool keep_alive(int version, const fields& headers) noexcept {
   });
   if (close) return false;
   return version >= 1 || keep;
+}
+
+std::optional<std::string_view> request_view::header(std::string_view name) const noexcept {
+  for (const auto& h : headers) {
+    if (wire::iequals(h.name, name)) return h.value;
+  }
+  return std::nullopt;
+}
+
+void request_view::copy_to(request& out) const {
+  set(out.method, method);
+  set(out.target, target);
+  out.version = version;
+  copy_headers(headers, out.headers);
+  set(out.body, body);
+}
+
+request request_view::to_request() const {
+  request r;
+  copy_to(r);
+  return r;
 }
 
 // ------------------------------------------------------------------ serializers
@@ -442,60 +449,129 @@ tl::unexpected<error> request_decoder::fail_with(error e) {
   return tl::unexpected<error>(*error_);
 }
 
+namespace {
+
+// `HTTP/1.1` or `HTTP/1.0`: the minor version, else -1.
+int plain_version(std::string_view v) noexcept {
+  if (v.size() != 8) return -1;
+  std::uint64_t w;
+  std::memcpy(&w, v.data(), 8);
+  std::uint64_t one_one, one_zero;
+  std::memcpy(&one_one, "HTTP/1.1", 8);
+  std::memcpy(&one_zero, "HTTP/1.0", 8);
+  if (w == one_one) return 1;
+  if (w == one_zero) return 0;
+  return -1;
+}
+
+}  // namespace
+
 // Validates a complete head and sets up its body. True when the request is
 // complete already (no body).
 result<bool> request_decoder::on_head() {
   std::string_view line = reader_.start_line();
-  auto sp1 = line.find(' ');
-  auto sp2 = line.rfind(' ');
-  if (sp1 == std::string_view::npos || sp1 == sp2) {
-    return fail(errc::malformed_start_line,
-                "request line '" + wire::escape(line) + "' is not 'METHOD target HTTP/1.x'");
+  // One pass over `METHOD SP target SP HTTP/1.x`; anything else takes the
+  // checks below, which say what is wrong.
+  std::size_t n = line.size();
+  std::size_t i = 0;
+  while (i < n && wire::is_tchar(line[i])) ++i;
+  std::size_t method_end = i;
+  std::size_t j = i + 1;
+  if (i < n && line[i] == ' ' && i > 0) {
+    // Target bytes: anything above a blank but DEL.
+    j = static_cast<std::size_t>(
+        wire::detail::find_ctl<0x21>(line.data() + j, line.data() + n) - line.data());
   }
-  std::string_view method = line.substr(0, sp1);
-  if (auto ok = check_method(method); !ok) return tl::unexpected<error>(std::move(ok.error()));
-  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  if (auto ok = check_target(target); !ok) return tl::unexpected<error>(std::move(ok.error()));
-  auto version = parse_version(line.substr(sp2 + 1));
-  if (!version) return tl::unexpected<error>(std::move(version.error()));
+  int minor = -1;
+  if (method_end > 0 && method_end < n && line[method_end] == ' ' && j > method_end + 1 &&
+      j < n && line[j] == ' ') {
+    minor = plain_version(line.substr(j + 1));
+  }
+  if (minor >= 0) {
+    method_len_ = method_end;
+    target_len_ = j - method_end - 1;
+    version_ = minor;
+  } else {
+    auto sp1 = line.find(' ');
+    auto sp2 = line.rfind(' ');
+    if (sp1 == std::string_view::npos || sp1 == sp2) {
+      return fail(errc::malformed_start_line,
+                  "request line '" + wire::escape(line) + "' is not 'METHOD target HTTP/1.x'");
+    }
+    std::string_view method = line.substr(0, sp1);
+    if (auto ok = check_method(method); !ok) return tl::unexpected<error>(std::move(ok.error()));
+    std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    if (auto ok = check_target(target); !ok) return tl::unexpected<error>(std::move(ok.error()));
+    auto version = parse_version(line.substr(sp2 + 1));
+    if (!version) return tl::unexpected<error>(std::move(version.error()));
+    method_len_ = method.size();
+    target_len_ = target.size();
+    version_ = *version;
+  }
 
-  auto f = read_framing(reader_.headers());
-  if (!f) return tl::unexpected<error>(std::move(f.error()));
-  if (f->transfer_encoding) {
-    return fail(errc::unsupported_encoding, "Transfer-Encoding is not supported; use Content-Length");
+  if (reader_.content_length_bad() || reader_.transfer_encoding()) {
+    auto length = read_framing(reader_, "Transfer-Encoding is not supported; use Content-Length");
+    return tl::unexpected<error>(std::move(length.error()));
   }
-  method_len_ = method.size();
-  target_len_ = target.size();
-  version_ = *version;
-  std::uint64_t length = f->content_length.value_or(0);
-  if (length == 0) return true;
-  if (auto e = reader_.expect_body(length); !e) return tl::unexpected<error>(std::move(e.error()));
+  std::uint64_t body = reader_.content_length_value();
+  if (body == 0) return true;
+  if (auto e = reader_.expect_body(body); !e) return tl::unexpected<error>(std::move(e.error()));
   return false;
 }
 
-void request_decoder::fill(request& out) {
+request_view request_decoder::view() const noexcept {
   std::string_view line = reader_.start_line();
-  set(out.method, line.substr(0, method_len_));
-  set(out.target, line.substr(method_len_ + 1, target_len_));
-  out.version = version_;
-  copy_headers(reader_.headers(), out.headers);
-  set(out.body, reader_.body());
-  reader_.reset();
+  request_view v;
+  v.method = line.substr(0, method_len_);
+  v.target = line.substr(method_len_ + 1, target_len_);
+  v.version = version_;
+  v.headers = reader_.headers();
+  v.body = reader_.body();
+  v.connection_close = reader_.connection_close();
+  v.connection_keep_alive = reader_.connection_keep_alive();
+  return v;
+}
+
+wire::decode_result<request_view> request_decoder::next_view(std::string_view& in) {
+  if (error_) return tl::unexpected<error>(*error_);
+  if (handed_out_) {
+    reader_.reset();
+    handed_out_ = false;
+  }
+  for (;;) {
+    auto ev = reader_.next(in);
+    if (!ev) return fail_with(std::move(ev.error()));
+    switch (*ev) {
+      case frame_reader::event::need_more:
+        return std::optional<request_view>{};
+      case frame_reader::event::head: {
+        auto done = on_head();
+        if (!done) return fail_with(std::move(done.error()));
+        if (!*done) break;  // read the body, usually already in `in`
+        [[fallthrough]];
+      }
+      case frame_reader::event::body:
+        handed_out_ = true;
+        return std::optional<request_view>{view()};
+    }
+  }
 }
 
 wire::decode_result<request> request_decoder::next(std::string_view& in) {
-  if (error_) return tl::unexpected<error>(*error_);
-  auto got = run_frames(
-      reader_, in, [this] { return on_head(); }, [this] { fill(spare_); },
-      [this](error e) -> result<bool> { return fail_with(std::move(e)); });
+  auto got = next_view(in);
   if (!got) return tl::unexpected<error>(std::move(got.error()));
   if (!*got) return std::optional<request>{};
+  (*got)->copy_to(spare_);
   // Built in place: one move of the request, no temporaries.
   return wire::decode_result<request>(tl::in_place, std::in_place, std::move(spare_));
 }
 
 wire::decode_result<request> request_decoder::finish() {
   if (error_) return tl::unexpected<error>(*error_);
+  if (handed_out_) {
+    reader_.reset();
+    handed_out_ = false;
+  }
   auto ev = reader_.finish();
   if (!ev) return fail_with(std::move(ev.error()));
   // Request bodies are never read up to the close, so there is nothing to
@@ -532,18 +608,15 @@ result<bool> response_decoder::on_head() {
   status_ = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
   if (!status_has_body(status_)) return true;
 
-  auto f = read_framing(reader_.headers());
-  if (!f) return tl::unexpected<error>(std::move(f.error()));
-  if (f->transfer_encoding) {
-    return fail(errc::unsupported_encoding, "Transfer-Encoding is not supported");
-  }
-  if (!f->content_length) {
+  auto length = read_framing(reader_, "Transfer-Encoding is not supported");
+  if (!length) return tl::unexpected<error>(std::move(length.error()));
+  if (!*length) {
     // The seed server sends no Content-Length and closes after the body.
     reader_.expect_body_until_eof();
     return false;
   }
-  if (*f->content_length == 0) return true;
-  if (auto e = reader_.expect_body(*f->content_length); !e) {
+  if (**length == 0) return true;
+  if (auto e = reader_.expect_body(**length); !e) {
     return tl::unexpected<error>(std::move(e.error()));
   }
   return false;

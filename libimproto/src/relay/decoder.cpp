@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "../wire/scan.hpp"
 #include "improto/wire/text.hpp"
 #include "verbs.hpp"
 
@@ -161,6 +162,15 @@ result<void> parse_head(verb v, std::string_view word, std::string_view rest,
       return put(out, registered{*role, std::move(name_arg)});
     }
     case verb::send:
+      if (auto* s = std::get_if<relay::send>(&out)) {
+        // A recycled SEND: its strings keep their capacity.
+        // clear() + append(): a plain copy, where assign() takes the
+        // general aliasing-safe replace.
+        s->to.clear();
+        s->to.append(wire::trim(rest));
+        s->body.clear();
+        return {};
+      }
       return put(out, relay::send{name(), {}});
     case verb::sent:
       return put(out, sent{name()});
@@ -301,14 +311,39 @@ wire::decode_result<message> decoder::finish() {
   return std::nullopt;
 }
 
+namespace {
+
+// The start line's first word and the rest without its leading blanks, as
+// wire::split_first() splits them, inline: it runs once per message.
+std::pair<std::string_view, std::string_view> split_verb(std::string_view line) noexcept {
+  std::size_t i = 0;
+  while (i < line.size() && !wire::is_blank(line[i])) ++i;
+  std::size_t j = i;
+  while (j < line.size() && wire::is_blank(line[j])) ++j;
+  return {line.substr(0, i), line.substr(j)};
+}
+
+// wire::has_ctl(), a vector at a time.
+bool has_ctl_fast(std::string_view s) noexcept {
+  const char* p = s.data();
+  const char* end = p + s.size();
+  for (;;) {
+    p = wire::detail::find_ctl(p, end);
+    if (p == end) return false;
+    if (*p != '\t') return true;
+    ++p;
+  }
+}
+
+}  // namespace
+
 wire::decode_result<message> decoder::on_head() {
   std::string_view line = reader_.start_line();
-  auto [word, rest] = wire::split_first(line);
+  auto [word, rest] = split_verb(line);
   const verb_entry* entry = find_verb(word);
 
-  auto length = reader_.content_length();
-  if (!length) return fail_sticky(length.error());
-  bool declared = length->has_value();
+  if (reader_.content_length_bad()) return fail_sticky(reader_.content_length().error());
+  bool declared = reader_.has_content_length();
 
   // Framing first: it is decided by the verb alone, before any argument is
   // judged, so a wrong message is still skipped whole.
@@ -343,7 +378,7 @@ wire::decode_result<message> decoder::on_head() {
   }
 
   if (!refused_) {
-    if (wire::has_ctl(line)) {
+    if (has_ctl_fast(line)) {
       refused_ = error(errc::malformed_start_line, "control character in the start line");
     } else if (auto ok = parse_head(v, word, rest, reader_, pending_); !ok) {
       refused_ = std::move(ok).error();
@@ -352,7 +387,9 @@ wire::decode_result<message> decoder::on_head() {
 
   if (!declared) return deliver();
 
-  if (auto e = reader_.expect_body(**length); !e) return fail_sticky(e.error());
+  if (auto e = reader_.expect_body(reader_.content_length_value()); !e) {
+    return fail_sticky(e.error());
+  }
   switch (v) {
     case verb::send: use_ = body_use::send; break;
     case verb::forward: use_ = body_use::forward; break;
@@ -368,7 +405,8 @@ wire::decode_result<message> decoder::on_body() {
     result<void> ok;
     switch (use_) {
       case body_use::send:
-        std::get<relay::send>(pending_).body = reader_.take_body();
+        // Into the (possibly recycled) string: its capacity is reused.
+        reader_.take_body_into(std::get<relay::send>(pending_).body);
         break;
       case body_use::forward:
         std::get<forward>(pending_).body = reader_.take_body();

@@ -189,7 +189,7 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
   asio::awaitable<void> commit(std::shared_ptr<impl> self, std::shared_ptr<session> s,
                                net::ordered_replies::slot slot, reply_form form,
                                registry::command cmd);
-  void handle(const std::shared_ptr<session>& s, const registry::request& req);
+  void handle(const std::shared_ptr<session>& s, const registry::request_view& req);
   void reject(const std::shared_ptr<session>& s, const error& why);
 
   void reply(const std::shared_ptr<session>& s, int status, std::string_view body,
@@ -227,7 +227,7 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
     std::string_view in = *data;
     while (!in.empty() && !s->stop_reading) {
       std::string_view before = in;
-      auto got = s->decoder.next(in);
+      auto got = s->decoder.next_view(in);
       if (!got) {
         reject(s, got.error());
         linger_until = net::clock::now() + linger_time;
@@ -242,9 +242,8 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
         break;
       }
       s->mid_message = false;
+      // Views into `data`, valid until the decoder's next call.
       handle(s, **got);
-      // Its strings hold the next request: no allocation per request once warm.
-      s->decoder.recycle(std::move(**got));
     }
     conn.set_mid_message(s->mid_message);
   }
@@ -264,7 +263,9 @@ void registry_server::impl::reject(const std::shared_ptr<session>& s, const erro
   reply(s, status, why.message() + "\n", form);
 }
 
-void registry_server::impl::handle(const std::shared_ptr<session>& s, const registry::request& req) {
+// `req` points into the read buffer: nothing of it is kept past this call.
+void registry_server::impl::handle(const std::shared_ptr<session>& s,
+                                   const registry::request_view& req) {
   reply_form form;
   form.version = req.version;
   form.keep_alive = req.keep_alive() && !tcp.stopping();
@@ -288,7 +289,7 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s, const regi
   }
   if (req.method != "POST") {
     std::string allow = "Allow: " + std::string(allowed_methods) + "\r\n";
-    reply(s, 405, req.method.substr(0, 32) + " is not allowed here; use GET or POST\n", form,
+    reply(s, 405, std::string(req.method.substr(0, 32)) + " is not allowed here; use GET or POST\n", form,
           allow);
     return;
   }

@@ -3,6 +3,14 @@
 #include <cstring>
 
 #include "improto/wire/text.hpp"
+#include "scan.hpp"
+
+// The head's fast path is one function at its one call site.
+#if defined(__GNUC__)
+#define IMPROTO_HOT_INLINE [[gnu::always_inline]] inline
+#else
+#define IMPROTO_HOT_INLINE inline
+#endif
 
 namespace improto::wire {
 namespace {
@@ -79,6 +87,43 @@ void line_reader::reset() noexcept {
 
 // --------------------------------------------------------------- frame_reader
 
+namespace {
+
+// Case-insensitive equality of a checked token with a lower-case literal of
+// the same length. OR-ing 0x20 lower-cases letters and maps no other tchar
+// onto a letter or '-', so one compare per 8 bytes is exact.
+template <std::size_t N>
+bool token_is(std::string_view name, const char (&lower)[N]) noexcept {
+  static_assert(N - 1 >= 8);
+  constexpr std::uint64_t fold = 0x2020202020202020ull;
+  auto word = [](const char* p) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  };
+  const char* p = name.data();
+  for (std::size_t i = 0; i + 8 <= N - 1; i += 8) {
+    if ((word(p + i) | fold) != word(lower + i)) return false;
+  }
+  // The last 8 bytes, overlapping what was compared.
+  return (word(p + N - 9) | fold) == word(lower + N - 9);
+}
+
+// parse_content_length(), inline for what fits 18 digits (below 10^18,
+// so below max_content_length without an overflow check).
+std::optional<std::uint64_t> short_decimal(std::string_view s) noexcept {
+  if (s.empty() || s.size() > 18) return parse_content_length(s);
+  std::uint64_t n = 0;
+  for (char c : s) {
+    auto d = static_cast<unsigned>(static_cast<unsigned char>(c) - '0');
+    if (d > 9) return std::nullopt;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+}  // namespace
+
 result<frame_reader::event> frame_reader::fail_with(errc code, std::string detail) {
   state_ = state::failed;
   error_.emplace(code, std::move(detail));
@@ -93,25 +138,40 @@ result<frame_reader::event> frame_reader::next(std::string_view& in) {
       // The caller did not say how long the body is: nothing to consume.
       return event::head;
     case state::body: {
+      if (body_buf_.empty() && in.size() >= body_remaining_) {
+        // The whole body is in this chunk: hand it out where it lies.
+        body_ = in.substr(0, static_cast<std::size_t>(body_remaining_));
+        in.remove_prefix(body_.size());
+        body_remaining_ = 0;
+        return event::body;
+      }
       auto take = static_cast<std::size_t>(
           std::min<std::uint64_t>(body_remaining_, in.size()));
-      body_.append(in.substr(0, take));
+      if (body_buf_.empty()) body_buf_.reserve(static_cast<std::size_t>(body_remaining_));
+      body_buf_.append(in.substr(0, take));
       in.remove_prefix(take);
       body_remaining_ -= take;
-      if (body_remaining_ == 0) return event::body;
+      if (body_remaining_ == 0) {
+        body_ = body_buf_;
+        return event::body;
+      }
       materialize_head();
       return event::need_more;
     }
     case state::body_to_eof:
-      if (body_.size() + in.size() > limits_.max_body) {
+      if (body_buf_.size() + in.size() > limits_.max_body) {
         return fail_with(errc::body_too_large,
                          "body exceeds " + std::to_string(limits_.max_body) + " bytes");
       }
-      body_.append(in);
+      body_buf_.append(in);
       in.remove_prefix(in.size());
       materialize_head();
       return event::need_more;
     case state::start:
+      if (head_.empty()) {
+        if (auto done = read_head_in_place(in)) return *done;
+      }
+      return read_head(in);
     case state::head:
       return read_head(in);
   }
@@ -149,17 +209,162 @@ result<frame_reader::event> frame_reader::check_header(std::string_view line,
 result<frame_reader::event> frame_reader::add_header(std::string_view line) {
   if (auto ok = check_header(line, headers_.size()); !ok) return ok;
   auto colon = line.find(':');
-  headers_.push_back({line.substr(0, colon), trim(line.substr(colon + 1))});
+  std::string_view name = line.substr(0, colon);
+  std::string_view value = trim(line.substr(colon + 1));
+  headers_.push_back({name, value});
+  note(name, value);
   return event::need_more;
 }
 
-std::optional<result<frame_reader::event>> frame_reader::read_head_in_place(std::string_view& in) {
+void frame_reader::clear_headers() noexcept {
+  headers_.clear();
+  length_state_ = length_state::absent;
+  content_length_ = 0;
+  transfer_encoding_ = false;
+  connection_close_ = false;
+  connection_keep_alive_ = false;
+}
+
+void frame_reader::note_header(std::string_view name, std::string_view value) noexcept {
+  // The length first: most names are none of these three.
+  switch (name.size()) {
+    case 14: {
+      if (!token_is(name, "content-length")) return;
+      if (length_state_ == length_state::bad || length_state_ == length_state::conflict) return;
+      auto n = short_decimal(value);
+      auto at = static_cast<std::uint32_t>(headers_.size() - 1);
+      if (!n) {
+        length_state_ = length_state::bad;
+        length_error_at_ = at;
+      } else if (length_state_ == length_state::ok && *n != content_length_) {
+        length_state_ = length_state::conflict;
+        length_error_at_ = at;
+      } else {
+        length_state_ = length_state::ok;
+        content_length_ = *n;
+      }
+      return;
+    }
+    case 17:
+      if (token_is(name, "transfer-encoding")) transfer_encoding_ = true;
+      return;
+    case 10:
+      if (token_is(name, "connection")) note_connection(value);
+      return;
+    default:
+      return;
+  }
+}
+
+// Out of line: the Content-Length path of note_header() stays a leaf.
+[[gnu::noinline]] void frame_reader::note_connection(std::string_view value) noexcept {
+  std::string_view rest = value;
+  while (!rest.empty()) {
+    auto comma = rest.find(',');
+    std::string_view token = trim(rest.substr(0, comma));
+    if (token.size() == 5 && iequals(token, "close")) connection_close_ = true;
+    if (token.size() == 10 && iequals(token, "keep-alive")) connection_keep_alive_ = true;
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+}
+
+IMPROTO_HOT_INLINE frame_reader::fast frame_reader::read_head_fast(const char* begin, const char* end,
+                                                const char*& skip_to, const char*& head_end) {
+  const char* p = begin;
+  // Blank lines before the start line.
+  for (;;) {
+    skip_to = p;
+    if (p == end) return fast::more;
+    if (*p == '\n') {
+      ++p;
+    } else if (*p == '\r' && end - p >= 2 && p[1] == '\n') {
+      p += 2;
+    } else {
+      break;
+    }
+  }
+  const void* found = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
+  if (found == nullptr) return fast::more;
+  const char* nl = static_cast<const char*>(found);
+  start_line_ = strip_cr(std::string_view(p, static_cast<std::size_t>(nl - p)));
+  if (start_line_.size() > limits_.max_line) return fast::slow;
+  p = nl + 1;
+  clear_headers();
+  const std::size_t max_line = limits_.max_line;
+  const std::size_t max_headers = limits_.max_headers;
+  for (;;) {
+    if (p == end) return fast::more;
+    const char* line = p;
+    if (*p == '\n') {
+      head_end = p + 1;
+      return fast::head;
+    }
+    if (*p == '\r') {
+      if (end - p < 2) return fast::more;
+      if (p[1] != '\n') return fast::slow;
+      head_end = p + 2;
+      return fast::head;
+    }
+    // The name: tchars up to ':'.
+    p = detail::find_name_end(p, end);
+    if (p == end) return fast::more;
+    if (*p != ':' || p == line) return fast::slow;
+    std::string_view name(line, static_cast<std::size_t>(p - line));
+    ++p;
+    while (p < end && is_blank(*p)) ++p;
+    const char* value = p;
+    // The value: up to the first control character; a tab is a blank.
+    for (;;) {
+      p = detail::find_ctl(p, end);
+      if (p == end) return fast::more;
+      if (*p != '\t') break;
+      ++p;
+    }
+    const char* value_end = p;
+    if (*p == '\r') {
+      if (end - p < 2) return fast::more;
+      if (p[1] != '\n') return fast::slow;
+      p += 2;
+    } else if (*p == '\n') {
+      p += 1;
+    } else {
+      return fast::slow;
+    }
+    if (static_cast<std::size_t>(value_end - line) > max_line) return fast::slow;
+    if (headers_.size() >= max_headers) return fast::slow;
+    while (value_end > value && is_blank(value_end[-1])) --value_end;
+    headers_.push_back({name, std::string_view(value, static_cast<std::size_t>(value_end - value))});
+    note(name, headers_.back().value);
+  }
+}
+
+IMPROTO_HOT_INLINE std::optional<result<frame_reader::event>> frame_reader::read_head_in_place(
+    std::string_view& in) {
   const char* const begin = in.data();
   const char* const end = begin + in.size();
-  const char* line = begin;
   const char* skip_to = begin;  // past leading blank lines
+  const char* head_end = nullptr;
+  switch (read_head_fast(begin, end, skip_to, head_end)) {
+    case fast::head:
+      in_place_ = std::string_view(skip_to, static_cast<std::size_t>(head_end - skip_to));
+      in.remove_prefix(static_cast<std::size_t>(head_end - begin));
+      state_ = state::head_done;
+      return event::head;
+    case fast::more:
+      // Every complete line passed the checks: the copying path takes over
+      // from the first non-blank line.
+      clear_headers();
+      in.remove_prefix(static_cast<std::size_t>(skip_to - begin));
+      return std::nullopt;
+    case fast::slow:
+      break;
+  }
+  // Some line fails a check: line by line, for the check's own error.
+  const char* line = begin;
+  skip_to = begin;
   bool have_start = false;
-  headers_.clear();
+  clear_headers();
   while (line < end) {
     const void* found = std::memchr(line, '\n', static_cast<std::size_t>(end - line));
     if (found == nullptr) break;
@@ -186,9 +391,7 @@ std::optional<result<frame_reader::event>> frame_reader::read_head_in_place(std:
     }
     if (auto added = add_header(text); !added) return added;
   }
-  // The head goes on past this chunk: the copying path takes over from the
-  // first non-blank line.
-  headers_.clear();
+  clear_headers();
   in.remove_prefix(static_cast<std::size_t>(skip_to - begin));
   return std::nullopt;
 }
@@ -209,9 +412,6 @@ void frame_reader::materialize_head() {
 }
 
 result<frame_reader::event> frame_reader::read_head(std::string_view& in) {
-  if (state_ == state::start && head_.empty()) {
-    if (auto done = read_head_in_place(in)) return *done;
-  }
   while (!in.empty()) {
     std::size_t line_begin = line_ends_.empty() ? 0 : line_ends_.back();
     std::size_t have = head_.size() - line_begin;  // bytes of the unfinished line
@@ -259,7 +459,7 @@ result<frame_reader::event> frame_reader::read_head(std::string_view& in) {
 result<frame_reader::event> frame_reader::complete_head() {
   std::string_view all(head_);
   std::size_t begin = 0;
-  headers_.clear();
+  clear_headers();
   // The last entry of line_ends_ is the blank line that ended the head.
   for (std::size_t i = 0; i + 1 < line_ends_.size(); ++i) {
     std::string_view line = strip_cr(all.substr(begin, line_ends_[i] - 1 - begin));
@@ -282,6 +482,7 @@ result<frame_reader::event> frame_reader::finish() {
       return event::need_more;
     case state::body_to_eof:
       state_ = state::head_done;  // nothing more may be read into this body
+      body_ = body_buf_;
       return event::body;
     case state::body:
       return fail_with(errc::truncated, std::to_string(body_remaining_) +
@@ -295,26 +496,25 @@ result<frame_reader::event> frame_reader::finish() {
 
 std::optional<std::string_view> frame_reader::find(std::string_view name) const noexcept {
   for (const auto& h : headers_) {
-    if (iequals(h.name, name)) return h.value;
+    if (h.name.size() == name.size() && iequals(h.name, name)) return h.value;
   }
   return std::nullopt;
 }
 
 result<std::optional<std::uint64_t>> frame_reader::content_length() const {
-  std::optional<std::uint64_t> found;
-  for (const auto& h : headers_) {
-    if (!is_content_length(h.name)) continue;
-    auto value = parse_content_length(h.value);
-    if (!value) {
-      return fail(errc::bad_content_length, "Content-Length '" + escape(h.value) +
+  switch (length_state_) {
+    case length_state::absent:
+      return std::optional<std::uint64_t>{};
+    case length_state::ok:
+      return std::optional<std::uint64_t>{content_length_};
+    case length_state::bad:
+      return fail(errc::bad_content_length, "Content-Length '" +
+                                                escape(headers_[length_error_at_].value) +
                                                 "' is not a decimal number");
-    }
-    if (found && *found != *value) {
-      return fail(errc::bad_content_length, "conflicting Content-Length values");
-    }
-    found = value;
+    case length_state::conflict:
+      break;
   }
-  return found;
+  return fail(errc::bad_content_length, "conflicting Content-Length values");
 }
 
 result<void> frame_reader::expect_body(std::uint64_t length) {
@@ -325,23 +525,40 @@ result<void> frame_reader::expect_body(std::uint64_t length) {
                                              std::to_string(limits_.max_body));
     return tl::unexpected<error>(*error_);
   }
-  body_.clear();
-  body_.reserve(static_cast<std::size_t>(length));
+  body_buf_.clear();
+  body_ = {};
   body_remaining_ = length;
   state_ = state::body;
   return {};
 }
 
 void frame_reader::expect_body_until_eof() noexcept {
-  body_.clear();
+  body_buf_.clear();
+  body_ = {};
   body_remaining_ = 0;
   state_ = state::body_to_eof;
 }
 
-std::string frame_reader::take_body() noexcept {
-  std::string out = std::move(body_);
-  body_ = std::string();
+std::string frame_reader::take_body() {
+  std::string out;
+  if (!body_buf_.empty() && body_.data() == body_buf_.data()) {
+    out = std::move(body_buf_);
+    body_buf_ = std::string();
+  } else {
+    out.assign(body_);
+  }
+  body_ = {};
   return out;
+}
+
+void frame_reader::take_body_into(std::string& out) {
+  out.clear();
+  if (!body_buf_.empty() && body_.data() == body_buf_.data()) {
+    std::swap(out, body_buf_);
+    body_ = out;
+  } else {
+    out.append(body_);
+  }
 }
 
 void frame_reader::reset() noexcept {
@@ -350,9 +567,10 @@ void frame_reader::reset() noexcept {
   head_.clear();
   in_place_ = {};
   line_ends_.clear();
-  headers_.clear();
+  clear_headers();
   start_line_ = {};
-  body_.clear();
+  body_ = {};
+  body_buf_.clear();
   body_remaining_ = 0;
 }
 

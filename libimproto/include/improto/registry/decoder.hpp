@@ -28,6 +28,11 @@ class request_decoder {
   // Consumes bytes from the front of `in` until one request is complete
   // (returned) or `in` is used up (nullopt: need more).
   wire::decode_result<request> next(std::string_view& in);
+  // The same, without copying: the request as views into `in` (or into the
+  // decoder's buffer when it arrived in pieces), valid until the next call
+  // on this decoder as long as the bytes of `in` stay unchanged. What a
+  // server that answers at once needs; next() is next_view() + copy_to().
+  wire::decode_result<request_view> next_view(std::string_view& in);
   // End of stream: nullopt between requests, `truncated` inside one.
   wire::decode_result<request> finish();
   bool failed() const noexcept { return error_.has_value(); }
@@ -41,11 +46,14 @@ class request_decoder {
  private:
   tl::unexpected<error> fail_with(error e);
   result<bool> on_head();
-  void fill(request& out);
+  request_view view() const noexcept;
 
   wire::frame_reader reader_;
   std::optional<error> error_;
   request spare_;
+  // A request was handed out: the reader is reset on the next call, so
+  // that the views stay valid until then.
+  bool handed_out_ = false;
   // The validated head of the request whose body is being read; its bytes
   // stay in reader_ until reset().
   std::size_t method_len_ = 0;

@@ -75,6 +75,30 @@ struct response {
   bool operator==(const response&) const = default;
 };
 
+// A request as request_decoder::next_view() hands it out: views into the
+// bytes it was decoded from, nothing copied. Valid until the decoder's next
+// call, as long as the chunk last passed to it stays unchanged.
+struct request_view {
+  std::string_view method;
+  std::string_view target;
+  int version = 1;
+  std::span<const wire::header> headers;  // in wire order, values without outer blanks
+  std::string_view body;
+  bool connection_close = false;       // a Connection header lists `close`
+  bool connection_keep_alive = false;  // ... or `keep-alive`
+
+  // First value of header `name` (ASCII case-insensitive).
+  std::optional<std::string_view> header(std::string_view name) const noexcept;
+  // As registry::keep_alive(): the Connection tokens were noted while the
+  // head was read.
+  bool keep_alive() const noexcept {
+    return !connection_close && (version >= 1 || connection_keep_alive);
+  }
+  // The same request in `out`'s strings (their capacity reused).
+  void copy_to(request& out) const;
+  request to_request() const;
+};
+
 using http_message = std::variant<request, response>;
 
 // Requests: 8 KiB lines, 64 header lines, 64 KiB bodies (a REGISTER is ~100 B).

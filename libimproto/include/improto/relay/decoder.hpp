@@ -36,6 +36,11 @@ class decoder {
   // A sticky error happened; every later call returns it again.
   bool failed() const noexcept { return failure_.has_value(); }
 
+  // Hands a message back once it has been handled: the next one of the same
+  // kind is decoded into its strings, so a reader of SEND streams that
+  // recycles allocates nothing per message once capacities have grown.
+  void recycle(message&& done) noexcept { pending_ = std::move(done); }
+
   direction dir() const noexcept { return dir_; }
   const wire::limits& limits() const noexcept { return reader_.limits_in_use(); }
 

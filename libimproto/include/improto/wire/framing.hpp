@@ -10,7 +10,8 @@
 // Lifetimes: every string_view a reader hands out points into its own buffer
 // or into the chunk last passed to next(); it stays valid until the next call
 // to next(), finish() or reset() on that reader, as long as the caller keeps
-// that chunk's bytes unchanged.
+// that chunk's bytes unchanged. A head or body that arrives whole in one
+// chunk is handed out where it lies, without a copy.
 
 #include <cstddef>
 #include <cstdint>
@@ -101,9 +102,22 @@ class frame_reader {
   std::span<const header> headers() const noexcept { return headers_; }
   // First header with this name (ASCII case-insensitive).
   std::optional<std::string_view> find(std::string_view name) const noexcept;
+  // The framing headers, picked up while the head was read (no second pass).
   // Value of Content-Length (any case), nullopt when absent. Fails with
   // bad_content_length on a non-number or on differing repeated values.
   result<std::optional<std::uint64_t>> content_length() const;
+  // The same without building a result: whether content_length() fails,
+  // whether it names a length, and that length (0 when none).
+  bool content_length_bad() const noexcept {
+    return length_state_ == length_state::bad || length_state_ == length_state::conflict;
+  }
+  bool has_content_length() const noexcept { return length_state_ == length_state::ok; }
+  std::uint64_t content_length_value() const noexcept { return content_length_; }
+  // A Transfer-Encoding header was present.
+  bool transfer_encoding() const noexcept { return transfer_encoding_; }
+  // A Connection header listed `close` / `keep-alive` (any case).
+  bool connection_close() const noexcept { return connection_close_; }
+  bool connection_keep_alive() const noexcept { return connection_keep_alive_; }
 
   // After event::head: the body is `length` bytes (fails with body_too_large
   // past limits::max_body, consuming nothing).
@@ -113,7 +127,11 @@ class frame_reader {
   void expect_body_until_eof() noexcept;
 
   std::string_view body() const noexcept { return body_; }
-  std::string take_body() noexcept;
+  std::string take_body();
+  // The body into `out`, whose old contents go: swapped in when the reader
+  // had to buffer it (out's old string becomes the reader's next buffer),
+  // else copied into out's capacity. No allocation once capacities grew.
+  void take_body_into(std::string& out);
 
   // Ready for the next message; keeps buffer capacity for reuse.
   void reset() noexcept;
@@ -129,11 +147,27 @@ class frame_reader {
   // The whole head in one chunk (the common case): parsed where it lies,
   // nothing copied. nullopt when the chunk ends inside the head.
   std::optional<result<event>> read_head_in_place(std::string_view& in);
+  // The same without a copy, in one pass: lines split, names and values
+  // checked and the framing headers noted as they pass. Gives up (slow) at
+  // the first line any check would refuse, leaving the error and its exact
+  // wording to read_head_in_place.
+  enum class fast { head, more, slow };
+  fast read_head_fast(const char* begin, const char* end, const char*& skip_to,
+                      const char*& head_end);
   result<event> complete_head();
   // Fails with too_many_headers or malformed_header, as soon as a header
   // line is complete, whichever path read it.
   result<event> check_header(std::string_view line, std::size_t headers_before);
   result<event> add_header(std::string_view line);
+  // Notes a header the framing depends on; `name` is a checked token. Only
+  // names of their lengths (10, 14, 17) reach note_header().
+  void note(std::string_view name, std::string_view value) noexcept {
+    auto n = name.size();
+    if (n == 14 || n == 10 || n == 17) note_header(name, value);
+  }
+  void note_header(std::string_view name, std::string_view value) noexcept;
+  void note_connection(std::string_view value) noexcept;
+  void clear_headers() noexcept;
   // Before returning need_more with a head parsed in place, copies that head
   // into head_: the caller's chunk may be gone when the body completes.
   void materialize_head();
@@ -145,7 +179,17 @@ class frame_reader {
   std::vector<std::uint32_t> line_ends_;    // offsets in head_ just past each '\n'
   std::string_view start_line_;
   std::vector<header> headers_;
-  std::string body_;
+  // Framing headers of headers_ (note_header). A Content-Length error is
+  // kept as the index of the header that caused it, reported on request.
+  enum class length_state : std::uint8_t { absent, ok, bad, conflict };
+  length_state length_state_ = length_state::absent;
+  std::uint32_t length_error_at_ = 0;
+  std::uint64_t content_length_ = 0;
+  bool transfer_encoding_ = false;
+  bool connection_close_ = false;
+  bool connection_keep_alive_ = false;
+  std::string_view body_;   // the complete body: in the caller's chunk or in body_buf_
+  std::string body_buf_;    // a body that arrived in pieces
   std::uint64_t body_remaining_ = 0;
   std::optional<error> error_;
 };
