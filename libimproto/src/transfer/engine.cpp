@@ -54,6 +54,16 @@ sender::sender(const sender_config& config, data_source& source)
       cc_(cubic_config{.mss = config.datagram_size - data_header_size,
                        .initial_window = config.initial_window}) {}
 
+result<void> sender::set_datagram_size(std::size_t size) {
+  if (size <= data_header_size || size > max_datagram) {
+    return improto::fail(errc::invalid_config, "datagram size " + std::to_string(size) +
+                                                   " outside 23..65507 bytes");
+  }
+  config_.datagram_size = size;
+  cc_.set_mss(size - data_header_size);
+  return {};
+}
+
 void sender::fail(error e, bool tell_peer) {
   if (state_ == state::failed || state_ == state::complete) return;
   abort_reason_ = to_wire(e.code());
