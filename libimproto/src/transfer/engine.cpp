@@ -452,6 +452,10 @@ std::size_t sender::poll_transmit(time_point now, std::span<char> out) {
     return send_data(now, out, b, len, true);
   }
   std::uint64_t stop = std::min(config_.size, limit_);
+  // Silly-window avoidance: with data in flight (so ACKs will widen the
+  // window), no runt datagram just because the receiver's window ends
+  // mid-datagram; with 64 KiB datagrams every window update would send one.
+  if (next_ < stop && stop < config_.size && stop - next_ < mss && in_flight_ > 0) return 0;
   if (next_ < stop) {
     auto len = static_cast<std::uint32_t>(std::min(stop - next_, mss));
     if (!fits(len) || !pace(now, data_header_size + len)) return 0;
