@@ -344,7 +344,7 @@ def rows(results):
                         "the veth cuts every offloaded super-packet first, which costs kernel "
                         "TCP about 8x its clean goodput here",
         REF: "reference: the veth keeps its offloads and nftables drops 1 % of what crosses "
-             "it, i.e. of ours's ~1.2 KiB datagrams and of TCP's up-to-64 KiB segments "
+             "it, i.e. of ours's 1,472-byte datagrams (the path MTU) and of TCP's up-to-64 KiB segments "
              "(fewer, larger losses for TCP)",
     }
     for path in dict.fromkeys(r["path"] for r in results):

@@ -153,3 +153,46 @@ TEST_CASE("transfer_link: a failing sink aborts the transfer with its error") {
   CHECK(r_done->error() == errc::io_error);
   CHECK(s_done->error() == errc::io_error);
 }
+
+// Path MTU: a connected socket's route says how large a datagram may be
+// without fragments; the sender fills it up to its configured size.
+TEST_CASE("transfer_link sizes the sender's datagrams to the path MTU") {
+  struct row {
+    const char* address;
+    bool path_mtu;
+    std::size_t configured, expected;
+  };
+  // Loopback's MTU is 65,536: IPv4 carries 65,508 bytes of UDP payload
+  // (the wire caps at 65,507), IPv6 65,488.
+  for (auto r : {row{"127.0.0.1", true, transfer::max_datagram, transfer::max_datagram},
+                 row{"127.0.0.1", true, 1232, 1232},
+                 row{"127.0.0.1", false, transfer::max_datagram, transfer::max_datagram},
+                 row{"::1", true, transfer::max_datagram, 65'536 - 40 - 8}}) {
+    CAPTURE(r.address);
+    CAPTURE(r.path_mtu);
+    asio::io_context io;
+    auto addr = asio::ip::make_address(r.address);
+    net::transfer_link_options opts;
+    opts.path_mtu = r.path_mtu;
+    auto snd = net::transfer_link::open(io.get_executor(), addr, opts);
+    auto peer = net::transfer_link::open(io.get_executor(), addr, opts);
+    if (!snd && addr.is_v6()) {
+      MESSAGE("no IPv6 loopback: " << snd.error().message());
+      continue;
+    }
+    REQUIRE(snd);
+    REQUIRE(peer);
+    std::vector<char> data(1000, 'x');
+    transfer::sender_config sc;
+    sc.id = 7;
+    sc.size = data.size();
+    sc.datagram_size = r.configured;
+    REQUIRE((*snd)->start_sender({addr, (*peer)->local_port()}, sc,
+                                 std::make_unique<memory_source>(data), [](result<void>) {}));
+    REQUIRE((*snd)->sender());
+    CHECK((*snd)->sender()->datagram_size() == r.expected);
+    (*snd)->close();
+    (*peer)->close();
+    io.run_for(std::chrono::seconds(1));
+  }
+}

@@ -79,6 +79,72 @@ TEST_CASE("clean link: the file arrives whole, at the link's rate") {
                       tr::default_datagram);
 }
 
+// Path-MTU sizing: on loopback the transport sends 64 KiB datagrams. The
+// window counts bytes (the receiver's) and segments (CUBIC's), so a few
+// large datagrams fill it as many small ones do: the run must keep the
+// fast path's rate with ~50x fewer datagrams and no loss.
+TEST_CASE("64 KiB datagrams (loopback's MTU): whole file, fast, few datagrams") {
+  const sim::link_config fast{.delay = 50us, .rate = 1.25e9, .queue = 8 << 20};
+  auto o = transfer({.size = 32 << 20, .window = 4 << 20, .datagram = tr::max_datagram,
+                     .down = fast, .up = fast});
+  check_identical(o);
+  CHECK(o.run.max_buffered <= (4u << 20));
+  const std::size_t payload = tr::max_datagram - tr::data_header_size;
+  const std::size_t needed = ((32u << 20) + payload - 1) / payload;
+  CHECK(o.sender_stats.datagrams_sent <= needed + 2);  // + the FIN, maybe a probe
+  CHECK(o.sender_stats.bytes_retransmitted == 0);
+  // At most one ACK per two datagrams in order, plus the opening and FIN's.
+  CHECK(o.receiver_stats.datagrams_sent <= needed / 2 + 8);
+  double goodput = static_cast<double>(o.expected.size()) / seconds(o.run.elapsed);
+  MESSAGE("64 KiB datagrams: " << seconds(o.run.elapsed) * 1e3 << " ms, " << goodput / 1e6
+                               << " MB/s");
+  CHECK(goodput > 0.5 * 1.25e9);
+}
+
+// The route's MTU drops to 1,500 mid-transfer: the next 64 KiB datagrams
+// fail (EMSGSIZE), the transport shrinks the sender's datagrams, and the
+// bytes of the refused ones go again in 1,472-byte pieces.
+TEST_CASE("route MTU drops mid-transfer: datagrams shrink, the file arrives whole") {
+  constexpr std::size_t mtu_payload = 1500 - 20 - 8;
+  sim::link_config down{.delay = 100us, .rate = 1.25e9, .queue = 8 << 20,
+                        .mtu = mtu_payload, .mtu_from = tr::time_point{} + 1s + 5ms};
+  const sim::link_config up{.delay = 100us, .rate = 1.25e9, .queue = 8 << 20};
+  int shrinks = 0;
+  sim::hooks h;
+  h.too_large = [&](tr::time_point, tr::sender& s) {
+    if (s.datagram_size() > mtu_payload) {
+      REQUIRE(s.set_datagram_size(mtu_payload).has_value());
+      ++shrinks;
+    }
+  };
+  auto o = transfer({.size = 16 << 20, .window = 4 << 20, .datagram = tr::max_datagram,
+                     .down = down, .up = up, .hooks = h});
+  check_identical(o);
+  CHECK(shrinks == 1);
+  CHECK(o.run.too_large > 0);
+  CHECK(o.run.largest_after_mtu <= mtu_payload);
+  // Large datagrams went before the drop (else the test proves nothing).
+  CHECK(o.sender_stats.datagrams_sent < (16u << 20) / 1000);
+  CHECK(o.sender_stats.bytes_retransmitted >= o.run.too_large * 1000);
+  MESSAGE("MTU drop: " << o.run.too_large << " datagrams refused, " << o.sender_stats.timeouts
+                       << " timeouts, " << seconds(o.run.elapsed) * 1e3 << " ms");
+}
+
+TEST_CASE("set_datagram_size refuses sizes the wire cannot carry") {
+  std::string file(100, 'x');
+  sim::memory_source source(file);
+  auto s = tr::sender::create({.id = 1, .size = 100, .datagram_size = tr::max_datagram}, source);
+  REQUIRE(s.has_value());
+  CHECK(s->set_datagram_size(tr::data_header_size).error().code() == errc::invalid_config);
+  CHECK(s->set_datagram_size(tr::max_datagram + 1).error().code() == errc::invalid_config);
+  CHECK(s->datagram_size() == tr::max_datagram);
+  auto mss_before = s->congestion_window() / (tr::max_datagram - tr::data_header_size);
+  REQUIRE(s->set_datagram_size(1232).has_value());
+  CHECK(s->datagram_size() == 1232);
+  // The window keeps its segments.
+  CHECK(s->congestion_window() / (1232 - tr::data_header_size) == mss_before);
+}
+
 TEST_CASE("random loss 1% and 10%, bursts, reordering, duplication, jitter") {
   struct named {
     const char* name;

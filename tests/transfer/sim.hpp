@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -40,6 +41,10 @@ struct link_config {
   tr::duration jitter = 0ms;   // uniform extra delay 0..jitter
   double rate = 12.5e6;        // bytes per second at the bottleneck (100 Mbit/s)
   std::size_t queue = 128 * 1024;  // bottleneck queue, bytes
+  // From mtu_from on, datagrams over `mtu` bytes never leave (the kernel's
+  // EMSGSIZE under IP_PMTUDISC_DO when the route's MTU drops); 0: no limit.
+  std::size_t mtu = 0;
+  tr::time_point mtu_from{};
 };
 
 class memory_source final : public tr::data_source {
@@ -70,6 +75,13 @@ class pipe {
   pipe(link_config c, std::uint64_t seed) : c_(c), rng_(seed) {}
 
   void send(std::string bytes, tr::time_point now) {
+    if (c_.mtu > 0 && now >= c_.mtu_from) {
+      if (bytes.size() > c_.mtu) {
+        ++too_large;
+        return;
+      }
+      largest_after_mtu = std::max(largest_after_mtu, bytes.size());
+    }
     if (now >= c_.blackout_from && now < c_.blackout_to) return;
     if (burst_left_ > 0) {
       --burst_left_;
@@ -106,6 +118,8 @@ class pipe {
 
   std::uint64_t dropped_at_queue = 0;
   std::uint64_t corrupted = 0;
+  std::uint64_t too_large = 0;          // refused: over the MTU
+  std::size_t largest_after_mtu = 0;    // the largest datagram sent since mtu_from
 
  private:
   struct item {
@@ -152,6 +166,8 @@ struct run_result {
   std::uint64_t max_in_flight = 0;  // sender
   std::uint64_t queue_drops = 0;    // datagrams the bottleneck queues dropped
   std::uint64_t corrupted = 0;      // datagrams with a flipped bit
+  std::uint64_t too_large = 0;      // sender's datagrams refused over the MTU
+  std::size_t largest_after_mtu = 0;  // sender's largest datagram since mtu_from
   bool sender_complete = false;
   bool receiver_complete = false;
   std::optional<improto::error> sender_error;
@@ -168,6 +184,9 @@ struct hooks {
   std::vector<std::pair<tr::time_point, std::string>> to_receiver;
   std::vector<std::pair<tr::time_point, std::string>> to_sender;
   bool trust_acks = true;  // false when the link corrupts datagrams
+  // The forward path refused a datagram as too large (as EMSGSIZE tells the
+  // transport): e.g. shrink the sender's datagrams.
+  std::function<void(tr::time_point now, tr::sender&)> too_large;
 };
 
 class simulation {
@@ -188,7 +207,9 @@ class simulation {
     std::uint64_t steps = 0;
     while (now - t0 < limit && ++steps < 50'000'000) {
       if (h.step) h.step(now, s, r);
+      std::uint64_t refused = down_.too_large;
       for (std::size_t n; (n = s.poll_transmit(now, buf)) > 0;) down_.send(std::string(buf.data(), n), now);
+      if (down_.too_large > refused && h.too_large) h.too_large(now, s);
       for (std::size_t n; (n = r.poll_transmit(now, buf)) > 0;) up_.send(std::string(buf.data(), n), now);
       // The application drains in-order bytes.
       for (auto span = r.readable(); !span.empty(); span = r.readable()) {
@@ -237,6 +258,8 @@ class simulation {
     out.end = now;
     out.queue_drops = down_.dropped_at_queue + up_.dropped_at_queue;
     out.corrupted = down_.corrupted + up_.corrupted;
+    out.too_large = down_.too_large;
+    out.largest_after_mtu = down_.largest_after_mtu;
     out.elapsed = now - (t0 + 1s);
     out.sender_complete = s.state() == tr::state::complete;
     out.receiver_complete = r.finished();

@@ -35,6 +35,21 @@ constexpr std::size_t ack_slot = 2048;    // the sender reads ACKs only
 // A GRO-coalesced read is up to 64 KiB; +1 shows truncation.
 constexpr std::size_t data_slot = 65'536 + 1;
 constexpr std::size_t gro_control = CMSG_SPACE(sizeof(int));
+// Bytes of one outgoing batch at most: 64 datagrams of 1.4 KiB, or 16 of
+// 64 KiB (a few MiB per transfer would add up on a busy server).
+constexpr std::size_t batch_bytes = 1u << 20;
+
+// The largest UDP payload the connected socket's route carries unfragmented,
+// or 0 when the kernel does not say.
+std::size_t path_payload(int fd, bool v6) {
+  int mtu = 0;
+  socklen_t len = sizeof mtu;
+  int rc = v6 ? ::getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &len)
+              : ::getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &len);
+  const int headers = v6 ? 40 + 8 : 20 + 8;
+  if (rc != 0 || mtu <= headers) return 0;
+  return static_cast<std::size_t>(mtu - headers);
+}
 
 }  // namespace
 
@@ -49,6 +64,7 @@ struct transfer_link::impl {
   transfer_link_options options;
   bool gso = false;
   bool gro = false;  // receiver: the kernel hands us coalesced datagrams
+  std::size_t datagram_cap = 0;  // sender: the engine's configured size
 
   std::unique_ptr<transfer::data_source> source;
   std::optional<transfer::sender> snd;
@@ -100,20 +116,23 @@ struct transfer_link::impl {
     return snd ? snd->poll_transmit(now, buf) : rcv->poll_transmit(now, buf);
   }
 
-  // Collects what the engine has to send now.
-  void collect(tpoint now) {
-    if (out_sent < out_sizes.size()) return;  // the previous batch first
+  // Collects what the engine has to send now; true when the batch filled
+  // up (the engine may have more: its next_deadline() does not say so).
+  bool collect(tpoint now) {
+    if (out_sent < out_sizes.size()) return false;  // the previous batch first
     out_sizes.clear();
     out_used = out_sent = out_sent_bytes = 0;
-    const std::size_t need = snd ? transfer::max_datagram : std::size_t{2048};
-    if (out_buf.size() < options.batch * 1500 + need) out_buf.resize(options.batch * 1500 + need);
-    while (out_sizes.size() < options.batch) {
+    const std::size_t need = snd ? snd->datagram_size() : std::size_t{2048};
+    const std::size_t count = std::clamp<std::size_t>(batch_bytes / need, 1, options.batch);
+    if (out_buf.size() < count * need) out_buf.resize(count * need);
+    while (out_sizes.size() < count) {
       if (out_buf.size() - out_used < need) break;
       std::size_t n = poll(now, std::span<char>(out_buf.data() + out_used, out_buf.size() - out_used));
       if (n == 0) break;
       out_sizes.push_back(n);
       out_used += n;
     }
+    return out_sizes.size() == count;
   }
 
   // Sends the collected datagrams; false when the socket buffer is full.
@@ -175,6 +194,14 @@ struct transfer_link::impl {
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return false;
+        if (errno == EMSGSIZE && snd) {
+          // The route's MTU dropped: smaller datagrams from now on. The
+          // ones built for the old size count as lost; the engine sends
+          // their bytes again in pieces of the new size.
+          shrink();
+          out_sent = out_sizes.size();
+          return true;
+        }
         if (gso && (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOPROTOOPT)) {
           gso = false;  // no GSO on this path (e.g. no checksum offload): one message each
           continue;
@@ -190,6 +217,19 @@ struct transfer_link::impl {
       }
     }
     return true;
+  }
+
+  // Sender: sizes DATA to the path MTU; false when that changes nothing.
+  bool shrink() {
+    if (!snd || !options.path_mtu) return false;
+    std::error_code ec;
+    auto local = socket.local_endpoint(ec);
+    if (ec) return false;
+    std::size_t fit = path_payload(socket.native_handle(), local.address().is_v6());
+    if (fit == 0) return false;
+    std::size_t size = std::min(datagram_cap, fit);
+    if (size == snd->datagram_size() || size <= transfer::data_header_size) return false;
+    return snd->set_datagram_size(size).has_value();
   }
 
   // --------------------------------------------------------------- receiving
@@ -219,6 +259,10 @@ struct transfer_link::impl {
       if (n <= 0) {
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == ECONNREFUSED) continue;  // an ICMP error queued; read on
+        if (n < 0 && errno == EMSGSIZE) {  // ICMP "fragmentation needed": a smaller MTU
+          shrink();
+          continue;
+        }
         return;
       }
       for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
@@ -321,14 +365,17 @@ struct transfer_link::impl {
       }
       std::optional<tpoint> rate_wait;
       if (rcv && !paused) rate_wait = drain(now);
-      collect(now);
+      bool full = collect(now);
       bool all_out = flush();
-      // Collect more while the engine has more ready now and the buffer took
-      // the last batch (a few rounds, then let other transfers run).
+      // Collect more while the engine has more ready now (a full batch, or
+      // a deadline due) and the buffer took the last batch; a few rounds,
+      // then let other transfers run. Without the full-batch rule a sender
+      // with an open window sent one batch per ACK: 64 datagrams of 1.4 KiB
+      // per wake-up on a 1,500-byte path.
       for (int round = 0; all_out && round < 4; ++round) {
         auto d = snd ? snd->next_deadline() : rcv->next_deadline();
-        if (!d || *d > now) break;
-        collect(now);
+        if (!full && (!d || *d > now)) break;
+        full = collect(now);
         if (out_sizes.empty()) break;
         all_out = flush();
       }
@@ -357,7 +404,9 @@ struct transfer_link::impl {
       if (linger_until && (!wake_at || *linger_until < *wake_at)) wake_at = linger_until;
       arm_read(self);
       if (!all_out) arm_write(self);
-      if (!wake_at && all_out && !readable) {
+      if (all_out && full) {
+        timer.expires_at(now);  // more to send: come back after other work
+      } else if (!wake_at && all_out && !readable) {
         timer.expires_at(tpoint::max());
       } else if (!all_out) {
         // Waiting for buffer space; the write wait wakes us.
@@ -420,9 +469,23 @@ result<void> transfer_link::start_sender(const asio::ip::udp::endpoint& peer,
   auto s = transfer::sender::create(config, *impl_->source);
   if (!s) return tl::unexpected(s.error());
   impl_->snd.emplace(std::move(*s));
+  impl_->datagram_cap = config.datagram_size;
   std::error_code ec;
   if (impl_->socket.connect(peer, ec); ec) {
     return tl::unexpected(from_system(ec, "cannot connect UDP to " + to_string(peer)));
+  }
+  if (impl_->options.path_mtu) {
+    // Never fragment: a datagram too large for the route fails with
+    // EMSGSIZE, and shrink() sizes the next ones to the route's MTU.
+    int fd = impl_->socket.native_handle();
+    int v = IP_PMTUDISC_DO;
+    if (peer.address().is_v6()) {
+      v = IPV6_PMTUDISC_DO;
+      ::setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v, sizeof v);
+    } else {
+      ::setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v, sizeof v);
+    }
+    impl_->shrink();
   }
   impl_->done = std::move(done);
   impl_->started = true;

@@ -54,6 +54,16 @@ sender::sender(const sender_config& config, data_source& source)
       cc_(cubic_config{.mss = config.datagram_size - data_header_size,
                        .initial_window = config.initial_window}) {}
 
+result<void> sender::set_datagram_size(std::size_t size) {
+  if (size <= data_header_size || size > max_datagram) {
+    return improto::fail(errc::invalid_config, "datagram size " + std::to_string(size) +
+                                                   " outside 23..65507 bytes");
+  }
+  config_.datagram_size = size;
+  cc_.set_mss(size - data_header_size);
+  return {};
+}
+
 void sender::fail(error e, bool tell_peer) {
   if (state_ == state::failed || state_ == state::complete) return;
   abort_reason_ = to_wire(e.code());
@@ -442,6 +452,10 @@ std::size_t sender::poll_transmit(time_point now, std::span<char> out) {
     return send_data(now, out, b, len, true);
   }
   std::uint64_t stop = std::min(config_.size, limit_);
+  // Silly-window avoidance: with data in flight (so ACKs will widen the
+  // window), no runt datagram just because the receiver's window ends
+  // mid-datagram; with 64 KiB datagrams every window update would send one.
+  if (next_ < stop && stop < config_.size && stop - next_ < mss && in_flight_ > 0) return 0;
   if (next_ < stop) {
     auto len = static_cast<std::uint32_t>(std::min(stop - next_, mss));
     if (!fits(len) || !pace(now, data_header_size + len)) return 0;

@@ -35,7 +35,9 @@ struct file_service_config {
   std::size_t max_transfers_per_user = 4; // at once, one user
   std::chrono::milliseconds paused_timeout = std::chrono::minutes(5);  // then dropped
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(30);  // client silent: dropped
-  std::size_t datagram_size = transfer::default_datagram;
+  // DATA datagrams at most; the path MTU makes them smaller (64 KiB on
+  // loopback, 1,472 bytes on Ethernet).
+  std::size_t datagram_size = transfer::max_datagram;
 };
 
 class file_service {

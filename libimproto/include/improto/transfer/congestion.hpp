@@ -87,6 +87,10 @@ class cubic {
   bool on_loss(time_point sent, time_point now) noexcept;
   // The retransmission timer expired (RFC 9438 4.8).
   void on_timeout(time_point now) noexcept;
+  // The datagrams' payload size changed (the path MTU): the window keeps
+  // its segments, as Linux TCP's does, so its bytes follow the new size.
+  void set_mss(std::uint64_t mss) noexcept { config_.mss = mss; }
+  std::uint64_t mss() const noexcept { return config_.mss; }
 
   // For tests and logs, in segments and seconds (RFC 9438's units).
   double cwnd_segments() const noexcept { return cwnd_; }

@@ -98,7 +98,9 @@ struct sender_config {
   std::uint64_t key = 0;        // 0: learn it from the receiver's first ACK
   std::uint64_t size = 0;       // the file's size
   std::uint64_t offset = 0;     // first byte to send (the TRANSFER's Offset)
-  std::size_t datagram_size = default_datagram;  // DATA datagrams, up to max_datagram
+  // DATA datagrams, up to max_datagram. A transport that knows the path MTU
+  // may lower it (set_datagram_size()).
+  std::size_t datagram_size = default_datagram;
   rtt_config rtt{};
   std::uint64_t initial_window = 10;  // segments
   bool pacing = true;
@@ -123,6 +125,13 @@ class sender {
   // for at once; nullopt when only a datagram can change anything (or the
   // transfer is over).
   std::optional<time_point> next_deadline() const;
+
+  // The path's MTU changed, or the transport learnt it: DATA datagrams from
+  // now on are at most `size` bytes (retransmissions too: lost bytes go
+  // again in pieces of the new size). The congestion window keeps its
+  // segments. invalid_config outside data_header_size + 1 .. max_datagram.
+  result<void> set_datagram_size(std::size_t size);
+  std::size_t datagram_size() const noexcept { return config_.datagram_size; }
 
   // PAUSE/RESUME/CANCEL from the TCP side. cancel() sends one ABORT.
   void pause();
