@@ -101,8 +101,9 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
       int n = ::recvmmsg(socket_.native_handle(), headers.data(), static_cast<unsigned>(batch),
                          MSG_DONTWAIT, nullptr);
       if (n <= 0) break;
-      // One clock read per batch: the rate limit needs no finer time.
-      const auto now = limiter_.enabled() ? clock::now() : clock::time_point{};
+      // One clock read per batch: neither the rate limit nor the handlers
+      // need finer time.
+      batch_time_ = clock::now();
       for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
         auto& h = headers[i];
         if ((h.msg_hdr.msg_flags & MSG_TRUNC) != 0 || h.msg_len > limits_.max_datagram) {
@@ -110,7 +111,7 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
           continue;
         }
         if (!limiter_.admit(static_cast<const sockaddr*>(h.msg_hdr.msg_name),
-                            h.msg_hdr.msg_namelen, now)) {
+                            h.msg_hdr.msg_namelen, batch_time_)) {
           ++dropped_rate_;
           continue;
         }

@@ -71,6 +71,10 @@ class udp_socket {
   result<void> send_to(std::string_view payload, const asio::ip::udp::endpoint& to);
   void close();
 
+  // When the batch being handled was read: handlers take the time from here
+  // instead of reading the clock once per datagram.
+  clock::time_point batch_time() const noexcept { return batch_time_; }
+
   std::uint64_t dropped_oversized() const noexcept { return dropped_oversized_; }
   std::uint64_t dropped_rate() const noexcept { return dropped_rate_; }
 
@@ -81,6 +85,7 @@ class udp_socket {
   asio::ip::udp::socket socket_;
   datagram_limits limits_;
   source_rate_limiter limiter_;
+  clock::time_point batch_time_{};
   std::uint64_t dropped_oversized_ = 0;
   std::uint64_t dropped_rate_ = 0;
 };
