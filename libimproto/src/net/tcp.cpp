@@ -2,6 +2,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/post.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/write.hpp>
@@ -250,6 +251,10 @@ void tcp_connection::shut(std::string_view reason) {
   open_ = false;
   close_reason_ = reason;
   sweeper_.remove(*this);
+  // A timeout or an error is usually logged with the peer's address, which
+  // the kernel no longer gives once the socket is closed: ask for it now.
+  // A plain close (the common case) is not logged and skips the call.
+  if (reason != "closed" && reason != "closed by peer") remote();
   // close() alone ends both directions (a FIN, or a reset when unread bytes
   // remain): no shutdown() before it.
   std::error_code ec;
@@ -358,6 +363,10 @@ bool out_of_resources(const std::error_code& ec) {
 
 asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
     std::function<std::size_t()> live_connections, std::size_t max_connections) {
+  // Let what is queued run first (the session of the connection accepted
+  // last): accept4 succeeds as long as the backlog lasts, and accepting it
+  // all in one go would starve the sessions and run out of descriptors.
+  co_await asio::post(acceptor_.get_executor(), asio::use_awaitable);
   while (true) {
     if (!acceptor_.is_open()) co_return fail(errc::connection_closed, "listener closed");
     // accept4 first, the reactor only when the backlog is empty: non-blocking
