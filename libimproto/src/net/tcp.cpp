@@ -2,7 +2,6 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/post.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/write.hpp>
@@ -363,10 +362,6 @@ bool out_of_resources(const std::error_code& ec) {
 
 asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
     std::function<std::size_t()> live_connections, std::size_t max_connections) {
-  // Let what is queued run first (the session of the connection accepted
-  // last): accept4 succeeds as long as the backlog lasts, and accepting it
-  // all in one go would starve the sessions and run out of descriptors.
-  co_await asio::post(acceptor_.get_executor(), asio::use_awaitable);
   while (true) {
     if (!acceptor_.is_open()) co_return fail(errc::connection_closed, "listener closed");
     // accept4 first, the reactor only when the backlog is empty: non-blocking
@@ -385,8 +380,10 @@ asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
       }
       std::error_code ec(err, asio::system_category());
       if (out_of_resources(ec)) {
-        // One line per episode, not per failed accept.
-        if (failed_accepts_++ == 0 && log_) {
+        // One line per episode, not per failed accept. A shortage that one
+        // pause cures is no episode: draining a backlog of connections whose
+        // sessions have not yet run (and closed) can hit the limit briefly.
+        if (++failed_accepts_ == 2 && log_) {
           log_("cannot accept connections: " + ec.message() +
                "; retrying every 100 ms until some are closed");
         }
@@ -403,7 +400,7 @@ asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
       continue;
     }
     if (failed_accepts_ > 0) {
-      if (log_) {
+      if (failed_accepts_ >= 2 && log_) {
         log_("accepting connections again (" + std::to_string(failed_accepts_) +
              (failed_accepts_ == 1 ? " attempt" : " attempts") + " failed meanwhile)");
       }
