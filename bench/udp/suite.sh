@@ -190,7 +190,7 @@ def generator_bound(key):
 def saturation_row(benchmark, key, what):
     notes = [what] + saturation_notes(key) + [per_cpu_note(key)]
     if not generator_bound(key):
-        row(benchmark, "requests/s", key, "rate", 0.9, True, notes)
+        row(benchmark, "requests/s", key, "rate", 0.95, True, notes)
         return
     # udp_load could not load a server fully: compare what each does with a
     # whole core (rate divided by the share of its core it used).
@@ -204,7 +204,7 @@ def saturation_row(benchmark, key, what):
                  "rates estimated as requests/s / share of its core the server used; measured: "
                  f"imbuddyd {med(o):,.0f}/s, udp_echo {med(a):,.0f}/s (ratio "
                  f"{med([x / y for x, y in zip(o, a)]):.3g})")
-    row(benchmark, "requests/s at a full core (estimated)", key, "rate_full_core", 0.9, True, notes)
+    row(benchmark, "requests/s at a full core (estimated)", key, "rate_full_core", 0.95, True, notes)
 
 saturation_row("udp GET saturation", "get_sat",
                "replies/s, 4 sockets x 48 in flight; imbuddyd --udp-rate 0")

@@ -6,6 +6,8 @@
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
+#include <fcntl.h>
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -32,6 +34,8 @@ struct echo_server {
   std::string late_reply;
   std::chrono::milliseconds late_delay{0};
   std::vector<std::string> close_reasons;
+  std::vector<asio::ip::tcp::endpoint> close_remotes;  // remote() once closed
+  std::size_t accepted_blocking_or_inherited = 0;  // should stay 0 (accept4 flags)
   std::set<std::shared_ptr<net::tcp_connection>> connections;
 
   explicit echo_server(net::stream_limits lim) : limits(lim) {
@@ -50,6 +54,10 @@ struct echo_server {
       auto socket = co_await listener->accept(count, limits.max_connections);
       if (!socket && socket.error() == errc::overloaded) continue;
       if (!socket) co_return;
+      int fd = socket->native_handle();
+      if ((::fcntl(fd, F_GETFL) & O_NONBLOCK) == 0 || (::fcntl(fd, F_GETFD) & FD_CLOEXEC) == 0) {
+        ++accepted_blocking_or_inherited;
+      }
       auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), limits);
       conn->start();
       asio::co_spawn(io, session(conn), asio::detached);
@@ -81,6 +89,7 @@ struct echo_server {
       }
     }
     close_reasons.emplace_back(conn->close_reason());
+    close_remotes.push_back(conn->remote());
     connections.erase(conn);
     --live;
   }
@@ -170,6 +179,14 @@ TEST_CASE("idle and partial-message deadlines close slow peers, not others") {
   });
   runner.join();
   CHECK(std::count(server.close_reasons.begin(), server.close_reasons.end(), "timeout") == 2);
+  // The address is asked for lazily, yet still known for the log line of a
+  // connection closed on a deadline.
+  for (std::size_t i = 0; i < server.close_reasons.size(); ++i) {
+    if (server.close_reasons[i] != "timeout") continue;
+    CHECK(server.close_remotes[i].address() == asio::ip::make_address("127.0.0.1"));
+    CHECK(server.close_remotes[i].port() != 0);
+  }
+  CHECK(server.accepted_blocking_or_inherited == 0);
 }
 
 TEST_CASE("a peer that never reads fills only its own bounded queue") {

@@ -4,18 +4,23 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 namespace improto::net {
 
 void udp_replies::send(std::string_view payload, const asio::ip::udp::endpoint& to) {
   if (count_ == replies_.size()) replies_.emplace_back();
   auto& r = replies_[count_++];
-  r.payload.assign(payload);
+  r.offset = bytes_.size();
+  r.size = payload.size();
   r.to = to;
+  bytes_.append(payload);
 }
 
 udp_socket::udp_socket(asio::ip::udp::socket socket, datagram_limits limits)
-    : socket_(std::move(socket)), limits_(limits) {
+    : socket_(std::move(socket)),
+      limits_(limits),
+      limiter_(limits.rate_per_source, limits.burst, limits.tracked_sources) {
   if (limits_.batch == 0) limits_.batch = 1;
 }
 
@@ -35,40 +40,27 @@ asio::ip::udp::endpoint udp_socket::local_endpoint() const {
   return socket_.local_endpoint(ec);
 }
 
-bool udp_socket::admit(const asio::ip::udp::endpoint& from) {
-  if (limits_.rate_per_source <= 0) return true;
-  auto now = clock::now();
-  // Bounded table: a flood of distinct sources resets it rather than grow it.
-  if (buckets_.size() > 65'536) buckets_.clear();
-  auto key = from.address().to_string();
-  auto [it, fresh] = buckets_.try_emplace(key, bucket{limits_.burst, now});
-  auto& b = it->second;
-  if (!fresh) {
-    std::chrono::duration<double> elapsed = now - b.last;
-    b.tokens = std::min(limits_.burst, b.tokens + elapsed.count() * limits_.rate_per_source);
-    b.last = now;
-  }
-  if (b.tokens < 1.0) return false;
-  b.tokens -= 1.0;
-  return true;
-}
-
 void udp_socket::flush(udp_replies& replies) {
-  std::size_t sent = 0;
-  std::vector<mmsghdr> headers(replies.count_);
-  std::vector<iovec> vectors(replies.count_);
-  for (std::size_t i = 0; i < replies.count_; ++i) {
-    auto& r = replies.replies_[i];
-    vectors[i] = {r.payload.data(), r.payload.size()};
-    std::memset(&headers[i], 0, sizeof(mmsghdr));
-    headers[i].msg_hdr.msg_name = r.to.data();
-    headers[i].msg_hdr.msg_namelen = static_cast<socklen_t>(r.to.size());
-    headers[i].msg_hdr.msg_iov = &vectors[i];
-    headers[i].msg_hdr.msg_iovlen = 1;
+  const std::size_t count = replies.count_;
+  if (replies.headers_.size() < count) {
+    replies.headers_.resize(count);
+    replies.vectors_.resize(count);
   }
-  while (sent < replies.count_) {
-    int n = ::sendmmsg(socket_.native_handle(), headers.data() + sent,
-                       static_cast<unsigned>(replies.count_ - sent), MSG_DONTWAIT);
+  for (std::size_t i = 0; i < count; ++i) {
+    auto& r = replies.replies_[i];
+    // Pointers into bytes_ are taken now that it no longer grows.
+    replies.vectors_[i] = {replies.bytes_.data() + r.offset, r.size};
+    auto& h = replies.headers_[i].msg_hdr;
+    h = {};
+    h.msg_name = r.to.data();
+    h.msg_namelen = static_cast<socklen_t>(r.to.size());
+    h.msg_iov = &replies.vectors_[i];
+    h.msg_iovlen = 1;
+  }
+  std::size_t sent = 0;
+  while (sent < count) {
+    int n = ::sendmmsg(socket_.native_handle(), replies.headers_.data() + sent,
+                       static_cast<unsigned>(count - sent), MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;  // buffer full or peer unreachable: UDP replies are best effort
@@ -76,16 +68,27 @@ void udp_socket::flush(udp_replies& replies) {
     sent += static_cast<std::size_t>(n);
   }
   replies.count_ = 0;
+  replies.bytes_.clear();
 }
 
 asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   const std::size_t batch = limits_.batch;
   // One byte more than the limit so that an oversized datagram is detectable.
   const std::size_t slot = limits_.max_datagram + 1;
-  std::vector<char> storage(batch * slot);
+  // Not zeroed: the kernel backs only the pages datagrams are written to, so
+  // 64 slots of 64 KiB cost what the datagrams that arrive need.
+  auto storage = std::make_unique_for_overwrite<char[]>(batch * slot);
   std::vector<asio::ip::udp::endpoint> sources(batch);
   std::vector<iovec> vectors(batch);
   std::vector<mmsghdr> headers(batch);
+  for (std::size_t i = 0; i < batch; ++i) {
+    vectors[i] = {storage.get() + i * slot, slot};
+    headers[i].msg_hdr = {};
+    headers[i].msg_hdr.msg_name = sources[i].data();
+    headers[i].msg_hdr.msg_iov = &vectors[i];
+    headers[i].msg_hdr.msg_iovlen = 1;
+  }
+  const auto name_capacity = static_cast<socklen_t>(sources[0].capacity());
   udp_replies replies;
 
   while (socket_.is_open()) {
@@ -93,29 +96,27 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
     if (ec) break;
     // A few batches per wake-up, then yield to other work on this thread.
     for (int round = 0; round < 4 && socket_.is_open(); ++round) {
-      for (std::size_t i = 0; i < batch; ++i) {
-        vectors[i] = {storage.data() + i * slot, slot};
-        std::memset(&headers[i], 0, sizeof(mmsghdr));
-        headers[i].msg_hdr.msg_name = sources[i].data();
-        headers[i].msg_hdr.msg_namelen = static_cast<socklen_t>(sources[i].capacity());
-        headers[i].msg_hdr.msg_iov = &vectors[i];
-        headers[i].msg_hdr.msg_iovlen = 1;
-      }
+      // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last is read.
+      for (std::size_t i = 0; i < batch; ++i) headers[i].msg_hdr.msg_namelen = name_capacity;
       int n = ::recvmmsg(socket_.native_handle(), headers.data(), static_cast<unsigned>(batch),
                          MSG_DONTWAIT, nullptr);
       if (n <= 0) break;
+      // One clock read per batch: neither the rate limit nor the handlers
+      // need finer time.
+      batch_time_ = clock::now();
       for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
         auto& h = headers[i];
-        sources[i].resize(h.msg_hdr.msg_namelen);
         if ((h.msg_hdr.msg_flags & MSG_TRUNC) != 0 || h.msg_len > limits_.max_datagram) {
           ++dropped_oversized_;
           continue;
         }
-        if (!admit(sources[i])) {
+        if (!limiter_.admit(static_cast<const sockaddr*>(h.msg_hdr.msg_name),
+                            h.msg_hdr.msg_namelen, batch_time_)) {
           ++dropped_rate_;
           continue;
         }
-        on_datagram(std::string_view(storage.data() + i * slot, h.msg_len), sources[i], replies);
+        sources[i].resize(h.msg_hdr.msg_namelen);
+        on_datagram(std::string_view(storage.get() + i * slot, h.msg_len), sources[i], replies);
       }
       if (replies.size() > 0) flush(replies);
       if (static_cast<std::size_t>(n) < batch) break;

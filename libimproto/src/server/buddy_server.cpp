@@ -374,7 +374,7 @@ void buddy_server::impl::on_datagram(std::string_view payload,
 void buddy_server::impl::on_set(const buddy::set_request& m, const asio::ip::udp::endpoint& from) {
   auto* u = find(m.user);
   if (!u) return;  // no reply to SET; statuses are kept for registered users only
-  auto now = net::clock::now();
+  auto now = udp.batch_time();
   auto address = plain(from.address());
   if (shared_status) {
     u->set_at = std::chrono::system_clock::now();
@@ -428,7 +428,7 @@ void buddy_server::impl::on_get(const buddy::get_request& m, const asio::ip::udp
     replies.send(response_text(buddy::response::no_such_user()), from);
     return;
   }
-  auto now = net::clock::now();
+  auto now = udp.batch_time();
   // Entries are overwritten in place, so their strings keep their capacity.
   auto& out = reply_list.buddies;
   std::size_t n = 0, size = 0;

@@ -2,7 +2,8 @@
 
 // TCP transport: a listener that bounds the number of connections, and a
 // connection with a bounded outbound queue drained by its own writer
-// coroutine, plus idle and partial-message deadlines enforced by a watchdog.
+// coroutine, plus idle and partial-message deadlines enforced by one sweep
+// per io_context (no timer and no system call per connection).
 // Framing stays in the codecs; sessions are loops of read -> decoder.next().
 //
 // Threading: everything runs on one io_context thread; none of these types
@@ -35,6 +36,8 @@ struct stream_limits {
   std::size_t read_chunk = 16 * 1024;
 };
 
+class deadline_sweeper;
+
 class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
  public:
   tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits);
@@ -42,7 +45,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   tcp_connection(const tcp_connection&) = delete;
   tcp_connection& operator=(const tcp_connection&) = delete;
 
-  // Starts the writer and the watchdog; call once, right after construction.
+  // Starts the writer and the deadlines; call once, right after construction.
   void start();
 
   // Waits for bytes and returns what is available (at most read_chunk).
@@ -63,7 +66,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   // rest) or the connection is closed: lets a caller produce a large answer
   // piece by piece as the peer reads it, within max_queued_bytes.
   asio::awaitable<void> wait_until_queued_at_most(std::size_t mark);
-  // Tells the watchdog whether a message is half read (message_timeout
+  // Tells the deadlines whether a message is half read (message_timeout
   // applies) or the peer is between messages (idle_timeout applies).
   void set_mid_message(bool mid_message);
   // Overrides the idle timeout for this connection (0 = none).
@@ -76,24 +79,35 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
 
   bool is_open() const noexcept { return open_; }
   std::size_t queued_bytes() const noexcept { return pending_.size() + writing_.size(); }
-  const asio::ip::tcp::endpoint& remote() const noexcept { return remote_; }
-  const asio::ip::tcp::endpoint& local() const noexcept { return local_; }
+  // The addresses, asked of the kernel on first use only (most connections
+  // never need them: a log line or a download does).
+  const asio::ip::tcp::endpoint& remote() const noexcept;
+  const asio::ip::tcp::endpoint& local() const noexcept;
   // Why the connection ended, once it has ("timeout", "closed by peer", ...).
   std::string_view close_reason() const noexcept { return close_reason_; }
 
  private:
+  friend class deadline_sweeper;
   asio::awaitable<void> write_loop();
-  asio::awaitable<void> watchdog();
+  // Writes as much of `bytes` as the socket takes now; false on an error.
+  bool write_now(std::string_view& bytes, std::error_code& ec);
   void arm_deadline();
   void shut(std::string_view reason);
 
   asio::ip::tcp::socket socket_;
   const stream_limits& limits_;
   event wake_writer_;  // send() and close_after_flush() wake the idle writer
-  asio::steady_timer deadline_timer_;
-  clock::time_point deadline_;
+  deadline_sweeper& sweeper_;
+  tcp_connection* sweep_prev_ = nullptr;  // the sweeper's list while open
+  tcp_connection* sweep_next_ = nullptr;
+  bool swept_ = false;
+  clock::time_point deadline_ = clock::time_point::max();
   std::chrono::milliseconds idle_timeout_;
-  asio::ip::tcp::endpoint remote_, local_;
+  mutable asio::ip::tcp::endpoint remote_, local_;
+  mutable bool have_remote_ = false, have_local_ = false;
+  bool wrote_ = false;  // Nagle matters from the second write on
+  bool nodelay_ = false;
+  bool tried_first_read_ = false;
   std::string pending_, writing_;
   bool open_ = true;
   bool closing_ = false;
@@ -130,9 +144,10 @@ class tcp_listener {
   void close();
 
  private:
-  explicit tcp_listener(asio::ip::tcp::acceptor acceptor) : acceptor_(std::move(acceptor)) {}
+  explicit tcp_listener(asio::ip::tcp::acceptor acceptor);
   void refuse(asio::ip::tcp::socket& socket) const;
   asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp protocol_;  // of the accepted sockets
   std::string refusal_;
   logger log_;
   std::uint64_t failed_accepts_ = 0;  // in the current out-of-descriptors episode

@@ -9,23 +9,29 @@
 #include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+#include <sys/socket.h>
 
 #include <asio/io_context.hpp>
 #include <asio/ip/udp.hpp>
 
 #include "improto/net/common.hpp"
+#include "improto/net/udp_limiter.hpp"
 
 namespace improto::net {
 
 struct datagram_limits {
   std::size_t max_datagram = 65'507;  // largest UDP payload over IPv4
-  std::size_t batch = 16;             // datagrams per recvmmsg/sendmmsg
+  // Datagrams per recvmmsg/sendmmsg. The receive slots are max_datagram
+  // bytes each, but only the pages datagrams are written to are ever touched.
+  std::size_t batch = 64;
   // Datagrams accepted per second from one source address (0: unlimited),
   // with this burst. Bounds what a spoofed source can make us reflect.
   double rate_per_source = 0;
   double burst = 0;
+  // Source addresses the rate limit tracks at once (source_rate_limiter).
+  std::size_t tracked_sources = 8192;
 };
 
 // Replies queued while a batch is handled; sent together after it.
@@ -37,10 +43,14 @@ class udp_replies {
  private:
   friend class udp_socket;
   struct reply {
-    std::string payload;
+    std::size_t offset, size;  // in bytes_
     asio::ip::udp::endpoint to;
   };
-  std::vector<reply> replies_;  // capacity kept across batches
+  // All capacity is kept across batches: a steady server allocates nothing.
+  std::string bytes_;  // the payloads back to back
+  std::vector<reply> replies_;
+  std::vector<iovec> vectors_;
+  std::vector<mmsghdr> headers_;
   std::size_t count_ = 0;
 };
 
@@ -61,22 +71,21 @@ class udp_socket {
   result<void> send_to(std::string_view payload, const asio::ip::udp::endpoint& to);
   void close();
 
+  // When the batch being handled was read: handlers take the time from here
+  // instead of reading the clock once per datagram.
+  clock::time_point batch_time() const noexcept { return batch_time_; }
+
   std::uint64_t dropped_oversized() const noexcept { return dropped_oversized_; }
   std::uint64_t dropped_rate() const noexcept { return dropped_rate_; }
 
  private:
   udp_socket(asio::ip::udp::socket socket, datagram_limits limits);
-  bool admit(const asio::ip::udp::endpoint& from);
   void flush(udp_replies& replies);
-
-  struct bucket {
-    double tokens;
-    clock::time_point last;
-  };
 
   asio::ip::udp::socket socket_;
   datagram_limits limits_;
-  std::unordered_map<std::string, bucket> buckets_;
+  source_rate_limiter limiter_;
+  clock::time_point batch_time_{};
   std::uint64_t dropped_oversized_ = 0;
   std::uint64_t dropped_rate_ = 0;
 };
