@@ -288,6 +288,23 @@ struct nats_connection::state : std::enable_shared_from_this<state> {
 
   state(asio::io_context& i, nats_options o) : io(i), options(std::move(o)) {}
 
+  // Files a request's answers under `id` until `p.each` says it is finished
+  // or `timeout` passes (then `p.expired` runs, once).
+  static void track(const std::shared_ptr<state>& st, std::uint64_t id, pending p,
+                    std::chrono::milliseconds timeout) {
+    p.timer = std::make_unique<asio::steady_timer>(st->io, timeout);
+    p.timer->async_wait([weak = std::weak_ptr<state>(st), id](std::error_code ec) {
+      auto s = weak.lock();
+      if (ec || !s) return;
+      auto it = s->requests.find(id);
+      if (it == s->requests.end()) return;
+      auto expired = std::move(it->second.expired);
+      s->requests.erase(it);
+      expired();
+    });
+    st->requests.emplace(id, std::move(p));
+  }
+
   void log(const std::string& line) const {
     if (options.log) options.log(line);
   }
@@ -510,17 +527,7 @@ void nats_connection::request(const std::string& subject, std::string_view data,
   p.expired = [shared_done, subject] {
     (*shared_done)(tl::unexpected(error(errc::timeout, "no reply on " + subject)));
   };
-  p.timer = std::make_unique<asio::steady_timer>(st->io, timeout);
-  p.timer->async_wait([weak = std::weak_ptr<state>(st), id](std::error_code ec) {
-    auto s = weak.lock();
-    if (ec || !s) return;
-    auto it = s->requests.find(id);
-    if (it == s->requests.end()) return;
-    auto expired = std::move(it->second.expired);
-    s->requests.erase(it);
-    expired();
-  });
-  st->requests.emplace(id, std::move(p));
+  state::track(st, id, std::move(p), timeout);
   if (auto r = publish(subject, data, st->inbox + "." + std::to_string(id)); !r) {
     st->requests.erase(id);
     // Never inside the call: the caller may still be setting up.
@@ -543,17 +550,7 @@ void nats_connection::gather(const std::string& subject, std::string_view data,
     return false;
   };
   p.expired = [shared_done] { (*shared_done)(); };
-  p.timer = std::make_unique<asio::steady_timer>(st->io, timeout);
-  p.timer->async_wait([weak = std::weak_ptr<state>(st), id](std::error_code ec) {
-    auto s = weak.lock();
-    if (ec || !s) return;
-    auto it = s->requests.find(id);
-    if (it == s->requests.end()) return;
-    auto expired = std::move(it->second.expired);
-    s->requests.erase(it);
-    expired();
-  });
-  st->requests.emplace(id, std::move(p));
+  state::track(st, id, std::move(p), timeout);
   if (auto r = publish(subject, data, st->inbox + "." + std::to_string(id)); !r) {
     st->log(r.error().message());  // the timer ends it: the answers that never come
   }
