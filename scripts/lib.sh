@@ -12,11 +12,13 @@ BUILD_PACKAGES=(build-essential cmake ninja-build pkg-config libasio-dev libexpe
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 # Where ccache is installed (the scripts do not install it), builds go through
-# it, with paths taken relative to this checkout so that a fresh clone
+# it, with paths taken relative to this checkout and the build directory
+# left out of the hash (it is in -g builds by default), so that a fresh clone
 # anywhere reuses the objects of the last one. Set CMAKE_CXX_COMPILER_LAUNCHER
 # (even empty) to choose otherwise.
 if [ -z "${CMAKE_CXX_COMPILER_LAUNCHER+set}" ] && command -v ccache >/dev/null; then
-  export CMAKE_CXX_COMPILER_LAUNCHER=ccache CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}"
+  export CMAKE_CXX_COMPILER_LAUNCHER=ccache CCACHE_BASEDIR="${CCACHE_BASEDIR:-$ROOT}" \
+    CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-1}"
 fi
 
 # Installs whatever of the given packages is missing (apt-get update first).
