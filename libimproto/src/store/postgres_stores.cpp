@@ -144,10 +144,29 @@ result<void> run_one(Store& store, Op op) {
   return std::move(r->front());
 }
 
-class pg_registry final : public registry_store::impl {
+// What both PostgreSQL stores are besides their statements: a connection
+// whose state is the store's status, no file of their own, shared by nodes.
+template <class Interface, class Op>
+class pg_store : public Interface {
  public:
-  using op_type = registry_store::operation;
-  explicit pg_registry(std::unique_ptr<pg_connection> c) : db_(std::move(c)) {}
+  using op_type = Op;
+  explicit pg_store(std::unique_ptr<pg_connection> c) : db_(std::move(c)) {}
+
+  result<store_status> status() override { return db_->status(); }
+  const std::filesystem::path& path() const noexcept override { return none_; }
+  std::string location() const override { return db_->where(); }
+  bool shared() const noexcept override { return true; }
+
+ protected:
+  std::unique_ptr<pg_connection> db_;
+
+ private:
+  std::filesystem::path none_;
+};
+
+class pg_registry final : public pg_store<registry_store::impl, registry_store::operation> {
+ public:
+  using pg_store::pg_store;
 
   static planned plan_add(const registry_store::add_op& op) {
     planned p;
@@ -268,15 +287,6 @@ class pg_registry final : public registry_store::impl {
     if (ops.empty()) return std::vector<result<void>>{};
     return apply_ops(ops);
   }
-
-  result<store_status> status() override { return db_->status(); }
-  const std::filesystem::path& path() const noexcept override { return none_; }
-  std::string location() const override { return db_->where(); }
-  bool shared() const noexcept override { return true; }
-
- private:
-  std::unique_ptr<pg_connection> db_;
-  std::filesystem::path none_;
 };
 
 constexpr const char* buddy_migrations[] = {
@@ -307,10 +317,9 @@ std::string buddy_change_sql(const char* change) {
          " AS n)";
 }
 
-class pg_buddy final : public buddy_store::impl {
+class pg_buddy final : public pg_store<buddy_store::impl, buddy_store::operation> {
  public:
-  using op_type = buddy_store::operation;
-  explicit pg_buddy(std::unique_ptr<pg_connection> c) : db_(std::move(c)) {}
+  using pg_store::pg_store;
 
   static planned plan_add_user(const std::string& userid) {
     planned p;
@@ -432,15 +441,6 @@ class pg_buddy final : public buddy_store::impl {
     if (ops.empty()) return std::vector<result<void>>{};
     return apply_ops(ops);
   }
-
-  result<store_status> status() override { return db_->status(); }
-  const std::filesystem::path& path() const noexcept override { return none_; }
-  std::string location() const override { return db_->where(); }
-  bool shared() const noexcept override { return true; }
-
- private:
-  std::unique_ptr<pg_connection> db_;
-  std::filesystem::path none_;
 };
 
 result<std::unique_ptr<pg_connection>> open_connection(std::string_view url, const options& opts,
