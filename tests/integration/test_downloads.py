@@ -230,11 +230,9 @@ def test_cancel_removes_the_part_file(server, served, start, tmp_path):
     c.line(rf"^! pause {tid} failed: .*ERROR 107 No such transfer")
 
 
-def test_kill_client_then_resume(server, served, start, tmp_path):
-    write_random(served / "big.bin", 16 * MiB, "resume")
-    _, port = server()
-    out = tmp_path / "out"
-    out.mkdir()
+def killed_mid_download(start, port, out):
+    """Starts a slow /get of big.bin and kills the client once 1 MiB is in
+    the part file; returns the part file's path."""
     c = Client(start, port, "alice", "--limit-rate", "2000000")
     c.send(f"/get big.bin {out}")
     c.started("big.bin")
@@ -242,6 +240,15 @@ def test_kill_client_then_resume(server, served, start, tmp_path):
     wait_for(lambda: part.exists() and part.stat().st_size >= MiB, what="1 MiB in the part file")
     c.proc.popen.kill()
     c.proc.popen.wait(10)
+    return part
+
+
+def test_kill_client_then_resume(server, served, start, tmp_path):
+    write_random(served / "big.bin", 16 * MiB, "resume")
+    _, port = server()
+    out = tmp_path / "out"
+    out.mkdir()
+    part = killed_mid_download(start, port, out)
     have = part.stat().st_size
     assert 0 < have < 16 * MiB and not (out / "big.bin").exists()
     c2 = Client(start, port, "alice2")
@@ -258,13 +265,7 @@ def test_file_changed_between_resumes_starts_over(server, served, start, tmp_pat
     _, port = server()
     out = tmp_path / "out"
     out.mkdir()
-    c = Client(start, port, "alice", "--limit-rate", "2000000")
-    c.send(f"/get big.bin {out}")
-    c.started("big.bin")
-    part = out / "big.bin.part"
-    wait_for(lambda: part.exists() and part.stat().st_size >= MiB, what="1 MiB in the part file")
-    c.proc.popen.kill()
-    c.proc.popen.wait(10)
+    part = killed_mid_download(start, port, out)
     write_random(served / "big.bin", 16 * MiB, "v2")  # same size, other bytes
     c2 = Client(start, port, "alice2")
     c2.send(f"/get big.bin {out}")
