@@ -24,12 +24,14 @@
 #include "improto/relay/decoder.hpp"
 #include "improto/relay/messages.hpp"
 #include "improto/server/relay_server.hpp"
+#include "relay_peer.hpp"
 #include "server_support.hpp"
 
 using namespace improto;
 using namespace std::chrono_literals;
 using server::relay_cluster;
 using server_test::eventually;
+using server_test::peer;
 using server_test::run;
 
 namespace {
@@ -108,46 +110,6 @@ class fake_cluster final : public relay_cluster {
   }
   hub& hub_;
   int id_;
-};
-
-class peer {
- public:
-  explicit peer(asio::any_io_executor ex) : socket_(ex) {}
-  asio::awaitable<void> connect(std::uint16_t port) {
-    asio::ip::tcp::endpoint server(asio::ip::make_address("127.0.0.1"), port);
-    co_await socket_.async_connect(server, asio::use_awaitable);
-  }
-  void write(const relay::message& m) {
-    auto bytes = relay::serialize(m);
-    REQUIRE(bytes);
-    write_raw(*bytes);
-  }
-  void write_raw(std::string_view bytes) { asio::write(socket_, asio::buffer(bytes)); }
-  asio::awaitable<void> next() {
-    while (true) {
-      auto r = decoder_.next(pending_);
-      REQUIRE_MESSAGE(r, r.error().message());
-      if (*r) {
-        last_ = std::move(**r);
-        co_return;
-      }
-      auto n = co_await socket_.async_read_some(asio::buffer(chunk_), asio::use_awaitable);
-      pending_ = std::string_view(chunk_.data(), n);
-    }
-  }
-  // True once the server has closed the connection.
-  asio::awaitable<bool> closed() {
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(chunk_), net::use_nothrow);
-    co_return ec || n == 0;
-  }
-  const relay::message& last() const noexcept { return last_; }
-
- private:
-  asio::ip::tcp::socket socket_;
-  relay::decoder decoder_{relay::direction::to_client};
-  std::array<char, 4096> chunk_{};
-  std::string_view pending_;
-  relay::message last_;
 };
 
 struct user {

@@ -18,64 +18,16 @@
 #include "improto/relay/decoder.hpp"
 #include "improto/relay/messages.hpp"
 #include "improto/server/relay_server.hpp"
+#include "relay_peer.hpp"
 #include "server_support.hpp"
 
 using namespace improto;
 using namespace std::chrono_literals;
 using server_test::eventually;
+using server_test::peer;
 using server_test::run;
 
 namespace {
-
-// One client socket: writes messages, reads them back decoded.
-class peer {
- public:
-  explicit peer(asio::any_io_executor ex) : socket_(ex) {}
-
-  asio::awaitable<void> connect(std::uint16_t port) {
-    asio::ip::tcp::endpoint server(asio::ip::make_address("127.0.0.1"), port);
-    co_await socket_.async_connect(server, asio::use_awaitable);
-  }
-
-  // Writes are synchronous: a few bytes to loopback never block, and no
-  // message temporary sits in a co_await expression (g++ 12 destroys such
-  // temporaries twice).
-  void write(const relay::message& m) {
-    auto bytes = relay::serialize(m);
-    REQUIRE(bytes);
-    write_raw(*bytes);
-  }
-  void write_raw(std::string_view bytes) { asio::write(socket_, asio::buffer(bytes)); }
-
-  // Reads the next message into last(); a closed connection or a decoding
-  // error fails the test. (Compared outside the co_await expression.)
-  asio::awaitable<void> next() {
-    while (true) {
-      auto r = decoder_.next(pending_);
-      REQUIRE_MESSAGE(r, r.error().message());
-      if (*r) {
-        last_ = std::move(**r);
-        co_return;
-      }
-      auto n = co_await socket_.async_read_some(asio::buffer(chunk_), asio::use_awaitable);
-      pending_ = std::string_view(chunk_.data(), n);
-    }
-  }
-
-  const relay::message& last() const noexcept { return last_; }
-
-  void close() {
-    std::error_code ignored;
-    socket_.close(ignored);
-  }
-
- private:
-  asio::ip::tcp::socket socket_;
-  relay::decoder decoder_{relay::direction::to_client};
-  std::array<char, 4096> chunk_{};
-  std::string_view pending_;  // the part of chunk_ not decoded yet
-  relay::message last_;
-};
 
 // A user registered on both sockets.
 struct user {
