@@ -319,6 +319,39 @@ class Transfer:
             self.core.close("connection_closed", reason)
 
 
+class DownloadHandle:
+    """What :class:`improto.Download` and :class:`improto.aio.Download` share:
+    the transfer's identity and its latest progress."""
+
+    _kind = "Download"
+
+    def __init__(self, transfer: Any) -> None:
+        self._transfer = transfer
+        self.id: int = transfer.id
+        self.file: str = transfer.plan.name
+        self.path: str = transfer.plan.final
+        self.size: int = transfer.size
+        self.sha256: str = transfer.sha256
+        self.offset: int = transfer.offset
+
+    def done(self) -> bool:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        p = self.progress
+        state = "done" if self.done() else "paused" if p.paused else "running"
+        return f"<{self._kind} {self.id} {self.file!r} {p.bytes}/{p.total} {state}>"
+
+    @property
+    def progress(self) -> DownloadProgress:
+        """The latest progress (as the callback last saw it)."""
+        return self._transfer.progress
+
+    @property
+    def paused(self) -> bool:
+        return self._transfer.paused
+
+
 def local_and_peer(sockname: Any, peername: Any) -> Tuple[str, str]:
     return str(sockname[0]), str(peername[0])
 

@@ -449,7 +449,7 @@ class RelayClient:
 
 
 
-class Download:
+class Download(_downloads.DownloadHandle):
     """A running download of :meth:`RelayClient.download`.
 
     Attributes: ``id`` (the server's transfer id), ``file`` (its name),
@@ -469,28 +469,8 @@ class Download:
     """
 
     def __init__(self, client: RelayClient, transfer: Any) -> None:
+        super().__init__(transfer)
         self._client = client
-        self._transfer = transfer
-        self.id: int = transfer.id
-        self.file: str = transfer.plan.name
-        self.path: str = transfer.plan.final
-        self.size: int = transfer.size
-        self.sha256: str = transfer.sha256
-        self.offset: int = transfer.offset
-
-    def __repr__(self) -> str:
-        p = self.progress
-        state = "done" if self.done() else "paused" if p.paused else "running"
-        return f"<Download {self.id} {self.file!r} {p.bytes}/{p.total} {state}>"
-
-    @property
-    def progress(self) -> DownloadProgress:
-        """The latest progress (as the callback last saw it)."""
-        return self._transfer.progress
-
-    @property
-    def paused(self) -> bool:
-        return self._transfer.paused
 
     def pause(self, timeout: Optional[float] = None) -> None:
         """PAUSE: the server stops sending until :meth:`resume`. Raises

@@ -370,7 +370,7 @@ def _threadsafe(loop: asyncio.AbstractEventLoop) -> Any:
     return deliver
 
 
-class Download:
+class Download(_downloads.DownloadHandle):
     """A running download of :meth:`RelayClient.download` (asyncio).
 
     ``await handle`` (or ``await handle.result()``) gives the
@@ -381,21 +381,12 @@ class Download:
     :class:`improto.Download`.
     """
 
-    def __init__(self, client: RelayClient, transfer: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._client = client
-        self._transfer = transfer
-        self._future: asyncio.Future = loop.create_future()
-        self.id: int = transfer.id
-        self.file: str = transfer.plan.name
-        self.path: str = transfer.plan.final
-        self.size: int = transfer.size
-        self.sha256: str = transfer.sha256
-        self.offset: int = transfer.offset
+    _kind = "improto.aio.Download"
 
-    def __repr__(self) -> str:
-        p = self.progress
-        state = "done" if self.done() else "paused" if p.paused else "running"
-        return f"<improto.aio.Download {self.id} {self.file!r} {p.bytes}/{p.total} {state}>"
+    def __init__(self, client: RelayClient, transfer: Any, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(transfer)
+        self._client = client
+        self._future: asyncio.Future = loop.create_future()
 
     def _settle(self) -> None:
         # On the loop, after the watcher thread ended (call_soon_threadsafe).
@@ -406,14 +397,6 @@ class Download:
             self._future.set_exception(error)
         else:
             self._future.set_result(self._transfer.result)
-
-    @property
-    def progress(self) -> DownloadProgress:
-        return self._transfer.progress
-
-    @property
-    def paused(self) -> bool:
-        return self._transfer.paused
 
     async def pause(self, timeout: Optional[float] = None) -> None:
         """PAUSE (see :meth:`improto.Download.pause`)."""
