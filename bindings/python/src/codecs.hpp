@@ -113,6 +113,53 @@ T* self_value(PyObject* self) {
   return static_cast<T*>(inst->simple_value_holder[0]);
 }
 
+// The value behind self, or nullptr with a TypeError set.
+template <class T>
+T* initialized_value(PyObject* self) {
+  T* v = self_value<T>(self);
+  if (v == nullptr) PyErr_SetString(PyExc_TypeError, "object not initialized");
+  return v;
+}
+
+// Runs f, turning a C++ exception into the pending Python error and
+// `failed` (a getset function must not throw).
+template <class R, class F>
+R with_python_errors(R failed, F&& f) {
+  try {
+    return f();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (py::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return failed;
+}
+
+// The setter's part common to every attribute: no deleting, an initialized
+// object; then store(T&).
+template <class T, class Store>
+int set_attribute(PyObject* self, PyObject* value, const char* name, Store&& store) {
+  if (value == nullptr) {
+    PyErr_Format(PyExc_AttributeError, "cannot delete %s", name);
+    return -1;
+  }
+  T* v = initialized_value<T>(self);
+  if (v == nullptr) return -1;
+  return with_python_errors(-1, [&] {
+    store(*v);
+    return 0;
+  });
+}
+
+template <class T, class... Extra>
+void install_getset(py::class_<T, Extra...>& cls, PyGetSetDef* def) {
+  PyObject* descr = PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(cls.ptr()), def);
+  if (descr == nullptr) throw py::error_already_set();
+  cls.attr(def->name) = py::reinterpret_steal<py::object>(descr);
+}
+
 template <class T>
 struct field_closure {
   std::string T::*member;
@@ -122,11 +169,8 @@ struct field_closure {
 template <class T, bool Bytes>
 PyObject* get_field(PyObject* self, void* closure) {
   auto* c = static_cast<field_closure<T>*>(closure);
-  T* v = self_value<T>(self);
-  if (v == nullptr) {
-    PyErr_SetString(PyExc_TypeError, "object not initialized");
-    return nullptr;
-  }
+  T* v = initialized_value<T>(self);
+  if (v == nullptr) return nullptr;
   const std::string& s = v->*(c->member);
   if constexpr (Bytes) {
     return PyBytes_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()));
@@ -138,26 +182,9 @@ PyObject* get_field(PyObject* self, void* closure) {
 template <class T, bool Bytes>
 int set_field(PyObject* self, PyObject* value, void* closure) {
   auto* c = static_cast<field_closure<T>*>(closure);
-  if (value == nullptr) {
-    PyErr_Format(PyExc_AttributeError, "cannot delete %s", c->name);
-    return -1;
-  }
-  T* v = self_value<T>(self);
-  if (v == nullptr) {
-    PyErr_SetString(PyExc_TypeError, "object not initialized");
-    return -1;
-  }
-  try {
-    v->*(c->member) = Bytes ? bytes_arg(value, c->name) : text_arg(value, c->name);
-    return 0;
-  } catch (py::error_already_set& e) {
-    e.restore();
-  } catch (py::builtin_exception& e) {
-    e.set_error();
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return -1;
+  return set_attribute<T>(self, value, c->name, [&](T& v) {
+    v.*(c->member) = Bytes ? bytes_arg(value, c->name) : text_arg(value, c->name);
+  });
 }
 
 template <class T, bool Bytes, class... Extra>
@@ -165,10 +192,7 @@ void add_field(py::class_<T, Extra...>& cls, const char* name, std::string T::*m
                const char* doc) {
   // One per field for the life of the process, like the class itself.
   auto* closure = new field_closure<T>{member, name};
-  auto* def = new PyGetSetDef{name, &get_field<T, Bytes>, &set_field<T, Bytes>, doc, closure};
-  PyObject* descr = PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(cls.ptr()), def);
-  if (descr == nullptr) throw py::error_already_set();
-  cls.attr(name) = py::reinterpret_steal<py::object>(descr);
+  install_getset(cls, new PyGetSetDef{name, &get_field<T, Bytes>, &set_field<T, Bytes>, doc, closure});
 }
 
 template <class T>
@@ -181,46 +205,15 @@ struct property_closure {
 template <class T>
 PyObject* get_property(PyObject* self, void* closure) {
   auto* c = static_cast<property_closure<T>*>(closure);
-  T* v = self_value<T>(self);
-  if (v == nullptr) {
-    PyErr_SetString(PyExc_TypeError, "object not initialized");
-    return nullptr;
-  }
-  try {
-    return c->get(*v).release().ptr();
-  } catch (py::error_already_set& e) {
-    e.restore();
-  } catch (py::builtin_exception& e) {
-    e.set_error();
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return nullptr;
+  T* v = initialized_value<T>(self);
+  if (v == nullptr) return nullptr;
+  return with_python_errors<PyObject*>(nullptr, [&] { return c->get(*v).release().ptr(); });
 }
 
 template <class T>
 int set_property(PyObject* self, PyObject* value, void* closure) {
   auto* c = static_cast<property_closure<T>*>(closure);
-  if (value == nullptr) {
-    PyErr_Format(PyExc_AttributeError, "cannot delete %s", c->name);
-    return -1;
-  }
-  T* v = self_value<T>(self);
-  if (v == nullptr) {
-    PyErr_SetString(PyExc_TypeError, "object not initialized");
-    return -1;
-  }
-  try {
-    c->set(*v, value);
-    return 0;
-  } catch (py::error_already_set& e) {
-    e.restore();
-  } catch (py::builtin_exception& e) {
-    e.set_error();
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return -1;
+  return set_attribute<T>(self, value, c->name, [&](T& v) { c->set(v, value); });
 }
 
 }  // namespace detail
@@ -231,10 +224,8 @@ template <class T, class... Extra>
 void fast_property(py::class_<T, Extra...>& cls, const char* name, py::object (*get)(const T&),
                    void (*set)(T&, py::handle), const char* doc) {
   auto* closure = new detail::property_closure<T>{get, set, name};
-  auto* def = new PyGetSetDef{name, &detail::get_property<T>, &detail::set_property<T>, doc, closure};
-  PyObject* descr = PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(cls.ptr()), def);
-  if (descr == nullptr) throw py::error_already_set();
-  cls.attr(name) = py::reinterpret_steal<py::object>(descr);
+  detail::install_getset(
+      cls, new PyGetSetDef{name, &detail::get_property<T>, &detail::set_property<T>, doc, closure});
 }
 
 template <class T, class... Extra>
