@@ -10,7 +10,9 @@
 // check(), and its serialization decodes, whole and alone, to the same
 // describe() line (under the same limits but for one more byte per line:
 // the canonical bytes may be a little longer than the received ones, e.g.
-// `After:x` becomes `After: x`).
+// `After:x` becomes `After: x`). next_view() (whole, cut and byte by byte)
+// gives what next() gives, with the fast path for whole SEND/FORWARD
+// messages, and no view reaches past the bytes it consumed.
 
 #include <cstddef>
 #include <cstdint>
@@ -41,6 +43,7 @@ struct run {
   std::vector<relay::message> messages;
   bool stopped = false;  // a sticky error ended decoding
   bool recycle = false;  // hand each message back (decoder::recycle) instead of keeping it
+  bool views = false;    // decode with next_view() (its one-pass path included)
 };
 
 void take(relay::decoder& d, wire::decode_result<relay::message> r, run& out) {
@@ -59,11 +62,29 @@ void take(relay::decoder& d, wire::decode_result<relay::message> r, run& out) {
   }
 }
 
+// next_view()'s answer as next() would give it. A SEND or FORWARD view
+// must point into the chunk or the decoder, never at bytes already handed on.
+wire::decode_result<relay::message> through_view(relay::decoder& d, std::string_view& chunk) {
+  const std::string_view given = chunk;
+  auto r = d.next_view(chunk);
+  if (!r) return tl::unexpected<error>(r.error());
+  if (!*r) return std::nullopt;
+  const relay::message_view& v = **r;
+  if (v.kind == relay::view_kind::other) {
+    if (v.other == nullptr) die("other view without a message", "");
+  } else if (!v.body.empty() && v.body.data() >= given.data() &&
+             v.body.data() < given.data() + given.size() &&
+             v.body.data() + v.body.size() > chunk.data()) {
+    die("view body runs past the bytes consumed", relay::describe(v.to_message()));
+  }
+  return wire::decode_result<relay::message>(tl::in_place, v.to_message());
+}
+
 void feed(relay::decoder& d, std::string_view chunk, run& out) {
   // A non-sticky error consumes its message, so this loop ends; a decoder
   // that did not would show up as a fuzzer timeout.
   while (!out.stopped) {
-    auto r = d.next(chunk);
+    auto r = out.views ? through_view(d, chunk) : d.next(chunk);
     bool need_more = r && !*r;
     take(d, std::move(r), out);
     if (need_more) {
@@ -79,10 +100,11 @@ void finish(relay::decoder& d, run& out) {
 }
 
 run decode(const std::vector<std::string_view>& chunks, relay::direction dir, wire::limits lim,
-           bool recycle = false) {
+           bool recycle = false, bool views = false) {
   relay::decoder d(dir, lim);
   run out;
   out.recycle = recycle;
+  out.views = views;
   for (std::size_t i = 0; i < chunks.size() && !out.stopped; ++i) feed(d, chunks[i], out);
   finish(d, out);
   return out;
@@ -130,6 +152,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (a.lines != b.lines) {
           die("whole and byte-by-byte differ", joined(a.lines) + "---\n" + joined(b.lines));
         }
+        run bv = decode(bytewise, dir, lim, false, true);
+        if (a.lines != bv.lines) {
+          die("next() and next_view() byte by byte differ",
+              joined(a.lines) + "---\n" + joined(bv.lines));
+        }
+      }
+      run av = decode(whole, dir, lim, false, true);
+      if (a.lines != av.lines) {
+        die("next() and next_view() differ", joined(a.lines) + "---\n" + joined(av.lines));
+      }
+      run cv = decode(cut, dir, lim, false, true);
+      if (a.lines != cv.lines) {
+        die("next() and next_view() randomly cut differ",
+            joined(a.lines) + "---\n" + joined(cv.lines));
       }
       // Recycling: a message decoded into the strings of the one before
       // must not keep anything of it.

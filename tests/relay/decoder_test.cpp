@@ -344,3 +344,197 @@ TEST_CASE("a head whose body comes in a later chunk outlives the chunk it came i
   REQUIRE_FALSE(bad);
   CHECK(bad.error().detail() == "RECEIVED carries no body");
 }
+
+// ----------------------------------------------------------------- next_view
+
+namespace {
+
+// What next() gives for `chunks`, as describe() lines and error names, going
+// on after non-sticky errors; and the same through next_view().
+std::vector<std::string> lines_of(direction dir, wire::limits lim,
+                                  const std::vector<std::string_view>& chunks, bool views) {
+  decoder d(dir, lim);
+  std::vector<std::string> out;
+  for (std::string_view chunk : chunks) {
+    while (!d.failed()) {
+      std::optional<message> got;
+      bool more = false;
+      if (views) {
+        auto r = d.next_view(chunk);
+        if (!r) {
+          out.push_back("error " + std::string(name(r.error().code())));
+          continue;
+        }
+        more = !*r;
+        if (*r) got = (*r)->to_message();
+      } else {
+        auto r = d.next(chunk);
+        if (!r) {
+          out.push_back("error " + std::string(name(r.error().code())));
+          continue;
+        }
+        more = !*r;
+        if (*r) got = std::move(**r);
+      }
+      if (more) break;
+      out.push_back(describe(*got));
+    }
+  }
+  if (!d.failed()) {
+    auto r = d.finish();
+    out.push_back(r ? (r->has_value() ? "message at end" : "end")
+                    : "error " + std::string(name(r.error().code())));
+  }
+  return out;
+}
+
+bool within(std::string_view part, std::string_view whole) {
+  return part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size();
+}
+
+}  // namespace
+
+TEST_CASE("next_view hands out a whole SEND or FORWARD as views into the input") {
+  std::string bytes = "SEND bob\nContent-length: 5\n\nhelloSEND\t ALL \r\ncontent-LENGTH:\t3 \r\n\r\nabc";
+  decoder d(direction::to_server);
+  std::string_view in = bytes;
+  auto first = d.next_view(in);
+  REQUIRE(first);
+  REQUIRE(first->has_value());
+  CHECK((*first)->kind == view_kind::send);
+  CHECK((*first)->peer == "bob");
+  CHECK((*first)->body == "hello");
+  CHECK(within((*first)->peer, bytes));
+  CHECK(within((*first)->body, bytes));
+  auto second = d.next_view(in);
+  REQUIRE(second);
+  REQUIRE(second->has_value());
+  CHECK((*second)->peer == "ALL");
+  CHECK((*second)->body == "abc");
+  CHECK(within((*second)->body, bytes));
+  CHECK(in.empty());
+  CHECK(clean_end(d));
+
+  std::string fwd = "FORWARD alice\nContent-length: 2\n\nhi";
+  decoder c(direction::to_client);
+  std::string_view fin = fwd;
+  auto f = c.next_view(fin);
+  REQUIRE(f);
+  REQUIRE(f->has_value());
+  CHECK((*f)->kind == view_kind::forward);
+  CHECK((*f)->to_message() == message(forward{"alice", "hi"}));
+  CHECK(within((*f)->body, fwd));
+}
+
+TEST_CASE("next_view lends every other message and keeps the general path's answers") {
+  decoder d(direction::to_server);
+  std::string_view in = "RECEIVED alice\n\nSEND bob\nX: 1\nContent-length: 1\n\nz";
+  auto r = d.next_view(in);
+  REQUIRE(r);
+  REQUIRE(r->has_value());
+  REQUIRE((*r)->kind == view_kind::other);
+  REQUIRE((*r)->other != nullptr);
+  CHECK(*(*r)->other == message(received{"alice"}));
+  // Another header: the general path, still a SEND view.
+  auto s = d.next_view(in);
+  REQUIRE(s);
+  REQUIRE(s->has_value());
+  CHECK((*s)->kind == view_kind::send);
+  CHECK((*s)->to_message() == message(relay::send{"bob", "z"}));
+}
+
+TEST_CASE("next_view and next agree at every split point") {
+  for (auto dir : {direction::to_server, direction::to_client}) {
+    std::vector<message> expected;
+    std::string bytes = stream_of(dir, expected);
+    // Body messages with the one-header head the fast path reads, and
+    // refused ones, between the samples.
+    bytes += dir == direction::to_server
+                 ? "SEND bob\r\nContent-length: 3\r\n\r\nabcSEND  \nContent-length: 0\n\n"
+                   "FORWARD x\nContent-length: 1\n\nq"
+                 : "FORWARD bob\r\nContent-length: 3\r\n\r\nabcSEND x\nContent-length: 1\n\nq";
+    auto whole = lines_of(dir, {}, {bytes}, false);
+    CHECK(whole.back() == "end");
+    CHECK(lines_of(dir, {}, {bytes}, true) == whole);
+    for (std::size_t i = 0; i <= bytes.size(); ++i) {
+      std::string_view all = bytes;
+      CAPTURE(i);
+      REQUIRE(lines_of(dir, {}, {all.substr(0, i), all.substr(i)}, true) == whole);
+    }
+  }
+}
+
+TEST_CASE("next_view refuses and fails exactly as next on the fast path's edges") {
+  const wire::limits small{.max_line = 24, .max_headers = 1, .max_body = 8};
+  const wire::limits no_headers{.max_line = 64, .max_headers = 0, .max_body = 8};
+  // Each is a SEND the fast path reads, or one it must leave to the general
+  // path because some check refuses it or a limit is reached.
+  const std::vector<std::string> cases = {
+      "SEND bob\nContent-length: 8\n\n12345678",        // at the body limit
+      "SEND bob\nContent-length: 9\n\n123456789",       // past it
+      "SEND bob\nContent-length: 000000000000000003\n\nabc",   // 18 digits
+      "SEND bob\nContent-length: 0000000000000000003\n\nabc",  // 19 digits
+      "SEND bob\nContent-length: \n\n",                 // no digits
+      "SEND bob\nContent-length: 3x\n\nabc",
+      "SEND bob\nContent-length: 3\r\r\n\nabc",
+      "SEND bob\nContent\rlength: 3\n\nabc",            // 0x0d folds onto '-'
+      "SEND bob\nCONTENT-length: 1\n\na",
+      "SEND bob\nContent-length : 1\n\na",
+      "SEND bob\nContent-lengtx: 1\n\na",
+      "SEND b\rob\nContent-length: 1\n\na",
+      "SEND b\x7fob\nContent-length: 1\n\na",
+      "SEND b\tob \t\nContent-length: 1\n\na",
+      "SEND bob\n Content-length: 1\n\na",
+      "SEND bob\nContent-length: 1\nContent-length: 2\n\nab",
+      "SEND bob\nContent-length: 1\n\r\r\na",
+      "SEND bob\n\n",
+      "SEND\nContent-length: 1\n\na",
+      "SENDbob\nContent-length: 1\n\na",
+      "SEND 0123456789012345678\nContent-length: 1\n\na",   // start line of 24
+      "SEND 01234567890123456789\nContent-length: 1\n\na",  // start line of 25
+      "SEND bob\nContent-length:      1\n\na",           // header line of 24
+      "SEND bob\nContent-length:       1\n\na",          // header line of 25
+      "\r\nSEND bob\nContent-length: 1\n\na",
+      "FORWARD bob\nContent-length: 1\n\na",
+  };
+  for (auto dir : {direction::to_server, direction::to_client}) {
+    for (const auto& base : cases) {
+      // The same bytes as a FORWARD in the other direction.
+      std::string bytes = base;
+      if (dir == direction::to_client && bytes.rfind("SEND", 0) == 0) {
+        bytes = "FORWARD" + bytes.substr(4);
+      }
+      bytes += "SEND a\nContent-length: 1\n\nb";  // what follows, when anything does
+      for (const auto& lim : {wire::limits{}, small, no_headers}) {
+        CAPTURE(bytes);
+        CAPTURE(lim.max_line);
+        CAPTURE(lim.max_headers);
+        auto whole = lines_of(dir, lim, {bytes}, false);
+        CHECK(lines_of(dir, lim, {bytes}, true) == whole);
+        std::vector<std::string_view> bytewise;
+        for (std::size_t i = 0; i < bytes.size(); ++i) bytewise.push_back(std::string_view(bytes).substr(i, 1));
+        CHECK(lines_of(dir, lim, bytewise, true) == whole);
+      }
+    }
+  }
+}
+
+TEST_CASE("next_view after a message in pieces reuses the decoder's strings") {
+  decoder d(direction::to_server);
+  std::string_view head = "SEND bob\nContent-length: 5\n\nhe";
+  CHECK_FALSE(d.next_view(head)->has_value());
+  std::string_view rest = "lloSEND carol\nContent-length: 2\n\nhi";
+  auto first = d.next_view(rest);
+  REQUIRE(first);
+  REQUIRE(first->has_value());
+  CHECK((*first)->peer == "bob");
+  CHECK((*first)->body == "hello");
+  // The next one is whole in the chunk: viewed where it lies.
+  std::string_view rest_before = rest;
+  auto second = d.next_view(rest);
+  REQUIRE(second);
+  REQUIRE(second->has_value());
+  CHECK((*second)->body == "hi");
+  CHECK(within((*second)->body, rest_before));
+  CHECK(clean_end(d));
+}

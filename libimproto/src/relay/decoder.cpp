@@ -1,6 +1,7 @@
 #include "improto/relay/decoder.hpp"
 
 #include <array>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 
@@ -175,6 +176,12 @@ result<void> parse_head(verb v, std::string_view word, std::string_view rest,
     case verb::sent:
       return put(out, sent{name()});
     case verb::forward:
+      if (auto* f = std::get_if<forward>(&out)) {
+        f->from.clear();
+        f->from.append(wire::trim(rest));
+        f->body.clear();
+        return {};
+      }
       return put(out, forward{name(), {}});
     case verb::received:
       return put(out, received{name()});
@@ -268,42 +275,89 @@ result<void> parse_head(verb v, std::string_view word, std::string_view rest,
 
 decoder::decoder(direction dir, wire::limits lim) : reader_(lim), dir_(dir) {}
 
-wire::decode_result<message> decoder::fail_sticky(error e) {
+tl::unexpected<error> decoder::fail_sticky(error e) {
   failure_.emplace(std::move(e));
   return tl::unexpected<error>(*failure_);
 }
 
-wire::decode_result<message> decoder::deliver() {
+result<bool> decoder::complete(bool after_body) {
+  if (!refused_ && after_body && lend_body_ &&
+      (use_ == body_use::send || use_ == body_use::forward)) {
+    lent_ = true;
+    return true;
+  }
   reader_.reset();
   if (refused_) {
     error e = std::move(*refused_);
     refused_.reset();
     return tl::unexpected<error>(std::move(e));
   }
-  return wire::decode_result<message>(tl::in_place, std::move(pending_));
+  return true;
 }
 
-wire::decode_result<message> decoder::next(std::string_view& in) {
-  if (failure_) return tl::unexpected<error>(*failure_);
+result<bool> decoder::advance(std::string_view& in) {
   while (true) {
     auto ev = reader_.next(in);
     if (!ev) return fail_sticky(ev.error());
     switch (*ev) {
       case wire::frame_reader::event::need_more:
-        return std::nullopt;
+        return false;
       case wire::frame_reader::event::head: {
-        auto r = on_head();
-        if (!r || *r) return r;
+        auto done = on_head();
+        if (!done) return done;
+        if (*done) return complete(false);
         break;  // a body follows
       }
       case wire::frame_reader::event::body:
-        return on_body();
+        on_body();
+        return complete(true);
     }
   }
 }
 
+wire::decode_result<message> decoder::next(std::string_view& in) {
+  if (failure_) return tl::unexpected<error>(*failure_);
+  take_back();
+  auto done = advance(in);
+  if (!done) return tl::unexpected<error>(std::move(done).error());
+  if (!*done) return std::nullopt;
+  return wire::decode_result<message>(tl::in_place, std::move(pending_));
+}
+
+wire::decode_result<message_view> decoder::next_view(std::string_view& in) {
+  using result_type = wire::decode_result<message_view>;
+  if (failure_) return tl::unexpected<error>(*failure_);
+  take_back();
+  message_view v;
+  if (reader_.idle() && whole_body_message(in, v)) return result_type(tl::in_place, v);
+  lend_body_ = true;
+  auto done = advance(in);
+  lend_body_ = false;
+  if (!done) return tl::unexpected<error>(std::move(done).error());
+  if (!*done) return std::nullopt;
+  // The body where the reader keeps it (lent_), else the message's own.
+  if (auto* s = std::get_if<relay::send>(&pending_)) {
+    v = {view_kind::send, s->to, lent_ ? reader_.body() : std::string_view(s->body), nullptr};
+  } else if (auto* f = std::get_if<forward>(&pending_)) {
+    v = {view_kind::forward, f->from, lent_ ? reader_.body() : std::string_view(f->body), nullptr};
+  } else {
+    v.other = &pending_;
+  }
+  return result_type(tl::in_place, v);
+}
+
+message message_view::to_message() const {
+  switch (kind) {
+    case view_kind::send: return relay::send{std::string(peer), std::string(body)};
+    case view_kind::forward: return forward{std::string(peer), std::string(body)};
+    case view_kind::other: break;
+  }
+  return *other;
+}
+
 wire::decode_result<message> decoder::finish() {
   if (failure_) return tl::unexpected<error>(*failure_);
+  take_back();
   auto ev = reader_.finish();
   if (!ev) return fail_sticky(ev.error());
   // No relay body runs to the end of the stream, so a clean finish is a
@@ -335,9 +389,111 @@ bool has_ctl_fast(std::string_view s) noexcept {
   }
 }
 
+// The end of the line starting at `p` when its first control character (a
+// tab is a blank) is its `\n` or `\r\n`; `next` is then past it. nullptr
+// when the line is not whole in [p, end) or holds a control character.
+const char* clean_line_end(const char* p, const char* end, const char*& next) noexcept {
+  for (;;) {
+    p = wire::detail::find_ctl(p, end);
+    if (p == end) return nullptr;
+    if (*p != '\t') break;
+    ++p;
+  }
+  if (*p == '\n') {
+    next = p + 1;
+    return p;
+  }
+  if (*p == '\r' && end - p >= 2 && p[1] == '\n') {
+    next = p + 2;
+    return p;
+  }
+  return nullptr;
+}
+
+// `Content-length` in any case: OR-ing 0x20 maps only the other case of a
+// letter onto a lower-case letter, and '-' is compared as it is (0x0d would
+// fold onto it).
+bool is_content_length_name(const char* p) noexcept {
+  constexpr char lower[] = "content-length";
+  constexpr std::uint64_t fold = 0x2020202020202020ull;
+  std::uint64_t a, b, la, lb;
+  std::memcpy(&a, p, 8);
+  std::memcpy(&b, p + 6, 8);
+  std::memcpy(&la, lower, 8);
+  std::memcpy(&lb, lower + 6, 8);
+  return (a | fold) == la && (b | fold) == lb && p[7] == '-';
+}
+
 }  // namespace
 
-wire::decode_result<message> decoder::on_head() {
+bool decoder::whole_body_message(std::string_view& in, message_view& out) const noexcept {
+  // The verbs of this direction's body traffic; any other goes the general way.
+  const bool to_server = dir_ == direction::to_server;
+  // "SEND" is one 4-byte compare, "FORWARD" two overlapping ones.
+  const std::size_t n = to_server ? 4 : 7;
+  if (in.size() <= n || !wire::is_blank(in[n])) return false;
+  auto word4 = [](const char* at) {
+    std::uint32_t w;
+    std::memcpy(&w, at, 4);
+    return w;
+  };
+  if (to_server ? word4(in.data()) != word4("SEND")
+                : (word4(in.data()) != word4("FORW") || word4(in.data() + 3) != word4("WARD"))) {
+    return false;
+  }
+  const wire::limits& lim = reader_.limits_in_use();
+  const char* const begin = in.data();
+  const char* const end = begin + in.size();
+
+  // The start line, with no control character: it is accepted as it stands.
+  const char* p = begin + n + 1;
+  const char* header = nullptr;
+  const char* line_end = clean_line_end(p, end, header);
+  if (line_end == nullptr || static_cast<std::size_t>(line_end - begin) > lim.max_line) return false;
+  while (p < line_end && wire::is_blank(*p)) ++p;
+  const char* peer_end = line_end;
+  while (peer_end > p && wire::is_blank(peer_end[-1])) --peer_end;
+
+  // One header, Content-length: digits between optional blanks.
+  constexpr std::size_t name_len = 14;
+  if (lim.max_headers == 0 || static_cast<std::size_t>(end - header) < name_len + 1 ||
+      !is_content_length_name(header) || header[name_len] != ':') {
+    return false;
+  }
+  const char* v = header + name_len + 1;
+  while (v < end && wire::is_blank(*v)) ++v;
+  std::uint64_t length = 0;
+  const char* digits = v;
+  while (v < end && wire::is_digit(*v) && v - digits < 18) {
+    length = length * 10 + static_cast<unsigned>(*v - '0');
+    ++v;
+  }
+  if (v == digits) return false;
+  while (v < end && wire::is_blank(*v)) ++v;
+  const char* blank_line = nullptr;
+  const char* value_end = clean_line_end(v, end, blank_line);
+  if (value_end != v || static_cast<std::size_t>(value_end - header) > lim.max_line) return false;
+
+  // The blank line, then the whole body.
+  const char* body = nullptr;
+  if (blank_line < end && *blank_line == '\n') {
+    body = blank_line + 1;
+  } else if (end - blank_line >= 2 && blank_line[0] == '\r' && blank_line[1] == '\n') {
+    body = blank_line + 2;
+  } else {
+    return false;
+  }
+  if (length > lim.max_body || length > static_cast<std::uint64_t>(end - body)) return false;
+  const auto body_len = static_cast<std::size_t>(length);
+  out.kind = to_server ? view_kind::send : view_kind::forward;
+  out.peer = std::string_view(p, static_cast<std::size_t>(peer_end - p));
+  out.body = std::string_view(body, body_len);
+  out.other = nullptr;
+  in.remove_prefix(static_cast<std::size_t>(body - begin) + body_len);
+  return true;
+}
+
+result<bool> decoder::on_head() {
   std::string_view line = reader_.start_line();
   auto [word, rest] = split_verb(line);
   const verb_entry* entry = find_verb(word);
@@ -385,7 +541,7 @@ wire::decode_result<message> decoder::on_head() {
     }
   }
 
-  if (!declared) return deliver();
+  if (!declared) return true;
 
   if (auto e = reader_.expect_body(reader_.content_length_value()); !e) {
     return fail_sticky(e.error());
@@ -397,19 +553,20 @@ wire::decode_result<message> decoder::on_head() {
     case verb::files: use_ = body_use::files; break;
     default: use_ = body_use::none; break;
   }
-  return std::nullopt;
+  return false;
 }
 
-wire::decode_result<message> decoder::on_body() {
+void decoder::on_body() {
   if (!refused_) {
     result<void> ok;
     switch (use_) {
       case body_use::send:
         // Into the (possibly recycled) string: its capacity is reused.
-        reader_.take_body_into(std::get<relay::send>(pending_).body);
+        // next_view() views it in the reader instead.
+        if (!lend_body_) reader_.take_body_into(std::get<relay::send>(pending_).body);
         break;
       case body_use::forward:
-        std::get<forward>(pending_).body = reader_.take_body();
+        if (!lend_body_) reader_.take_body_into(std::get<forward>(pending_).body);
         break;
       case body_use::users:
         ok = parse_users(reader_, std::get<user_list>(pending_));
@@ -426,7 +583,6 @@ wire::decode_result<message> decoder::on_body() {
     }
     if (!ok) refused_ = std::move(ok).error();
   }
-  return deliver();
 }
 
 }  // namespace improto::relay

@@ -23,6 +23,25 @@
 
 namespace improto::relay {
 
+enum class view_kind : std::uint8_t { send, forward, other };
+
+// A message as decoder::next_view() hands it out. SEND (to a server) and
+// FORWARD (to a client), the bulk of the traffic, are views: `peer` is the
+// recipient of a SEND or the sender of a FORWARD, `body` its body. Every
+// other message is decoded as next() decodes it and lent: `other` points at
+// it inside the decoder (a handler may move from it). Everything is valid
+// until the next call on the decoder, as long as the bytes of the chunk
+// last passed to next_view() stay unchanged.
+struct message_view {
+  view_kind kind = view_kind::other;
+  std::string_view peer;
+  std::string_view body;
+  message* other = nullptr;
+
+  // The same message, owning its bytes: what next() returns.
+  message to_message() const;
+};
+
 class decoder {
  public:
   explicit decoder(direction dir, wire::limits lim = {});
@@ -31,6 +50,12 @@ class decoder {
   // (returned; the rest of `in` stays for the next call) or `in` is used up
   // (nullopt).
   wire::decode_result<message> next(std::string_view& in);
+  // The same messages and errors without copying (see message_view): what a
+  // server that forwards at once needs. A SEND or FORWARD whose head (its
+  // one header Content-length) and body are whole in `in` is read in one
+  // pass, without the general reader; one that arrived in pieces is viewed
+  // where the decoder keeps it. Calls to next() and next_view() may mix.
+  wire::decode_result<message_view> next_view(std::string_view& in);
   // End of stream: nullopt at a message boundary, else `truncated`.
   wire::decode_result<message> finish();
   // A sticky error happened; every later call returns it again.
@@ -48,12 +73,25 @@ class decoder {
   // What to do with the body of the message whose head was read.
   enum class body_use : std::uint8_t { none, send, forward, users, files };
 
-  wire::decode_result<message> fail_sticky(error e);
-  wire::decode_result<message> on_head();
-  wire::decode_result<message> on_body();
-  // Hands out pending_ (or refused_) and readies the reader for the next
-  // message.
-  wire::decode_result<message> deliver();
+  tl::unexpected<error> fail_sticky(error e);
+  // Runs the reader until a message is complete (true: it is in pending_)
+  // or `in` is used up (false). A refused message is its error.
+  result<bool> advance(std::string_view& in);
+  // true: the message is complete; false: a body follows.
+  result<bool> on_head();
+  void on_body();
+  // Readies the reader for the next message (or, for a body lent to a view,
+  // at the next call); the refusal of this one, if any.
+  result<bool> complete(bool after_body);
+  // Resets the reader once a body it lent to a view is no longer in use.
+  void take_back() noexcept {
+    if (!lent_) return;
+    reader_.reset();
+    lent_ = false;
+  }
+  // next_view()'s one pass over a SEND / FORWARD whole in `in`; false (and
+  // nothing consumed) for anything else, which the general path decides.
+  bool whole_body_message(std::string_view& in, message_view& out) const noexcept;
 
   wire::frame_reader reader_;
   direction dir_;
@@ -63,6 +101,11 @@ class decoder {
   message pending_;
   std::optional<error> refused_;
   body_use use_ = body_use::none;
+  // next_view() is decoding: a SEND or FORWARD body that had to be buffered
+  // stays in the reader and is viewed there, not copied into pending_.
+  bool lend_body_ = false;
+  // The reader holds such a body until the next call.
+  bool lent_ = false;
 };
 
 }  // namespace improto::relay
