@@ -288,6 +288,9 @@ void serialize_unchecked(const sent& m, std::string& out) {
 void serialize_unchecked(const forward& m, std::string& out) {
   body_message(out, verb::forward, m.from, m.body);
 }
+void serialize_forward(std::string_view from, std::string_view body, std::string& out) {
+  body_message(out, verb::forward, from, body);
+}
 void serialize_unchecked(const received& m, std::string& out) {
   line_message(out, word(verb::received), m.from);
 }

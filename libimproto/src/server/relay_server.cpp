@@ -128,7 +128,7 @@ struct relay_server::impl final : relay_local, std::enable_shared_from_this<rela
 
   asio::awaitable<void> run_session(std::shared_ptr<session> s);
   asio::awaitable<void> finish_replies(session& s);
-  void handle(const std::shared_ptr<session>& s, relay::message&& m);
+  void handle(const std::shared_ptr<session>& s, const relay::message_view& v);
   void cleanup(const std::shared_ptr<session>& s, std::string_view reason);
 
   void reply(session& s, const relay::message& m);
@@ -137,7 +137,7 @@ struct relay_server::impl final : relay_local, std::enable_shared_from_this<rela
   void on_register(const std::shared_ptr<session>& s, const relay::register_request& m);
   void arm_pairing_timer(const std::shared_ptr<session>& s);
   void expire_half_registration(const std::shared_ptr<session>& s);
-  void on_send(const std::shared_ptr<session>& s, relay::send& m);
+  void on_send(const std::shared_ptr<session>& s, std::string_view to, std::string_view body);
   void on_answer(const std::shared_ptr<session>& s, bool ok, std::string_view from);
   bool forward_to(const std::shared_ptr<session>& receiver, const std::shared_ptr<delivery>& d,
                   std::string_view from, std::string_view bytes,
@@ -196,7 +196,8 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
         in = held;
         continue;
       }
-      auto r = s->decoder.next(in);
+      // Views into `in`: handled before the next co_await.
+      auto r = s->decoder.next_view(in);
       if (!r) {
         int code = relay::to_wire(r.error().code());
         reply_error(*s, code);
@@ -212,7 +213,7 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
         partial = true;
         break;
       }
-      handle(s, std::move(**r));
+      handle(s, **r);
     }
     if (s->decoder.failed()) break;
     conn.set_mid_message(partial);
@@ -228,14 +229,20 @@ asio::awaitable<void> relay_server::impl::finish_replies(session& s) {
   while (s.replies.owed() > 0 && s.conn->is_open() && !tcp.stopping()) co_await s.replies.wait();
 }
 
-void relay_server::impl::handle(const std::shared_ptr<session>& s, relay::message&& m) {
+void relay_server::impl::handle(const std::shared_ptr<session>& s, const relay::message_view& v) {
+  if (v.kind == relay::view_kind::send) {
+    on_send(s, v.peer, v.body);
+    return;
+  }
+  if (v.other == nullptr) {  // a FORWARD: never decoded from a client's bytes
+    reply_error(*s, relay::codes::unknown_command);
+    return;
+  }
   std::visit(
       [&](auto& msg) {
         using T = std::decay_t<decltype(msg)>;
         if constexpr (std::is_same_v<T, relay::register_request>) {
           on_register(s, msg);
-        } else if constexpr (std::is_same_v<T, relay::send>) {
-          on_send(s, msg);
         } else if constexpr (std::is_same_v<T, relay::received>) {
           on_answer(s, true, msg.from);
         } else if constexpr (std::is_same_v<T, relay::error_reply>) {
@@ -260,7 +267,7 @@ void relay_server::impl::handle(const std::shared_ptr<session>& s, relay::messag
           reply_error(*s, relay::codes::unknown_command);
         }
       },
-      m);
+      *v.other);
 }
 
 void relay_server::impl::cleanup(const std::shared_ptr<session>& s, std::string_view reason) {
@@ -462,26 +469,27 @@ void relay_server::impl::expire_half_registration(const std::shared_ptr<session>
 
 // ------------------------------------------------------------------ delivery
 
-void relay_server::impl::on_send(const std::shared_ptr<session>& s, relay::send& m) {
+void relay_server::impl::on_send(const std::shared_ptr<session>& s, std::string_view to,
+                                 std::string_view body) {
   if (!check_sender(*s)) return;
   auto d = std::make_shared<delivery>();
   d->sender = s;
   d->slot = s->replies.reserve();
-  d->to = m.to;
+  d->to = to;
 
   std::vector<std::shared_ptr<session>> receivers;
-  bool broadcast = relay::is_broadcast(m.to);
+  bool broadcast = relay::is_broadcast(to);
   if (broadcast) {
     receivers.reserve(complete_users);
     for (auto& [name, entry] : users) {
       if (entry.complete() && name != s->user) receivers.push_back(entry.receiver);
     }
-  } else if (auto it = users.find(m.to); it != users.end() && it->second.complete()) {
+  } else if (auto it = users.find(to); it != users.end() && it->second.complete()) {
     receivers.push_back(it->second.receiver);
   } else if (it == users.end() && cluster) {
     // Not ours (a name held here is nobody else's): the node holding it answers.
     d->remaining = 1;
-    cluster->send(s->user, m.to, std::move(m.body), [this, d](bool ok) { settle(*d, ok); });
+    cluster->send(s->user, d->to, std::string(body), [this, d](bool ok) { settle(*d, ok); });
     return;
   } else {
     s->replies.fill(d->slot,
@@ -491,15 +499,14 @@ void relay_server::impl::on_send(const std::shared_ptr<session>& s, relay::send&
   bool remote = broadcast && cluster;
   if (receivers.empty() && !remote) {
     // SEND ALL with nobody else online: delivered to every one of none.
-    s->replies.fill(d->slot, relay::serialize_unchecked(relay::sent{m.to}));
+    s->replies.fill(d->slot, relay::serialize_unchecked(relay::sent{d->to}));
     return;
   }
   // The other nodes count as one receiver: SENT ALL needs all of them.
   d->remaining = receivers.size() + (remote ? 1 : 0);
-  std::string body_for_cluster;
-  if (remote) body_for_cluster = m.body;
+  // The one copy of the body: straight from the read buffer into the FORWARD.
   scratch.clear();
-  relay::serialize_unchecked(relay::forward{s->user, std::move(m.body)}, scratch);
+  relay::serialize_forward(s->user, body, scratch);
   std::string bytes = std::move(scratch);
   auto deadline = net::clock::now() + config.receiver_timeout;
   for (auto& r : receivers) {
@@ -507,7 +514,7 @@ void relay_server::impl::on_send(const std::shared_ptr<session>& s, relay::send&
   }
   scratch = std::move(bytes);
   if (remote) {
-    cluster->send_all(s->user, std::move(body_for_cluster), [this, d](bool ok) { settle(*d, ok); });
+    cluster->send_all(s->user, std::string(body), [this, d](bool ok) { settle(*d, ok); });
   }
 }
 

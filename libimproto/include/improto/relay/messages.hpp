@@ -236,6 +236,9 @@ void serialize_unchecked(const cancel& m, std::string& out);
 void serialize_unchecked(const paused& m, std::string& out);
 void serialize_unchecked(const resumed& m, std::string& out);
 void serialize_unchecked(const cancelled& m, std::string& out);
+// A FORWARD from views (a SEND's body as decoder::next_view() hands it out),
+// without the checks.
+void serialize_forward(std::string_view from, std::string_view body, std::string& out);
 
 // The direction a message travels in; error_reply goes both ways and gives
 // to_client.
