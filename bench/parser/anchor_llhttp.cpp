@@ -9,8 +9,8 @@ namespace {
 
 class llhttp_parser final : public parser {
  public:
-  explicit llhttp_parser(bool copy_body) {
-    c_.copy_body = copy_body;
+  explicit llhttp_parser(bool hold_split_bodies) {
+    c_.hold_split_bodies = hold_split_bodies;
     llhttp_settings_init(&settings_);
     settings_.on_message_begin = [](llhttp_t* p) { self(p).begin(); return 0; };
     settings_.on_url = [](llhttp_t* p, const char* at, std::size_t len) {
@@ -57,8 +57,8 @@ class llhttp_parser final : public parser {
 
 }  // namespace
 
-std::unique_ptr<parser> make_llhttp(bool copy_body) {
-  return std::make_unique<llhttp_parser>(copy_body);
+std::unique_ptr<parser> make_llhttp(bool hold_split_bodies) {
+  return std::make_unique<llhttp_parser>(hold_split_bodies);
 }
 
 }  // namespace bench

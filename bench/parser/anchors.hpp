@@ -61,8 +61,10 @@ struct collected {
   std::size_t headers = 0;
   int last = 0;  // 1 after a name piece, 2 after a value piece
   span body;
+  // A relay must keep a body that spans reads (the read buffer is reused):
+  // such a body is copied into body_copy; a whole one is located in place.
+  bool hold_split_bodies = false;
   std::string body_copy;
-  bool copy_body = false;
   std::uint64_t content_length = 0;
   unsigned method = 0;
   bool keep = false;
@@ -92,7 +94,7 @@ struct collected {
     return 0;
   }
   int on_body(const char* at, std::size_t len) {
-    if (copy_body) {
+    if (hold_split_bodies && (!body_copy.empty() || len < content_length)) {
       body_copy.append(at, len);
     } else {
       body.add(at, len);
@@ -108,8 +110,8 @@ struct collected {
   }
 };
 
-// copy_body: append each body into a reused buffer instead of locating it.
-std::unique_ptr<parser> make_llhttp(bool copy_body);
+// hold_split_bodies: see collected (the relay cases).
+std::unique_ptr<parser> make_llhttp(bool hold_split_bodies);
 std::unique_ptr<parser> make_http_parser();
 std::unique_ptr<parser> make_picohttpparser();
 
