@@ -61,11 +61,6 @@ namespace bench {
 
 volatile std::size_t g_sink = 0;
 
-void die(const std::string& what) {
-  std::fprintf(stderr, "bench_parser: %s\n", what.c_str());
-  std::exit(1);
-}
-
 }  // namespace bench
 
 namespace {
@@ -321,26 +316,22 @@ int main(int argc, char** argv) {
   std::size_t n1 = 0, n2 = 0;
   bool list = false;
   std::string only;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--rounds") {
-      rounds = std::atoi(value().c_str());
-    } else if (a == "--ms") {
-      ms = std::atof(value().c_str());
-    } else if (a == "--only") {
-      only = value();
-    } else if (a == "--callgrind") {
-      n1 = std::strtoull(value().c_str(), nullptr, 10);
-      n2 = std::strtoull(value().c_str(), nullptr, 10);
+  bench::program = "bench_parser";
+  for (bench::args a(argc, argv); a.next();) {
+    if (a.is("--rounds")) {
+      rounds = static_cast<int>(a.integer());
+    } else if (a.is("--ms")) {
+      ms = a.number();
+    } else if (a.is("--only")) {
+      only = a.value();
+    } else if (a.is("--callgrind")) {
+      n1 = std::strtoull(a.value().c_str(), nullptr, 10);
+      n2 = std::strtoull(a.value().c_str(), nullptr, 10);
       if (n2 <= n1) die("--callgrind N1 N2 needs N2 > N1");
-    } else if (a == "--list") {
+    } else if (a.is("--list")) {
       list = true;
     } else {
-      die("unknown argument " + a + " (see the comment at the top of bench_parser.cpp)");
+      a.unknown();
     }
   }
   if (rounds < 1 || ms <= 0) die("bad --rounds or --ms");
