@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# budget: 240
+# budget: 360
 # The http suite: imregistryd against nginx (1 worker, access log off) on the
 # registry's own traffic, both pinned to the server core, the load generators
 # pinned to the other one.
@@ -169,8 +169,10 @@ one_round() {
     "$r" "$s" "$ka_rps" "$ka_busy" "$ka_bad" "$ka_err" "$cl_rps" "$cl_busy" "$cl_bad" "$cl_err" "$post" "$normal" "$tuned" >>"$results"
   bench_log "round $((r + 1))/$BENCH_ROUNDS $s: keep-alive $ka_rps/s (server ${ka_busy} busy), close $cl_rps/s (${cl_busy}), POST $(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(f\"{d['rate']:.0f}/s at {d['cpu_us_per_request']:.1f} us CPU each\")" "$post")"
 }
-bench_rounds 40 one_round ours nginx
 
+# report: the rows from the rounds so far (bench_rounds asks it whether a
+# row's spread crosses its goal; the last call prints them)
+report() {
 bench_python - "$results" "$rate" <<'EOF'
 import statistics, sys
 import bench
@@ -233,4 +235,7 @@ row(f"http POST REGISTER/LOGOUT at {rate}/s, ours with --sync normal", "server C
      "difference to the row above is what durability costs"],
     get_ours=lambda v: v["post_normal"]["cpu_us_per_request"])
 EOF
+}
+bench_rounds 40 one_round ours nginx report
+report
 bench_log "done"

@@ -4,6 +4,7 @@
     bench.py median N...
     bench.py row KEY=VALUE...       one result row on stdout
     bench.py rounds KEY=VALUE...    a row from per-round numbers (ours_rounds=..., anchor_rounds=...)
+    bench.py crosses <ROWS          exit 0 if a row's spread (ratio_min-ratio_max) crosses its goal
     bench.py machine                the machine description run.sh adds to rows
     bench.py tag KEY=VALUE... <ROWS  copies row lines from stdin, adding the keys (run.sh
                                     adds "suite" and "load_average_at_start")
@@ -11,8 +12,10 @@
                                     date) and the markdown table on stdout
 
 Row keys: benchmark, metric, ours, anchor_name, anchor, ratio, goal,
-higher_is_better, note (optional). ratio is always ours/anchor; goal is met
-when ratio >= goal for higher_is_better rows and ratio <= goal otherwise.
+higher_is_better, note (optional), rounds, ratio_min and ratio_max (the
+spread of the per-round ratios, from 2 rounds on). ratio is always
+ours/anchor, the median of the per-round ratios; goal is met when ratio >=
+goal for higher_is_better rows and ratio <= goal otherwise.
 
 Imported by the Python parts of the suites (sys.path gets bench/lib) for the
 code they share: rows from per-round numbers (rounds_row, ratio_row),
@@ -84,6 +87,52 @@ def make_row(kv, ours, anchor, ratio):
     return row
 
 
+# ------------------------------------------------------------------ spread
+# A row's ratio is the median of per-round ratios; their spread (min-max)
+# says how far one run can move it. Where the spread crosses the goal, "met"
+# flips between runs: the suites then add rounds (up to BENCH_ROUNDS_MAX) and
+# the row says so.
+
+def base_rounds():
+    return int(os.environ.get("BENCH_ROUNDS", "5"))
+
+
+def max_rounds():
+    """The cap on rounds added while a row's spread crosses its goal
+    (BENCH_ROUNDS_MAX, default twice BENCH_ROUNDS)."""
+    return max(base_rounds(), int(os.environ.get("BENCH_ROUNDS_MAX", str(2 * base_rounds()))))
+
+
+def crosses(ratios, goal):
+    """True when the goal lies strictly between the lowest and the highest
+    per-round ratio: one run may meet it and the next not."""
+    ratios = [x for x in ratios if x is not None]
+    return goal is not None and len(ratios) >= 2 and min(ratios) < goal < max(ratios)
+
+
+def more_rounds(done, rows):
+    """Whether a suite that has run `done` rounds should run another: below
+    the cap and some row's per-round ratios cross its goal. rows: (ratios,
+    goal) pairs, ratios in round order."""
+    return done < max_rounds() and any(crosses(ratios, goal) for ratios, goal in rows)
+
+
+def spread_note(ratios, goal):
+    """What the rounds of a row say about its goal ("" when nothing to say)."""
+    base, n = base_rounds(), len(ratios)
+    parts = []
+    if n > base:
+        if any(crosses(ratios[:k], goal) for k in range(base, n)):
+            parts.append(f"rounds raised from {base} to {n} (cap {max_rounds()}) while the spread "
+                         f"crossed the goal")
+        else:
+            parts.append(f"{n} rounds, not {base}: another row of the suite crossed its goal")
+    if crosses(ratios, goal):
+        parts.append(f"the spread {min(ratios):.3g}-{max(ratios):.3g} still crosses the goal after "
+                     f"{n} rounds: met or not depends on the run")
+    return "; ".join(parts)
+
+
 def ratio_row(benchmark, metric, ours, anchor_name, anchor, ratios, goal, higher=True,
               note=None, rounds=None):
     """Prints and returns one row: ours and anchor are the medians, ratios the
@@ -91,11 +140,15 @@ def ratio_row(benchmark, metric, ours, anchor_name, anchor, ratios, goal, higher
     ratios = [x for x in ratios if x is not None]
     kv = {"benchmark": benchmark, "metric": metric, "anchor_name": anchor_name or "",
           "goal": "" if goal is None else str(goal), "higher_is_better": str(bool(higher))}
+    note = "; ".join(n for n in (note, spread_note(ratios, goal)) if n)
     if note:
         kv["note"] = note
     if rounds is not None:
         kv["rounds"] = str(rounds)
     row = make_row(kv, ours, anchor, median(ratios))
+    if len(ratios) >= 2:
+        row["ratio_min"] = rounded(min(ratios))
+        row["ratio_max"] = rounded(max(ratios))
     print(json.dumps(row), flush=True)
     return row
 
@@ -272,12 +325,27 @@ def cmd_row(args):
 
 def cmd_rounds(args):
     kv = parse_kv(args)
-    ours = [float(x) for x in kv.get("ours_rounds", "").split()]
-    anchor = [float(x) for x in kv.get("anchor_rounds", "").split()]
-    pairs = [(o, a) for o, a in zip(ours, anchor) if a]
-    ratio = median([o / a for o, a in pairs])
-    kv.setdefault("rounds", str(len(pairs)))
-    print(json.dumps(make_row(kv, median(ours), median(anchor), ratio)), flush=True)
+    rounds_row(kv["benchmark"], kv["metric"], [float(x) for x in kv.get("ours_rounds", "").split()],
+               kv.get("anchor_name", ""), [float(x) for x in kv.get("anchor_rounds", "").split()],
+               number(kv.get("goal", "")),
+               kv.get("higher_is_better", "true").lower() in ("1", "true", "yes"), kv.get("note"))
+
+
+def cmd_crosses():
+    """Exit 0 when a row on stdin has a spread that crosses its goal (its
+    name goes to stderr), 1 otherwise."""
+    found = False
+    for line in sys.stdin:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        r = json.loads(line)
+        lo, hi, goal = r.get("ratio_min"), r.get("ratio_max"), r.get("goal")
+        if lo is not None and hi is not None and goal is not None and lo < goal < hi:
+            print(f"{r['benchmark']} / {r['metric']}: {lo:g}-{hi:g} around the goal {goal:g}",
+                  file=sys.stderr)
+            found = True
+    sys.exit(0 if found else 1)
 
 
 def machine():
@@ -319,8 +387,8 @@ def fmt(x):
 
 
 def table(rows):
-    out = ["| benchmark | metric | ours | anchor | ratio | goal | met? |",
-           "| --- | --- | ---: | ---: | ---: | --- | --- |"]
+    out = ["| benchmark | metric | ours | anchor | ratio | spread | goal | met? |",
+           "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |"]
     for r in rows:
         goal = "—" if r.get("goal") is None else ("≥ " if r["higher_is_better"] else "≤ ") + fmt(r["goal"])
         m = met(r)
@@ -328,8 +396,13 @@ def table(rows):
         anchor = f"{fmt(r.get('anchor'))} ({r.get('anchor_name') or '—'})"
         metric = r["metric"] + ("" if r["higher_is_better"] else " (lower is better)")
         note = " ¹" if r.get("note") else ""
+        spread = "—"
+        if r.get("ratio_min") is not None and r.get("ratio_max") is not None:
+            spread = f"{fmt(r['ratio_min'])}–{fmt(r['ratio_max'])}"
+            if r.get("goal") is not None and r["ratio_min"] < r["goal"] < r["ratio_max"]:
+                spread = f"**{spread}**"  # one run may meet the goal and the next not
         out.append(f"| {r['benchmark']} | {metric} | {fmt(r.get('ours'))} | {anchor} | "
-                   f"{fmt(r.get('ratio'))}{note} | {goal} | {mark} |")
+                   f"{fmt(r.get('ratio'))}{note} | {spread} | {goal} | {mark} |")
     notes = [r for r in rows if r.get("note")]
     if notes:
         out.append("")
@@ -398,6 +471,8 @@ def main():
         cmd_row(args)
     elif cmd == "rounds":
         cmd_rounds(args)
+    elif cmd == "crosses":
+        cmd_crosses()
     elif cmd == "machine":
         print(machine())
     elif cmd == "tag":

@@ -20,6 +20,8 @@
 #   BENCH_BUILD       the build directory (default $BENCH_ROOT/build-bench)
 #   BENCH_BIN         every built executable, ours and the benchmarks' ($BENCH_BUILD/bin)
 #   BENCH_ROUNDS      alternating rounds of ours and the anchor (default 5)
+#   BENCH_ROUNDS_MAX  the cap when rounds are added because a row's spread crosses
+#                     its goal (default 2 x BENCH_ROUNDS)
 #   BENCH_QUICK       1: shorter runs, for trying a suite out (default 0)
 #   BENCH_BUDGET      this suite's seconds (default: its `# budget:` line)
 #   BENCH_SERVER_CPU  core for the servers under test (default 0)
@@ -72,9 +74,13 @@
 #                                    their medians, ratio is the median of the
 #                                    per-round ratios ours/anchor
 #   bench_time_left                  seconds left of BENCH_BUDGET
-#   bench_rounds RESERVE FN A B      BENCH_ROUNDS alternating rounds: FN ROUND A then FN ROUND B
+#   bench_rounds RESERVE FN A B [REPORT]
+#                                    BENCH_ROUNDS alternating rounds: FN ROUND A then FN ROUND B
 #                                    in even rounds, B then A in odd ones; stops early when
-#                                    fewer than RESERVE seconds of the budget are left
+#                                    fewer than RESERVE seconds of the budget are left. With
+#                                    REPORT (a command printing the suite's rows from the rounds
+#                                    so far), adds rounds up to BENCH_ROUNDS_MAX while a row's
+#                                    spread (min-max of its per-round ratios) crosses its goal
 #   bench_timeout SECONDS CMD...     run CMD, killed after SECONDS (and 5 s later -9);
 #                                    CMD may start with bench_on_load / bench_on_server
 #
@@ -90,6 +96,7 @@ BENCH_LIB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${BENCH_BUILD:=$BENCH_ROOT/build-bench}"
 : "${BENCH_BIN:=$BENCH_BUILD/bin}"
 : "${BENCH_ROUNDS:=5}"
+: "${BENCH_ROUNDS_MAX:=$((2 * BENCH_ROUNDS))}"
 : "${BENCH_QUICK:=0}"
 : "${BENCH_NICE:=-20}"
 if [ -z "${BENCH_SERVER_CPU:-}" ] || [ -z "${BENCH_LOAD_CPU:-}" ]; then
@@ -99,7 +106,7 @@ if [ -z "${BENCH_SERVER_CPU:-}" ] || [ -z "${BENCH_LOAD_CPU:-}" ]; then
     BENCH_SERVER_CPU=0 BENCH_LOAD_CPU=0
   fi
 fi
-export BENCH_ROOT BENCH_BUILD BENCH_BIN BENCH_ROUNDS BENCH_QUICK BENCH_SERVER_CPU BENCH_LOAD_CPU BENCH_NICE
+export BENCH_ROOT BENCH_BUILD BENCH_BIN BENCH_ROUNDS BENCH_ROUNDS_MAX BENCH_QUICK BENCH_SERVER_CPU BENCH_LOAD_CPU BENCH_NICE
 BENCH_PIDS=()
 declare -A BENCH_PID_OF=()
 BENCH_STARTED_AT=$(date +%s)
@@ -282,8 +289,8 @@ bench_time_left() {
 }
 
 bench_rounds() {
-  local reserve="$1" fn="$2" a="$3" b="$4" r
-  for ((r = 0; r < BENCH_ROUNDS; r++)); do
+  local reserve="$1" fn="$2" a="$3" b="$4" report="${5:-}" r why
+  for ((r = 0; ; r++)); do
     if ((r % 2 == 0)); then
       "$fn" "$r" "$a"
       "$fn" "$r" "$b"
@@ -291,7 +298,13 @@ bench_rounds() {
       "$fn" "$r" "$b"
       "$fn" "$r" "$a"
     fi
-    if (($(bench_time_left) < reserve)) && ((r + 1 < BENCH_ROUNDS)); then
+    if ((r + 1 >= BENCH_ROUNDS)); then
+      # Another round only while some row's spread crosses its goal.
+      [ -n "$report" ] && ((r + 1 < BENCH_ROUNDS_MAX)) || break
+      why=$("$report" 2>/dev/null | python3 "$BENCH_LIB/bench.py" crosses 2>&1) || break
+      bench_log "after $((r + 1)) rounds the spread crosses the goal (${why//$'\n'/; }): one more round"
+    fi
+    if (($(bench_time_left) < reserve)); then
       bench_log "budget nearly spent: stopping after $((r + 1)) rounds"
       break
     fi

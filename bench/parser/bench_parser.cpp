@@ -1,7 +1,8 @@
 // bench_parser - our stream decoders against the HTTP parsers a server would
 // otherwise be built on: llhttp, http-parser and picohttpparser.
 //
-//   bench_parser [--rounds N] [--ms MS] [--only CASE,...] timing rounds, JSON lines
+//   bench_parser [--rounds N] [--first-round R] [--ms MS] [--only CASE,...]
+//                                                        timing rounds R..R+N-1, JSON lines
 //   bench_parser --callgrind N1 N2 [--only CASE,...]     instruction counts (run
 //                                                        under valgrind --tool=callgrind)
 //   bench_parser --list                                 the cases, with their sizes
@@ -254,7 +255,7 @@ double seconds(contender& c, std::size_t iterations, std::size_t expect) {
   return std::chrono::duration<double>(t1 - t0).count();
 }
 
-int timing(std::vector<bench_case>& cases, int rounds, double ms) {
+int timing(std::vector<bench_case>& cases, int first_round, int rounds, double ms) {
   for (auto& b : cases) {
     // Warm up everyone, then size the rounds on ours.
     for (auto& c : b.contenders) seconds(c, 1, b.messages);
@@ -268,7 +269,7 @@ int timing(std::vector<bench_case>& cases, int rounds, double ms) {
       }
       iterations *= 4;
     }
-    for (int r = 0; r < rounds; ++r) {
+    for (int r = first_round; r < first_round + rounds; ++r) {
       std::size_t k = b.contenders.size();
       for (std::size_t j = 0; j < k; ++j) {
         auto& c = b.contenders[(j + static_cast<std::size_t>(r)) % k];
@@ -312,6 +313,7 @@ int callgrind(std::vector<bench_case>& cases, std::size_t n1, std::size_t n2) {
 
 int main(int argc, char** argv) {
   int rounds = 5;
+  int first_round = 0;  // numbers the rounds of a run that adds to earlier ones
   double ms = 100;
   std::size_t n1 = 0, n2 = 0;
   bool list = false;
@@ -320,6 +322,8 @@ int main(int argc, char** argv) {
   for (bench::args a(argc, argv); a.next();) {
     if (a.is("--rounds")) {
       rounds = static_cast<int>(a.integer());
+    } else if (a.is("--first-round")) {
+      first_round = static_cast<int>(a.integer());
     } else if (a.is("--ms")) {
       ms = a.number();
     } else if (a.is("--only")) {
@@ -334,7 +338,7 @@ int main(int argc, char** argv) {
       a.unknown();
     }
   }
-  if (rounds < 1 || ms <= 0) die("bad --rounds or --ms");
+  if (rounds < 1 || first_round < 0 || ms <= 0) die("bad --rounds, --first-round or --ms");
 
   auto hc = http_cases();
   auto rc = relay_cases();
@@ -355,7 +359,7 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  int rc_code = n2 != 0 ? callgrind(cases, n1, n2) : timing(cases, rounds, ms);
+  int rc_code = n2 != 0 ? callgrind(cases, n1, n2) : timing(cases, first_round, rounds, ms);
   std::fprintf(stderr, "bench_parser: sink %zu\n", static_cast<std::size_t>(g_sink));
   return rc_code;
 }

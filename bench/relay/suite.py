@@ -282,7 +282,7 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     bindir = sys.argv[1]
-    budget = float(sys.argv[2]) if len(sys.argv) > 2 else 360.0
+    budget = float(sys.argv[2]) if len(sys.argv) > 2 else 420.0
     only = set(filter(None, os.environ.get("RELAY_BENCH_ONLY", "").split(",")))
 
     def wanted(phase):
@@ -351,7 +351,19 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
     configs = [(1, 64), (16, 64), (1, 1024), (16, 1024)]
     tput = {}  # (inflight, size) -> key -> [run json]
     if wanted("unicast") or wanted("latency"):
-        for rnd in range(rounds):
+        # More rounds (up to BENCH_ROUNDS_MAX) while a row's spread crosses its
+        # goal, as far as the time the plan leaves spare allows.
+        per_round = len(configs) * len(contenders) * (warmup + duration + 0.15)
+        spare = 0.85 * b.budget - 55 - 26 * (warmup + duration + 0.15) * rounds
+
+        def crossing(done):
+            spreads = [(ratio_list([r and r["per_s"] for r in tput[c]["relay"]],
+                                   [r and r["per_s"] for r in tput[c][key]]), goal)
+                       for c in configs for key, _, _, _, goal in anchors]
+            return (done - rounds + 1) * per_round <= spare and bench.more_rounds(done, spreads)
+
+        rnd = 0
+        while rnd < rounds or crossing(rnd):
             for inflight, size in configs:
                 for key, kind, proto, qos in contenders:
                     r = b.load(servers[kind], proto, qos, scenario="unicast", pairs=PAIRS,
@@ -359,6 +371,7 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
                     tput.setdefault((inflight, size), {}).setdefault(key, []).append(r)
             log("unicast round %d/%d: %s" % (rnd + 1, rounds, ", ".join(
                 "%s %.0f" % (k, (tput[(16, 64)][k][-1] or {}).get("per_s", 0)) for k, *_ in contenders)))
+            rnd += 1
         for inflight, size in configs:
             runs = tput[(inflight, size)]
             ours = [r and r["per_s"] for r in runs["relay"]]

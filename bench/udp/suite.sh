@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# budget: 150
+# budget: 240
 # The udp suite: imbuddyd's UDP side (protocol 2: SET and GET) against
 # udp_echo, a bare recvmmsg/sendmmsg server that parses nothing and keeps no
 # state: the floor of what any server pays per datagram here. Both pinned to
@@ -107,8 +107,10 @@ print(f\"GET {g['rate']:.0f}/s (server {g['server_busy']:.0%}, load {g['gen_busy
       f\"at {gr['rate_target']:.0f}/s: GET {gr['cpu_us_per_request']:.2f} us, SET {sr['cpu_us_per_request']:.2f} us CPU each\")
 " "$gs" "$ss" "$gr" "$sr")"
 }
-bench_rounds 25 one_round ours echo
 
+# report: the rows from the rounds so far (bench_rounds asks it whether a
+# row's spread crosses its goal; the last call prints them)
+report() {
 bench_python - "$results" "$rate" <<'EOF'
 import sys
 import bench
@@ -148,5 +150,8 @@ row(f"udp GET at {rate}/s", "server CPU us/request", "get_rate", "cpu_us_per_req
 row(f"udp SET at {rate}/s", "server CPU us/request", "set_rate", "cpu_us_per_request", 1.2, False,
     rate_notes("set_rate"))
 EOF
+}
+bench_rounds 25 one_round ours echo report
+report
 bench_log "imbuddyd log: $(wc -l <"$BENCH_TMP/buddy.log") lines"
 bench_log "done"
