@@ -335,11 +335,7 @@ def cmd_crosses():
     """Exit 0 when a row on stdin has a spread that crosses its goal (its
     name goes to stderr), 1 otherwise."""
     found = False
-    for line in sys.stdin:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        r = json.loads(line)
+    for r, _ in json_rows(sys.stdin):
         lo, hi, goal = r.get("ratio_min"), r.get("ratio_max"), r.get("goal")
         if lo is not None and hi is not None and goal is not None and lo < goal < hi:
             print(f"{r['benchmark']} / {r['metric']}: {lo:g}-{hi:g} around the goal {goal:g}",
@@ -412,17 +408,22 @@ def table(rows):
     return "\n".join(out)
 
 
-def cmd_tag(args):
-    extra = parse_kv(args)
-    for line in sys.stdin:
+def json_rows(lines):
+    """(row, line) for each JSON object line; other lines are passed over
+    (said on stderr when they look like JSON but are not)."""
+    for line in lines:
         line = line.strip()
         if not line.startswith("{"):
             continue
         try:
-            row = json.loads(line)
+            yield json.loads(line), line
         except json.JSONDecodeError:
             print(f"bench: ignoring a line that is not JSON: {line[:120]}", file=sys.stderr)
-            continue
+
+
+def cmd_tag(args):
+    extra = parse_kv(args)
+    for row, _ in json_rows(sys.stdin):
         row.update(extra)
         print(json.dumps(row, ensure_ascii=False))
 
@@ -433,15 +434,7 @@ def cmd_finish(args):
     mach = machine()
     rows = []
     with open(rows_path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                print(f"bench: ignoring a line that is not JSON: {line[:120]}", file=sys.stderr)
-                continue
+        for row, line in json_rows(f):
             if not isinstance(row, dict) or any(k not in row for k in KEYS):
                 print(f"bench: ignoring a row without {KEYS}: {line[:120]}", file=sys.stderr)
                 continue
