@@ -77,7 +77,8 @@
 #   bench_rounds RESERVE FN A B [REPORT]
 #                                    BENCH_ROUNDS alternating rounds: FN ROUND A then FN ROUND B
 #                                    in even rounds, B then A in odd ones; stops early when
-#                                    fewer than RESERVE seconds of the budget are left. With
+#                                    another round would end less than RESERVE seconds before
+#                                    the budget does. With
 #                                    REPORT (a command printing the suite's rows from the rounds
 #                                    so far), adds rounds up to BENCH_ROUNDS_MAX while a row's
 #                                    spread (min-max of its per-round ratios) crosses its goal
@@ -289,8 +290,9 @@ bench_time_left() {
 }
 
 bench_rounds() {
-  local reserve="$1" fn="$2" a="$3" b="$4" report="${5:-}" r why
+  local reserve="$1" fn="$2" a="$3" b="$4" report="${5:-}" r why t0 took
   for ((r = 0; ; r++)); do
+    t0=$(date +%s)
     if ((r % 2 == 0)); then
       "$fn" "$r" "$a"
       "$fn" "$r" "$b"
@@ -298,13 +300,16 @@ bench_rounds() {
       "$fn" "$r" "$b"
       "$fn" "$r" "$a"
     fi
+    took=$(($(date +%s) - t0))
     if ((r + 1 >= BENCH_ROUNDS)); then
       # Another round only while some row's spread crosses its goal.
       [ -n "$report" ] && ((r + 1 < BENCH_ROUNDS_MAX)) || break
       why=$("$report" 2>/dev/null | python3 "$BENCH_LIB/bench.py" crosses 2>&1) || break
-      bench_log "after $((r + 1)) rounds the spread crosses the goal (${why//$'\n'/; }): one more round"
+      bench_log "after $((r + 1)) rounds the spread crosses the goal (${why//$'\n'/; })"
     fi
-    if (($(bench_time_left) < reserve)); then
+    # The next round must end RESERVE seconds before the budget does (the
+    # rows are printed at the end: a suite killed at its budget has none).
+    if (($(bench_time_left) < reserve + took)); then
       bench_log "budget nearly spent: stopping after $((r + 1)) rounds"
       break
     fi
