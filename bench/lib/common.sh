@@ -21,7 +21,7 @@
 #   BENCH_BIN         every built executable, ours and the benchmarks' ($BENCH_BUILD/bin)
 #   BENCH_ROUNDS      alternating rounds of ours and the anchor (default 5)
 #   BENCH_ROUNDS_MAX  the cap when rounds are added because a row's spread crosses
-#                     its goal (default 2 x BENCH_ROUNDS)
+#                     its goal undecided (default 2 x BENCH_ROUNDS)
 #   BENCH_QUICK       1: shorter runs, for trying a suite out (default 0)
 #   BENCH_BUDGET      this suite's seconds (default: its `# budget:` line)
 #   BENCH_SERVER_CPU  core for the servers under test (default 0)
@@ -82,6 +82,7 @@
 #                                    REPORT (a command printing the suite's rows from the rounds
 #                                    so far), adds rounds up to BENCH_ROUNDS_MAX while a row's
 #                                    spread (min-max of its per-round ratios) crosses its goal
+#                                    and its rounds do not decide it (bench.py undecided)
 #   bench_timeout SECONDS CMD...     run CMD, killed after SECONDS (and 5 s later -9);
 #                                    CMD may start with bench_on_load / bench_on_server
 #
@@ -302,10 +303,10 @@ bench_rounds() {
     fi
     took=$(($(date +%s) - t0))
     if ((r + 1 >= BENCH_ROUNDS)); then
-      # Another round only while some row's spread crosses its goal.
+      # Another round only while some row's spread crosses its goal undecided.
       [ -n "$report" ] && ((r + 1 < BENCH_ROUNDS_MAX)) || break
-      why=$("$report" 2>/dev/null | python3 "$BENCH_LIB/bench.py" crosses 2>&1) || break
-      bench_log "after $((r + 1)) rounds the spread crosses the goal (${why//$'\n'/; })"
+      why=$("$report" 2>/dev/null | python3 "$BENCH_LIB/bench.py" undecided 2>&1) || break
+      bench_log "after $((r + 1)) rounds undecided: ${why//$'\n'/; }"
     fi
     # The next round must end RESERVE seconds before the budget does (the
     # rows are printed at the end: a suite killed at its budget has none).
