@@ -79,6 +79,7 @@ struct Options {
   std::string tag = "c";
   std::vector<int> pids;
   int nats_pid = 0;
+  bool send_asap = true;
 };
 
 std::vector<int> parse_ints(const std::string& s) {
@@ -193,8 +194,15 @@ void on_request(natsConnection* nc, natsSubscription*, natsMsg* msg, void*) {
 int run_nats(const Options& o) {
   natsConnection *requester = nullptr, *responder = nullptr;
   natsSubscription* sub = nullptr;
-  check(natsConnection_ConnectTo(&requester, o.url.c_str()), "connect requester");
-  check(natsConnection_ConnectTo(&responder, o.url.c_str()), "connect responder");
+  natsOptions* opts = nullptr;
+  check(natsOptions_Create(&opts), "options");
+  check(natsOptions_SetURL(opts, o.url.c_str()), "url");
+  check(natsConnection_Connect(&requester, opts), "connect requester");
+  // The responder sends each reply at once, as libnats advises for a
+  // connection that only answers (the requester's Request() does so anyway).
+  check(natsOptions_SetSendAsap(opts, o.send_asap), "send asap");
+  check(natsConnection_Connect(&responder, opts), "connect responder");
+  natsOptions_Destroy(opts);
   std::string subject = "clusterbench." + o.tag;
   check(natsConnection_Subscribe(&sub, responder, subject.c_str(), on_request, nullptr), "subscribe");
   check(natsConnection_Flush(responder), "flush");
@@ -514,6 +522,7 @@ Options parse(int argc, char** argv) {
     else if (k == "--tag") o.tag = v;
     else if (k == "--pids") o.pids = parse_ints(v);
     else if (k == "--nats-pid") o.nats_pid = std::atoi(v.c_str());
+    else if (k == "--send-asap") o.send_asap = v != "0";
     else die("unknown option " + k);
   }
   if (o.count <= 0 || o.warmup < 0 || o.users <= 0 || o.size == 0) die("bad --count/--warmup/--users/--size");
