@@ -443,9 +443,11 @@ def phase_dead(run, c, rounds):
                 [v / GOAL_DEAD_S for v in ok], 1.0, False,
                 ("kill -9 of a node holding %d users, time " + what + "; defaults --heartbeat 1 "
                  "--node-timeout 3 (bound T + H = 4 s plus a KV round trip); %d rounds: %s s; the first LEFT "
-                 "after %s s; a SEND to one of its users got ERROR 102 after %s s")
+                 "after %s s; a SEND to one of its users, written at the kill, got ERROR 102 after %s s (no "
+                 "responders once nats-server has dropped the dead connection; receiver timeout + 1 s when "
+                 "the request reached it before)")
                 % (DEAD_USERS, DEAD_USERS, rounds, "/".join(fmt(v) for v in vals),
-                   fmt(median([r[3] for r in res])), fmt(median([r[2] for r in res]))))
+                   fmt(median([r[3] for r in res])), "/".join(fmt(r[2]) for r in res)))
 
 
 def fmt(v):
