@@ -201,6 +201,12 @@ class Runner:
         print(json.dumps(r), flush=True)
 
 
+def rotated(kinds, rnd):
+    """Who goes first changes every round (slow drift hits each alike)."""
+    k = rnd % len(kinds)
+    return kinds[k:] + kinds[:k]
+
+
 def pick(runs, key):
     return [r and r.get(key) for r in runs]
 
@@ -217,13 +223,17 @@ def phase_latency(run, c, rounds, count):
     pids = ",".join(str(c.nodes[n][0].pid) for n in ("r1", "r2", "r3"))
     p1, p2 = c.nodes["r1"][1], c.nodes["r2"][1]
     res = {"floor": [], "same": [], "cross": []}
+    runs = {
+        "floor": lambda: run.load("nats", "--url", c.url(), "--count", count, "--warmup", count // 10,
+                                  "--nats-pid", c.nats.pid),
+        "same": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p1, "--count", count,
+                                 "--warmup", count // 10, "--pids", pids, "--nats-pid", c.nats.pid),
+        "cross": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p2, "--count", count,
+                                  "--warmup", count // 10, "--pids", pids, "--nats-pid", c.nats.pid),
+    }
     for rnd in range(rounds):
-        res["floor"].append(run.load("nats", "--url", c.url(), "--count", count, "--warmup", count // 10,
-                                     "--nats-pid", c.nats.pid))
-        res["same"].append(run.load("unicast", "--send-port", p1, "--recv-port", p1, "--count", count,
-                                    "--warmup", count // 10, "--pids", pids, "--nats-pid", c.nats.pid))
-        res["cross"].append(run.load("unicast", "--send-port", p1, "--recv-port", p2, "--count", count,
-                                     "--warmup", count // 10, "--pids", pids, "--nats-pid", c.nats.pid))
+        for kind in rotated(list(runs), rnd):
+            res[kind].append(runs[kind]())
         log("latency round %d/%d p50/p99 us: %s" % (rnd + 1, rounds, ", ".join(
             "%s %s/%s" % (k, (v[-1] or {}).get("p50_us"), (v[-1] or {}).get("p99_us")) for k, v in res.items())))
     floor_label = "NATS request/reply through the same nats-server (libnats %s)" % libnats_version()
@@ -248,10 +258,14 @@ def phase_cpu(run, c, rounds, seconds):
     count = int(RATE * seconds)
     res = {"floor": [], "same": [], "cross": []}
     common = ["--count", count, "--warmup", RATE // 5, "--rate", RATE, "--pids", pids, "--nats-pid", c.nats.pid]
+    runs = {
+        "same": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p1, *common),
+        "cross": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p2, *common),
+        "floor": lambda: run.load("nats", "--url", c.url(), *common),
+    }
     for rnd in range(rounds):
-        res["same"].append(run.load("unicast", "--send-port", p1, "--recv-port", p1, *common))
-        res["cross"].append(run.load("unicast", "--send-port", p1, "--recv-port", p2, *common))
-        res["floor"].append(run.load("nats", "--url", c.url(), *common))
+        for kind in rotated(list(runs), rnd):
+            res[kind].append(runs[kind]())
         log("cpu round %d/%d, us per message (nodes / nats-server): %s" % (rnd + 1, rounds, ", ".join(
             "%s %.1f/%.1f" % (k, per_msg_us(v[-1], "cpu_nodes_s") or -1, per_msg_us(v[-1], "cpu_nats_s") or -1)
             for k, v in res.items())))
@@ -282,15 +296,21 @@ def phase_all(run, c, rounds, count):
     ports = ",".join(str(c.nodes[n][1]) for n in ("r1", "r2", "r3"))
     pids = ",".join(str(c.nodes[n][0].pid) for n in ("r1", "r2", "r3"))
     res = {"cluster": [], "single": []}
-    for rnd in range(rounds):
+    def on_cluster():
         res["cluster"].append(run.load("all", "--ports", ports, "--users", ALL_USERS, "--count", count,
                                        "--warmup", max(2, count // 10), "--pids", pids,
                                        "--nats-pid", c.nats.pid))
+
+    def on_single():
         # The anchor: one server without --cluster holding the same users.
-        proc, port = c.start_relay("single%d" % rnd, False)
+        proc, port = c.start_relay("single%d" % len(res["single"]), False)
         res["single"].append(run.load("all", "--ports", port, "--users", ALL_USERS, "--count", count,
                                       "--warmup", max(2, count // 10), "--pids", proc.pid))
         c.stop(proc)
+
+    for rnd in range(rounds):
+        for step in rotated([on_cluster, on_single], rnd):
+            step()
         log("SEND ALL round %d/%d, SENT ALL p50 us: cluster %s, single %s" % (
             rnd + 1, rounds, (res["cluster"][-1] or {}).get("p50_us"), (res["single"][-1] or {}).get("p50_us")))
     label = "one imrelayd without --cluster, the same %d users" % ALL_USERS
