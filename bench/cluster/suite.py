@@ -12,7 +12,8 @@ within every round:
   latency   SEND->SENT round trips, one in flight, 64 B: same node (both
             users on r1) and cross node (sender on r1, receiver on r2),
             against the floor: NATS request/reply between two libnats
-            clients through the same nats-server.
+            clients through the same nats-server. Clients on the load
+            core (as every suite), then everything on the server core.
   cpu       the same three at a fixed rate: CPU of all three nodes (and of
             nats-server, stated apart) per acknowledged message.
   all       SEND ALL to 300 users, 100 on each node, the sender on r1: time
@@ -169,13 +170,13 @@ class Runner:
         self.runs = 0
         self.rows = []
 
-    def load(self, mode, *args, timeout=180):
+    def load(self, mode, *args, timeout=180, cpu=None):
         self.runs += 1
         argv = [os.path.join(self.bindir, "clusterload"), mode, "--tag", "t%d" % self.runs, "--size", str(SIZE),
                 *[str(a) for a in args]]
         try:
             out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                 timeout=timeout, preexec_fn=pinned(LOAD_CPU))
+                                 timeout=timeout, preexec_fn=pinned(LOAD_CPU if cpu is None else cpu))
         except subprocess.TimeoutExpired:
             log("clusterload timed out: %s" % " ".join(argv[1:]))
             return None
@@ -222,14 +223,20 @@ def per_msg_us(r, key):
 def phase_latency(run, c, rounds, count):
     pids = ",".join(str(c.nodes[n][0].pid) for n in ("r1", "r2", "r3"))
     p1, p2 = c.nodes["r1"][1], c.nodes["r2"][1]
-    res = {"floor": [], "same": [], "cross": []}
+    res = {"floor": [], "same": [], "cross": [], "floor_1core": [], "cross_1core": []}
+    base = ["--count", count, "--warmup", count // 10, "--nats-pid", c.nats.pid]
+    # As every suite: servers (nats-server, the nodes) on the server core,
+    # clients (the relay users, the floor's two libnats clients) on the load
+    # core; each round trip crosses cores four times in both. Then all on
+    # the server core (no wake-up crosses a core, in both), a placement that
+    # favours whoever has fewer thread hops.
     runs = {
-        "floor": lambda: run.load("nats", "--url", c.url(), "--count", count, "--warmup", count // 10,
-                                  "--nats-pid", c.nats.pid),
-        "same": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p1, "--count", count,
-                                 "--warmup", count // 10, "--pids", pids, "--nats-pid", c.nats.pid),
-        "cross": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p2, "--count", count,
-                                  "--warmup", count // 10, "--pids", pids, "--nats-pid", c.nats.pid),
+        "floor": lambda: run.load("nats", "--url", c.url(), *base),
+        "same": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p1, "--pids", pids, *base),
+        "cross": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p2, "--pids", pids, *base),
+        "floor_1core": lambda: run.load("nats", "--url", c.url(), *base, cpu=SERVER_CPU),
+        "cross_1core": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p2, "--pids", pids, *base,
+                                        cpu=SERVER_CPU),
     }
     for rnd in range(rounds):
         for kind in rotated(list(runs), rnd):
@@ -237,18 +244,25 @@ def phase_latency(run, c, rounds, count):
         log("latency round %d/%d p50/p99 us: %s" % (rnd + 1, rounds, ", ".join(
             "%s %s/%s" % (k, (v[-1] or {}).get("p50_us"), (v[-1] or {}).get("p99_us")) for k, v in res.items())))
     floor_label = "NATS request/reply through the same nats-server (libnats %s)" % libnats_version()
-    note_common = ("one in flight, %d B, %d round trips per run after %d warm-up, %d rounds alternating; "
-                   "3 nodes and nats-server on cpu %d, clients on cpu %d" % (SIZE, count, count // 10, rounds,
-                                                                             SERVER_CPU, LOAD_CPU))
-    for kind, goal_p50, what in (("cross", 2.0, "sender on node r1, receiver on r2"),
-                                 ("same", None, "both users on node r1")):
+    note_common = ("one in flight, %d B, %d round trips per run after %d warm-up, %d rounds alternating"
+                   % (SIZE, count, count // 10, rounds))
+    split = ("nats-server and the 3 nodes on cpu %d, clients (relay users; the floor's requester and "
+             "responder) on cpu %d" % (SERVER_CPU, LOAD_CPU))
+    for name, kind, floor_kind, goal_p50, what in (
+            ("cross_node", "cross", "floor", 2.0, "sender on node r1, receiver on r2; " + split),
+            ("same_node", "same", "floor", None, "both users on node r1; " + split),
+            ("cross_node_one_core", "cross_1core", "floor_1core", 2.0,
+             "sender on node r1, receiver on r2; every process, clients too, on cpu %d" % SERVER_CPU)):
         for metric, goal in (("p50_us", goal_p50), ("p99_us", None)):
             ours = pick(res[kind], metric)
-            floor = pick(res["floor"], metric)
-            run.row("cluster_send_sent_%s_node_%dB" % (kind, SIZE), metric, median(ours), floor_label,
+            floor = pick(res[floor_kind], metric)
+            run.row("cluster_send_sent_%s_%dB" % (name, SIZE), metric, median(ours),
+                    floor_label + (" (all on one core)" if floor_kind == "floor_1core" else ""),
                     median(floor), ratios(ours, floor), goal, False,
-                    "SEND->SENT (FORWARD answered RECEIVED by the receiving client), %s; %s; errors %d"
-                    % (what, note_common, sum(r["errors"] for r in res[kind] if r)))
+                    "SEND->SENT (FORWARD answered RECEIVED by the receiving client), %s; %s; errors %d; "
+                    "per-round ratios %s"
+                    % (what, note_common, sum(r["errors"] for r in res[kind] if r),
+                       "/".join("%.2f" % x for x in ratios(ours, floor))))
     return res
 
 
@@ -261,7 +275,7 @@ def phase_cpu(run, c, rounds, seconds):
     runs = {
         "same": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p1, *common),
         "cross": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p2, *common),
-        "floor": lambda: run.load("nats", "--url", c.url(), *common),
+        "floor": lambda: run.load("nats", "--url", c.url(), *common, cpu=SERVER_CPU),
     }
     for rnd in range(rounds):
         for kind in rotated(list(runs), rnd):
