@@ -43,6 +43,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import bench  # noqa: E402  (rows with their spread, and rounds added while it crosses a goal)
+
 SERVER_CPU = int(os.environ.get("BENCH_SERVER_CPU", "0"))
 LOAD_CPU = int(os.environ.get("BENCH_LOAD_CPU", "1"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -165,8 +168,9 @@ class Cluster:
 
 
 class Runner:
-    def __init__(self, bindir):
+    def __init__(self, bindir, budget):
         self.bindir = bindir
+        self.budget = budget
         self.runs = 0
         self.rows = []
 
@@ -189,17 +193,13 @@ class Runner:
         return r
 
     def row(self, benchmark, metric, ours, anchor_name, anchor, ratio_list, goal, higher, note=None):
-        ratio = median(ratio_list)
-        r = {"benchmark": benchmark, "metric": metric,
-             "ours": None if ours is None else round(ours, 3),
-             "anchor_name": anchor_name,
-             "anchor": None if anchor is None else round(anchor, 3),
-             "ratio": None if ratio is None else round(ratio, 3),
-             "goal": goal, "higher_is_better": higher}
-        if note:
-            r["note"] = note
-        self.rows.append(r)
-        print(json.dumps(r), flush=True)
+        ratio_list = [x for x in ratio_list if x is not None]
+        self.rows.append(bench.ratio_row(benchmark, metric, ours, anchor_name, anchor, ratio_list, goal,
+                                         higher, note, rounds=len(ratio_list)))
+
+    def time_for(self, seconds):
+        """Whether another round of about `seconds` fits the budget."""
+        return time.monotonic() - T0 + seconds < self.budget
 
 
 def rotated(kinds, rnd):
@@ -238,11 +238,22 @@ def phase_latency(run, c, rounds, count):
         "cross_1core": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p2, "--pids", pids, *base,
                                         cpu=SERVER_CPU),
     }
-    for rnd in range(rounds):
+    rnd, started = 0, time.monotonic()
+
+    def crossing():
+        return [(ratios(pick(res["cross"], "p50_us"), pick(res["floor"], "p50_us")), 2.0),
+                (ratios(pick(res["cross_1core"], "p50_us"), pick(res["floor_1core"], "p50_us")), 2.0)]
+
+    # More rounds while a goal row's spread crosses its goal (bench/lib), as
+    # long as the rest of the suite (~70 s) still fits.
+    while rnd < rounds or (bench.more_rounds(rnd, crossing())
+                           and run.time_for((time.monotonic() - started) / rnd + 120)):
         for kind in rotated(list(runs), rnd):
             res[kind].append(runs[kind]())
-        log("latency round %d/%d p50/p99 us: %s" % (rnd + 1, rounds, ", ".join(
+        rnd += 1
+        log("latency round %d/%d p50/p99 us: %s" % (rnd, rounds, ", ".join(
             "%s %s/%s" % (k, (v[-1] or {}).get("p50_us"), (v[-1] or {}).get("p99_us")) for k, v in res.items())))
+    rounds = rnd
     floor_label = "NATS request/reply through the same nats-server (libnats %s)" % libnats_version()
     note_common = ("one in flight, %d B, %d round trips per run after %d warm-up, %d rounds alternating"
                    % (SIZE, count, count // 10, rounds))
@@ -277,12 +288,21 @@ def phase_cpu(run, c, rounds, seconds):
         "cross": lambda: run.load("unicast", "--send-port", p1, "--recv-port", p2, *common),
         "floor": lambda: run.load("nats", "--url", c.url(), *common, cpu=SERVER_CPU),
     }
-    for rnd in range(rounds):
+    rnd, started = 0, time.monotonic()
+
+    def crossing():
+        return [(ratios([per_msg_us(r, "cpu_nodes_s") for r in res["cross"]],
+                        [per_msg_us(r, "cpu_nodes_s") for r in res["same"]]), 2.0)]
+
+    while rnd < rounds or (bench.more_rounds(rnd, crossing())
+                           and run.time_for((time.monotonic() - started) / rnd + 60)):
         for kind in rotated(list(runs), rnd):
             res[kind].append(runs[kind]())
-        log("cpu round %d/%d, us per message (nodes / nats-server): %s" % (rnd + 1, rounds, ", ".join(
+        rnd += 1
+        log("cpu round %d/%d, us per message (nodes / nats-server): %s" % (rnd, rounds, ", ".join(
             "%s %.1f/%.1f" % (k, per_msg_us(v[-1], "cpu_nodes_s") or -1, per_msg_us(v[-1], "cpu_nats_s") or -1)
             for k, v in res.items())))
+    rounds = rnd
     same = [per_msg_us(r, "cpu_nodes_s") for r in res["same"]]
     cross = [per_msg_us(r, "cpu_nodes_s") for r in res["cross"]]
     nats_cross = [per_msg_us(r, "cpu_nats_s") for r in res["cross"]]
@@ -525,7 +545,7 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    run = Runner(bindir)
+    run = Runner(bindir, budget)
     try:
         c.start_nats()
         for n in ("r1", "r2", "r3"):
