@@ -50,7 +50,6 @@ SERVER_CPU = int(os.environ.get("BENCH_SERVER_CPU", "0"))
 LOAD_CPU = int(os.environ.get("BENCH_LOAD_CPU", "1"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 QUICK = os.environ.get("BENCH_QUICK", "0") == "1"
-NICE = int(os.environ.get("BENCH_NICE", "-20"))
 SIZE = 64            # bytes of a message, as the relay suite's latency rows
 RATE = 250           # messages/s of the CPU phase (one in flight)
 ALL_USERS = 300
@@ -61,24 +60,6 @@ T0 = time.monotonic()
 
 def log(msg):
     print("[cluster %5.1fs] %s" % (time.monotonic() - T0, msg), file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pinned(cpu):
-    def setup():
-        os.setsid()
-        try:
-            with open("/proc/self/autogroup", "w") as f:
-                f.write(str(NICE))
-        except OSError:
-            pass
-        os.sched_setaffinity(0, {cpu})
-    return setup
 
 
 def median(xs):
@@ -105,27 +86,14 @@ class Cluster:
         return "nats://127.0.0.1:%d" % self.nats_port
 
     def start_nats(self):
-        self.nats_port = free_port()
+        self.nats_port = bench.free_port()
         out = open(os.path.join(self.tmp, "nats.log"), "w")
         self.nats = subprocess.Popen(
             ["nats-server", "-a", "127.0.0.1", "-p", str(self.nats_port), "-js",
              "-sd", os.path.join(self.tmp, "js")],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=pinned(SERVER_CPU))
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=bench.pinned(SERVER_CPU))
         self.procs.append(self.nats)
-        self.wait_log(os.path.join(self.tmp, "nats.log"), r"Server is ready", self.nats)
-
-    def wait_log(self, path, pattern, proc, timeout=30.0):
-        rx = re.compile(pattern)
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with open(path, errors="replace") as f:
-                m = rx.search(f.read())
-            if m:
-                return m
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError("%s exited (%s): see %s" % (proc.args[0], proc.returncode, path))
-            time.sleep(0.02)
-        raise RuntimeError("no '%s' in %s within %.0f s" % (pattern, path, timeout))
+        bench.wait_log(os.path.join(self.tmp, "nats.log"), r"Server is ready", self.nats)
 
     def start_relay(self, name, cluster=True, *flags):
         path = os.path.join(self.tmp, "%s.log" % name)
@@ -134,17 +102,17 @@ class Cluster:
         if cluster:
             args += ["--cluster", self.url(), "--node", name]
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=pinned(SERVER_CPU))
+                                preexec_fn=bench.pinned(SERVER_CPU))
         self.procs.append(proc)
-        port = int(self.wait_log(path, r"listening on [^\s]*:(\d+)", proc).group(1))
+        port = bench.listening_ports(path, proc)[0]
         self.nodes[name] = (proc, port, path)
         return proc, port
 
     def wait_joined(self, name, others, timeout=30.0):
         """Until every node in `others` logged that `name` joined."""
         for other in others:
-            self.wait_log(self.nodes[other][2], r"node %s joined" % re.escape(name), self.nodes[other][0],
-                          timeout)
+            bench.wait_log(self.nodes[other][2], r"node %s joined" % re.escape(name), self.nodes[other][0],
+                           timeout)
 
     def stop(self, proc):
         if proc.poll() is None:
@@ -180,7 +148,7 @@ class Runner:
                 *[str(a) for a in args]]
         try:
             out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                 timeout=timeout, preexec_fn=pinned(LOAD_CPU if cpu is None else cpu))
+                                 timeout=timeout, preexec_fn=bench.pinned(LOAD_CPU if cpu is None else cpu))
         except subprocess.TimeoutExpired:
             log("clusterload timed out: %s" % " ".join(argv[1:]))
             return None
