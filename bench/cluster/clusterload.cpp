@@ -33,7 +33,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -52,6 +51,9 @@
 
 #include <nats/nats.h>
 
+#include "cli.hpp"
+#include "proc_cpu.hpp"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -62,9 +64,8 @@ std::int64_t now_ns() {
 }
 
 [[noreturn]] void die(const std::string& why) {
-  std::fprintf(stderr, "clusterload: %s\n", why.c_str());
-  std::fflush(stderr);
-  std::_Exit(1);
+  std::fflush(stdout);
+  bench::die(why);
 }
 
 struct Options {
@@ -92,57 +93,28 @@ std::vector<int> parse_ints(const std::string& s) {
   return v;
 }
 
-// CPU seconds of a process, every thread: the sum of its threads'
-// /proc/PID/task/TID/schedstat run times, the nanosecond count behind the
-// utime + stime of /proc/PID/stat (whose 10 ms ticks are too coarse for a
-// few thousand messages of a few microseconds each). Falls back to
-// utime + stime where schedstat is missing.
-double proc_cpu(int pid) {
-  const std::string dir = "/proc/" + std::to_string(pid);
-  std::error_code ec;
-  double ns = 0;
-  bool any = false;
-  for (const auto& task : std::filesystem::directory_iterator(dir + "/task", ec)) {
-    std::ifstream f(task.path() / "schedstat");
-    double run = 0;
-    if (f >> run) {
-      ns += run;
-      any = true;
-    }
-  }
-  if (any) return ns / 1e9;
-  std::ifstream f(dir + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto close = s.rfind(')');
-  if (close == std::string::npos) die("cannot read " + dir + "/stat");
-  std::istringstream in(s.substr(close + 2));
-  std::string tok;
-  double ticks = 0;
-  for (int field = 3; in >> tok; ++field) {
-    if (field == 14 || field == 15) ticks += std::atof(tok.c_str());
-    if (field == 15) break;
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
+// CPU seconds (bench/lib/proc_cpu.hpp: the threads' schedstat run times,
+// the nanosecond count behind utime + stime) over the measured part.
 struct CpuWindow {
-  std::vector<double> start;
-  double nats0 = 0, gen0 = 0;
+  double nodes0 = 0, nats0 = 0, gen0 = 0;
   double nodes = 0, nats = 0, gen = 0;
   const Options* o = nullptr;
 
+  static double of(const std::vector<int>& pids) {
+    double s = bench::cpu_seconds(pids);
+    if (s < 0) die("a measured process is gone");
+    return s;
+  }
   void begin(const Options& opt) {
     o = &opt;
-    start.clear();
-    for (int p : opt.pids) start.push_back(proc_cpu(p));
-    if (opt.nats_pid > 0) nats0 = proc_cpu(opt.nats_pid);
-    gen0 = proc_cpu(static_cast<int>(getpid()));
+    nodes0 = opt.pids.empty() ? 0 : of(opt.pids);
+    if (opt.nats_pid > 0) nats0 = of({opt.nats_pid});
+    gen0 = bench::self_cpu_seconds();
   }
   void end() {
-    nodes = 0;
-    for (std::size_t i = 0; i < o->pids.size(); ++i) nodes += proc_cpu(o->pids[i]) - start[i];
-    if (o->nats_pid > 0) nats = proc_cpu(o->nats_pid) - nats0;
-    gen = proc_cpu(static_cast<int>(getpid())) - gen0;
+    nodes = o->pids.empty() ? 0 : of(o->pids) - nodes0;
+    if (o->nats_pid > 0) nats = of({o->nats_pid}) - nats0;
+    gen = bench::self_cpu_seconds() - gen0;
   }
 };
 
@@ -506,24 +478,21 @@ Options parse(int argc, char** argv) {
   Options o;
   if (argc < 2) die("usage: clusterload nats|unicast|all [options] (see the top of clusterload.cpp)");
   o.mode = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string k = argv[i];
-    if (i + 1 >= argc) die("option " + k + " needs a value");
-    std::string v = argv[++i];
-    if (k == "--url") o.url = v;
-    else if (k == "--send-port") o.send_port = std::atoi(v.c_str());
-    else if (k == "--recv-port") o.recv_port = std::atoi(v.c_str());
-    else if (k == "--ports") o.ports = parse_ints(v);
-    else if (k == "--users") o.users = std::atoi(v.c_str());
-    else if (k == "--size") o.size = static_cast<std::size_t>(std::atol(v.c_str()));
-    else if (k == "--count") o.count = std::atoi(v.c_str());
-    else if (k == "--warmup") o.warmup = std::atoi(v.c_str());
-    else if (k == "--rate") o.rate = std::atof(v.c_str());
-    else if (k == "--tag") o.tag = v;
-    else if (k == "--pids") o.pids = parse_ints(v);
-    else if (k == "--nats-pid") o.nats_pid = std::atoi(v.c_str());
-    else if (k == "--send-asap") o.send_asap = v != "0";
-    else die("unknown option " + k);
+  for (bench::args a(argc - 1, argv + 1); a.next();) {
+    if (a.is("--url")) o.url = a.value();
+    else if (a.is("--send-port")) o.send_port = static_cast<int>(a.integer());
+    else if (a.is("--recv-port")) o.recv_port = static_cast<int>(a.integer());
+    else if (a.is("--ports")) o.ports = parse_ints(a.value());
+    else if (a.is("--users")) o.users = static_cast<int>(a.integer());
+    else if (a.is("--size")) o.size = static_cast<std::size_t>(a.integer());
+    else if (a.is("--count")) o.count = static_cast<int>(a.integer());
+    else if (a.is("--warmup")) o.warmup = static_cast<int>(a.integer());
+    else if (a.is("--rate")) o.rate = a.number();
+    else if (a.is("--tag")) o.tag = a.value();
+    else if (a.is("--pids")) o.pids = parse_ints(a.value());
+    else if (a.is("--nats-pid")) o.nats_pid = static_cast<int>(a.integer());
+    else if (a.is("--send-asap")) o.send_asap = a.value() != "0";
+    else a.unknown();
   }
   if (o.count <= 0 || o.warmup < 0 || o.users <= 0 || o.size == 0) die("bad --count/--warmup/--users/--size");
   return o;
@@ -532,6 +501,7 @@ Options parse(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  bench::program = "clusterload";
   Options o = parse(argc, argv);
   if (o.mode == "nats") {
     if (o.url.empty()) die("nats: --url is required");
