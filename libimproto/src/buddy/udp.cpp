@@ -1,6 +1,7 @@
 // UDP side of protocol 2: SET / GET datagrams and the GET reply.
 
 #include <array>
+#include <cstdint>
 #include <string>
 
 #include "grammar.hpp"
@@ -104,7 +105,118 @@ result<void> check(const buddy_entry& b) {
 
 // ------------------------------------------------------------- SET and GET
 
+namespace {
+
+// The userid rule of valid_user() as a table: one load per byte.
+struct user_chars {
+  bool allowed[256] = {};
+  constexpr user_chars() {
+    for (int c = 0; c < 256; ++c) {
+      auto ch = static_cast<char>(c);
+      allowed[c] = wire::is_alnum(ch) || ch == '_' || ch == '.' || ch == '-';
+    }
+  }
+};
+constexpr user_chars user_table{};
+
+// The three bytes at `p` folded to lower case as an integer (`| 0x20` folds
+// exactly the letters it is compared with here).
+constexpr std::uint32_t folded3(const char* p) noexcept {
+  auto b = [p](int i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(p[i]) | 0x20); };
+  return b(0) << 16 | b(1) << 8 | b(2);
+}
+constexpr std::uint32_t folded3(std::string_view s) noexcept { return folded3(s.data()); }
+
+// Reads a presence word: 100, 101, ONLINE or OFFLINE (any case), as
+// detail::parse_presence() does.
+bool read_presence(std::string_view w, presence& out) noexcept {
+  if (w.size() == 3) {
+    if (w[0] != '1' || w[1] != '0' || (w[2] != '0' && w[2] != '1')) return false;
+    out = w[2] == '0' ? presence::online : presence::offline;
+    return true;
+  }
+  if (wire::iequals(w, "ONLINE")) {
+    out = presence::online;
+    return true;
+  }
+  if (wire::iequals(w, "OFFLINE")) {
+    out = presence::offline;
+    return true;
+  }
+  return false;
+}
+
+// Digits only, at most 65535 (leading zeros allowed), as parse_port() reads.
+bool read_port(std::string_view w, std::uint16_t& out) noexcept {
+  if (w.empty()) return false;
+  std::uint32_t value = 0;
+  for (char c : w) {
+    if (!wire::is_digit(c)) return false;
+    value = value * 10 + static_cast<std::uint32_t>(c - '0');
+    if (value > 65535) return false;
+  }
+  out = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+}  // namespace
+
+udp_request_view parse_udp_request_view(std::string_view datagram) noexcept {
+  udp_request_view r;
+  const char* p = datagram.data();
+  const char* const end = p + datagram.size();
+  while (p != end && wire::is_blank(*p)) ++p;
+  const char* word = p;
+  while (p != end && !wire::is_blank(*p) && *p != '\r' && *p != '\n') ++p;
+  if (p - word != 3) return r;
+  const std::uint32_t verb = folded3(word);
+  if (verb == folded3("set")) {
+    r.verb = udp_verb::set;
+  } else if (verb == folded3("get")) {
+    r.verb = udp_verb::get;
+  } else {
+    return r;
+  }
+  if (datagram.size() > max_datagram) return r;
+  // One trailing line end is allowed; any other line end is in a word or
+  // after the last one, where the checks below refuse it.
+  const char* body_end = end;
+  if (body_end != p && body_end[-1] == '\n') {
+    --body_end;
+    if (body_end != p && body_end[-1] == '\r') --body_end;
+  }
+  // `p` is at the verb's end: what follows must be a blank or the end.
+  if (p != body_end && !wire::is_blank(*p)) return r;
+  auto next_word = [&p, body_end]() noexcept {
+    while (p != body_end && wire::is_blank(*p)) ++p;
+    const char* begin = p;
+    while (p != body_end && !wire::is_blank(*p)) ++p;
+    return std::string_view(begin, static_cast<std::size_t>(p - begin));
+  };
+  std::string_view user = next_word();
+  if (user.empty() || user.size() > max_userid) return r;
+  for (char c : user) {
+    if (!user_table.allowed[static_cast<unsigned char>(c)]) return r;
+  }
+  if (r.verb == udp_verb::set) {
+    if (!read_presence(next_word(), r.status)) return r;
+    if (!read_port(next_word(), r.msgport)) return r;
+    if (r.status == presence::online && r.msgport == 0) return r;
+  }
+  if (!next_word().empty()) return r;
+  r.user = user;
+  r.valid = true;
+  return r;
+}
+
 result<udp_request> parse_udp_request(std::string_view datagram) {
+  auto v = parse_udp_request_view(datagram);
+  if (!v.valid) return detail::parse_udp_request_words(datagram);
+  if (v.verb == udp_verb::set) return set_request{std::string(v.user), v.status, v.msgport};
+  return get_request{std::string(v.user)};
+}
+
+result<udp_request> detail::parse_udp_request_words(std::string_view datagram) {
   if (auto ok = check_size(datagram); !ok) return tl::unexpected(ok.error());
   std::string_view body = strip_line_end(datagram);
   if (body.find('\n') != std::string_view::npos) {
