@@ -107,57 +107,35 @@ result<void> check(const buddy_entry& b) {
 
 namespace {
 
-// The userid rule of valid_user() as a table: one load per byte.
-struct user_chars {
-  bool allowed[256] = {};
-  constexpr user_chars() {
+// Byte classes for the one-pass reading, one load per byte.
+enum : std::uint8_t { user_char = 1, blank_char = 2, digit_char = 4 };
+struct byte_classes {
+  std::uint8_t of[256] = {};
+  constexpr byte_classes() {
     for (int c = 0; c < 256; ++c) {
       auto ch = static_cast<char>(c);
-      allowed[c] = wire::is_alnum(ch) || ch == '_' || ch == '.' || ch == '-';
+      // valid_user()'s rule; digits are userid characters too.
+      if (wire::is_alnum(ch) || ch == '_' || ch == '.' || ch == '-') of[c] |= user_char;
+      if (wire::is_blank(ch)) of[c] |= blank_char;
+      if (wire::is_digit(ch)) of[c] |= digit_char;
     }
   }
+  bool is(char c, std::uint8_t cls) const noexcept {
+    return (of[static_cast<unsigned char>(c)] & cls) != 0;
+  }
 };
-constexpr user_chars user_table{};
+constexpr byte_classes classes{};
 
 // The three bytes at `p` folded to lower case as an integer (`| 0x20` folds
 // exactly the letters it is compared with here).
 constexpr std::uint32_t folded3(const char* p) noexcept {
-  auto b = [p](int i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(p[i]) | 0x20); };
+  auto b = [p](int i) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(p[i]) | 0x20);
+  };
   return b(0) << 16 | b(1) << 8 | b(2);
 }
-constexpr std::uint32_t folded3(std::string_view s) noexcept { return folded3(s.data()); }
-
-// Reads a presence word: 100, 101, ONLINE or OFFLINE (any case), as
-// detail::parse_presence() does.
-bool read_presence(std::string_view w, presence& out) noexcept {
-  if (w.size() == 3) {
-    if (w[0] != '1' || w[1] != '0' || (w[2] != '0' && w[2] != '1')) return false;
-    out = w[2] == '0' ? presence::online : presence::offline;
-    return true;
-  }
-  if (wire::iequals(w, "ONLINE")) {
-    out = presence::online;
-    return true;
-  }
-  if (wire::iequals(w, "OFFLINE")) {
-    out = presence::offline;
-    return true;
-  }
-  return false;
-}
-
-// Digits only, at most 65535 (leading zeros allowed), as parse_port() reads.
-bool read_port(std::string_view w, std::uint16_t& out) noexcept {
-  if (w.empty()) return false;
-  std::uint32_t value = 0;
-  for (char c : w) {
-    if (!wire::is_digit(c)) return false;
-    value = value * 10 + static_cast<std::uint32_t>(c - '0');
-    if (value > 65535) return false;
-  }
-  out = static_cast<std::uint16_t>(value);
-  return true;
-}
+constexpr std::uint32_t folded_set = folded3("set");
+constexpr std::uint32_t folded_get = folded3("get");
 
 }  // namespace
 
@@ -165,46 +143,76 @@ udp_request_view parse_udp_request_view(std::string_view datagram) noexcept {
   udp_request_view r;
   const char* p = datagram.data();
   const char* const end = p + datagram.size();
-  while (p != end && wire::is_blank(*p)) ++p;
-  const char* word = p;
-  while (p != end && !wire::is_blank(*p) && *p != '\r' && *p != '\n') ++p;
-  if (p - word != 3) return r;
-  const std::uint32_t verb = folded3(word);
-  if (verb == folded3("set")) {
+  while (p != end && classes.is(*p, blank_char)) ++p;
+  // The verb: three letters, ended by a blank, a line end or the end.
+  if (end - p < 3) return r;
+  if (end - p > 3 && !classes.is(p[3], blank_char) && p[3] != '\r' && p[3] != '\n') return r;
+  const std::uint32_t verb = folded3(p);
+  if (verb == folded_set) {
     r.verb = udp_verb::set;
-  } else if (verb == folded3("get")) {
+  } else if (verb == folded_get) {
     r.verb = udp_verb::get;
   } else {
     return r;
   }
+  p += 3;
   if (datagram.size() > max_datagram) return r;
-  // One trailing line end is allowed; any other line end is in a word or
+  // One trailing line end is allowed; any other line end is in a field or
   // after the last one, where the checks below refuse it.
-  const char* body_end = end;
-  if (body_end != p && body_end[-1] == '\n') {
-    --body_end;
-    if (body_end != p && body_end[-1] == '\r') --body_end;
+  const char* e = end;
+  if (e != p && e[-1] == '\n') {
+    --e;
+    if (e != p && e[-1] == '\r') --e;
   }
-  // `p` is at the verb's end: what follows must be a blank or the end.
-  if (p != body_end && !wire::is_blank(*p)) return r;
-  auto next_word = [&p, body_end]() noexcept {
-    while (p != body_end && wire::is_blank(*p)) ++p;
-    const char* begin = p;
-    while (p != body_end && !wire::is_blank(*p)) ++p;
-    return std::string_view(begin, static_cast<std::size_t>(p - begin));
+  // Each field must start after a blank and end at one or at the end.
+  auto ends_field = [&p, e]() noexcept { return p == e || classes.is(*p, blank_char); };
+  auto skip_blanks = [&p, e]() noexcept {
+    while (p != e && classes.is(*p, blank_char)) ++p;
   };
-  std::string_view user = next_word();
-  if (user.empty() || user.size() > max_userid) return r;
-  for (char c : user) {
-    if (!user_table.allowed[static_cast<unsigned char>(c)]) return r;
-  }
+  if (!ends_field()) return r;
+  skip_blanks();
+  const char* user = p;
+  while (p != e && classes.is(*p, user_char)) ++p;
+  const auto user_size = static_cast<std::size_t>(p - user);
+  if (user_size == 0 || user_size > max_userid || !ends_field()) return r;
   if (r.verb == udp_verb::set) {
-    if (!read_presence(next_word(), r.status)) return r;
-    if (!read_port(next_word(), r.msgport)) return r;
+    skip_blanks();
+    // 100 and 101 first, as clients send them; ONLINE and OFFLINE in any case.
+    if (e - p >= 3 && p[0] == '1' && p[1] == '0' && (p[2] == '0' || p[2] == '1')) {
+      r.status = p[2] == '0' ? presence::online : presence::offline;
+      p += 3;
+    } else {
+      const char* word = p;
+      while (p != e && !classes.is(*p, blank_char)) ++p;
+      std::string_view w(word, static_cast<std::size_t>(p - word));
+      if (wire::iequals(w, "ONLINE")) {
+        r.status = presence::online;
+      } else if (wire::iequals(w, "OFFLINE")) {
+        r.status = presence::offline;
+      } else {
+        return r;
+      }
+    }
+    if (!ends_field()) return r;
+    skip_blanks();
+    // The port: digits only, leading zeros allowed, at most 65535. Past 5
+    // significant digits it is too large whatever `port` wrapped to.
+    const char* digits = p;
+    while (p != e && *p == '0') ++p;
+    const char* significant = p;
+    std::uint32_t port = 0;
+    while (p != e && classes.is(*p, digit_char)) {
+      port = port * 10 + static_cast<std::uint32_t>(*p - '0');
+      ++p;
+    }
+    if (p == digits || !ends_field() || p - significant > 5 || port > 65535) return r;
+    r.msgport = static_cast<std::uint16_t>(port);
+    // Nobody can connect to port 0; going offline needs no port.
     if (r.status == presence::online && r.msgport == 0) return r;
   }
-  if (!next_word().empty()) return r;
-  r.user = user;
+  skip_blanks();
+  if (p != e) return r;
+  r.user = std::string_view(user, user_size);
   r.valid = true;
   return r;
 }
