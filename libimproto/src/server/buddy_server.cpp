@@ -33,7 +33,9 @@ struct string_hash {
 
 // A registered user: the committed buddy list and the soft status.
 struct user_record {
-  explicit user_record(std::string name) : id(std::move(name)) {}
+  explicit user_record(std::string name) : id(std::move(name)) {
+    reply_line = id + " 101 0.0.0.0 0\n";  // never seen: offline, no address
+  }
 
   std::string id;
   std::vector<user_record*> buddies;  // first added first, as the store keeps them
@@ -43,9 +45,10 @@ struct user_record {
   asio::ip::address address;
   std::string ip;  // `address` as text, made only when it changes
   std::uint16_t port = 0;
-  // What follows the status in this user's GET reply line, " ip port\n",
-  // made only when the address or port changes.
-  std::string reply_tail = " 0.0.0.0 0\n";
+  // This user's line in a GET reply, "id 10x ip port\n", made only when the
+  // address or port changes; a GET sets the status digit (at id.size() + 3)
+  // in its copy.
+  std::string reply_line;
   std::chrono::system_clock::time_point set_at;  // the SET shown: the newest wins
   // Shared store: the feed's refresh number asked after this node last
   // changed the list; states read before it may predate that change.
@@ -405,12 +408,12 @@ void buddy_server::impl::set_status(user_record& u, bool online,
     u.ip = address.to_string();
   }
   if (moved) {
-    u.reply_tail.clear();
-    u.reply_tail += ' ';
-    u.reply_tail += u.ip;
-    u.reply_tail += ' ';
-    wire::append_decimal(u.reply_tail, msgport);
-    u.reply_tail += '\n';
+    u.reply_line.assign(u.id);
+    u.reply_line += " 101 ";
+    u.reply_line += u.ip;
+    u.reply_line += ' ';
+    wire::append_decimal(u.reply_line, msgport);
+    u.reply_line += '\n';
   }
   u.seen = true;
   u.status = online ? buddy::presence::online : buddy::presence::offline;
@@ -423,8 +426,8 @@ void buddy_server::impl::set_status(user_record& u, bool online,
   }
 }
 
-// The reply is written straight into the batch's send buffer: per buddy its
-// id, the status as of this batch and the tail made when it last moved.
+// The reply is written straight into the batch's send buffer: per buddy the
+// line made when it last moved, with the status as of this batch.
 void buddy_server::impl::on_get(std::string_view user, const asio::ip::udp::endpoint& from,
                                 net::udp_replies& replies) {
   auto* u = find(user);
@@ -437,14 +440,14 @@ void buddy_server::impl::on_get(std::string_view user, const asio::ip::udp::endp
   std::string& out = replies.begin(from);
   const std::size_t start = out.size();
   for (const auto* b : u->buddies) {
-    // Never seen: offline at 0.0.0.0 port 0 (its initial tail).
+    // Never seen: offline at 0.0.0.0 port 0 (its initial line).
     bool online = b->seen && b->status == buddy::presence::online && (!ttl || now < b->online_until);
-    std::size_t line = b->id.size() + 4 + b->reply_tail.size();
+    const std::string& line = b->reply_line;
     // One datagram is all the protocol has: a list too long for it is cut.
-    if (out.size() - start + line > buddy::max_datagram) break;
-    out += b->id;
-    out += online ? std::string_view(" 100") : std::string_view(" 101");
-    out += b->reply_tail;
+    if (out.size() - start + line.size() > buddy::max_datagram) break;
+    out += line;
+    // "100" online, "101" offline: the last digit tells them apart.
+    out[out.size() - line.size() + b->id.size() + 3] = online ? '0' : '1';
   }
 }
 
