@@ -141,7 +141,7 @@ def load(port, set_bursts, get_bursts):
 
 
 def server_costs(servers, echo):
-    n1, n2 = 20, 120  # bursts of 64
+    n1, n2 = 20, 420  # bursts of 64
     rows = {}
     runs = [(n1, n1), (n2, n1), (n1, n2)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -45,6 +46,9 @@ struct user_record {
   asio::ip::address address;
   std::string ip;  // `address` as text, made only when it changes
   std::uint16_t port = 0;
+  // Where the last SET that set `address` came from, source port included:
+  // a SET from there that changes nothing else only moves the expiry.
+  asio::ip::udp::endpoint source;
   // This user's line in a GET reply, "id 10x ip port\n", made only when the
   // address or port changes; a GET sets the status digit (at id.size() + 3)
   // in its copy.
@@ -63,6 +67,19 @@ struct session : net::tcp_session {
   }
   bool committing = false;
 };
+
+// Same address and port, byte for byte (the kernel writes every byte of the
+// sockaddr it reports, padding zeroed); IPv4's 16 bytes as two words.
+bool same_source(const asio::ip::udp::endpoint& a, const asio::ip::udp::endpoint& b) noexcept {
+  if (a.size() != b.size()) return false;
+  if (a.size() == 16) {
+    std::uint64_t x[2], y[2];
+    std::memcpy(x, a.data(), 16);
+    std::memcpy(y, b.data(), 16);
+    return x[0] == y[0] && x[1] == y[1];
+  }
+  return std::memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 // IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; their
 // buddies must be told the plain IPv4 address.
@@ -374,8 +391,17 @@ void buddy_server::impl::on_set(const buddy::udp_request_view& m,
   auto* u = find(m.user);
   if (!u) return;  // no reply to SET; statuses are kept for registered users only
   const auto now = udp.batch_time();
-  const auto address = plain(from.address());
   const bool online = m.status == buddy::presence::online;
+  // The common SET, a refresh: same status, port and source, not expired.
+  // It is not news, so only the expiry moves (shared statuses publish every SET).
+  if (!shared_status && u->seen && m.status == u->status && m.msgport == u->port &&
+      same_source(from, u->source) &&
+      (!online || config.status_ttl.count() <= 0 || now < u->online_until)) {
+    u->online_until = now + config.status_ttl;
+    return;
+  }
+  u->source = from;
+  const auto address = plain(from.address());
   if (shared_status) {
     u->set_at = std::chrono::system_clock::now();
     shared_status->put({u->id, online, address.to_string(), m.msgport, u->set_at});
@@ -390,6 +416,7 @@ void buddy_server::impl::apply(const buddy_status_update& update) {
   auto address = asio::ip::make_address(update.ip, ec);
   if (ec) return;
   u->set_at = update.at;
+  u->source = {};  // from another node: no local SET matches it
   // The TTL counts from the SET, on whichever node it was made.
   auto age = std::chrono::system_clock::now() - update.at;
   auto now = net::clock::now();

@@ -55,6 +55,27 @@ inline std::uint64_t hash_id(std::string_view s, std::uint64_t seed) noexcept {
   return mix((h ^ w) * k);
 }
 
+// a == b for `n` bytes, inlined: ids are short, and a call to memcmp costs
+// more than comparing them.
+inline bool equal_bytes(const char* a, const char* b, std::size_t n) noexcept {
+  if (n >= 8) {
+    std::uint64_t x, y;
+    for (std::size_t i = 0; i + 8 <= n; i += 8) {
+      std::memcpy(&x, a + i, 8);
+      std::memcpy(&y, b + i, 8);
+      if (x != y) return false;
+    }
+    // The last 8 bytes, overlapping what was compared.
+    std::memcpy(&x, a + n - 8, 8);
+    std::memcpy(&y, b + n - 8, 8);
+    return x == y;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
 template <class Record>
 class user_index {
  public:
@@ -77,7 +98,10 @@ class user_index {
     for (std::size_t i = static_cast<std::size_t>(h) & mask;; i = (i + 1) & mask) {
       const slot& s = slots_[i];
       if (!s.record) return nullptr;
-      if (s.hash == h && std::string_view(s.record->id) == id) return s.record;
+      if (s.hash == h && s.record->id.size() == id.size() &&
+          equal_bytes(s.record->id.data(), id.data(), id.size())) {
+        return s.record;
+      }
     }
   }
 
