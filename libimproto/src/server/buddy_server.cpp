@@ -131,7 +131,7 @@ struct buddy_server::impl final : buddy_status_sink {
   bool shared = false;
   std::unique_ptr<group_committer<store_type>> committer;
   // Owns the records (which never move); `index` finds them (user_index.hpp
-  // on why), and add_user() keeps both in step.
+  // on why), and ensure() keeps both in step.
   std::unordered_map<std::string, user_record, string_hash, std::equal_to<>> users;
   detail::user_index<user_record> index;
   // The datagram answers that never change, made once.
