@@ -8,9 +8,12 @@ a new name, keep-alive connections) and imbuddyd (REG of a new user, one
 connection per request, as the protocol has it), each with CLIENTS writers
 for SECONDS, on a PostgreSQL store (ours: --store, PostgreSQL 15 with
 fsync=on and synchronous_commit=on, a throwaway server on loopback) and on
-SQLite (the anchor: --data, synchronous=FULL). Both group-commit. A row is
-the median of per-round ratios, ours and the anchor alternating in each
-round. JSON rows on stdout, progress on stderr.
+SQLite (the anchor: --data, synchronous=FULL). Both group-commit. The
+server and every PostgreSQL process are pinned to the server core, so both
+back ends get the same one core for all of their work; the note gives the CPU
+each spends per write (the server plus, for PostgreSQL, all its processes).
+A row is the median of per-round ratios, ours and the anchor alternating in
+each round. JSON rows on stdout, progress on stderr.
 
 Environment: BENCH_ROUNDS (default 5), BENCH_QUICK=1 (short runs),
 BENCH_SERVER_CPU (default 0: the servers are pinned there).
@@ -65,6 +68,32 @@ class Server:
         self.proc.wait(30)
 
 
+def cpu_seconds(pids):
+    """utime+stime of these processes (all threads), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids(postmaster):
+    """The postmaster and its children (backends, WAL writer, checkpointer ...)."""
+    out = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout
+    return [postmaster] + [int(p) for p in out.split()]
+
+
+def pin(pids):
+    # Children forked later (a backend per connection) inherit the postmaster's.
+    for pid in pids:
+        subprocess.run(["taskset", "-a", "-p", "-c", SERVER_CPU, str(pid)],
+                       stdout=subprocess.DEVNULL, check=False)
+
+
 def registry_writer(port, prefix, stop, counts, i):
     n = 0
     s = socket.create_connection(("127.0.0.1", port))
@@ -105,11 +134,13 @@ def buddy_writer(port, prefix, stop, counts, i):
     counts[i] = n
 
 
-def measure(writer, port, prefix):
+def measure(writer, port, prefix, pids):
+    """(acknowledged writes/s, server-side CPU seconds per write)"""
     stop = threading.Event()
     counts = [0] * CLIENTS
     threads = [threading.Thread(target=writer, args=(port, prefix, stop, counts, i))
                for i in range(CLIENTS)]
+    cpu0 = cpu_seconds(pids())
     started = time.monotonic()
     for t in threads:
         t.start()
@@ -117,14 +148,19 @@ def measure(writer, port, prefix):
     stop.set()
     for t in threads:
         t.join(60)
-    return sum(counts) / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    cpu = cpu_seconds(pids()) - cpu0
+    writes = sum(counts)
+    return writes / elapsed, cpu / max(1, writes)
 
 
 def main():
     bindir = sys.argv[1]
     tmp = tempfile.mkdtemp(prefix="improto-store-bench-")
     results = {"registry": {"pg": [], "sqlite": []}, "buddy": {"pg": [], "sqlite": []}}
+    cpu = {"registry": {"pg": [], "sqlite": []}, "buddy": {"pg": [], "sqlite": []}}
     with postgres.PostgresServer() as pg:
+        pin(postgres_pids(pg.proc.pid))
         for r in range(ROUNDS):
             for kind in ("registry", "buddy"):
                 for backend in (("pg", "sqlite") if r % 2 == 0 else ("sqlite", "pg")):
@@ -139,18 +175,26 @@ def main():
                     if backend == "pg":
                         argv += ["--store", pg.create_database(f"{kind}{r}")]
                     server = Server(argv)
+                    if backend == "pg":
+                        pids = lambda: [server.proc.pid] + postgres_pids(pg.proc.pid)  # noqa: E731
+                    else:
+                        pids = lambda: [server.proc.pid]  # noqa: E731
                     try:
-                        rate = measure(registry_writer if kind == "registry" else buddy_writer,
-                                       server.ports[0], f"{kind[0]}{r}")
+                        rate, per_write = measure(
+                            registry_writer if kind == "registry" else buddy_writer,
+                            server.ports[0], f"{kind[0]}{r}", pids)
                     finally:
                         server.stop()
                     results[kind][backend].append(rate)
-                    log(f"round {r + 1}: {kind} on {backend}: {rate:.0f} writes/s")
+                    cpu[kind][backend].append(per_write * 1e6)
+                    log(f"round {r + 1}: {kind} on {backend}: {rate:.0f} writes/s, "
+                        f"{per_write * 1e6:.0f} us server CPU each")
     shutil.rmtree(tmp, ignore_errors=True)
     for kind, what in (("registry", "imregistryd REGISTER (keep-alive)"),
                        ("buddy", "imbuddyd REG (a connection each)")):
         pg_rates, sq_rates = results[kind]["pg"], results[kind]["sqlite"]
-        ratio = statistics.median(p / s for p, s in zip(pg_rates, sq_rates))
+        r_all = [p / s for p, s in zip(pg_rates, sq_rates)]
+        ratio = statistics.median(r_all)
         print(json.dumps({
             "benchmark": f"store {what}, {CLIENTS} writers, PostgreSQL store",
             "metric": "acknowledged writes/s",
@@ -161,7 +205,28 @@ def main():
             "goal": None,
             "higher_is_better": True,
             "rounds": str(len(pg_rates)),
-            "note": "PostgreSQL 15 on loopback, fsync=on, synchronous_commit=on; both group-commit",
+            "note": ("PostgreSQL 15 on loopback, fsync=on, synchronous_commit=on; both "
+                     "group-commit; server and PostgreSQL pinned to one core; server CPU per "
+                     f"write: PostgreSQL {statistics.median(cpu[kind]['pg']):.0f} us (server + "
+                     f"PostgreSQL), SQLite {statistics.median(cpu[kind]['sqlite']):.0f} us; "
+                     f"per-round ratios {min(r_all):.3g}-{max(r_all):.3g}"),
+        }), flush=True)
+        pg_cpu, sq_cpu = cpu[kind]["pg"], cpu[kind]["sqlite"]
+        c_all = [p / s for p, s in zip(pg_cpu, sq_cpu)]
+        print(json.dumps({
+            "benchmark": f"store {what}, {CLIENTS} writers, PostgreSQL store",
+            "metric": "server CPU us/write",
+            "ours": float(f"{statistics.median(pg_cpu):.4g}"),
+            "anchor_name": "the same server on SQLite (synchronous=FULL)",
+            "anchor": float(f"{statistics.median(sq_cpu):.4g}"),
+            "ratio": float(f"{statistics.median(c_all):.4g}"),
+            "goal": None,
+            "higher_is_better": False,
+            "rounds": str(len(pg_cpu)),
+            "note": ("CPU (user+system, all threads) per acknowledged write of the server and, "
+                     "for PostgreSQL, of every PostgreSQL process, all pinned to one core: "
+                     "the cost of a write, steadier than the rate, which waits on fsync; "
+                     f"per-round ratios {min(c_all):.3g}-{max(c_all):.3g}"),
         }), flush=True)
 
 
