@@ -271,6 +271,13 @@ result<database> database::open(const fs::path& file, const options& opts, const
 }
 
 result<void> database::configure(const options& opts) {
+  // Before anything reads the file: the locks are then taken once and kept.
+  if (opts.exclusive) {
+    if (auto r = exec("PRAGMA locking_mode=EXCLUSIVE", "cannot take the file for this connection alone");
+        !r) {
+      return r;
+    }
+  }
   // The first statement to read the file: a non-SQLite file fails here with
   // "file is not a database", before anything is written to it.
   auto wal = prepare("PRAGMA journal_mode=WAL");
