@@ -10,21 +10,19 @@ for SECONDS, on a PostgreSQL store (ours: --store, PostgreSQL 15 with
 fsync=on and synchronous_commit=on, a throwaway server on loopback) and on
 SQLite (the anchor: --data, synchronous=FULL). Both group-commit. The
 server and every PostgreSQL process are pinned to the server core, so both
-back ends get the same one core for all of their work; the note gives the CPU
-each spends per write (the server plus, for PostgreSQL, all its processes).
-A row is the median of per-round ratios, ours and the anchor alternating in
-each round. JSON rows on stdout, progress on stderr.
+back ends get the same one core for all of their work; a second row per
+server gives the CPU each spends per write (the server plus, for PostgreSQL,
+all its processes). A row is the median of per-round ratios, ours and the
+anchor alternating in each round. JSON rows on stdout, progress on stderr.
 
 Environment: BENCH_ROUNDS (default 5), BENCH_QUICK=1 (short runs),
 BENCH_SERVER_CPU (default 0: the servers are pinned there).
 """
 
-import json
 import os
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "support"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import bench  # noqa: E402
 import postgres  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -48,20 +48,11 @@ def log(msg):
 
 
 class Server:
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.ports = []
-        deadline = time.monotonic() + 30
-        while len(self.ports) < (2 if "imbuddyd" in argv[0] else 1):
-            line = self.proc.stderr.readline()
-            if not line or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[0]} did not start: {line!r}")
-            m = re.search(r"listening on \S+:(\d+)$", line.strip())
-            if m:
-                self.ports.append(int(m.group(1)))
-        # Keep draining its log (one line per write) so it never blocks.
-        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+    def __init__(self, argv, log_path):
+        with open(log_path, "w") as log:
+            self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        self.ports = bench.listening_ports(log_path, self.proc, 2 if "imbuddyd" in argv[0] else 1)
 
     def stop(self):
         self.proc.terminate()
@@ -163,7 +154,7 @@ def main():
         pin(postgres_pids(pg.proc.pid))
         for r in range(ROUNDS):
             for kind in ("registry", "buddy"):
-                for backend in (("pg", "sqlite") if r % 2 == 0 else ("sqlite", "pg")):
+                for backend in bench.alternate(r, ("pg", "sqlite")):
                     data = os.path.join(tmp, f"{kind}{r}{backend}")
                     os.mkdir(data)
                     if kind == "registry":
@@ -174,7 +165,7 @@ def main():
                                 "--udp-port", "0", "--data", data]
                     if backend == "pg":
                         argv += ["--store", pg.create_database(f"{kind}{r}")]
-                    server = Server(argv)
+                    server = Server(argv, data + ".log")
                     if backend == "pg":
                         pids = lambda: [server.proc.pid] + postgres_pids(pg.proc.pid)  # noqa: E731
                     else:
@@ -192,43 +183,17 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
     for kind, what in (("registry", "imregistryd REGISTER (keep-alive)"),
                        ("buddy", "imbuddyd REG (a connection each)")):
-        pg_rates, sq_rates = results[kind]["pg"], results[kind]["sqlite"]
-        r_all = [p / s for p, s in zip(pg_rates, sq_rates)]
-        ratio = statistics.median(r_all)
-        print(json.dumps({
-            "benchmark": f"store {what}, {CLIENTS} writers, PostgreSQL store",
-            "metric": "acknowledged writes/s",
-            "ours": round(statistics.median(pg_rates)),
-            "anchor_name": "the same server on SQLite (synchronous=FULL)",
-            "anchor": round(statistics.median(sq_rates)),
-            "ratio": float(f"{ratio:.4g}"),
-            "goal": None,
-            "higher_is_better": True,
-            "rounds": str(len(pg_rates)),
-            "note": ("PostgreSQL 15 on loopback, fsync=on, synchronous_commit=on; both "
-                     "group-commit; server and PostgreSQL pinned to one core; server CPU per "
-                     f"write: PostgreSQL {statistics.median(cpu[kind]['pg']):.0f} us (server + "
-                     f"PostgreSQL), SQLite {statistics.median(cpu[kind]['sqlite']):.0f} us; "
-                     f"per-round ratios {min(r_all):.3g}-{max(r_all):.3g}"),
-        }), flush=True)
-        pg_cpu, sq_cpu = cpu[kind]["pg"], cpu[kind]["sqlite"]
-        c_all = [p / s for p, s in zip(pg_cpu, sq_cpu)]
-        print(json.dumps({
-            "benchmark": f"store {what}, {CLIENTS} writers, PostgreSQL store",
-            "metric": "server CPU us/write",
-            "ours": float(f"{statistics.median(pg_cpu):.4g}"),
-            "anchor_name": "the same server on SQLite (synchronous=FULL)",
-            "anchor": float(f"{statistics.median(sq_cpu):.4g}"),
-            "ratio": float(f"{statistics.median(c_all):.4g}"),
-            "goal": None,
-            "higher_is_better": False,
-            "rounds": str(len(pg_cpu)),
-            "note": ("CPU (user+system, all threads) per acknowledged write of the server and, "
-                     "for PostgreSQL, of every PostgreSQL process, all pinned to one core: "
-                     "the cost of a write, steadier than the rate, which waits on fsync; "
-                     f"per-round ratios {min(c_all):.3g}-{max(c_all):.3g}"),
-        }), flush=True)
-
+        bench.rounds_row(f"store {what}, {CLIENTS} writers, PostgreSQL store", "acknowledged writes/s",
+                         results[kind]["pg"], "the same server on SQLite (synchronous=FULL)",
+                         results[kind]["sqlite"], None, True,
+                         "PostgreSQL 15 on loopback, fsync=on, synchronous_commit=on; both "
+                         "group-commit; the server and PostgreSQL pinned to one core")
+        bench.rounds_row(f"store {what}, {CLIENTS} writers, PostgreSQL store", "server CPU us/write",
+                         cpu[kind]["pg"], "the same server on SQLite (synchronous=FULL)",
+                         cpu[kind]["sqlite"], None, False,
+                         "CPU (user+system, all threads) per acknowledged write of the server "
+                         "and, for PostgreSQL, of every PostgreSQL process, all pinned to one "
+                         "core: the cost of a write, steadier than the rate, which waits on fsync")
 
 if __name__ == "__main__":
     main()
