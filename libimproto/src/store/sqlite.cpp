@@ -270,6 +270,15 @@ result<database> database::open(const fs::path& file, const options& opts, const
   return result<database>(std::move(d));
 }
 
+result<void> database::prepare_all(std::initializer_list<statement_sql> statements) {
+  for (const auto& [target, sql] : statements) {
+    auto stmt = prepare(sql);
+    if (!stmt) return tl::unexpected(stmt.error());
+    *target = std::move(*stmt);
+  }
+  return {};
+}
+
 result<void> database::configure(const options& opts) {
   // Before anything reads the file: the locks are then taken once and kept.
   if (opts.exclusive) {
