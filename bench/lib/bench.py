@@ -4,7 +4,8 @@
     bench.py median N...
     bench.py row KEY=VALUE...       one result row on stdout
     bench.py rounds KEY=VALUE...    a row from per-round numbers (ours_rounds=..., anchor_rounds=...)
-    bench.py crosses <ROWS          exit 0 if a row's spread (ratio_min-ratio_max) crosses its goal
+    bench.py undecided <ROWS        exit 0 if a row's spread (ratio_min-ratio_max) crosses its
+                                    goal and its rounds (ratios) do not decide it (sign test)
     bench.py machine                the machine description run.sh adds to rows
     bench.py tag KEY=VALUE... <ROWS  copies row lines from stdin, adding the keys (run.sh
                                     adds "suite" and "load_average_at_start")
@@ -12,8 +13,8 @@
                                     date) and the markdown table on stdout
 
 Row keys: benchmark, metric, ours, anchor_name, anchor, ratio, goal,
-higher_is_better, note (optional), rounds, ratio_min and ratio_max (the
-spread of the per-round ratios, from 2 rounds on). ratio is always
+higher_is_better, note (optional), rounds, ratios (the per-round ratios,
+from 2 rounds on), ratio_min and ratio_max (their spread). ratio is always
 ours/anchor, the median of the per-round ratios; goal is met when ratio >=
 goal for higher_is_better rows and ratio <= goal otherwise.
 
@@ -26,6 +27,7 @@ the CPU time of a process (cpu_seconds).
 
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -90,8 +92,8 @@ def make_row(kv, ours, anchor, ratio):
 # ------------------------------------------------------------------ spread
 # A row's ratio is the median of per-round ratios; their spread (min-max)
 # says how far one run can move it. Where the spread crosses the goal, "met"
-# flips between runs: the suites then add rounds (up to BENCH_ROUNDS_MAX) and
-# the row says so.
+# can flip between runs: the suites then add rounds, up to BENCH_ROUNDS_MAX,
+# until the rounds decide the goal (sign test, below), and the row says so.
 
 def base_rounds():
     return int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -110,11 +112,28 @@ def crosses(ratios, goal):
     return goal is not None and len(ratios) >= 2 and min(ratios) < goal < max(ratios)
 
 
+def sign_test(ratios, goal):
+    """(k, n, p): k of the n rounds not equal to the goal fall on its
+    majority side; p is the chance of at least k of n on one given side if
+    each round were a coin toss (one-sided sign test)."""
+    above = sum(1 for x in ratios if x is not None and x > goal)
+    below = sum(1 for x in ratios if x is not None and x < goal)
+    n, k = above + below, max(above, below)
+    return k, n, sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
+
+
+def undecided(ratios, goal):
+    """The spread crosses the goal and the rounds do not decide which side
+    the median belongs to: fewer rounds on the majority side than a coin
+    would give with a chance under 5 % (5 of 5, 6 of 6, 7 of 7, 7 of 8, 8 of 9, 9 of 10)."""
+    return crosses(ratios, goal) and sign_test(ratios, goal)[2] >= 0.05
+
+
 def more_rounds(done, rows):
     """Whether a suite that has run `done` rounds should run another: below
-    the cap and some row's per-round ratios cross its goal. rows: (ratios,
-    goal) pairs, ratios in round order."""
-    return done < max_rounds() and any(crosses(ratios, goal) for ratios, goal in rows)
+    the cap and some row undecided. rows: (ratios, goal) pairs, ratios in
+    round order."""
+    return done < max_rounds() and any(undecided(ratios, goal) for ratios, goal in rows)
 
 
 def spread_note(ratios, goal):
@@ -122,14 +141,17 @@ def spread_note(ratios, goal):
     base, n = base_rounds(), len(ratios)
     parts = []
     if n > base:
-        if any(crosses(ratios[:k], goal) for k in range(base, n)):
-            parts.append(f"rounds raised from {base} to {n} (cap {max_rounds()}) while the spread "
-                         f"crossed the goal")
+        if any(undecided(ratios[:k], goal) for k in range(base, n)):
+            parts.append(f"rounds raised from {base} to {n} (cap {max_rounds()}): its spread crossed "
+                         f"the goal and the rounds had not decided it")
         else:
-            parts.append(f"{n} rounds, not {base}: another row of the suite crossed its goal")
+            parts.append(f"{n} rounds, not {base}: another row of the suite was undecided")
     if crosses(ratios, goal):
-        parts.append(f"the spread {min(ratios):.3g}-{max(ratios):.3g} still crosses the goal after "
-                     f"{n} rounds: met or not depends on the run")
+        k, m, p = sign_test(ratios, goal)
+        side = "above" if sum(x > goal for x in ratios) >= sum(x < goal for x in ratios) else "below"
+        verdict = "decided" if p < 0.05 else "undecided: met or not depends on the run"
+        parts.append(f"the spread {min(ratios):.3g}-{max(ratios):.3g} crosses the goal; {k} of {m} "
+                     f"rounds {side} it (sign test p = {p:.2g}): {verdict}")
     return "; ".join(parts)
 
 
@@ -149,6 +171,7 @@ def ratio_row(benchmark, metric, ours, anchor_name, anchor, ratios, goal, higher
     if len(ratios) >= 2:
         row["ratio_min"] = rounded(min(ratios))
         row["ratio_max"] = rounded(max(ratios))
+        row["ratios"] = [rounded(x) for x in ratios]
     print(json.dumps(row), flush=True)
     return row
 
@@ -331,19 +354,16 @@ def cmd_rounds(args):
                kv.get("higher_is_better", "true").lower() in ("1", "true", "yes"), kv.get("note"))
 
 
-def cmd_crosses():
-    """Exit 0 when a row on stdin has a spread that crosses its goal (its
-    name goes to stderr), 1 otherwise."""
+def cmd_undecided():
+    """Exit 0 when a row on stdin is undecided (its spread crosses its goal
+    and its rounds do not decide it; the row goes to stderr), 1 otherwise."""
     found = False
-    for line in sys.stdin:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        r = json.loads(line)
-        lo, hi, goal = r.get("ratio_min"), r.get("ratio_max"), r.get("goal")
-        if lo is not None and hi is not None and goal is not None and lo < goal < hi:
-            print(f"{r['benchmark']} / {r['metric']}: {lo:g}-{hi:g} around the goal {goal:g}",
-                  file=sys.stderr)
+    for r, _ in json_rows(sys.stdin):
+        ratios, goal = r.get("ratios") or [], r.get("goal")
+        if undecided(ratios, goal):
+            k, n, p = sign_test(ratios, goal)
+            print(f"{r['benchmark']} / {r['metric']}: {min(ratios):g}-{max(ratios):g} around the goal "
+                  f"{goal:g}, {k} of {n} on one side", file=sys.stderr)
             found = True
     sys.exit(0 if found else 1)
 
@@ -412,17 +432,22 @@ def table(rows):
     return "\n".join(out)
 
 
-def cmd_tag(args):
-    extra = parse_kv(args)
-    for line in sys.stdin:
+def json_rows(lines):
+    """(row, line) for each JSON object line; other lines are passed over
+    (said on stderr when they look like JSON but are not)."""
+    for line in lines:
         line = line.strip()
         if not line.startswith("{"):
             continue
         try:
-            row = json.loads(line)
+            yield json.loads(line), line
         except json.JSONDecodeError:
             print(f"bench: ignoring a line that is not JSON: {line[:120]}", file=sys.stderr)
-            continue
+
+
+def cmd_tag(args):
+    extra = parse_kv(args)
+    for row, _ in json_rows(sys.stdin):
         row.update(extra)
         print(json.dumps(row, ensure_ascii=False))
 
@@ -433,15 +458,7 @@ def cmd_finish(args):
     mach = machine()
     rows = []
     with open(rows_path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                print(f"bench: ignoring a line that is not JSON: {line[:120]}", file=sys.stderr)
-                continue
+        for row, line in json_rows(f):
             if not isinstance(row, dict) or any(k not in row for k in KEYS):
                 print(f"bench: ignoring a row without {KEYS}: {line[:120]}", file=sys.stderr)
                 continue
@@ -471,8 +488,8 @@ def main():
         cmd_row(args)
     elif cmd == "rounds":
         cmd_rounds(args)
-    elif cmd == "crosses":
-        cmd_crosses()
+    elif cmd == "undecided":
+        cmd_undecided()
     elif cmd == "machine":
         print(machine())
     elif cmd == "tag":

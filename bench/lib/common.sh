@@ -21,7 +21,7 @@
 #   BENCH_BIN         every built executable, ours and the benchmarks' ($BENCH_BUILD/bin)
 #   BENCH_ROUNDS      alternating rounds of ours and the anchor (default 5)
 #   BENCH_ROUNDS_MAX  the cap when rounds are added because a row's spread crosses
-#                     its goal (default 2 x BENCH_ROUNDS)
+#                     its goal undecided (default 2 x BENCH_ROUNDS)
 #   BENCH_QUICK       1: shorter runs, for trying a suite out (default 0)
 #   BENCH_BUDGET      this suite's seconds (default: its `# budget:` line)
 #   BENCH_SERVER_CPU  core for the servers under test (default 0)
@@ -77,10 +77,12 @@
 #   bench_rounds RESERVE FN A B [REPORT]
 #                                    BENCH_ROUNDS alternating rounds: FN ROUND A then FN ROUND B
 #                                    in even rounds, B then A in odd ones; stops early when
-#                                    fewer than RESERVE seconds of the budget are left. With
+#                                    another round would end less than RESERVE seconds before
+#                                    the budget does. With
 #                                    REPORT (a command printing the suite's rows from the rounds
 #                                    so far), adds rounds up to BENCH_ROUNDS_MAX while a row's
 #                                    spread (min-max of its per-round ratios) crosses its goal
+#                                    and its rounds do not decide it (bench.py undecided)
 #   bench_timeout SECONDS CMD...     run CMD, killed after SECONDS (and 5 s later -9);
 #                                    CMD may start with bench_on_load / bench_on_server
 #
@@ -289,8 +291,9 @@ bench_time_left() {
 }
 
 bench_rounds() {
-  local reserve="$1" fn="$2" a="$3" b="$4" report="${5:-}" r why
+  local reserve="$1" fn="$2" a="$3" b="$4" report="${5:-}" r why t0 took
   for ((r = 0; ; r++)); do
+    t0=$(date +%s)
     if ((r % 2 == 0)); then
       "$fn" "$r" "$a"
       "$fn" "$r" "$b"
@@ -298,13 +301,16 @@ bench_rounds() {
       "$fn" "$r" "$b"
       "$fn" "$r" "$a"
     fi
+    took=$(($(date +%s) - t0))
     if ((r + 1 >= BENCH_ROUNDS)); then
-      # Another round only while some row's spread crosses its goal.
+      # Another round only while some row's spread crosses its goal undecided.
       [ -n "$report" ] && ((r + 1 < BENCH_ROUNDS_MAX)) || break
-      why=$("$report" 2>/dev/null | python3 "$BENCH_LIB/bench.py" crosses 2>&1) || break
-      bench_log "after $((r + 1)) rounds the spread crosses the goal (${why//$'\n'/; }): one more round"
+      why=$("$report" 2>/dev/null | python3 "$BENCH_LIB/bench.py" undecided 2>&1) || break
+      bench_log "after $((r + 1)) rounds undecided: ${why//$'\n'/; }"
     fi
-    if (($(bench_time_left) < reserve)); then
+    # The next round must end RESERVE seconds before the budget does (the
+    # rows are printed at the end: a suite killed at its budget has none).
+    if (($(bench_time_left) < reserve + took)); then
       bench_log "budget nearly spent: stopping after $((r + 1)) rounds"
       break
     fi

@@ -16,11 +16,11 @@ ms=150
 bench_log "timing: $BENCH_ROUNDS rounds, ${ms} ms per parser per case, pinned to core $BENCH_LOAD_CPU"
 timing="$BENCH_TMP/timing.jsonl"
 bench_timeout 90 bench_on_load "$bin" --rounds "$BENCH_ROUNDS" --ms "$ms" >"$timing"
-# While a row's spread (min-max of its per-round ratios) crosses its goal,
-# one more round, up to BENCH_ROUNDS_MAX.
+# While a row's spread (min-max of its per-round ratios) crosses its goal
+# and its rounds do not decide it, one more round, up to BENCH_ROUNDS_MAX.
 for ((r = BENCH_ROUNDS; r < BENCH_ROUNDS_MAX && $(bench_time_left) > 40; r++)); do
-  why=$(python3 "$(dirname "$0")/report.py" "$timing" | python3 "$BENCH_LIB/bench.py" crosses 2>&1) || break
-  bench_log "after $r rounds the spread crosses the goal (${why//$'\n'/; }): one more round"
+  why=$(python3 "$(dirname "$0")/report.py" "$timing" | python3 "$BENCH_LIB/bench.py" undecided 2>&1) || break
+  bench_log "after $r rounds undecided: ${why//$'\n'/; }"
   bench_timeout 60 bench_on_load "$bin" --first-round "$r" --rounds 1 --ms "$ms" >>"$timing"
 done
 

@@ -352,18 +352,19 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
     tput = {}  # (inflight, size) -> key -> [run json]
     if wanted("unicast") or wanted("latency"):
         # More rounds (up to BENCH_ROUNDS_MAX) while a row's spread crosses its
-        # goal, as far as the time the plan leaves spare allows.
+        # goal undecided (bench.more_rounds), as far as the time the plan
+        # leaves spare allows.
         per_round = len(configs) * len(contenders) * (warmup + duration + 0.15)
         spare = 0.85 * b.budget - 55 - 26 * (warmup + duration + 0.15) * rounds
 
-        def crossing(done):
+        def undecided(done):
             spreads = [(ratio_list([r and r["per_s"] for r in tput[c]["relay"]],
                                    [r and r["per_s"] for r in tput[c][key]]), goal)
                        for c in configs for key, _, _, _, goal in anchors]
             return (done - rounds + 1) * per_round <= spare and bench.more_rounds(done, spreads)
 
         rnd = 0
-        while rnd < rounds or crossing(rnd):
+        while rnd < rounds or undecided(rnd):
             for inflight, size in configs:
                 for key, kind, proto, qos in contenders:
                     r = b.load(servers[kind], proto, qos, scenario="unicast", pairs=PAIRS,

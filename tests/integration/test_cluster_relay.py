@@ -260,6 +260,32 @@ def test_kill_9_of_a_node(nats_one, nodes):
     assert next_reply_is_list(a_tx) == [b"alice"]
 
 
+def test_a_dead_nodes_names_registered_again_while_being_freed(nats_one, nodes):
+    # Users of a killed node come back on another node while the sweeper
+    # deletes their keys: each REGISTER is ERROR 104 until its key is gone,
+    # then REGISTERED, never ERROR 109 (a create that met the key just
+    # before the sweeper deleted it is created again; found by bench/cluster).
+    (_, p1), (_, p2), (n3, p3) = nodes(nats_one)
+    names = [b"back%d" % i for i in range(30)]
+    held = [register(p3, n) for n in names]
+    claimers = {n: connect(p2, timeout=SLACK) for n in names}
+    n3.popen.send_signal(signal.SIGKILL)
+    n3.popen.wait(10)
+    pending, deadline = set(names), time.monotonic() + NODE_TIMEOUT + HEARTBEAT + SLACK
+    while pending and time.monotonic() < deadline:
+        for n in pending:  # one pass: every REGISTER out, then every answer
+            claimers[n].sendall(b"REGISTER TOSEND %s\n\n" % n)
+        for n in sorted(pending):
+            reply = recv_until(claimers[n])
+            if reply == b"REGISTERED TOSEND %s\n\n" % n:
+                pending.discard(n)
+            else:
+                assert reply == b"ERROR 104 Username taken\n\n", (n, reply)
+    assert not pending, sorted(pending)
+    for s in [*claimers.values(), *[x for pair in held for x in pair]]:
+        s.close()
+
+
 def test_sigstop_then_sigcont_of_a_node(nats_one, nodes):
     (n1, p1), (n2, p2), (n3, p3) = nodes(nats_one)
     a_tx, a_rx = register(p1, b"alice")
