@@ -540,9 +540,9 @@ TEST_CASE("store: an exclusive connection keeps the file to itself until it clos
     // No other connection gets in, not even to read.
     auto b = registry_store::open(file, other);
     if (b.has_value()) {
-      check_error(b->list(), errc::storage_error, {"locked"});
+      check_error(b->list(), errc::storage_error, {"locked", "another process is using the file"});
     } else {
-      check_error(b, errc::storage_error, {"locked"});
+      check_error(b, errc::storage_error, {"locked", "another process is using the file"});
     }
   }
   // Closed: the file is everyone's again, with everything committed.

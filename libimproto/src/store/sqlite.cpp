@@ -198,6 +198,9 @@ error database::failure(std::string_view what, int rc) const {
   detail += what;
   detail += ": ";
   detail += msg;
+  // Also what a second server on the same data directory meets (a server
+  // may keep its file locked for itself: options::exclusive).
+  if ((rc & 0xff) == SQLITE_BUSY) detail += " (another process is using the file)";
   return error(errc::storage_error, std::move(detail));
 }
 
