@@ -4,6 +4,8 @@ socket."""
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 import threading
 import time
@@ -54,6 +56,45 @@ def _as_bytes(body: Body) -> bytes:
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body)
     raise TypeError(f"body: expected bytes or str, not {type(body).__name__}")
+
+
+class _HangupWatch:
+    """Notices at once when the server closes the send socket, and says so
+    with ``on_hangup()`` (on the watch's thread). The blocking client reads
+    that socket only while a request waits for its reply, so without this a
+    download would learn of a dead server only from the transfer engine's
+    30 s silence timeout. Waits in poll() (no GIL) for the peer's FIN or an
+    error, never reading: replies stay for the request that reads them."""
+
+    _HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+
+    def __init__(self, sock: Any, on_hangup: Callable[[], Any], name: str) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), self._HANGUP)
+        self._poll.register(self._wake_r, select.POLLIN)
+        self._on_hangup = on_hangup
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            for fd, _ in self._poll.poll():
+                if fd == self._wake_r:
+                    return
+                try:
+                    self._on_hangup()
+                except Exception:
+                    sys.excepthook(*sys.exc_info())
+                return
+
+    def stop(self) -> None:
+        """Ends the watch; call before the socket is closed (its number could be reused)."""
+        os.write(self._wake_w, b"x")
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
 
 class RelayClient:
@@ -118,6 +159,7 @@ class RelayClient:
         self._connected = False
         self._downloads: Dict[int, "Download"] = {}
         self._downloads_lock = threading.Lock()
+        self._hangup_watch: Optional[_HangupWatch] = None  # from the first download on
 
     # ------------------------------------------------------------ lifetime
 
@@ -168,8 +210,11 @@ class RelayClient:
         self._closed = True
         with self._downloads_lock:
             running = list(self._downloads.values())
+            watch, self._hangup_watch = self._hangup_watch, None
         for d in running:
             d._transfer.stop("the client was closed")
+        if watch is not None:
+            watch.stop()
         self._close_streams()
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
@@ -350,6 +395,9 @@ class RelayClient:
                                                             progress, self._download_ended))
                 with self._downloads_lock:
                     self._downloads[tr.id] = handle
+                    if self._hangup_watch is None and not self._closed:
+                        self._hangup_watch = _HangupWatch(
+                            send.sock, self._server_hung_up, f"improto RelayClient {self.name} hangup watch")
                 try:
                     handle._transfer.start(server_ip, tr.udp_port)
                 except BaseException:
@@ -369,6 +417,13 @@ class RelayClient:
             self._request(_relay.Cancel(id=tid), None, f"CANCEL {tid}")
         except Error:
             pass  # the server forgets it after its timeout anyway
+
+    def _server_hung_up(self) -> None:
+        # As the asyncio client does when its reply reader meets the end.
+        with self._downloads_lock:
+            running = list(self._downloads.values())
+        for d in running:
+            d._transfer.stop("the connection to the server ended (the server closed it)")
 
     def _download_ended(self, transfer: Any) -> None:
         with self._downloads_lock:
@@ -464,8 +519,10 @@ class Download(_downloads.DownloadHandle):
     SHA-256 differs from the server's; the part file is removed),
     :class:`improto.CancelledError` (cancelled; the part file is removed),
     :class:`improto.TimeoutError` (the server went silent),
-    :class:`improto.ConnectionClosedError` (the client was closed) - the
-    last two keep ``NAME.part`` for a later :meth:`RelayClient.download`.
+    :class:`improto.ConnectionClosedError` (the client was closed, or the
+    server closed the connection: noticed at once, as the asyncio client
+    does) - the last two keep ``NAME.part`` for a later
+    :meth:`RelayClient.download`.
     """
 
     def __init__(self, client: RelayClient, transfer: Any) -> None:
