@@ -14,9 +14,11 @@
 # 4. adds the machine and the date to every row, writes the JSON list and
 #    prints one markdown table.
 #
-# Environment: BENCH_ROUNDS (default 5), BENCH_QUICK=1 (short runs, to try
-# things out; its numbers are not for publishing), BENCH_BUILD (build dir),
-# BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1. See bench/README.md.
+# Environment: BENCH_ROUNDS (default 5), BENCH_ROUNDS_MAX (the cap when a
+# suite adds rounds because a row's spread crosses its goal; default twice
+# BENCH_ROUNDS), BENCH_QUICK=1 (short runs, to try things out; its numbers
+# are not for publishing), BENCH_BUILD (build dir), BENCH_SKIP_INSTALL=1,
+# BENCH_SKIP_BUILD=1. See bench/README.md.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 BENCH_SUITE=run

@@ -37,17 +37,14 @@
 #include <string_view>
 #include <vector>
 
+#include "cli.hpp"
+#include "pacing.hpp"
 #include "proc_cpu.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "httprate: %s\n", what.c_str());
-  std::exit(1);
-}
-
+using bench::die;
 
 struct conn {
   int fd = -1;
@@ -97,20 +94,16 @@ int main(int argc, char** argv) {
   int connections = 20;
   std::string prefix = "bench";
   std::vector<int> pids;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--host") host = value();
-    else if (a == "--port") port = std::atoi(value().c_str());
-    else if (a == "--rate") rate = std::atof(value().c_str());
-    else if (a == "--duration") duration = std::atof(value().c_str());
-    else if (a == "--connections") connections = std::atoi(value().c_str());
-    else if (a == "--prefix") prefix = value();
-    else if (a == "--pid") pids.push_back(std::atoi(value().c_str()));
-    else die("unknown argument " + a + " (see the comment at the top of httprate.cpp)");
+  bench::program = "httprate";
+  for (bench::args a(argc, argv); a.next();) {
+    if (a.is("--host")) host = a.value();
+    else if (a.is("--port")) port = static_cast<int>(a.integer());
+    else if (a.is("--rate")) rate = a.number();
+    else if (a.is("--duration")) duration = a.number();
+    else if (a.is("--connections")) connections = static_cast<int>(a.integer());
+    else if (a.is("--prefix")) prefix = a.value();
+    else if (a.is("--pid")) pids.push_back(static_cast<int>(a.integer()));
+    else a.unknown();
   }
   if (port <= 0 || rate <= 0 || duration <= 0 || connections <= 0) die("bad arguments");
 
@@ -164,15 +157,15 @@ int main(int argc, char** argv) {
   };
 
   // Per connection: how many of its scheduled requests are due and unsent.
+  // Request k of the run goes to connection k % connections.
   std::vector<long long> due_sent(conns.size(), 0);
-  const double per_conn_interval = static_cast<double>(connections) / rate;
   const auto total_per_conn = static_cast<long long>(rate * duration / connections);
 
   double cpu0 = pids.empty() ? 0 : bench::cpu_seconds(pids);
   auto t0 = clock_type::now();
+  const bench::schedule plan(rate, t0);
   auto due_time = [&](std::size_t i, long long j) {
-    double s = (static_cast<double>(j) + static_cast<double>(i) / connections) * per_conn_interval;
-    return t0 + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(s));
+    return plan.due(j * connections + static_cast<long long>(i));
   };
   const auto hard_end = t0 + std::chrono::duration<double>(duration + 10);
   std::vector<epoll_event> events(static_cast<std::size_t>(connections));

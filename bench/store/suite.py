@@ -16,12 +16,10 @@ Environment: BENCH_ROUNDS (default 5), BENCH_QUICK=1 (short runs),
 BENCH_SERVER_CPU (default 0: the servers are pinned there).
 """
 
-import json
 import os
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "support"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import bench  # noqa: E402
 import postgres  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -45,20 +45,11 @@ def log(msg):
 
 
 class Server:
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.ports = []
-        deadline = time.monotonic() + 30
-        while len(self.ports) < (2 if "imbuddyd" in argv[0] else 1):
-            line = self.proc.stderr.readline()
-            if not line or time.monotonic() > deadline:
-                raise RuntimeError(f"{argv[0]} did not start: {line!r}")
-            m = re.search(r"listening on \S+:(\d+)$", line.strip())
-            if m:
-                self.ports.append(int(m.group(1)))
-        # Keep draining its log (one line per write) so it never blocks.
-        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+    def __init__(self, argv, log_path):
+        with open(log_path, "w") as log:
+            self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        self.ports = bench.listening_ports(log_path, self.proc, 2 if "imbuddyd" in argv[0] else 1)
 
     def stop(self):
         self.proc.terminate()
@@ -127,7 +118,7 @@ def main():
     with postgres.PostgresServer() as pg:
         for r in range(ROUNDS):
             for kind in ("registry", "buddy"):
-                for backend in (("pg", "sqlite") if r % 2 == 0 else ("sqlite", "pg")):
+                for backend in bench.alternate(r, ("pg", "sqlite")):
                     data = os.path.join(tmp, f"{kind}{r}{backend}")
                     os.mkdir(data)
                     if kind == "registry":
@@ -138,7 +129,7 @@ def main():
                                 "--udp-port", "0", "--data", data]
                     if backend == "pg":
                         argv += ["--store", pg.create_database(f"{kind}{r}")]
-                    server = Server(argv)
+                    server = Server(argv, data + ".log")
                     try:
                         rate = measure(registry_writer if kind == "registry" else buddy_writer,
                                        server.ports[0], f"{kind[0]}{r}")
@@ -149,21 +140,10 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
     for kind, what in (("registry", "imregistryd REGISTER (keep-alive)"),
                        ("buddy", "imbuddyd REG (a connection each)")):
-        pg_rates, sq_rates = results[kind]["pg"], results[kind]["sqlite"]
-        ratio = statistics.median(p / s for p, s in zip(pg_rates, sq_rates))
-        print(json.dumps({
-            "benchmark": f"store {what}, {CLIENTS} writers, PostgreSQL store",
-            "metric": "acknowledged writes/s",
-            "ours": round(statistics.median(pg_rates)),
-            "anchor_name": "the same server on SQLite (synchronous=FULL)",
-            "anchor": round(statistics.median(sq_rates)),
-            "ratio": float(f"{ratio:.4g}"),
-            "goal": None,
-            "higher_is_better": True,
-            "rounds": str(len(pg_rates)),
-            "note": "PostgreSQL 15 on loopback, fsync=on, synchronous_commit=on; both group-commit",
-        }), flush=True)
-
+        bench.rounds_row(f"store {what}, {CLIENTS} writers, PostgreSQL store", "acknowledged writes/s",
+                         results[kind]["pg"], "the same server on SQLite (synchronous=FULL)",
+                         results[kind]["sqlite"], None, True,
+                         "PostgreSQL 15 on loopback, fsync=on, synchronous_commit=on; both group-commit")
 
 if __name__ == "__main__":
     main()
