@@ -24,6 +24,7 @@ from improto import _core
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 import postgres  # noqa: E402
+from conftest import Tool  # noqa: E402
 from nats_servers import NATS_SERVER, NatsSet  # noqa: E402
 
 SLACK = 20.0
@@ -171,15 +172,19 @@ def test_a_name_held_on_one_node_is_refused_on_the_other(relay_nodes):
         with pytest.raises(improto.NameTakenError) as info:
             improto.RelayClient("dana", port=b.port, timeout=SLACK).connect()
         assert info.value.code == 104
-    # Closed on node 1: the name is free again, on node 2 too.
-    wait_for(lambda: "dana" not in _users(b), "dana's name given back")
-    with improto.RelayClient("dana", port=b.port, timeout=SLACK) as again:
+    # Closed on node 1: the name is free again, on node 2 too (once node 1's
+    # delete of the key went through).
+    with _connect_when_free("dana", b) as again:
         assert again.list_users() == ["dana"]
 
 
-def _users(server):
-    with improto.RelayClient("lister", port=server.port, timeout=SLACK) as c:
-        return c.list_users()
+def _connect_when_free(name, server):
+    def attempt():
+        try:
+            return improto.RelayClient(name, port=server.port, timeout=SLACK).connect()
+        except improto.NameTakenError:
+            return None
+    return wait_for(attempt, f"{name!r} free on node {server.node}")
 
 
 @needs_nats
@@ -188,9 +193,33 @@ def test_a_stopped_node_gives_its_names_back(relay_nodes):
     alice = improto.RelayClient("alice", port=a.port, timeout=SLACK).connect()
     a.stop()
     alice.close()
-    # A clean stop deletes its names at once (no node timeout to wait for).
-    with improto.RelayClient("alice", port=b.port, timeout=SLACK) as again:
+    # A clean stop says goodbye and deletes its own names: nobody waits
+    # for the node timeout or sweeps them.
+    log_b.wait(r"node py1 left the cluster")
+    with _connect_when_free("alice", b) as again:
         assert again.list_users() == ["alice"]
+    assert not any("node py1 is dead" in line for line in log_b.lines)
+
+
+@needs_nats
+def test_an_in_process_node_and_an_imrelayd_node_share_one_cluster(nats):
+    tool = Tool("imrelayd", "--port", 0, "--cluster", nats.urls(), "--node", "tool1",
+                "--heartbeat", HEARTBEAT, "--node-timeout", NODE_TIMEOUT)
+    log = Log()
+    try:
+        with improto.RelayServer(cluster=nats.urls(), node="py1", heartbeat=HEARTBEAT,
+                                 node_timeout=NODE_TIMEOUT, log=log) as node:
+            log.wait(r"node tool1 joined the cluster")
+            got = queue.Queue()
+            with improto.RelayClient("alice", port=node.port, timeout=SLACK) as alice, \
+                    improto.RelayClient("bob", port=tool.listening()[1], timeout=SLACK,
+                                        on_event=got.put):
+                alice.send("bob", b"from python to the tool's node")
+                ev = got.get(timeout=SLACK)
+                assert (ev.from_, ev.body) == ("alice", b"from python to the tool's node")
+                assert alice.list_users() == ["alice", "bob"]
+    finally:
+        tool.stop()
 
 
 @needs_nats
