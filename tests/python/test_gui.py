@@ -2,6 +2,7 @@
 two windows against a real relay server, driven with Tk's own events
 (keys typed with event_generate, clicks on the list, buttons invoked)."""
 
+import gc
 import hashlib
 import importlib.util
 import os
@@ -141,6 +142,20 @@ def screenshot(root, path):
         reason = r.stderr.decode(errors="replace")
     print(f"no screenshot: {reason}")
     return False
+
+
+@pytest.fixture(autouse=True)
+def tk_freed_on_this_thread():
+    """A Tk interpreter must be deleted by the thread that made it. A window
+    left in a reference cycle was collected once by a download's watcher
+    thread in a later test, and Tcl aborted the whole run (Fatal Python
+    error: Aborted, "Garbage-collecting" on that thread). So every test's
+    Tk objects are collected here, on the main thread, and none may remain."""
+    gc.collect()
+    yield
+    gc.collect()
+    left = [o for o in gc.get_objects() if tkinter is not None and isinstance(o, tkinter.Tk)]
+    assert not left, f"{len(left)} Tk interpreter(s) outlived the test"
 
 
 @pytest.fixture
