@@ -90,9 +90,14 @@ class evloop : public std::enable_shared_from_this<evloop> {
     asio::post(el->io_, [self = el->shared_from_this(), nc, mine] { self->adopt(nc, mine); });
     return NATS_OK;
   }
-  // The socket is always watched: libnats ignores a read event while it is
-  // not attached or reconnecting.
-  static natsStatus read(void*, bool) { return NATS_OK; }
+  // Added right after attach, removed when libnats stops polling (the
+  // socket is going: a disconnect or the close); then our descriptor goes
+  // too, and the next attach brings the new socket.
+  static natsStatus read(void* user, bool add) {
+    auto* el = static_cast<evloop*>(user);
+    if (!add) asio::post(el->io_, [self = el->shared_from_this()] { self->close_socket(); });
+    return NATS_OK;
+  }
   // Called with libnats' lock held, from any thread: the write is posted.
   static natsStatus write(void* user, bool add) {
     auto* el = static_cast<evloop*>(user);
@@ -461,7 +466,38 @@ struct nats_connection::state : std::enable_shared_from_this<state> {
   std::map<std::uint64_t, pending> requests;
   std::uint64_t next_request = 1;
 
-  state(asio::io_context& i, nats_options o) : io(i), options(std::move(o)) {}
+  // Consumed messages, destroyed in batches: libnats hands a destroyed
+  // message to its garbage-collector thread and wakes it when it sleeps, so
+  // one destroy per message would put a thread wake-up back on the path.
+  std::vector<natsMsg*> graveyard;
+  std::size_t graveyard_bytes = 0;
+  asio::steady_timer sweeper;
+  bool sweeper_armed = false;
+
+  state(asio::io_context& i, nats_options o) : io(i), options(std::move(o)), sweeper(i) {}
+
+  void bury(natsMsg* m) {
+    graveyard_bytes += static_cast<std::size_t>(natsMsg_GetDataLength(m)) + 64;
+    graveyard.push_back(m);
+  }
+  void sweep() {
+    for (natsMsg* m : graveyard) natsMsg_Destroy(m);
+    graveyard.clear();
+    graveyard_bytes = 0;
+  }
+  // After a drain: at most 64 messages or 256 KiB wait, for at most 100 ms.
+  void sweep_later() {
+    if (graveyard.size() >= 64 || graveyard_bytes >= 256 * 1024) sweep();
+    if (graveyard.empty() || sweeper_armed) return;
+    sweeper_armed = true;
+    sweeper.expires_after(std::chrono::milliseconds(100));
+    sweeper.async_wait([weak = weak_from_this()](std::error_code ec) {
+      auto s = weak.lock();
+      if (ec || !s) return;
+      s->sweeper_armed = false;
+      s->sweep();
+    });
+  }
 
   // Files a request's answers under `id` until `p.each` says it is finished
   // or `timeout` passes (then `p.expired` runs, once).
@@ -486,13 +522,19 @@ struct nats_connection::state : std::enable_shared_from_this<state> {
 
   // The next message of a sync subscription, if one is queued.
   enum class next_result { message, no_responders, none };
-  static next_result next(natsSubscription* s, in_message& out) {
+  next_result next(natsSubscription* s, in_message& out) {
+    // Most subscriptions hold nothing after a read: asked cheaply first (an
+    // empty NextMsg records a timeout in libnats' per-thread error state).
+    int queued = 0;
+    if (natsSubscription_GetPending(s, &queued, nullptr) != NATS_OK || queued == 0) {
+      return next_result::none;
+    }
     for (;;) {
       natsMsg* m = nullptr;
       natsStatus r = natsSubscription_NextMsg(&m, s, 0);
       if (r == NATS_OK) {
         out = copy_message(m);
-        natsMsg_Destroy(m);
+        bury(m);
         return next_result::message;
       }
       if (r == NATS_NO_RESPONDERS) return next_result::no_responders;
@@ -535,6 +577,7 @@ struct nats_connection::state : std::enable_shared_from_this<state> {
       if (got == next_result::none) break;
       if (got == next_result::message) on_gathered(std::move(m));
     }
+    sweep_later();
   }
 
   void on_gathered(in_message&& m) {
@@ -622,6 +665,11 @@ natsStatus open_connection(natsConnection** out, const std::shared_ptr<nats_conn
   if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
   if (s == NATS_OK) s = natsOptions_SetPingInterval(opts, 2000);
   if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(opts, 2);
+  // A publish is handed over at once: buffered, it waits for libnats'
+  // flusher thread to wake (in event-loop mode too), which cost a cross-node
+  // SEND two thread wake-ups per hop. In event-loop mode "at once" is our
+  // write callback, and nats_connection writes right after the call.
+  if (s == NATS_OK) s = natsOptions_SetSendAsap(opts, true);
   if (loop != nullptr) {
     if (s == NATS_OK) {
       s = natsOptions_SetEventLoop(opts, loop, evloop::attach, evloop::read, evloop::write,
@@ -629,7 +677,6 @@ natsStatus open_connection(natsConnection** out, const std::shared_ptr<nats_conn
     }
   } else {
     if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(opts, true);
-    if (s == NATS_OK) s = natsOptions_SetSendAsap(opts, true);
   }
   auto* closure = new conn_closure{st, &st->io, st->callbacks, which};
   if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, on_disconnected, closure);
@@ -696,6 +743,8 @@ nats_connection::~nats_connection() {
   s.buckets.clear();
   s.requests.clear();
   s.gathers.reset();
+  s.sweeper.cancel();
+  s.sweep();
   for (auto& entry : s.subs) natsSubscription_Unsubscribe(entry.second.s);
   // What is still buffered (a last "bye", the unsubscriptions) leaves
   // before the close: the io thread may not run again.
