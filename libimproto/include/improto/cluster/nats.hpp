@@ -89,9 +89,8 @@ class nats_connection {
   result<std::shared_ptr<kv_bucket>> key_value(const std::string& bucket, int replicas,
                                                std::chrono::milliseconds ttl = {});
 
-  // Blocking, for run_blocking jobs only (the io thread reads the answer):
-  // returns once the server has processed everything sent before,
-  // subscriptions included.
+  // Blocking (for run_blocking jobs): returns once the server has processed
+  // everything sent before, subscriptions included.
   result<void> flush();
 
   // Runs `job` on the KV worker thread (FIFO), then `then` on the io thread.
