@@ -63,10 +63,12 @@ def check_memory(proc, before, connections):
     per_connection = (rss_bytes(proc.popen.pid) - before) / connections
     if sanitized(proc.args[0]):
         return  # the sanitizers' allocator adds its own per-allocation cost
-    # 5.4 KB per connection before connections were parked (coroutine frames,
-    # timers, queues); what is left is the socket's, the session's and the
-    # parked wait's, about half a kilobyte.
-    assert per_connection < 1500, per_connection
+    # 5.4-7.2 KB per connection before connections were parked (coroutine
+    # frames, timers, queues); parked, 0.7-1.2 KB (the socket, Asio's state
+    # and parked wait, the session; the relay's user entry). The bound
+    # leaves room for the allocator's layout and catches any frame parked
+    # per connection again.
+    assert per_connection < 2000, per_connection
 
 
 GET = b"GET /userlist.txt HTTP/1.1\r\nHost: idle\r\n\r\n"
