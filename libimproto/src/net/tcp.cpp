@@ -122,7 +122,44 @@ struct tcp_connection::details {
   std::string error_text;  // close_reason() of a socket error
 };
 
+namespace {
+// The io_context of an executor (all of ours are io_contexts').
+asio::io_context& context_of(const asio::any_io_executor& executor) {
+  return static_cast<asio::io_context&>(asio::query(executor, asio::execution::context));
+}
+
+// A socket moved to the io_context's own executor type (the connection's:
+// a smaller socket and smaller pending operations than any_io_executor's).
+tcp_connection::socket_type adopt(asio::ip::tcp::socket socket) {
+  auto& io = context_of(socket.get_executor());
+  tcp_connection::socket_type adopted(io);
+  std::error_code ec;
+  if (socket.is_open()) {
+    auto protocol = socket.local_endpoint(ec).protocol();
+    int fd = socket.release(ec);
+    if (!ec) adopted.assign(protocol, fd, ec);
+    if (ec && fd >= 0) ::close(fd);
+  }
+  return adopted;
+}
+}  // namespace
+
 tcp_connection::tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits)
+    : tcp_connection(adopt(std::move(socket)), limits) {}
+
+tcp_connection::tcp_connection(asio::io_context& io, asio::ip::tcp protocol, int fd,
+                               const stream_limits& limits)
+    : tcp_connection(
+          [&] {
+            socket_type socket(io);
+            std::error_code ec;
+            socket.assign(protocol, fd, ec);
+            if (ec) ::close(fd);  // the connection starts closed
+            return socket;
+          }(),
+          limits) {}
+
+tcp_connection::tcp_connection(socket_type socket, const stream_limits& limits)
     : socket_(std::move(socket)),
       limits_(limits),
       sweeper_(deadline_sweeper::of(socket_.get_executor())),
@@ -133,6 +170,10 @@ tcp_connection::tcp_connection(asio::ip::tcp::socket socket, const stream_limits
   sweeper_.uses(limits_.idle_timeout);
   sweeper_.uses(limits_.message_timeout);
   arm_deadline();
+  if (!socket_.is_open()) {
+    open_ = false;
+    close_reason_ = "closed";
+  }
 }
 
 tcp_connection::~tcp_connection() { sweeper_.remove(*this); }
@@ -459,7 +500,7 @@ bool out_of_resources(const std::error_code& ec) {
 }
 }  // namespace
 
-asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
+asio::awaitable<result<int>> tcp_listener::accept_native(
     std::function<std::size_t()> live_connections, std::size_t max_connections) {
   while (true) {
     if (!acceptor_.is_open()) co_return fail(errc::connection_closed, "listener closed");
@@ -491,13 +532,6 @@ asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
       }
       continue;  // otherwise the newcomer failed (e.g. reset in the backlog)
     }
-    asio::ip::tcp::socket socket(acceptor_.get_executor());
-    std::error_code ec;
-    socket.assign(protocol_, fd, ec);
-    if (ec) {
-      ::close(fd);
-      continue;
-    }
     if (failed_accepts_ > 0) {
       if (failed_accepts_ >= 2 && log_) {
         log_("accepting connections again (" + std::to_string(failed_accepts_) +
@@ -507,15 +541,32 @@ asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
     }
     if (live_connections() >= max_connections) {
       // Refused at once; the caller asks again with a fresh count.
-      refuse(socket);
+      refuse(fd);
       co_return fail(errc::overloaded, "connection limit reached");
+    }
+    co_return fd;
+  }
+}
+
+asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
+    std::function<std::size_t()> live_connections, std::size_t max_connections) {
+  while (true) {
+    // Named, not a temporary: see net/common.hpp on g++ 12.
+    auto accepted = accept_native(live_connections, max_connections);
+    auto fd = co_await std::move(accepted);
+    if (!fd) co_return tl::unexpected(fd.error());
+    asio::ip::tcp::socket socket(acceptor_.get_executor());
+    std::error_code ec;
+    socket.assign(protocol_, *fd, ec);
+    if (ec) {
+      ::close(*fd);
+      continue;
     }
     co_return std::move(socket);
   }
 }
 
-void tcp_listener::refuse(asio::ip::tcp::socket& socket) const {
-  int fd = socket.native_handle();
+void tcp_listener::refuse(int fd) const {
   // Closing with unread bytes sends a reset, which may make the peer drop
   // the refusal: take in what has arrived already (a request sent right
   // after connecting), without waiting for more.
@@ -529,8 +580,7 @@ void tcp_listener::refuse(asio::ip::tcp::socket& socket) const {
         ::send(fd, refusal_.data(), refusal_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   }
   ::shutdown(fd, SHUT_WR);
-  std::error_code ignored;
-  socket.close(ignored);
+  ::close(fd);  // never registered with the reactor
 }
 
 void tcp_listener::close() {

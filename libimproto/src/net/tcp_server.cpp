@@ -2,6 +2,8 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <unistd.h>
+
 #include <unordered_set>
 #include <vector>
 
@@ -60,14 +62,18 @@ struct tcp_server::state : tcp_connection::parking, std::enable_shared_from_this
     while (!s.stopping) {
       // Named, not a temporary: see net/common.hpp on g++ 12.
       std::function<std::size_t()> live = [&s] { return s.sessions.size(); };
-      auto socket = co_await s.listener.accept(live, s.limits.max_connections);
+      auto socket = co_await s.listener.accept_native(live, s.limits.max_connections);
       // Accepted just as stop() ran (its completion was already queued):
       // stop() did not see this session, so it must not start; the socket
       // closes here.
-      if (s.stopping) break;
+      if (s.stopping) {
+        if (socket) ::close(*socket);
+        break;
+      }
       if (!socket && socket.error() == errc::overloaded) continue;
       if (!socket) break;
-      auto conn = std::make_shared<tcp_connection>(std::move(*socket), s.limits);
+      auto conn =
+          std::make_shared<tcp_connection>(s.io, s.listener.protocol(), *socket, s.limits);
       conn->start();
       auto session = s.make(conn);
       if (!session) {

@@ -52,7 +52,16 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     virtual ~parking() = default;
   };
 
+  // On the io_context's own executor type: a smaller socket, and smaller
+  // pending operations, than with any_io_executor.
+  using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+
+  // A connected socket (moved to socket_type: one deregistration and
+  // registration with the reactor; clients only).
   tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits);
+  // An accepted descriptor (tcp_listener::accept_native()), owned from now.
+  tcp_connection(asio::io_context& io, asio::ip::tcp protocol, int fd, const stream_limits& limits);
+  tcp_connection(socket_type socket, const stream_limits& limits);
   ~tcp_connection();
   tcp_connection(const tcp_connection&) = delete;
   tcp_connection& operator=(const tcp_connection&) = delete;
@@ -128,7 +137,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   void arm_deadline();
   void shut(std::string_view reason, const std::error_code& ec = {});
 
-  asio::ip::tcp::socket socket_;
+  socket_type socket_;
   const stream_limits& limits_;
   deadline_sweeper& sweeper_;
   tcp_connection* sweep_prev_ = nullptr;  // the sweeper's list while open
@@ -172,6 +181,12 @@ class tcp_listener {
   // been called.
   asio::awaitable<result<asio::ip::tcp::socket>> accept(
       std::function<std::size_t()> live_connections, std::size_t max_connections);
+  // The same, returning the descriptor (non-blocking, close-on-exec) for a
+  // caller that wraps it itself; it is not registered with the reactor yet.
+  asio::awaitable<result<int>> accept_native(std::function<std::size_t()> live_connections,
+                                             std::size_t max_connections);
+  // Of the accepted sockets.
+  asio::ip::tcp protocol() const noexcept { return protocol_; }
   // Bytes written to a newcomer refused at the connection limit (e.g. a
   // protocol's "busy" answer), best effort: only what the socket takes
   // without blocking. Empty (the default): closed silently.
@@ -182,7 +197,7 @@ class tcp_listener {
 
  private:
   explicit tcp_listener(asio::ip::tcp::acceptor acceptor);
-  void refuse(asio::ip::tcp::socket& socket) const;
+  void refuse(int fd) const;
   asio::ip::tcp::acceptor acceptor_;
   asio::ip::tcp protocol_;  // of the accepted sockets
   std::string refusal_;
