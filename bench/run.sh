@@ -8,15 +8,18 @@
 #    nginx, llhttp, http-parser, valgrind, and each suite's packages.txt);
 #    apt-get update runs first, and only when something is missing;
 # 2. builds the library, our servers and the benchmark programs in Release
-#    (bench/CMakeLists.txt, in build-bench/);
+#    (bench/CMakeLists.txt, in build-bench/), then runs each suite's
+#    prepare.sh if it has one (the python suite installs the package);
 # 3. runs each bench/<suite>/suite.sh within its time budget (the
 #    `# budget: SECONDS` line in it), collecting the JSON rows it prints;
 # 4. adds the machine and the date to every row, writes the JSON list and
 #    prints one markdown table.
 #
-# Environment: BENCH_ROUNDS (default 5), BENCH_QUICK=1 (short runs, to try
-# things out; its numbers are not for publishing), BENCH_BUILD (build dir),
-# BENCH_SKIP_INSTALL=1, BENCH_SKIP_BUILD=1. See bench/README.md.
+# Environment: BENCH_ROUNDS (default 5), BENCH_ROUNDS_MAX (the cap when a
+# suite adds rounds because a row's spread crosses its goal; default twice
+# BENCH_ROUNDS), BENCH_QUICK=1 (short runs, to try things out; its numbers
+# are not for publishing), BENCH_BUILD (build dir), BENCH_SKIP_INSTALL=1,
+# BENCH_SKIP_BUILD=1. See bench/README.md.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 BENCH_SUITE=run
@@ -76,6 +79,15 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     cmake --build "$BENCH_BUILD" -j "$(nproc)" >"$BENCH_BUILD/build.log" 2>&1 ||
     { grep -E -A5 'error|FAILED' "$BENCH_BUILD/build.log" | head -60 >&2; exit 1; }
   bench_log "built in $(($(date +%s) - started)) s"
+  # A suite's own build steps (bench/<suite>/prepare.sh), outside its budget.
+  for s in "${suites[@]}"; do
+    if [ -f "bench/$s/prepare.sh" ]; then
+      t0=$(date +%s)
+      BENCH_SUITE="$s" bash "bench/$s/prepare.sh" || { bench_log "bench/$s/prepare.sh failed"; exit 1; }
+      bench_log "prepared $s in $(($(date +%s) - t0)) s"
+    fi
+  done
+  export BENCH_PREPARED=1
 fi
 
 # -------------------------------------------------------------------- runs

@@ -1,7 +1,7 @@
 // httprate - a fixed-rate HTTP load generator for the registry's POSTs.
 //
 //   httprate --port P [--host 127.0.0.1] [--rate 2000] [--duration 5]
-//            [--connections 20] [--prefix bench] [--pid PID]...
+//            [--connections 20] [--prefix bench] [--pid PID]... [--resp]
 //
 // Keep-alive connections each alternate `POST /userlist.txt` with the body
 // `REGISTER <prefix><i>@127.0.0.1:<port>` and `LOGOUT` of the same entry, in
@@ -11,6 +11,11 @@
 // soon as it arrives (counted in "late"), so the rate holds as long as the
 // latency stays under connections/rate. At the end every entry still
 // registered is logged out, so the server's list is as it was.
+//
+// --resp: the same changes for a Redis server, over RESP on the same
+// schedule: `SADD users <entry>` for a REGISTER and `SREM users <entry>` for
+// a LOGOUT. The answer `:1` (one member added or removed) counts as a 200,
+// anything else as a non-200 (an error reply `-...` also as an error).
 //
 // With --pid (repeatable), the CPU time of those processes (user+system, all
 // threads: bench/lib/proc_cpu.hpp) is read when the schedule starts and when the
@@ -37,17 +42,14 @@
 #include <string_view>
 #include <vector>
 
+#include "cli.hpp"
+#include "pacing.hpp"
 #include "proc_cpu.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "httprate: %s\n", what.c_str());
-  std::exit(1);
-}
-
+using bench::die;
 
 struct conn {
   int fd = -1;
@@ -65,6 +67,30 @@ std::string request(std::string_view verb, const std::string& entry) {
   std::string body = std::string(verb) + " " + entry;
   return "POST /userlist.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/*\r\n"
          "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// The RESP command for one change: an array of bulk strings.
+std::string resp_request(std::string_view verb, const std::string& entry) {
+  std::string out = "*3\r\n$4\r\n";
+  out += verb == "REGISTER" ? "SADD" : "SREM";
+  out += "\r\n$5\r\nusers\r\n$" + std::to_string(entry.size()) + "\r\n" + entry + "\r\n";
+  return out;
+}
+
+// One complete RESP reply at the front of `in` (SADD/SREM answer an integer,
+// or an error): its length in bytes, 0 when not complete; status 200 for
+// `:1`, 500 for an error reply, 409 for any other integer.
+std::size_t parse_resp(const std::string& in, int& status) {
+  auto end = in.find("\r\n");
+  if (end == std::string::npos) return 0;
+  if (in[0] == ':') {
+    status = in.compare(0, end, ":1") == 0 ? 200 : 409;
+  } else if (in[0] == '-') {
+    status = 500;
+  } else {
+    die("unexpected RESP reply: " + in.substr(0, 40));
+  }
+  return end + 2;
 }
 
 // One complete response at the front of `in`: its status, and its length in
@@ -97,20 +123,18 @@ int main(int argc, char** argv) {
   int connections = 20;
   std::string prefix = "bench";
   std::vector<int> pids;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--host") host = value();
-    else if (a == "--port") port = std::atoi(value().c_str());
-    else if (a == "--rate") rate = std::atof(value().c_str());
-    else if (a == "--duration") duration = std::atof(value().c_str());
-    else if (a == "--connections") connections = std::atoi(value().c_str());
-    else if (a == "--prefix") prefix = value();
-    else if (a == "--pid") pids.push_back(std::atoi(value().c_str()));
-    else die("unknown argument " + a + " (see the comment at the top of httprate.cpp)");
+  bool resp = false;
+  bench::program = "httprate";
+  for (bench::args a(argc, argv); a.next();) {
+    if (a.is("--host")) host = a.value();
+    else if (a.is("--port")) port = static_cast<int>(a.integer());
+    else if (a.is("--rate")) rate = a.number();
+    else if (a.is("--duration")) duration = a.number();
+    else if (a.is("--connections")) connections = static_cast<int>(a.integer());
+    else if (a.is("--prefix")) prefix = a.value();
+    else if (a.is("--pid")) pids.push_back(static_cast<int>(a.integer()));
+    else if (a.is("--resp")) resp = true;
+    else a.unknown();
   }
   if (port <= 0 || rate <= 0 || duration <= 0 || connections <= 0) die("bad arguments");
 
@@ -136,6 +160,12 @@ int main(int argc, char** argv) {
     ev.data.u32 = static_cast<std::uint32_t>(i);
     epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
   }
+  auto make_request = [resp](std::string_view verb, const std::string& e) {
+    return resp ? resp_request(verb, e) : request(verb, e);
+  };
+  auto parse = [resp](const std::string& in, int& status) {
+    return resp ? parse_resp(in, status) : parse_response(in, status);
+  };
   auto entry = [&](const conn& c) {
     return prefix + std::to_string(c.index) + "@127.0.0.1:" + std::to_string(20000 + c.index);
   };
@@ -159,20 +189,20 @@ int main(int argc, char** argv) {
     c.sent_at = clock_type::now();
   };
   auto send_next = [&](conn& c) {
-    send_now(c, request(c.next_is_register ? "REGISTER" : "LOGOUT", entry(c)));
+    send_now(c, make_request(c.next_is_register ? "REGISTER" : "LOGOUT", entry(c)));
     ++sent;
   };
 
   // Per connection: how many of its scheduled requests are due and unsent.
+  // Request k of the run goes to connection k % connections.
   std::vector<long long> due_sent(conns.size(), 0);
-  const double per_conn_interval = static_cast<double>(connections) / rate;
   const auto total_per_conn = static_cast<long long>(rate * duration / connections);
 
   double cpu0 = pids.empty() ? 0 : bench::cpu_seconds(pids);
   auto t0 = clock_type::now();
+  const bench::schedule plan(rate, t0);
   auto due_time = [&](std::size_t i, long long j) {
-    double s = (static_cast<double>(j) + static_cast<double>(i) / connections) * per_conn_interval;
-    return t0 + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(s));
+    return plan.due(j * connections + static_cast<long long>(i));
   };
   const auto hard_end = t0 + std::chrono::duration<double>(duration + 10);
   std::vector<epoll_event> events(static_cast<std::size_t>(connections));
@@ -207,7 +237,7 @@ int main(int argc, char** argv) {
       }
       c.in.append(buf, static_cast<std::size_t>(r));
       int status = 0;
-      while (std::size_t used = parse_response(c.in, status)) {
+      while (std::size_t used = parse(c.in, status)) {
         c.in.erase(0, used);
         if (!c.waiting) die("an answer nobody asked for");
         c.waiting = false;
@@ -266,7 +296,7 @@ int main(int argc, char** argv) {
 
   // Leave the list as it was.
   for (auto& c : conns) {
-    if (c.registered) send_now(c, request("LOGOUT", entry(c)));
+    if (c.registered) send_now(c, make_request("LOGOUT", entry(c)));
   }
   auto cleanup_end = clock_type::now() + std::chrono::seconds(5);
   while (any_waiting() && clock_type::now() < cleanup_end) poll_once(50, false);

@@ -20,6 +20,8 @@
 #   BENCH_BUILD       the build directory (default $BENCH_ROOT/build-bench)
 #   BENCH_BIN         every built executable, ours and the benchmarks' ($BENCH_BUILD/bin)
 #   BENCH_ROUNDS      alternating rounds of ours and the anchor (default 5)
+#   BENCH_ROUNDS_MAX  the cap when rounds are added because a row's spread crosses
+#                     its goal undecided (default 2 x BENCH_ROUNDS)
 #   BENCH_QUICK       1: shorter runs, for trying a suite out (default 0)
 #   BENCH_BUDGET      this suite's seconds (default: its `# budget:` line)
 #   BENCH_SERVER_CPU  core for the servers under test (default 0)
@@ -49,13 +51,20 @@
 #   bench_wait_port PORT [TIMEOUT]   wait until something accepts TCP on 127.0.0.1:PORT
 #   bench_stop PID                   SIGTERM, then SIGKILL after 5 s; waits for it
 #   bench_free_port [udp]            a free loopback port
-#   bench_cpu_ticks PID              utime+stime of a process (all threads), clock ticks
+#   bench_cpu_ticks PID...           utime+stime of processes (all threads, summed), clock ticks
 #   bench_clk_tck                    clock ticks per second
 #   bench_busy_fraction PID SECONDS CMD...
 #                                    run CMD (a load run) and print the fraction of one
 #                                    core PID used meanwhile, and its ticks: "0.93 279"
 #   bench_core_jiffies CPU           "busy total" jiffies of one core from /proc/stat
 #                                    (all processes); two readings give its busy fraction
+#   bench_mark [PID...]              remember the CPU ticks of PIDs, the time and how busy
+#                                    the server and load cores have been, for bench_busy
+#   bench_busy                       since bench_mark: "PROC SERVER_CORE LOAD_CORE", the
+#                                    share of one core the PIDs used and how busy each core
+#                                    was with everything on it (0.0-1.0)
+#   bench_python ARGS...             python3 with bench/lib on its path (`import bench`:
+#                                    rows, saturation notes; see bench/lib/bench.py)
 #   bench_median N...                the median of the numbers
 #   bench_row KEY=VALUE...           print one result row; keys: benchmark metric ours
 #                                    anchor_name anchor ratio goal higher_is_better note
@@ -65,6 +74,15 @@
 #                                    their medians, ratio is the median of the
 #                                    per-round ratios ours/anchor
 #   bench_time_left                  seconds left of BENCH_BUDGET
+#   bench_rounds RESERVE FN A B [REPORT]
+#                                    BENCH_ROUNDS alternating rounds: FN ROUND A then FN ROUND B
+#                                    in even rounds, B then A in odd ones; stops early when
+#                                    another round would end less than RESERVE seconds before
+#                                    the budget does. With
+#                                    REPORT (a command printing the suite's rows from the rounds
+#                                    so far), adds rounds up to BENCH_ROUNDS_MAX while a row's
+#                                    spread (min-max of its per-round ratios) crosses its goal
+#                                    and its rounds do not decide it (bench.py undecided)
 #   bench_timeout SECONDS CMD...     run CMD, killed after SECONDS (and 5 s later -9);
 #                                    CMD may start with bench_on_load / bench_on_server
 #
@@ -80,6 +98,7 @@ BENCH_LIB="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 : "${BENCH_BUILD:=$BENCH_ROOT/build-bench}"
 : "${BENCH_BIN:=$BENCH_BUILD/bin}"
 : "${BENCH_ROUNDS:=5}"
+: "${BENCH_ROUNDS_MAX:=$((2 * BENCH_ROUNDS))}"
 : "${BENCH_QUICK:=0}"
 : "${BENCH_NICE:=-20}"
 if [ -z "${BENCH_SERVER_CPU:-}" ] || [ -z "${BENCH_LOAD_CPU:-}" ]; then
@@ -89,7 +108,7 @@ if [ -z "${BENCH_SERVER_CPU:-}" ] || [ -z "${BENCH_LOAD_CPU:-}" ]; then
     BENCH_SERVER_CPU=0 BENCH_LOAD_CPU=0
   fi
 fi
-export BENCH_ROOT BENCH_BUILD BENCH_BIN BENCH_ROUNDS BENCH_QUICK BENCH_SERVER_CPU BENCH_LOAD_CPU BENCH_NICE
+export BENCH_ROOT BENCH_BUILD BENCH_BIN BENCH_ROUNDS BENCH_ROUNDS_MAX BENCH_QUICK BENCH_SERVER_CPU BENCH_LOAD_CPU BENCH_NICE
 BENCH_PIDS=()
 declare -A BENCH_PID_OF=()
 BENCH_STARTED_AT=$(date +%s)
@@ -213,12 +232,15 @@ EOF
 
 bench_cpu_ticks() {
   # Fields 14 and 15 of /proc/PID/stat, counted after the ')' that closes comm.
-  local stat
-  stat=$(cat "/proc/$1/stat") || return 1
-  stat=${stat##*) }
-  # shellcheck disable=SC2086
-  set -- $stat
-  echo $((${12} + ${13}))
+  local stat pid total=0
+  for pid in "$@"; do
+    stat=$(cat "/proc/$pid/stat") || return 1
+    stat=${stat##*) }
+    # shellcheck disable=SC2086
+    set -- $stat
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
 }
 
 bench_clk_tck() { getconf CLK_TCK; }
@@ -239,6 +261,26 @@ bench_busy_fraction() {
   python3 -c "import sys; t=$t1-$t0; print('%.3f %d' % (t/$(bench_clk_tck)/(($w1-$w0)/1e9), t))"
 }
 
+bench_mark() {
+  BENCH_MARK_PIDS="$*"
+  BENCH_MARK="$(bench_cpu_ticks "$@") $(date +%s%N) $(bench_core_jiffies "$BENCH_SERVER_CPU") $(bench_core_jiffies "$BENCH_LOAD_CPU")"
+}
+
+bench_busy() {
+  local now
+  # shellcheck disable=SC2086
+  now="$(bench_cpu_ticks $BENCH_MARK_PIDS) $(date +%s%N) $(bench_core_jiffies "$BENCH_SERVER_CPU") $(bench_core_jiffies "$BENCH_LOAD_CPU")"
+  python3 - "$BENCH_MARK" "$now" "$(bench_clk_tck)" <<'EOF'
+import sys
+t0, w0, sb0, st0, lb0, lt0 = map(int, sys.argv[1].split())
+t1, w1, sb1, st1, lb1, lt1 = map(int, sys.argv[2].split())
+proc = (t1 - t0) / int(sys.argv[3]) / max(1e-9, (w1 - w0) / 1e9)
+print(f"{proc:.3f} {(sb1 - sb0) / max(1, st1 - st0):.3f} {(lb1 - lb0) / max(1, lt1 - lt0):.3f}")
+EOF
+}
+
+bench_python() { PYTHONPATH="$BENCH_LIB${PYTHONPATH:+:$PYTHONPATH}" python3 "$@"; }
+
 bench_median() { python3 "$BENCH_LIB/bench.py" median "$@"; }
 
 bench_row() { python3 "$BENCH_LIB/bench.py" row "$@"; }
@@ -246,6 +288,33 @@ bench_row_rounds() { python3 "$BENCH_LIB/bench.py" rounds "$@"; }
 
 bench_time_left() {
   echo $((BENCH_BUDGET - ($(date +%s) - BENCH_STARTED_AT)))
+}
+
+bench_rounds() {
+  local reserve="$1" fn="$2" a="$3" b="$4" report="${5:-}" r why t0 took
+  for ((r = 0; ; r++)); do
+    t0=$(date +%s)
+    if ((r % 2 == 0)); then
+      "$fn" "$r" "$a"
+      "$fn" "$r" "$b"
+    else
+      "$fn" "$r" "$b"
+      "$fn" "$r" "$a"
+    fi
+    took=$(($(date +%s) - t0))
+    if ((r + 1 >= BENCH_ROUNDS)); then
+      # Another round only while some row's spread crosses its goal undecided.
+      [ -n "$report" ] && ((r + 1 < BENCH_ROUNDS_MAX)) || break
+      why=$("$report" 2>/dev/null | python3 "$BENCH_LIB/bench.py" undecided 2>&1) || break
+      bench_log "after $((r + 1)) rounds undecided: ${why//$'\n'/; }"
+    fi
+    # The next round must end RESERVE seconds before the budget does (the
+    # rows are printed at the end: a suite killed at its budget has none).
+    if (($(bench_time_left) < reserve + took)); then
+      bench_log "budget nearly spent: stopping after $((r + 1)) rounds"
+      break
+    fi
+  done
 }
 
 bench_timeout() {

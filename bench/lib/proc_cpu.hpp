@@ -1,7 +1,8 @@
 #pragma once
 
 // CPU time of other processes, for the load generators that measure a
-// server's CPU per request (bench/http/httprate.cpp, bench/udp/udp_load.cpp).
+// server's CPU per request (bench/http/httprate.cpp, bench/udp/udp_load.cpp,
+// bench/relay/relayload.cpp), and of the generator itself.
 //
 // cpu_seconds(pids): user+system time of those processes, all their threads,
 // in seconds. It sums the first field of /proc/PID/task/*/schedstat (the
@@ -11,6 +12,7 @@
 // sum: our servers' threads live as long as the server.
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -65,6 +67,14 @@ inline double cpu_seconds(const std::vector<int>& pids) {
     total += s;
   }
   return total;
+}
+
+// Seconds of CPU this process has used (user+system, all threads).
+inline double self_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 }  // namespace bench

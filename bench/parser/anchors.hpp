@@ -11,13 +11,13 @@
 #include <string>
 #include <string_view>
 
+#include "cli.hpp"  // bench::die
+
 namespace bench {
 
 constexpr std::size_t read_chunk = 16 * 1024;  // net::stream_limits::read_chunk
 
 extern volatile std::size_t g_sink;  // keeps every parser's results alive
-
-[[noreturn]] void die(const std::string& what);
 
 // A parser consumes a whole stream (in read_chunk pieces) and returns the
 // number of messages it completed.

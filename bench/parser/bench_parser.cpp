@@ -1,7 +1,8 @@
 // bench_parser - our stream decoders against the HTTP parsers a server would
 // otherwise be built on: llhttp, http-parser and picohttpparser.
 //
-//   bench_parser [--rounds N] [--ms MS] [--only CASE,...] timing rounds, JSON lines
+//   bench_parser [--rounds N] [--first-round R] [--ms MS] [--only CASE,...]
+//                                                        timing rounds R..R+N-1, JSON lines
 //   bench_parser --callgrind N1 N2 [--only CASE,...]     instruction counts (run
 //                                                        under valgrind --tool=callgrind)
 //   bench_parser --list                                 the cases, with their sizes
@@ -60,11 +61,6 @@
 namespace bench {
 
 volatile std::size_t g_sink = 0;
-
-void die(const std::string& what) {
-  std::fprintf(stderr, "bench_parser: %s\n", what.c_str());
-  std::exit(1);
-}
 
 }  // namespace bench
 
@@ -259,7 +255,7 @@ double seconds(contender& c, std::size_t iterations, std::size_t expect) {
   return std::chrono::duration<double>(t1 - t0).count();
 }
 
-int timing(std::vector<bench_case>& cases, int rounds, double ms) {
+int timing(std::vector<bench_case>& cases, int first_round, int rounds, double ms) {
   for (auto& b : cases) {
     // Warm up everyone, then size the rounds on ours.
     for (auto& c : b.contenders) seconds(c, 1, b.messages);
@@ -273,7 +269,7 @@ int timing(std::vector<bench_case>& cases, int rounds, double ms) {
       }
       iterations *= 4;
     }
-    for (int r = 0; r < rounds; ++r) {
+    for (int r = first_round; r < first_round + rounds; ++r) {
       std::size_t k = b.contenders.size();
       for (std::size_t j = 0; j < k; ++j) {
         auto& c = b.contenders[(j + static_cast<std::size_t>(r)) % k];
@@ -317,33 +313,32 @@ int callgrind(std::vector<bench_case>& cases, std::size_t n1, std::size_t n2) {
 
 int main(int argc, char** argv) {
   int rounds = 5;
+  int first_round = 0;  // numbers the rounds of a run that adds to earlier ones
   double ms = 100;
   std::size_t n1 = 0, n2 = 0;
   bool list = false;
   std::string only;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--rounds") {
-      rounds = std::atoi(value().c_str());
-    } else if (a == "--ms") {
-      ms = std::atof(value().c_str());
-    } else if (a == "--only") {
-      only = value();
-    } else if (a == "--callgrind") {
-      n1 = std::strtoull(value().c_str(), nullptr, 10);
-      n2 = std::strtoull(value().c_str(), nullptr, 10);
+  bench::program = "bench_parser";
+  for (bench::args a(argc, argv); a.next();) {
+    if (a.is("--rounds")) {
+      rounds = static_cast<int>(a.integer());
+    } else if (a.is("--first-round")) {
+      first_round = static_cast<int>(a.integer());
+    } else if (a.is("--ms")) {
+      ms = a.number();
+    } else if (a.is("--only")) {
+      only = a.value();
+    } else if (a.is("--callgrind")) {
+      n1 = std::strtoull(a.value().c_str(), nullptr, 10);
+      n2 = std::strtoull(a.value().c_str(), nullptr, 10);
       if (n2 <= n1) die("--callgrind N1 N2 needs N2 > N1");
-    } else if (a == "--list") {
+    } else if (a.is("--list")) {
       list = true;
     } else {
-      die("unknown argument " + a + " (see the comment at the top of bench_parser.cpp)");
+      a.unknown();
     }
   }
-  if (rounds < 1 || ms <= 0) die("bad --rounds or --ms");
+  if (rounds < 1 || first_round < 0 || ms <= 0) die("bad --rounds, --first-round or --ms");
 
   auto hc = http_cases();
   auto rc = relay_cases();
@@ -364,7 +359,7 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
-  int rc_code = n2 != 0 ? callgrind(cases, n1, n2) : timing(cases, rounds, ms);
+  int rc_code = n2 != 0 ? callgrind(cases, n1, n2) : timing(cases, first_round, rounds, ms);
   std::fprintf(stderr, "bench_parser: sink %zu\n", static_cast<std::size_t>(g_sink));
   return rc_code;
 }

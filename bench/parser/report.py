@@ -12,8 +12,10 @@ import glob
 import json
 import os
 import re
-import statistics
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import bench  # noqa: E402
 
 HTTP_CASES = {
     "seed-post": "the seed's 120-byte POST /userlist.txt REGISTER",
@@ -38,16 +40,8 @@ def emit(benchmark, metric, anchor_name, ours, anchor, goal, higher, note=None):
     common = sorted(set(ours) & set(anchor))
     if not common:
         return
-    o = [ours[r] for r in common]
-    a = [anchor[r] for r in common]
-    ratio = statistics.median(x / y for x, y in zip(o, a))
-    row = {"benchmark": benchmark, "metric": metric,
-           "ours": float(f"{statistics.median(o):.4g}"), "anchor_name": anchor_name,
-           "anchor": float(f"{statistics.median(a):.4g}"), "ratio": float(f"{ratio:.4g}"),
-           "goal": goal, "higher_is_better": higher, "rounds": str(len(common))}
-    if note:
-        row["note"] = note
-    print(json.dumps(row), flush=True)
+    bench.rounds_row(benchmark, metric, [ours[r] for r in common], anchor_name,
+                     [anchor[r] for r in common], goal, higher, note)
 
 
 def callgrind_costs(folder):
@@ -87,21 +81,21 @@ def main():
     costs = callgrind_costs(sys.argv[2]) if len(sys.argv) > 2 else {}
 
     for case, what in HTTP_CASES.items():
-        bench = f"parser {case}"
+        name = f"parser {case}"
         for anchor in ("llhttp", "http-parser", "picohttpparser"):
-            emit(bench, "requests/s", anchor,
+            emit(name, "requests/s", anchor,
                  rounds_of(lines, case, "ours", "requests_per_s"),
                  rounds_of(lines, case, anchor, "requests_per_s"),
                  PICO_GOAL if anchor == "picohttpparser" else GOAL, True)
             if anchor == "llhttp":  # vs http-parser the MB/s ratio is the requests/s one
-                emit(bench, "MB/s", anchor,
+                emit(name, "MB/s", anchor,
                      rounds_of(lines, case, "ours", "mb_per_s"),
                      rounds_of(lines, case, anchor, "mb_per_s"), GOAL, True)
         for anchor in ("llhttp", "http-parser", "picohttpparser"):
             o, a = costs.get((case, "ours")), costs.get((case, anchor))
             if o is not None and a is not None:
                 row = {
-                    "benchmark": bench, "metric": "instructions/request", "ours": round(o),
+                    "benchmark": name, "metric": "instructions/request", "ours": round(o),
                     "anchor_name": anchor, "anchor": round(a), "ratio": float(f"{o / a:.4g}"),
                     "goal": None if anchor == "picohttpparser" else float(f"{1 / GOAL:.3g}"),
                     "higher_is_better": False,
@@ -112,24 +106,24 @@ def main():
                 print(json.dumps(row), flush=True)
 
     for case, size in RELAY_CASES.items():
-        bench = f"parser {case}"
+        name = f"parser {case}"
         note = None
         if size == 64:
             note = ("relay::decoder on streams of SEND messages (each body copied into the "
                     "recycled message's string) vs llhttp on HTTP POSTs with the same bodies "
                     "(64 B, 1 KiB, 64 KiB), each body copied into a reused buffer; goal on "
                     "messages/s for 64 B and 1 KiB")
-        emit(bench, "MB/s", "llhttp",
+        emit(name, "MB/s", "llhttp",
              rounds_of(lines, case, "ours", "mb_per_s"),
              rounds_of(lines, case, "llhttp", "mb_per_s"), None, True, note)
-        emit(bench, "messages/s", "llhttp",
+        emit(name, "messages/s", "llhttp",
              rounds_of(lines, case, "ours", "requests_per_s"),
              rounds_of(lines, case, "llhttp", "requests_per_s"),
              RELAY_GOAL if size <= 1024 else None, True)
         o, a = costs.get((case, "ours")), costs.get((case, "llhttp"))
         if o is not None and a is not None:
             print(json.dumps({
-                "benchmark": bench, "metric": "instructions/message", "ours": round(o),
+                "benchmark": name, "metric": "instructions/message", "ours": round(o),
                 "anchor_name": "llhttp", "anchor": round(a), "ratio": float(f"{o / a:.4g}"),
                 "goal": None, "higher_is_better": False}), flush=True)
 

@@ -13,12 +13,14 @@ and the body of each request, as Python objects.
 """
 
 import asyncio
-import json
+import os
 import random
 import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import bench  # noqa: E402
 import improto
 import improto.registry
 
@@ -145,18 +147,6 @@ def timed(fn, ms: float) -> float:
             return calls / (now - start)
 
 
-def row(benchmark, metric, ours_v, anchor_name, anchor_v, ratio, goal, note="", rounds=None):
-    r = {"benchmark": benchmark, "metric": metric, "ours": round(ours_v, 1),
-         "anchor_name": anchor_name, "anchor": None if anchor_v is None else round(anchor_v, 1),
-         "ratio": None if ratio is None else round(ratio, 3), "goal": goal,
-         "higher_is_better": True}
-    if rounds:
-        r["rounds"] = str(rounds)
-    if note:
-        r["note"] = note
-    print(json.dumps(r), flush=True)
-
-
 def decode(rounds: int, ms: float):
     import h11  # noqa: F401 - a missing anchor fails here, before any timing
     import httptools  # noqa: F401
@@ -164,16 +154,19 @@ def decode(rounds: int, ms: float):
         parsers = {"improto": ours(data, n), "h11": h11_parser(data, n),
                    "httptools": httptools_parser(data, n)}
         per = {k: [] for k in parsers}
-        for _ in range(rounds):
+        goals = (("h11", 10.0), ("httptools", 1.0))
+        r = 0
+        # More rounds (up to BENCH_ROUNDS_MAX) while a row's spread crosses its goal.
+        while r < rounds or bench.more_rounds(r, [([o / a for o, a in zip(per["improto"], per[k])], g)
+                                                  for k, g in goals]):
             for k, fn in parsers.items():
                 per[k].append(timed(fn, ms) * n)
-        for anchor, goal in (("h11", 10.0), ("httptools", 1.0)):
-            ratio = statistics.median(o / a for o, a in zip(per["improto"], per[anchor]))
-            row(f"python registry request decode {name}", "requests/s",
-                statistics.median(per["improto"]), f"{anchor} {version(anchor)}",
-                statistics.median(per[anchor]), ratio, goal,
-                "h11 answers each pipelined request before the next (it cannot go on otherwise)"
-                if anchor == "h11" and n > 1 else "", rounds)
+            r += 1
+        for anchor, goal in goals:
+            bench.rounds_row(f"python registry request decode {name}", "requests/s",
+                             per["improto"], f"{anchor} {version(anchor)}", per[anchor], goal, True,
+                             "h11 answers each pipelined request before the next (it cannot go on "
+                             "otherwise)" if anchor == "h11" and n > 1 else "")
         print(f"[python] {name}: " + ", ".join(f"{k} {statistics.median(v):,.0f}/s" for k, v in per.items()),
               file=sys.stderr, flush=True)
 
@@ -188,8 +181,8 @@ def decode(rounds: int, ms: float):
     def run():
         assert len(decoder.feed(stream)) == 1000
     per = [timed(run, ms) * 1000 for _ in range(rounds)]
-    row("python relay SEND decode (1000 pipelined, 20-200 B bodies)", "messages/s",
-        statistics.median(per), "", None, None, None, "", rounds)
+    bench.ratio_row("python relay SEND decode (1000 pipelined, 20-200 B bodies)", "messages/s",
+                    statistics.median(per), "", None, [], None, rounds=rounds)
 
 
 def version(module: str) -> str:
@@ -237,8 +230,8 @@ def main():
     elif sys.argv[1] == "relay":
         host, port = sys.argv[2].rsplit(":", 1)
         rate, received = asyncio.run(relay_round_trips(host, int(port), float(sys.argv[3])))
-        row("python asyncio relay SEND->SENT, 100 clients in one loop", "round trips/s", rate,
-            "", None, None, None, f"imrelayd (C++); {received} FORWARDs received")
+        bench.ratio_row("python asyncio relay SEND->SENT, 100 clients in one loop", "round trips/s",
+                        rate, "", None, [], None, note=f"imrelayd (C++); {received} FORWARDs received")
     else:
         raise SystemExit(__doc__)
 

@@ -9,16 +9,8 @@ source "$(dirname "$0")/../lib/common.sh"
 bench_init
 
 venv="$BENCH_BUILD/python-venv"
-if [ ! -x "$venv/bin/python" ]; then
-  /usr/bin/python3 -m venv --system-site-packages "$venv"
-fi
-bench_log "installing bindings/python into $venv (Release)"
-# build-bench/_python keeps the module's CMake build between runs (or
-# BENCH_PYTHON_BUILD_DIR: reuse another Release build of it, e.g. scripts/test.sh's build/_python).
-IMPROTO_PYTHON_BUILD_DIR="${BENCH_PYTHON_BUILD_DIR:-$BENCH_BUILD/_python}" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-  "$venv/bin/python" -m pip install --quiet --no-build-isolation --no-index --force-reinstall --no-deps \
-  "$BENCH_ROOT/bindings/python" >"$BENCH_TMP/pip.log" 2>&1 ||
-  { tail -30 "$BENCH_TMP/pip.log" >&2; exit 1; }
+# run.sh has installed the package (prepare.sh) unless this suite runs alone.
+[ "${BENCH_PREPARED:-0}" = 1 ] || bash "$(dirname "$0")/prepare.sh"
 py=("$venv/bin/python" "$BENCH_ROOT/bench/python/bench_py.py")
 
 ms=300

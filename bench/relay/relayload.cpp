@@ -64,6 +64,8 @@
 
 #include <asio.hpp>
 
+#include "proc_cpu.hpp"
+
 namespace {
 
 using asio::ip::tcp;
@@ -122,30 +124,6 @@ ProcMem read_mem(int pid) {
     if (line.rfind("VmHWM:", 0) == 0) m.hwm_kib = std::atol(line.c_str() + 6);
   }
   return m;
-}
-
-// CPU seconds (user + system, all threads) of a process.
-double proc_cpu(int pid) {
-  if (pid <= 0) return -1;
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto close = s.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream in(s.substr(close + 2));
-  std::string tok;
-  double ticks = 0;
-  for (int field = 3; in >> tok; ++field) {
-    if (field == 14 || field == 15) ticks += std::atof(tok.c_str());
-    if (field == 15) break;
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double self_cpu() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
 }
 
 // ------------------------------------------------------------------ framing
@@ -679,8 +657,8 @@ void Load::start_run() {
   timer.expires_at(Clock::time_point(std::chrono::nanoseconds(win_start)));
   timer.async_wait([this](const std::error_code& ec) {
     if (ec) return;
-    gen_cpu0 = self_cpu();
-    srv_cpu0 = proc_cpu(opt.server_pid);
+    gen_cpu0 = bench::self_cpu_seconds();
+    srv_cpu0 = bench::stat_seconds(opt.server_pid);
     if (opt.scenario == Scenario::slow) {
       for (auto& c : conns) {
         if (c->role == Role::receiver && c->index == 0) c->stalled = true;
@@ -755,8 +733,8 @@ const char* scenario_name(Scenario s) {
 
 void Load::finish() {
   if (done) return;
-  gen_cpu1 = self_cpu();
-  srv_cpu1 = proc_cpu(opt.server_pid);
+  gen_cpu1 = bench::self_cpu_seconds();
+  srv_cpu1 = bench::stat_seconds(opt.server_pid);
   if (opt.scenario == Scenario::slow) rss_samples.push_back(read_mem(opt.server_pid).rss_kib);
   done = true;
   double secs = opt.duration;

@@ -22,7 +22,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import bench  # noqa: E402
 SERVER_CPU = int(os.environ.get("BENCH_SERVER_CPU", "0"))
 GEN_CPU = int(os.environ.get("BENCH_LOAD_CPU", "1"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -50,23 +51,7 @@ def log(msg):
     print("[relay %5.1fs] %s" % (time.monotonic() - T0, msg), file=sys.stderr, flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited with %s" % proc.returncode)
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("server did not listen on %d" % port)
+free_port, wait_port = bench.free_port, bench.wait_port
 
 
 def nofile_hard():
@@ -74,18 +59,7 @@ def nofile_hard():
 
 
 def pinned(cpu, nofile=None):
-    def setup():
-        os.setsid()
-        try:
-            with open("/proc/self/autogroup", "w") as f:
-                f.write(str(NICE))
-        except OSError:
-            pass
-        os.sched_setaffinity(0, {cpu})
-        hard = nofile_hard()
-        n = hard if nofile is None else min(nofile, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
-    return setup
+    return bench.pinned(cpu, NICE, nofile)
 
 
 def median(xs):
@@ -133,25 +107,14 @@ class Bench:
     # ------------------------------------------------------------- servers
 
     def start_relay(self, *flags):
-        err = open(os.path.join(self.tmp, "imrelayd-%d.log" % len(self.servers)), "w+")
-        proc = subprocess.Popen(
-            [os.path.join(self.bindir, "imrelayd"), "--host", "127.0.0.1", "--port", "0",
-             "--max-connections", "20000", *flags],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            preexec_fn=pinned(SERVER_CPU))
-        end = time.monotonic() + 10
-        port = None
-        while port is None and time.monotonic() < end:
-            if proc.poll() is not None:
-                raise RuntimeError("imrelayd exited with %s" % proc.returncode)
-            err.seek(0)
-            m = re.search(r"listening on [^\n]*:(\d+)\n", err.read())
-            if m:
-                port = int(m.group(1))
-            else:
-                time.sleep(0.02)
-        if port is None:
-            raise RuntimeError("imrelayd did not say where it listens")
+        log_path = os.path.join(self.tmp, "imrelayd-%d.log" % len(self.servers))
+        with open(log_path, "w") as err:
+            proc = subprocess.Popen(
+                [os.path.join(self.bindir, "imrelayd"), "--host", "127.0.0.1", "--port", "0",
+                 "--max-connections", "20000", *flags],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                preexec_fn=pinned(SERVER_CPU))
+        port = bench.listening_ports(log_path, proc, timeout=10)[0]
         s = Server("relay", proc, port, proc.pid, None, "imrelayd")
         self.track(s)
         return s
@@ -265,17 +228,8 @@ class Bench:
     # ---------------------------------------------------------------- rows
 
     def row(self, benchmark, metric, ours, anchor_name, anchor, ratios, goal, higher, note=None):
-        ratio = median(ratios)
-        r = {"benchmark": benchmark, "metric": metric,
-             "ours": None if ours is None else round(ours, 3),
-             "anchor_name": anchor_name,
-             "anchor": None if anchor is None else round(anchor, 3),
-             "ratio": None if ratio is None else round(ratio, 3),
-             "goal": goal, "higher_is_better": higher}
-        if note:
-            r["note"] = note
-        self.rows.append(r)
-        print(json.dumps(r), flush=True)
+        self.rows.append(bench.ratio_row(benchmark, metric, ours, anchor_name, anchor, ratios, goal,
+                                         higher, note))
 
 
 def ratio_list(a, b):
@@ -328,7 +282,7 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     bindir = sys.argv[1]
-    budget = float(sys.argv[2]) if len(sys.argv) > 2 else 360.0
+    budget = float(sys.argv[2]) if len(sys.argv) > 2 else 420.0
     only = set(filter(None, os.environ.get("RELAY_BENCH_ONLY", "").split(",")))
 
     def wanted(phase):
@@ -397,7 +351,20 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
     configs = [(1, 64), (16, 64), (1, 1024), (16, 1024)]
     tput = {}  # (inflight, size) -> key -> [run json]
     if wanted("unicast") or wanted("latency"):
-        for rnd in range(rounds):
+        # More rounds (up to BENCH_ROUNDS_MAX) while a row's spread crosses its
+        # goal undecided (bench.more_rounds), as far as the time the plan
+        # leaves spare allows.
+        per_round = len(configs) * len(contenders) * (warmup + duration + 0.15)
+        spare = 0.85 * b.budget - 55 - 26 * (warmup + duration + 0.15) * rounds
+
+        def undecided(done):
+            spreads = [(ratio_list([r and r["per_s"] for r in tput[c]["relay"]],
+                                   [r and r["per_s"] for r in tput[c][key]]), goal)
+                       for c in configs for key, _, _, _, goal in anchors]
+            return (done - rounds + 1) * per_round <= spare and bench.more_rounds(done, spreads)
+
+        rnd = 0
+        while rnd < rounds or undecided(rnd):
             for inflight, size in configs:
                 for key, kind, proto, qos in contenders:
                     r = b.load(servers[kind], proto, qos, scenario="unicast", pairs=PAIRS,
@@ -405,6 +372,7 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
                     tput.setdefault((inflight, size), {}).setdefault(key, []).append(r)
             log("unicast round %d/%d: %s" % (rnd + 1, rounds, ", ".join(
                 "%s %.0f" % (k, (tput[(16, 64)][k][-1] or {}).get("per_s", 0)) for k, *_ in contenders)))
+            rnd += 1
         for inflight, size in configs:
             runs = tput[(inflight, size)]
             ours = [r and r["per_s"] for r in runs["relay"]]

@@ -1,10 +1,10 @@
 #!/bin/bash
-# budget: 360
+# budget: 420
 # The relay benchmarks (issue #4, items 3 and 5): builds imrelayd and the load
 # generator (Release) unless bench/run.sh did, then runs bench/relay/suite.py
 # within a time budget (about 280 s of measurements at the full budget).
 #
-#   bench/relay/suite.sh [BUDGET_SECONDS]      (default 360, or $BENCH_BUDGET)
+#   bench/relay/suite.sh [BUDGET_SECONDS]      (default 420, or $BENCH_BUDGET)
 #
 # JSON rows on stdout, one per line; progress on stderr. Needs mosquitto,
 # nats-server and nginx (apt-get install mosquitto nats-server nginx); an
@@ -23,7 +23,7 @@ if [[ -f "$repo/bench/lib/common.sh" ]]; then
   # shellcheck source=../lib/common.sh
   source "$repo/bench/lib/common.sh"
 fi
-budget="${1:-${BENCH_BUDGET:-360}}"
+budget="${1:-${BENCH_BUDGET:-420}}"
 
 if [[ -n "${RELAY_BENCH_BIN:-}" ]]; then
   bin="$RELAY_BENCH_BIN"

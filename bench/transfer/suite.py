@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -40,6 +39,8 @@ from pathlib import Path
 
 ROOT = Path(os.environ.get("BENCH_ROOT", Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(ROOT / "tests" / "support"))
+sys.path.insert(0, str(ROOT / "bench" / "lib"))
+import bench  # noqa: E402
 import lossy_link  # noqa: E402
 
 BIN = Path(os.environ.get("BENCH_BIN", ROOT / "build-bench" / "bin"))
@@ -50,7 +51,6 @@ BUDGET = int(os.environ.get("BENCH_BUDGET", "480"))
 SERVER_CPU = os.environ.get("BENCH_SERVER_CPU", "0")
 CLIENT_CPU = os.environ.get("BENCH_LOAD_CPU", "1")
 STARTED = time.monotonic()
-CLK = os.sysconf("SC_CLK_TCK")
 PIN = ('echo "${BENCH_NICE:--20}" >/proc/self/autogroup 2>/dev/null || true; '
        'exec taskset -c "$0" "$@"')
 MiB = 1 << 20
@@ -64,12 +64,6 @@ def log(msg):
 
 def time_left():
     return BUDGET - (time.monotonic() - STARTED)
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
 class Side:
@@ -123,19 +117,10 @@ class Daemon:
                 self.cond.wait(min(left, 0.2))
 
     def wait_log(self, pattern, timeout=30):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = rx.search(self.log_path.read_text())
-            if m:
-                return m
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.log_path.name}: no {pattern!r}: {self.log_path.read_text()[-500:]}")
+        return bench.wait_log(self.log_path, pattern, self.p, timeout)[0]
 
     def cpu(self):
-        return cpu_seconds(self.p.pid)
+        return bench.cpu_seconds(self.p.pid)
 
     def stop(self):
         if self.p.poll() is None:
@@ -278,15 +263,6 @@ def clean(d):
         p.unlink()
 
 
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def make_file(path, size):
     # Random bytes: nothing compresses (kcptun compresses by default).
     with open(path, "wb") as f:
@@ -311,13 +287,12 @@ def measure(path_name, link, size, served, out, sha, rounds, results, kcptun=Tru
         contenders.append(Ours(server, client, host, served, out, size, sha))
         contenders.append(Tcp(server, client, host, served, out, size, sha))
         if kcptun:
-            contenders.append(Kcptun(server, client, host, served, out, size, sha, free_port(),
-                                     free_port()))
+            contenders.append(Kcptun(server, client, host, served, out, size, sha, bench.free_port(),
+                                     bench.free_port()))
         if link:
             link.dropped()  # the counters start with the set-up; reported per path below
         for r in range(rounds):
-            order = contenders if r % 2 == 0 else contenders[::-1]
-            for c in order:
+            for c in bench.alternate(r, contenders):
                 # Generous bound: a tenth of the rate of a slow link.
                 got = c.once(timeout=max(120, size / (2 * MiB)))
                 got.update(path=path_name, contender=c.name, round=r, size=size)
@@ -336,7 +311,6 @@ def measure(path_name, link, size, served, out, sha, rounds, results, kcptun=Tru
 
 
 def rows(results):
-    med = statistics.median
     goals = {"loopback": 0.8, "veth 0% loss": 0.8, "veth 1% loss": 1.0}
     notes = {
         "veth 0% loss": "veth with the kernel's offloads (TSO/GSO super-packets cross it whole)",
@@ -362,16 +336,9 @@ def rows(results):
             return x["size"] / MiB / x["seconds"]
 
         def row(anchor, metric, value, goal, higher, note):
-            o = [value(v["ours"]) for v in rounds]
-            a = [value(v[anchor]) for v in rounds]
-            out = {"benchmark": f"transfer {label} download, {path}", "metric": metric,
-                   "ours": float(f"{med(o):.4g}"), "anchor_name": anchor,
-                   "anchor": float(f"{med(a):.4g}"),
-                   "ratio": float(f"{med([x / y for x, y in zip(o, a) if y]):.4g}"),
-                   "goal": goal, "higher_is_better": higher, "rounds": str(len(rounds))}
-            if note:
-                out["note"] = note
-            print(json.dumps(out), flush=True)
+            bench.rounds_row(f"transfer {label} download, {path}", metric,
+                             [value(v["ours"]) for v in rounds], anchor,
+                             [value(v[anchor]) for v in rounds], goal, higher, note)
 
         common = ("receiver writes to tmpfs, SHA-256, fsync (ours: NAME.part then rename); "
                   "server side on core %s, client side on core %s" % (SERVER_CPU, CLIENT_CPU))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# budget: 150
+# budget: 240
 # The udp suite: imbuddyd's UDP side (protocol 2: SET and GET) against
 # udp_echo, a bare recvmmsg/sendmmsg server that parses nothing and keeps no
 # state: the floor of what any server pays per datagram here. Both pinned to
@@ -68,19 +68,15 @@ echo_port=$(bench_wait_listening echo)
 echo_port=${echo_port##*:}
 
 load() {  # load PORT PID ARGS...: udp_load's JSON, plus how busy both cores were
-  local port="$1" pid="$2" s0 s1 l0 l1 out
+  local port="$1" pid="$2" out busy
   shift 2
-  s0=$(bench_core_jiffies "$BENCH_SERVER_CPU")
-  l0=$(bench_core_jiffies "$BENCH_LOAD_CPU")
+  bench_mark
   out=$(bench_timeout 30 bench_on_load "$BENCH_BIN/udp_load" --port "$port" --pid "$pid" --duration "$secs" "$@")
-  s1=$(bench_core_jiffies "$BENCH_SERVER_CPU")
-  l1=$(bench_core_jiffies "$BENCH_LOAD_CPU")
-  python3 - "$out" "$s0 $s1" "$l0 $l1" <<'EOF'
+  busy=$(bench_busy)
+  python3 - "$out" "$busy" <<'EOF'
 import json, sys
 d = json.loads(sys.argv[1])
-for key, arg in (("core_server", sys.argv[2]), ("core_load", sys.argv[3])):
-    b0, a0, b1, a1 = map(int, arg.split())
-    d[key] = round((b1 - b0) / max(1, a1 - a0), 3)
+_, d["core_server"], d["core_load"] = map(float, sys.argv[2].split())
 print(json.dumps(d))
 EOF
 }
@@ -93,82 +89,38 @@ bench_log "udp_echo on port $echo_port; fixed rate $rate/s (imbuddyd answered $(
 
 results="$BENCH_TMP/results.jsonl"
 : >"$results"
-for ((r = 0; r < BENCH_ROUNDS; r++)); do
-  if ((r % 2 == 0)); then order=(ours echo); else order=(echo ours); fi
-  for s in "${order[@]}"; do
-    if [ "$s" = ours ]; then port=$ours_port pid=$ours_pid; else port=$echo_port pid=$echo_pid; fi
-    gs=$(load "$port" "$pid" --mode get)
-    ss=$(load "$port" "$pid" --mode set --batch 64 --window 64)
-    gr=$(load "$port" "$pid" --mode get --rate "$rate")
-    sr=$(load "$port" "$pid" --mode set --rate "$rate")
-    printf '{"round":%d,"server":"%s","get_sat":%s,"set_sat":%s,"get_rate":%s,"set_rate":%s}\n' \
-      "$r" "$s" "$gs" "$ss" "$gr" "$sr" >>"$results"
-    bench_log "round $((r + 1))/$BENCH_ROUNDS $s: $(python3 -c "
+# one_round ROUND SERVER: the round's runs against one server, a line in $results
+one_round() {
+  local r="$1" s="$2" port pid gs ss gr sr
+  if [ "$s" = ours ]; then port=$ours_port pid=$ours_pid; else port=$echo_port pid=$echo_pid; fi
+  gs=$(load "$port" "$pid" --mode get)
+  ss=$(load "$port" "$pid" --mode set --batch 64 --window 64)
+  gr=$(load "$port" "$pid" --mode get --rate "$rate")
+  sr=$(load "$port" "$pid" --mode set --rate "$rate")
+  printf '{"round":%d,"server":"%s","get_sat":%s,"set_sat":%s,"get_rate":%s,"set_rate":%s}\n' \
+    "$r" "$s" "$gs" "$ss" "$gr" "$sr" >>"$results"
+  bench_log "round $((r + 1))/$BENCH_ROUNDS $s: $(python3 -c "
 import json, sys
 g, s, gr, sr = (json.loads(x) for x in sys.argv[1:])
 print(f\"GET {g['rate']:.0f}/s (server {g['server_busy']:.0%}, load {g['gen_busy']:.0%}), \"
       f\"SET {s['rate']:.0f}/s (server {s['server_busy']:.0%}, load {s['gen_busy']:.0%}); \"
       f\"at {gr['rate_target']:.0f}/s: GET {gr['cpu_us_per_request']:.2f} us, SET {sr['cpu_us_per_request']:.2f} us CPU each\")
 " "$gs" "$ss" "$gr" "$sr")"
-  done
-  if (($(bench_time_left) < 25)) && ((r + 1 < BENCH_ROUNDS)); then
-    bench_log "budget nearly spent: stopping after $((r + 1)) rounds"
-    break
-  fi
-done
+}
 
-python3 - "$results" "$rate" <<'EOF'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+# report: the rows from the rounds so far (bench_rounds asks it whether a
+# row's spread crosses its goal; the last call prints them)
+report() {
+bench_python - "$results" "$rate" <<'EOF'
+import sys
+import bench
+rounds = bench.load_rounds(sys.argv[1], "ours", "echo")
 rate = int(sys.argv[2])
-by = {}
-for r in rows:
-    by.setdefault(r["round"], {})[r["server"]] = r
-rounds = [v for v in by.values() if "ours" in v and "echo" in v]
-med = statistics.median
 
 def row(benchmark, metric, key, field, goal, higher, notes):
-    o = [v["ours"][key][field] for v in rounds]
-    a = [v["echo"][key][field] for v in rounds]
-    ratio = med([x / y for x, y in zip(o, a) if y])
-    out = {"benchmark": benchmark, "metric": metric, "ours": float(f"{med(o):.4g}"),
-           "anchor_name": "udp_echo", "anchor": float(f"{med(a):.4g}"),
-           "ratio": float(f"{ratio:.4g}"), "goal": goal, "higher_is_better": higher,
-           "rounds": str(len(rounds))}
-    notes = [n for n in notes if n]
-    if notes:
-        out["note"] = "; ".join(notes)
-    print(json.dumps(out), flush=True)
-
-def saturation_notes(key):
-    notes = []
-    for s, name in (("ours", "imbuddyd"), ("echo", "udp_echo")):
-        busy = med([v[s][key]["server_busy"] for v in rounds])
-        gen = med([v[s][key]["gen_busy"] for v in rounds])
-        srv = med([v[s][key]["core_server"] for v in rounds])
-        load = med([v[s][key]["core_load"] for v in rounds])
-        if busy < 0.85:
-            whys = []
-            if load >= 0.9:
-                whys.append("the load generator's core was full (it may have set the pace)")
-            if srv >= 0.9:
-                whys.append("the server's core was also busy with work not counted to the "
-                            "server (other processes, interrupts)")
-            why = "; ".join(whys) or "neither core was full (latency-bound)"
-            notes.append(f"{name} used {busy:.0%} of its core, udp_load {gen:.0%} of its own "
-                         f"(server core {srv:.0%}, load core {load:.0%} busy): {why}")
-        lost = sum(v[s][key]["lost"] for v in rounds)
-        if lost:
-            notes.append(f"{name}: {lost} GETs unanswered")
-    return notes
-
-def per_cpu_note(key):
-    # Requests per second of server CPU: robust to other work on the machine.
-    eff = {s: [v[s][key]["rate"] / max(1e-9, v[s][key]["server_busy"]) for v in rounds]
-           for s in ("ours", "echo")}
-    ratio = med([o / a for o, a in zip(eff["ours"], eff["echo"])])
-    return (f"per second of server CPU: imbuddyd {med(eff['ours']):,.0f}, udp_echo "
-            f"{med(eff['echo']):,.0f} requests (ratio {ratio:.3g})")
+    bench.rounds_row(benchmark, metric, [v["ours"][key][field] for v in rounds], "udp_echo",
+                     [v["echo"][key][field] for v in rounds], goal, higher,
+                     "; ".join(n for n in notes if n))
 
 def rate_notes(key):
     notes = []
@@ -178,33 +130,16 @@ def rate_notes(key):
             notes.append(f"{name}'s socket dropped {drops} datagrams")
     return notes
 
-def generator_bound(key):
-    # A server under 85 % of its core while the load generator's core was full.
-    for s in ("ours", "echo"):
-        busy = med([v[s][key]["server_busy"] for v in rounds])
-        load = med([v[s][key]["core_load"] for v in rounds])
-        if busy < 0.85 and load >= 0.9:
-            return True
-    return False
-
 def saturation_row(benchmark, key, what):
-    notes = [what] + saturation_notes(key) + [per_cpu_note(key)]
-    if not generator_bound(key):
-        row(benchmark, "requests/s", key, "rate", 0.95, True, notes)
-        return
-    # udp_load could not load a server fully: compare what each does with a
-    # whole core (rate divided by the share of its core it used).
-    for v in rounds:
-        for s in ("ours", "echo"):
-            d = v[s][key]
-            d["rate_full_core"] = d["rate"] / max(1e-9, d["server_busy"])
-    o = [v["ours"][key]["rate"] for v in rounds]
-    a = [v["echo"][key]["rate"] for v in rounds]
-    notes.insert(1, "udp_load could not load a server fully, so the row compares maximum "
-                 "rates estimated as requests/s / share of its core the server used; measured: "
-                 f"imbuddyd {med(o):,.0f}/s, udp_echo {med(a):,.0f}/s (ratio "
-                 f"{med([x / y for x, y in zip(o, a)]):.3g})")
-    row(benchmark, "requests/s at a full core (estimated)", key, "rate_full_core", 0.95, True, notes)
+    sides, lost_notes = {}, []
+    for s, name in (("ours", "imbuddyd"), ("echo", "udp_echo")):
+        sides[name] = [{"rate": v[s][key]["rate"], "proc": v[s][key]["server_busy"],
+                        "server_core": v[s][key]["core_server"], "load_core": v[s][key]["core_load"],
+                        "gen": v[s][key]["gen_busy"]} for v in rounds]
+        lost = sum(v[s][key]["lost"] for v in rounds)
+        if lost:
+            lost_notes.append(f"{name}: {lost} GETs unanswered")
+    bench.saturation_row(benchmark, 0.95, sides, "udp_load", [what], lost_notes)
 
 saturation_row("udp GET saturation", "get_sat",
                "replies/s, 4 sockets x 48 in flight; imbuddyd --udp-rate 0")
@@ -215,5 +150,8 @@ row(f"udp GET at {rate}/s", "server CPU us/request", "get_rate", "cpu_us_per_req
 row(f"udp SET at {rate}/s", "server CPU us/request", "set_rate", "cpu_us_per_request", 1.2, False,
     rate_notes("set_rate"))
 EOF
+}
+bench_rounds 25 one_round ours echo report
+report
 bench_log "imbuddyd log: $(wc -l <"$BENCH_TMP/buddy.log") lines"
 bench_log "done"

@@ -24,14 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
+
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "udp_echo: %s\n", what.c_str());
-  std::exit(1);
-}
+using bench::die;
 
 }  // namespace
 
@@ -40,17 +39,13 @@ int main(int argc, char** argv) {
   int port = 0;
   std::size_t reply_size = 0;
   unsigned batch = 64;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--host") host = value();
-    else if (a == "--port") port = std::atoi(value().c_str());
-    else if (a == "--reply-size") reply_size = std::strtoull(value().c_str(), nullptr, 10);
-    else if (a == "--batch") batch = static_cast<unsigned>(std::atoi(value().c_str()));
-    else die("unknown argument " + a);
+  bench::program = "udp_echo";
+  for (bench::args a(argc, argv); a.next();) {
+    if (a.is("--host")) host = a.value();
+    else if (a.is("--port")) port = static_cast<int>(a.integer());
+    else if (a.is("--reply-size")) reply_size = std::strtoull(a.value().c_str(), nullptr, 10);
+    else if (a.is("--batch")) batch = static_cast<unsigned>(a.integer());
+    else a.unknown();
   }
   if (batch == 0 || batch > 1024 || reply_size > 65507) die("bad --batch or --reply-size");
 

@@ -49,6 +49,8 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
+#include "pacing.hpp"
 #include "proc_cpu.hpp"
 
 #ifndef UDP_SEGMENT
@@ -59,10 +61,7 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "udp_load: %s\n", what.c_str());
-  std::exit(1);
-}
+using bench::die;
 
 
 // The drop counter of the UDP socket bound to `port` (IPv4), from /proc/net/udp.
@@ -84,13 +83,6 @@ unsigned long long socket_drops(int port) {
   return 0;
 }
 
-double cpu_seconds_self() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 struct sock {
   int fd = -1;
   long long in_flight = 0;
@@ -110,25 +102,21 @@ int main(int argc, char** argv) {
   bool gso = true;
   double rate = 0, duration = 3, warmup = 0.3;
   std::vector<int> pids;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) die(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--host") host = value();
-    else if (a == "--port") port = std::atoi(value().c_str());
-    else if (a == "--mode") mode = value();
-    else if (a == "--users") users = std::atoi(value().c_str());
-    else if (a == "--rate") rate = std::atof(value().c_str());
-    else if (a == "--duration") duration = std::atof(value().c_str());
-    else if (a == "--warmup") warmup = std::atof(value().c_str());
-    else if (a == "--sockets") nsockets = std::atoi(value().c_str());
-    else if (a == "--window") window = std::atoll(value().c_str());
-    else if (a == "--batch") batch = std::atoi(value().c_str());
-    else if (a == "--gso") gso = value() != "0";
-    else if (a == "--pid") pids.push_back(std::atoi(value().c_str()));
-    else die("unknown argument " + a + " (see the comment at the top of udp_load.cpp)");
+  bench::program = "udp_load";
+  for (bench::args a(argc, argv); a.next();) {
+    if (a.is("--host")) host = a.value();
+    else if (a.is("--port")) port = static_cast<int>(a.integer());
+    else if (a.is("--mode")) mode = a.value();
+    else if (a.is("--users")) users = static_cast<int>(a.integer());
+    else if (a.is("--rate")) rate = a.number();
+    else if (a.is("--duration")) duration = a.number();
+    else if (a.is("--warmup")) warmup = a.number();
+    else if (a.is("--sockets")) nsockets = static_cast<int>(a.integer());
+    else if (a.is("--window")) window = a.integer();
+    else if (a.is("--batch")) batch = static_cast<int>(a.integer());
+    else if (a.is("--gso")) gso = a.value() != "0";
+    else if (a.is("--pid")) pids.push_back(static_cast<int>(a.integer()));
+    else a.unknown();
   }
   if (port <= 0 || (mode != "get" && mode != "set") || users < 1 || users > 1000 ||
       nsockets < 1 || batch < 1 || batch > 64 || window < batch || duration <= 0) {
@@ -222,6 +210,7 @@ int main(int argc, char** argv) {
 
   std::vector<epoll_event> events(socks.size());
   const auto start = clock_type::now();
+  const bench::schedule plan(rate > 0 ? rate : 1, start);
   const auto measure_from = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(warmup));
   const auto measure_to = measure_from + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(duration));
   bool measuring = false;
@@ -244,13 +233,12 @@ int main(int argc, char** argv) {
       lost0 = lost;
       drops0 = socket_drops(port);
       cpu0 = pids.empty() ? 0 : bench::cpu_seconds(pids);
-      self0 = cpu_seconds_self();
+      self0 = bench::self_cpu_seconds();
     }
     if (now >= measure_to) break;
 
     if (rate > 0) {
-      double elapsed = std::chrono::duration<double>(now - start).count();
-      long long target = static_cast<long long>(elapsed * rate);
+      long long target = plan.due_by(now);
       while (due_sent < target) {
         int count = static_cast<int>(std::min<long long>(batch, target - due_sent));
         auto& k = socks[rr++ % socks.size()];
@@ -290,7 +278,7 @@ int main(int argc, char** argv) {
   auto t1 = clock_type::now();
   double cpu1 = pids.empty() ? 0 : bench::cpu_seconds(pids);
   unsigned long long drops1 = socket_drops(port);
-  double self1 = cpu_seconds_self();
+  double self1 = bench::self_cpu_seconds();
   long long sent_w = sent - sent0, replies_w = replies - replies0, lost_w = lost - lost0;
 
   double secs = std::chrono::duration<double>(t1 - t0).count();

@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <string_view>
+#include <variant>
 
 #include "improto/buddy/decoder.hpp"
 #include "support.hpp"
@@ -159,4 +161,137 @@ TEST_CASE("udp_verb_of reads the verb as parse_udp_request does") {
   CHECK(buddy::udp_verb_of("SET\rfoo") == buddy::udp_verb::set);
   CHECK(buddy::udp_verb_of("SET\nxyz") == buddy::udp_verb::set);
   CHECK(buddy::udp_verb_of("\nSET") == buddy::udp_verb::none);
+}
+
+namespace {
+
+// The one-pass view against the word-by-word reading: the same verdict, the
+// same fields, and udp_verb_of()'s verb.
+void same_as_words(std::string_view datagram) {
+  CAPTURE(improto::wire::quote(datagram.substr(0, 80)));
+  auto view = buddy::parse_udp_request_view(datagram);
+  auto words = buddy::detail::parse_udp_request_words(datagram);
+  CHECK(view.valid == words.has_value());
+  CHECK(view.verb == buddy::udp_verb_of(datagram));
+  auto whole = buddy::parse_udp_request(datagram);
+  REQUIRE(whole.has_value() == words.has_value());
+  if (!words) {
+    // The error is the word-by-word reading's, message included.
+    CHECK(whole.error().code() == words.error().code());
+    CHECK(whole.error().detail() == words.error().detail());
+    return;
+  }
+  CHECK(*whole == *words);
+  if (const auto* set = std::get_if<buddy::set_request>(&*words)) {
+    CHECK(view.verb == buddy::udp_verb::set);
+    CHECK(view.user == set->user);
+    CHECK(view.status == set->status);
+    CHECK(view.msgport == set->msgport);
+  } else {
+    CHECK(view.verb == buddy::udp_verb::get);
+    CHECK(view.user == std::get<buddy::get_request>(*words).user);
+  }
+  // The view points into the datagram.
+  CHECK(view.user.data() >= datagram.data());
+  CHECK(view.user.data() + view.user.size() <= datagram.data() + datagram.size());
+}
+
+}  // namespace
+
+TEST_CASE("parse_udp_request_view: fields in place, nothing copied") {
+  std::string_view d = "\tset  Alice_1.-x\tonline 04000\r\n";
+  auto v = buddy::parse_udp_request_view(d);
+  REQUIRE(v.valid);
+  CHECK(v.verb == buddy::udp_verb::set);
+  CHECK(v.user == "Alice_1.-x");
+  CHECK(v.user.data() == d.data() + 6);
+  CHECK(v.status == buddy::presence::online);
+  CHECK(v.msgport == 4000);
+  auto g = buddy::parse_udp_request_view("GET bob");
+  REQUIRE(g.valid);
+  CHECK(g.verb == buddy::udp_verb::get);
+  CHECK(g.user == "bob");
+  auto off = buddy::parse_udp_request_view("SET bob 101 0");
+  REQUIRE(off.valid);
+  CHECK(off.status == buddy::presence::offline);
+  CHECK(off.msgport == 0);
+}
+
+TEST_CASE("parse_udp_request_view: bad datagrams keep their verb") {
+  struct bad {
+    std::string_view bytes;
+    buddy::udp_verb verb;
+  };
+  const bad all[] = {
+      {"", buddy::udp_verb::none},
+      {"   ", buddy::udp_verb::none},
+      {"SE alice", buddy::udp_verb::none},
+      {"SETX alice 100 1", buddy::udp_verb::none},
+      {"PUT alice", buddy::udp_verb::none},
+      {"S\x45T alice 100 1x", buddy::udp_verb::set},
+      {"SET alice 100 0", buddy::udp_verb::set},         // online needs a port
+      {"SET alice 100 65536", buddy::udp_verb::set},     // port too large
+      {"SET alice 100 99999999999999999999", buddy::udp_verb::set},
+      {"SET alice 102 1", buddy::udp_verb::set},         // no such status
+      {"SET alice 1000 1", buddy::udp_verb::set},
+      {"SET alice ONLIN 1", buddy::udp_verb::set},
+      {"SET alice 100", buddy::udp_verb::set},           // too few words
+      {"SET alice 100 1 x", buddy::udp_verb::set},       // too many
+      {"SET al!ce 100 1", buddy::udp_verb::set},         // bad userid
+      {"SET abcdefghijklmnopqrstuvwxyz1234567 100 1", buddy::udp_verb::set},  // 33 chars
+      {"SET alice 100 1\n\n", buddy::udp_verb::set},     // two line ends
+      {"SET alice 100 1\r", buddy::udp_verb::set},       // CR alone
+      {"SET alice\n100 1", buddy::udp_verb::set},        // a line end inside
+      {"SET\rx alice 100 1", buddy::udp_verb::set},
+      {"GET", buddy::udp_verb::get},
+      {"GET\r\n", buddy::udp_verb::get},
+      {"get alice bob", buddy::udp_verb::get},
+      {"GET al\x01ice", buddy::udp_verb::get},
+      {"GET -\xff", buddy::udp_verb::get},
+  };
+  for (const auto& b : all) {
+    CAPTURE(improto::wire::quote(b.bytes));
+    auto v = buddy::parse_udp_request_view(b.bytes);
+    CHECK_FALSE(v.valid);
+    CHECK(v.verb == b.verb);
+    same_as_words(b.bytes);
+  }
+  // A datagram over the limit is refused before anything else is read.
+  std::string big = "GET alice" + std::string(buddy::max_datagram - 8, ' ');
+  auto v = buddy::parse_udp_request_view(big);
+  CHECK_FALSE(v.valid);
+  CHECK(v.verb == buddy::udp_verb::get);
+  same_as_words(big);
+  big.pop_back();
+  CHECK(buddy::parse_udp_request_view(big).valid);
+}
+
+TEST_CASE("parse_udp_request_view agrees with the word-by-word reading, cut and changed anywhere") {
+  const std::string_view bases[] = {
+      "SET alice 100 4000", "set a ONLINE 65535", "SET alice offline 0\r\n", "GET alice\n",
+      " \tGeT  x.y-z_0 \t", "SET alice 101 00000", "SET u000 100 40000",
+  };
+  // Bytes a change may bring in: each class the grammar tells apart.
+  const char changes[] = {' ', '\t', '\r', '\n', '\0', 'x', 'E', '0', '1', '9', '.', '!', '\x7f',
+                          '\xff'};
+  for (auto base : bases) {
+    const std::string b(base);
+    for (std::size_t cut = 0; cut <= b.size(); ++cut) {
+      same_as_words(std::string_view(b).substr(0, cut));  // every prefix
+      same_as_words(std::string_view(b).substr(cut));      // every suffix
+      for (char c : changes) {
+        std::string inserted = b;
+        inserted.insert(cut, 1, c);
+        same_as_words(inserted);
+        if (cut < b.size()) {
+          std::string replaced = b;
+          replaced[cut] = c;
+          same_as_words(replaced);
+          std::string removed = b;
+          removed.erase(cut, 1);
+          same_as_words(removed);
+        }
+      }
+    }
+  }
 }

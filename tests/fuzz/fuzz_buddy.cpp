@@ -9,10 +9,11 @@
 //     decoder.
 //  2. Every message a decoder yields re-serializes to bytes that decode, in a
 //     fresh decoder in the same phase (chat), to the same describe().
-//  3. The datagram and line parsers return a message or a typed error; a
-//     parsed message re-serializes to bytes that parse to the same
-//     describe() (a GET reply may only fail to fit when the input was a full
-//     datagram without a final line end).
+//  3. The datagram and line parsers return a message or a typed error (the
+//     one-pass request view and the word-by-word reading agree on verdict,
+//     verb and fields); a parsed message re-serializes to bytes that parse
+//     to the same describe() (a GET reply may only fail to fit when the
+//     input was a full datagram without a final line end).
 //  4. describe() is one line.
 // Memory errors and undefined behaviour are caught by ASan/UBSan; a broken
 // invariant calls abort(), so libFuzzer keeps the input.
@@ -183,7 +184,24 @@ void check_chat_stream(const cuts& input) {
 
 void check_udp_request(std::string_view input) {
   auto r = buddy::parse_udp_request(input);
+  // The one-pass view a server reads and the word-by-word reading agree.
+  auto view = buddy::parse_udp_request_view(input);
+  auto words = buddy::detail::parse_udp_request_words(input);
+  if (view.valid != words.has_value() || r.has_value() != words.has_value()) {
+    broken("udp request: one-pass and word-by-word verdicts differ",
+           view.valid ? "view valid" : "view refused",
+           words ? "words valid" : error_line(words.error()));
+  }
+  if (view.verb != buddy::udp_verb_of(input)) broken("udp request: view verb", "", "");
   if (!r) return;
+  std::string from_view =
+      view.verb == buddy::udp_verb::set
+          ? buddy::describe(buddy::set_request{std::string(view.user), view.status, view.msgport})
+          : buddy::describe(buddy::get_request{std::string(view.user)});
+  if (from_view != buddy::describe(*words) || buddy::describe(*r) != from_view) {
+    broken("udp request: one-pass and word-by-word fields differ", from_view,
+           buddy::describe(*words));
+  }
   std::string description = buddy::describe(*r);
   check_one_line(description);
   auto again = buddy::parse_udp_request(buddy::serialize(*r).value());

@@ -21,9 +21,8 @@ SLACK = 15.0  # waits for conditions allow this much on a loaded machine
 
 @pytest.fixture
 def nats_one():
-    n = NatsSet().single()
-    yield n
-    n.close()
+    with NatsSet().single() as n:
+        yield n
 
 
 def test_set_on_one_node_get_on_another_until_the_ttl(buddyd, nats_one, tmp_path):

@@ -439,6 +439,24 @@ def test_port_in_use_bad_data_dir_and_bad_flags(registry, tmp_path):
         assert flag in done.stdout
 
 
+def test_sync_normal_keeps_its_store_to_itself(registry, tmp_path):
+    """--sync normal commits on the io thread with the file locked for the
+    server alone: a second server on the same data directory is refused with
+    a reason (after its 5 s busy timeout), and the first serves on."""
+    proc, port = registry("--sync", "normal")
+    assert seed_exchange(port, seed_post("REGISTER ann@127.0.0.1:1")) == response_bytes(200, b"OK")
+    done = run_tool("--port", 0, "--data", tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("imregistryd: cannot open the registry in "), done.stderr
+    assert "another process is using the file" in done.stderr, done.stderr
+    assert seed_exchange(port, seed_post("REGISTER bob@127.0.0.1:2")) == response_bytes(200, b"OK")
+    assert get_list(port) == (200, b"ann@127.0.0.1:1,bob@127.0.0.1:2,")
+    assert proc.stop() == 0
+    # Stopped: the file is free, and everything acknowledged is in it.
+    _, port = registry()
+    assert get_list(port) == (200, b"ann@127.0.0.1:1,bob@127.0.0.1:2,")
+
+
 # ------------------------------------------------ large lists, --max-users
 
 def seed_store(path, entries):

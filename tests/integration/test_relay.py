@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import binary, closed_by_peer, connect, recv_exactly, recv_until
+from relay_wire import forward, register, send  # tests/support, on sys.path via conftest
 
 
 @pytest.fixture
@@ -18,25 +19,6 @@ def relay(start):
         proc = start("imrelayd", "--port", "0", *flags)
         return proc, proc.listening()[1]
     return _relay
-
-
-def register(port, name):
-    """Registers `name` on two raw sockets; returns (tosend, torecv). Keep
-    both referenced: a collected socket closes and unregisters the user."""
-    tx, rx = connect(port), connect(port)
-    tx.sendall(b"REGISTER TOSEND %s\n\n" % name)
-    assert recv_until(tx) == b"REGISTERED TOSEND %s\n\n" % name
-    rx.sendall(b"REGISTER TORECV %s\n\n" % name)
-    assert recv_until(rx) == b"REGISTERED TORECV %s\n\n" % name
-    return tx, rx
-
-
-def forward(sender, body):
-    return b"FORWARD %s\nContent-length: %d\n\n%s" % (sender, len(body), body)
-
-
-def send(to, body):
-    return b"SEND %s\nContent-length: %d\n\n%s" % (to, len(body), body)
 
 
 def test_seed_registration_table(relay):

@@ -111,3 +111,46 @@ TEST_CASE("per-source rate limit") {
   runner.join();
   CHECK(server.socket->dropped_rate() >= 14);
 }
+
+TEST_CASE("replies formatted in place with begin() end where the next one starts") {
+  asio::io_context io;
+  auto s = net::udp_socket::bind(io, "127.0.0.1", 0, {});
+  REQUIRE(s);
+  net::udp_socket socket = std::move(*s);
+  // Per datagram: "<payload>" written in place, "#" sent as a copy, then an
+  // empty in-place reply; the last two in the other order for "swap".
+  asio::co_spawn(io, socket.serve([](std::string_view payload, const asio::ip::udp::endpoint& from,
+                                     net::udp_replies& replies) {
+    auto& out = replies.begin(from);
+    out += '<';
+    out.append(payload);
+    out += '>';
+    if (payload == "swap") {
+      replies.begin(from);
+      replies.send("#", from);
+    } else {
+      replies.send("#", from);
+      replies.begin(from);
+    }
+  }), asio::detached);
+  std::thread runner([&] { io.run(); });
+  udp_client c;
+  const std::uint16_t port = socket.local_endpoint().port();
+  c.send("one", port);
+  CHECK(c.receive() == "<one>");
+  CHECK(c.receive() == "#");
+  CHECK(c.receive() == "");
+  c.send("swap", port);
+  CHECK(c.receive() == "<swap>");
+  CHECK(c.receive() == "");
+  CHECK(c.receive() == "#");
+  // Several datagrams in one batch: each reply keeps its own bytes.
+  for (int i = 0; i < 50; ++i) c.send(std::to_string(i), port);
+  for (int i = 0; i < 50; ++i) {
+    CHECK(c.receive() == "<" + std::to_string(i) + ">");
+    CHECK(c.receive() == "#");
+    CHECK(c.receive() == "");
+  }
+  asio::post(io, [&] { socket.close(); });
+  runner.join();
+}

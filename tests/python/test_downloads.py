@@ -311,6 +311,62 @@ def test_two_clients_same_file(inproc, served, tmp_path):
             assert d.result(TIMEOUT * 2).sha256 == sha256(served / "big.bin") == sha256(o / "big.bin")
 
 
+# Half the transfer engine's 30 s silence timeout: a download that ends
+# within it learned of the dead server from the TCP connection, not from
+# the silence (which would raise improto.TimeoutError from result()).
+NOTICED = 15.0
+
+
+@pytest.mark.parametrize("api", ["blocking", "asyncio"])
+def test_a_server_killed_mid_download_is_noticed_at_once(served, out, api):
+    tool = Tool("imrelayd", "--port", 0, "--files", served)
+
+    def kill():
+        tool.popen.kill()
+        tool.popen.wait(TIMEOUT)
+
+    if api == "blocking":
+        with client("alice", tool.listening()) as c:
+            d = c.download("big.bin", out, rate_limit=SLOW)
+            wait_for(lambda: d.progress.bytes > 0, "the first bytes")
+            kill()  # no request in flight: only the hangup watch can tell
+            with pytest.raises(improto.ConnectionClosedError) as exc:
+                d.result(NOTICED)
+            assert c.downloads() == []
+    else:
+        async def main():
+            c = await improto.aio.RelayClient.connect("alice", *tool.listening(), timeout=TIMEOUT)
+            try:
+                d = await c.download("big.bin", out, rate_limit=SLOW)
+                await until(lambda: d.progress.bytes > 0, "the first bytes")
+                kill()
+                with pytest.raises(improto.ConnectionClosedError) as exc:
+                    await d.result(NOTICED)
+                return exc
+            finally:
+                await c.close()
+        exc = asyncio.run(main())
+    assert "the connection to the server ended" in str(exc.value)
+    assert "big.bin.part is kept" in str(exc.value)
+    # A new server resumes from what was kept.
+    have = (out / "big.bin.part").stat().st_size
+    assert 0 < have < BIG
+    with improto.RelayServer(files=served) as srv, client("bob", srv.address) as c:
+        r = c.download("big.bin", out).result(TIMEOUT)
+        assert r.resumed_from == have and r.sha256 == sha256(served / "big.bin") == sha256(out / "big.bin")
+
+
+def test_a_stopped_in_process_server_ends_a_blocking_download(served, out):
+    srv = improto.RelayServer(files=served)
+    with client("alice", srv.address) as c:
+        d = c.download("big.bin", out, rate_limit=SLOW)
+        wait_for(lambda: d.progress.bytes > 0, "the first bytes")
+        srv.stop()
+        with pytest.raises(improto.ConnectionClosedError, match="the server closed it"):
+            d.result(NOTICED)
+    assert (out / "big.bin.part").exists() and not (out / "big.bin").exists()
+
+
 def test_interpreter_exit_during_a_download(inproc, out):
     """A program that exits while downloading exits cleanly; the part file stays."""
     code = f"""

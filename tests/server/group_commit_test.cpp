@@ -4,6 +4,9 @@
 #include <asio/detached.hpp>
 #include <filesystem>
 #include <thread>
+#include <vector>
+
+#include <asio/post.hpp>
 
 #include "improto/server/group_commit.hpp"
 #include "improto/store/registry_store.hpp"
@@ -49,5 +52,100 @@ TEST_CASE("group_committer commits off the io thread and answers each write") {
   auto reopened = store::registry_store::open(file);
   REQUIRE(reopened);
   CHECK(reopened->list()->size() == 100);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("group_committer on the io thread: one transaction per turn, answers in order") {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("improto-gc-io-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto file = dir / "registry.sqlite3";
+  {
+    auto store = store::registry_store::open(file);
+    REQUIRE(store);
+    asio::io_context io;
+    server::group_committer<store::registry_store> committer(io, std::move(*store), 64,
+                                                             server::commit_thread::io);
+    std::vector<int> answered;  // indices, in the order their results came
+    std::vector<bool> ok(200, false);
+    // Queued in one handler (one turn): 200 writes, in groups of at most 64.
+    asio::post(io, [&] {
+      for (int i = 0; i < 200; ++i) {
+        store::registry_store::operation op =
+            store::registry_store::add_op{"user" + std::to_string(i / 2), "127.0.0.1",
+                                          static_cast<std::uint16_t>(1000 + i)};
+        committer.submit(std::move(op), [&, i](result<void> r) {
+          answered.push_back(i);
+          ok[static_cast<std::size_t>(i)] = r.has_value();
+        });
+      }
+      CHECK(committer.groups_committed() == 0);  // not before this turn ends
+    });
+    io.run();
+    REQUIRE(answered.size() == 200);
+    for (int i = 0; i < 200; ++i) {
+      CHECK(answered[static_cast<std::size_t>(i)] == i);
+      // Commit order: the first of each pair wins.
+      CHECK(ok[static_cast<std::size_t>(i)] == (i % 2 == 0));
+    }
+    CHECK(committer.groups_committed() == 4);  // 64 + 64 + 64 + 8
+
+    // A later turn starts a new transaction.
+    io.restart();
+    bool later = false;
+    committer.submit(store::registry_store::add_op{"late", "127.0.0.1", 1},
+                     [&](result<void> r) { later = r.has_value(); });
+    io.run();
+    CHECK(later);
+    CHECK(committer.groups_committed() == 5);
+
+    // close() commits what is queued; its results go through the io_context,
+    // and later writes are refused.
+    io.restart();
+    bool closed_ok = false, refused = false;
+    committer.submit(store::registry_store::add_op{"last", "127.0.0.1", 2},
+                     [&](result<void> r) { closed_ok = r.has_value(); });
+    committer.close();
+    committer.submit(store::registry_store::add_op{"after", "127.0.0.1", 3},
+                     [&](result<void> r) { refused = !r && r.error() == errc::overloaded; });
+    io.run();
+    CHECK(closed_ok);
+    CHECK(refused);
+  }
+  auto reopened = store::registry_store::open(file);
+  REQUIRE(reopened);
+  auto names = reopened->list();
+  REQUIRE(names);
+  CHECK(names->size() == 102);  // 100 + late + last
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("group_committer on the io thread: destroyed with writes queued, it commits them") {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("improto-gc-io2-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto file = dir / "registry.sqlite3";
+  {
+    auto store = store::registry_store::open(file);
+    REQUIRE(store);
+    asio::io_context io;
+    int answered = 0;
+    {
+      server::group_committer<store::registry_store> committer(io, std::move(*store), 512,
+                                                               server::commit_thread::io);
+      for (int i = 0; i < 3; ++i) {
+        committer.submit(store::registry_store::add_op{"u" + std::to_string(i), "h", 1},
+                         [&](result<void> r) { answered += r ? 1 : 0; });
+      }
+    }
+    // Its posted commit finds it gone; the destructor's results still arrive.
+    io.run();
+    CHECK(answered == 3);
+  }
+  auto reopened = store::registry_store::open(file);
+  REQUIRE(reopened);
+  CHECK(reopened->list()->size() == 3);
   std::filesystem::remove_all(dir);
 }

@@ -518,6 +518,43 @@ TEST_CASE("store: two connections share a file; a writer waits for the lock, rea
   CHECK_FALSE(b->contains("carl").value());
 }
 
+TEST_CASE("store: an exclusive connection keeps the file to itself until it closes") {
+  temp_dir dir;
+  const auto file = dir / "registry.sqlite3";
+  store::options mine;
+  mine.exclusive = true;
+  store::options other;
+  other.busy_timeout = std::chrono::milliseconds(100);
+  {
+    auto a = registry_store::open(file, mine);
+    REQUIRE(a.has_value());
+    check_ok(a->add("amy", "h", 1));
+    check_ok(a->add("bob", "h", 2));
+    check_ok(a->remove("bob", "h", 2));
+    const std::vector<registry_store::operation> ops = {registry_store::add_op{"carl", "h", 3},
+                                                        registry_store::add_op{"amy", "h", 4}};
+    auto r = a->apply(ops);
+    REQUIRE(r.has_value());
+    CHECK((*r)[0].has_value());
+    CHECK_FALSE((*r)[1].has_value());
+    // No other connection gets in, not even to read.
+    auto b = registry_store::open(file, other);
+    if (b.has_value()) {
+      check_error(b->list(), errc::storage_error, {"locked", "another process is using the file"});
+    } else {
+      check_error(b, errc::storage_error, {"locked", "another process is using the file"});
+    }
+  }
+  // Closed: the file is everyone's again, with everything committed.
+  auto b = registry_store::open(file, other);
+  REQUIRE(b.has_value());
+  auto l = b->list();
+  REQUIRE(l.has_value());
+  REQUIRE(l->size() == 2);
+  CHECK((*l)[0].name == "amy");
+  CHECK((*l)[1].name == "carl");
+}
+
 // ---------------------------------------------------------------- kill -9
 
 TEST_CASE("store: every acknowledged add survives kill -9") {

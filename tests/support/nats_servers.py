@@ -79,7 +79,8 @@ class NatsServer:
 
 
 class NatsSet:
-    """The servers of one test; urls() is what imrelayd --cluster takes."""
+    """The servers of one test; urls() is what imrelayd --cluster takes.
+    A context manager: ``with NatsSet().single() as nats:`` closes them."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="improto-nats-")
@@ -124,6 +125,12 @@ class NatsSet:
                 pass
             time.sleep(0.3)
         raise AssertionError("JetStream did not become available")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def close(self):
         for s in self.servers:

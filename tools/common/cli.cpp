@@ -182,6 +182,38 @@ net::logger stderr_logger() {
   };
 }
 
+net::logger stderr_logger(asio::io_context& io) {
+  struct sink {
+    std::mutex lock;
+    std::string lines;  // not written yet
+    bool posted = false;
+    void write_out() {  // with `lock` held
+      std::fwrite(lines.data(), 1, lines.size(), stderr);
+      std::fflush(stderr);
+      lines.clear();
+    }
+    ~sink() { write_out(); }
+  };
+  auto out = std::make_shared<sink>();
+  return [out, &io](std::string_view line) {
+    std::lock_guard guard(out->lock);
+    out->lines += line;
+    out->lines += '\n';
+    if (io.stopped()) {
+      out->write_out();
+    } else if (!out->posted) {
+      out->posted = true;
+      asio::post(io, [weak = std::weak_ptr<sink>(out)] {
+        if (auto s = weak.lock()) {
+          std::lock_guard g(s->lock);
+          s->posted = false;
+          s->write_out();
+        }
+      });
+    }
+  };
+}
+
 void complain(std::string_view program, std::string_view message) {
   std::cerr << program << ": " << message << std::endl;
 }

@@ -71,6 +71,12 @@ inline std::chrono::milliseconds seconds(double s) {
 
 // Logger that writes one flushed line per event to stderr.
 net::logger stderr_logger();
+// The same, gathering the lines of one turn of `io`'s event loop into one
+// write(2) (a handler posted behind that turn's handlers writes them): a busy
+// server logs an event per request without a system call per line. Lines
+// logged once `io` is stopped are written at once, the rest when the logger
+// goes at the latest.
+net::logger stderr_logger(asio::io_context& io);
 
 // Prints "<program>: <message>" to stderr.
 void complain(std::string_view program, std::string_view message);

@@ -139,7 +139,9 @@ int main(int argc, char** argv) {
   }
   config.data_dir = data;
   config.store_url = store_url;
-  config.log = cli::stderr_logger();
+  asio::io_context io(1);
+  // One write per turn of the event loop, not per logged change.
+  config.log = cli::stderr_logger(io);
 
   std::error_code ec;
   if (store_url.empty() && !std::filesystem::is_directory(config.data_dir, ec)) {
@@ -164,7 +166,6 @@ int main(int argc, char** argv) {
     }
   }
 
-  asio::io_context io(1);
   auto server = server::registry_server::bind(io, config);
   if (!server) {
     const auto& e = server.error();

@@ -33,7 +33,8 @@ The package wraps the C++ library (``improto._core``):
   :class:`ProtocolError` (``.code``: the wire code; from a decoder also
   ``.messages``, what it decoded before the error), :class:`TransportError`
   (an :class:`OSError`), :class:`TimeoutError`, :class:`StorageError`,
-  :class:`ConfigError` and the rest.
+  :class:`ConfigError` (:class:`UnsupportedError`: an option this
+  build cannot serve) and the rest.
 
 Example::
 
@@ -61,6 +62,7 @@ from ._errors import (
     StorageError,
     TimeoutError,
     TransportError,
+    UnsupportedError,
     error_class,
 )
 from .servers import BuddyServer, RegistryServer, RelayServer
@@ -87,6 +89,7 @@ __all__ = [
     "OverloadedError",
     "StorageError",
     "ConfigError",
+    "UnsupportedError",
     "CancelledError",
     "IntegrityError",
     "error_class",

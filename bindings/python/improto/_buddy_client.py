@@ -9,17 +9,10 @@ import threading
 import time
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
+from . import _exchanges as _ex
 from . import buddy as _buddy
-from ._errors import (
-    AddressInUseError,
-    ConnectionClosedError,
-    Error,
-    NameTakenError,
-    NotFoundError,
-    ProtocolError,
-    RejectedError,
-    TimeoutError,
-)
+from ._errors import AddressInUseError, ConnectionClosedError, Error, ProtocolError, RejectedError, TimeoutError
+from ._exchanges import Request, buddy_error
 from ._net import Stream, check_port, check_timeout, connect, deadline_of, endpoint, transport_error
 
 __all__ = ["BuddyClient", "ChatSession", "ChatListener", "buddy_error",
@@ -30,27 +23,8 @@ DEFAULT_UDP_PORT = 1235
 
 Text = Union[bytes, bytearray, memoryview, str]
 
-_CODE_CLASS = {
-    201: (ProtocolError, "invalid_argument"),
-    202: (NotFoundError, "not_found"),
-    203: (NameTakenError, "name_taken"),
-}
-
-
-def buddy_error(response: Any, where: str, doing: str) -> Error:
-    """The exception for a buddy error line (201, 202, 203...) received while `doing`."""
-    cls, errc = _CODE_CLASS.get(response.code, (RejectedError, "rejected"))
-    line = f"{response.code} {response.text}".rstrip()
-    return cls(f"{where}: {doing}: the server answered {line}", errc=errc, detail=line,
-               code=response.code)
-
-
 def _line_of(text: Text) -> bytes:
-    if isinstance(text, str):
-        return text.encode("utf-8")
-    if isinstance(text, (bytes, bytearray, memoryview)):
-        return bytes(text)
-    raise TypeError(f"text: expected str or bytes, not {type(text).__name__}")
+    return _ex.as_bytes(text, "text")
 
 
 class BuddyClient:
@@ -109,32 +83,32 @@ class BuddyClient:
 
     # ----------------------------------------------------------------- TCP
 
-    def _request(self, request: Any, timeout: Optional[float], doing: str) -> None:
-        data = _buddy.encode(request)
+    def _command(self, request: Any, timeout: Optional[float]) -> None:
         timeout = self._timeout(timeout)
         deadline = deadline_of(timeout)
         where = f"buddy server {endpoint(self.host, self.tcp_port)}"
-        stream = Stream(connect(self.host, self.tcp_port, timeout, "buddy server"),
-                        _buddy.ResponseDecoder(), where)
-        try:
-            stream.send(data, timeout, doing)
-            response = stream.next_message(deadline, doing)
-        finally:
-            stream.close()
-        if response.code != 200:
-            raise buddy_error(response, where, doing)
+
+        def one(r: Request) -> Any:  # one request per connection
+            stream = Stream(connect(self.host, self.tcp_port, timeout, "buddy server"),
+                            _buddy.ResponseDecoder(), where)
+            try:
+                stream.send(r.data, timeout, r.doing)
+                return stream.next_message(deadline, r.doing)
+            finally:
+                stream.close()
+        _ex.run(_ex.buddy_command(request, where), one)
 
     def register(self, user: str, timeout: Optional[float] = None) -> None:
         """REG user; NameTakenError (203) when registered already."""
-        self._request(_buddy.RegisterRequest(user=user), timeout, f"REG {user}")
+        self._command(_buddy.RegisterRequest(user=user), timeout)
 
     def add(self, user: str, buddy: str, timeout: Optional[float] = None) -> None:
         """ADD user buddy; NotFoundError (202) when either is unknown."""
-        self._request(_buddy.AddRequest(user=user, buddy=buddy), timeout, f"ADD {user} {buddy}")
+        self._command(_buddy.AddRequest(user=user, buddy=buddy), timeout)
 
     def delete(self, user: str, buddy: str, timeout: Optional[float] = None) -> None:
         """DEL user buddy; NotFoundError (202) when either is unknown."""
-        self._request(_buddy.DeleteRequest(user=user, buddy=buddy), timeout, f"DEL {user} {buddy}")
+        self._command(_buddy.DeleteRequest(user=user, buddy=buddy), timeout)
 
     # ----------------------------------------------------------------- UDP
 
@@ -165,8 +139,7 @@ class BuddyClient:
         """SET user ONLINE/OFFLINE msgport (one datagram, no answer): the
         server records this client's address with it. ``msgport`` is the
         port this user takes chats on (1..65535 when online)."""
-        status = _buddy.Presence.ONLINE if online else _buddy.Presence.OFFLINE
-        data = _buddy.encode(_buddy.SetRequest(user=user, status=status, msgport=msgport))
+        data = _ex.buddy_set(user, online, msgport)
         where = f"buddy server {endpoint(self.host, self.udp_port)} (UDP)"
         with self._udp_lock:
             self._udp_send(self._udp_socket(), data, where, f"SET {user}")
@@ -175,13 +148,10 @@ class BuddyClient:
         """GET user: the statuses of the user's buddies (``improto.buddy.BuddyEntry``:
         user, status, ip, port). The datagram is sent up to ``attempts`` times
         within ``timeout``; NotFoundError (202) for an unknown user."""
-        if attempts < 1:
-            raise ValueError("attempts: expected at least 1")
-        data = _buddy.encode(_buddy.GetRequest(user=user))
+        data, doing = _ex.buddy_get(user, attempts)
         timeout = self._timeout(timeout)
         deadline = deadline_of(timeout)
         where = f"buddy server {endpoint(self.host, self.udp_port)} (UDP)"
-        doing = f"GET {user}"
         with self._udp_lock:
             sock = self._udp_socket()
             self._drain(sock)  # late answers to earlier GETs
@@ -196,9 +166,7 @@ class BuddyClient:
                     break
             else:
                 raise TimeoutError(f"{where}: timed out {doing} ({attempts} attempts)", errc="timeout")
-        if isinstance(reply, _buddy.Response):
-            raise buddy_error(reply, where, doing)
-        return list(reply.buddies)
+        return _ex.buddy_statuses(reply, where, doing)
 
     @staticmethod
     def _drain(sock: socket.socket) -> None:
@@ -212,7 +180,8 @@ class BuddyClient:
             sock.setblocking(True)
 
     @staticmethod
-    def _await_reply(sock: socket.socket, until: Optional[float], where: str, doing: str) -> Any:
+    def _await_reply(sock: socket.socket, until: Optional[float], where: str,
+                     doing: str) -> Optional[bytes]:
         while True:
             left = None if until is None else until - time.monotonic()
             if left is not None and left <= 0:
@@ -225,11 +194,7 @@ class BuddyClient:
             except OSError as exc:
                 # ECONNREFUSED: an ICMP "port unreachable" for the previous datagram.
                 raise transport_error(exc, where, doing) from exc
-            try:
-                return _buddy.parse_status_reply(data)
-            except ProtocolError as exc:
-                exc.args = (f"{where}: {doing}: bad reply: {exc.message}",)
-                raise
+            return data
 
     # ---------------------------------------------------------------- chat
 

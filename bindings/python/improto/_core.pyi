@@ -13,6 +13,9 @@ from improto import transfer as transfer
 
 # errc name -> short description, e.g. "line_too_long" -> "line too long".
 ERRC: Dict[str, str]
+# Whether this build has the cluster options (libnats) and the PostgreSQL stores (libpq).
+HAS_NATS: bool
+HAS_POSTGRESQL: bool
 
 def _raise(errc: str, detail: str = ..., code: Optional[int] = ...) -> None:
     """Raises the exception the bindings raise for this errc (for tests of the mapping)."""
@@ -36,13 +39,14 @@ class _RegistryServer(_ServerCore):
     def __init__(self, host: str, port: int, data_dir: _Path, idle_timeout: float,
                  message_timeout: float, max_connections: int, max_body: int, max_line: int,
                  max_headers: int, max_pipelined: int, max_users: int, logout_from_any: bool,
-                 sync: str, log: _Log) -> None: ...
+                 sync: str, store: str, log: _Log) -> None: ...
     def pending_writes(self) -> int: ...
 
 class _BuddyServer(_ServerCore):
     def __init__(self, host: str, port: int, udp_port: int, data_dir: _Path, ttl: float,
                  idle_timeout: float, message_timeout: float, max_connections: int,
-                 udp_rate: float, sync: str, log: _Log) -> None: ...
+                 udp_rate: float, sync: str, store: str, status: str, kv_replicas: int,
+                 log: _Log) -> None: ...
     @property
     def udp_port(self) -> int: ...
     def dropped_datagrams(self) -> int: ...
@@ -52,7 +56,8 @@ class _RelayServer(_ServerCore):
                  message_timeout: float, max_body: int, max_connections: int,
                  max_in_flight: int, max_unanswered: int, pairing_timeout: float,
                  files: Optional[str], max_transfers: int, max_user_transfers: int,
-                 paused_timeout: float, transfer_timeout: float, log: _Log) -> None: ...
+                 paused_timeout: float, transfer_timeout: float, cluster: str, node: str,
+                 heartbeat: float, node_timeout: float, kv_replicas: int, log: _Log) -> None: ...
 
 class _Download:
     def __init__(self, local_host: str, rate_limit: float = ...) -> None: ...

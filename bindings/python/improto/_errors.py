@@ -135,6 +135,13 @@ class ConfigError(Error, ValueError):
     """An option has a bad value (bad host, port out of range, missing data directory...)."""
 
 
+class UnsupportedError(ConfigError):
+    """The option needs support this build of the package lacks: a cluster
+    (``RelayServer(cluster=...)``, ``BuddyServer(status=...)``) without
+    libnats, a ``postgresql://`` store without libpq. ``errc`` is
+    ``"invalid_config"``; the message names the package to install."""
+
+
 class CancelledError(Error):
     """A download was cancelled, here or by the server."""
 

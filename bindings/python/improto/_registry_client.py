@@ -7,49 +7,17 @@ import socket
 import time
 from typing import Any, Iterable, List, Optional, Tuple, Union
 
+from . import _exchanges as _ex
 from . import registry as _reg
-from ._errors import (
-    Error,
-    NameTakenError,
-    NotFoundError,
-    OverloadedError,
-    ProtocolError,
-    RejectedError,
-)
+from ._errors import ProtocolError
+from ._exchanges import Request, as_bytes as _as_bytes, http_error
 from ._net import Stream, check_port, check_timeout, connect, deadline_of, endpoint, transport_error
 
 __all__ = ["RegistryClient", "Peer", "DEFAULT_REGISTRY_PORT", "http_error"]
 
 DEFAULT_REGISTRY_PORT = 65432
-TARGET = "/userlist.txt"
 
 Text = Union[bytes, bytearray, memoryview, str]
-
-
-def _as_bytes(text: Text) -> bytes:
-    if isinstance(text, str):
-        return text.encode("utf-8")
-    if isinstance(text, (bytes, bytearray, memoryview)):
-        return bytes(text)
-    raise TypeError(f"text: expected bytes or str, not {type(text).__name__}")
-
-
-_STATUS_CLASS = {
-    400: (ProtocolError, "invalid_argument"),
-    403: (RejectedError, "rejected"),
-    404: (NotFoundError, "not_found"),
-    406: (NameTakenError, "name_taken"),
-    503: (OverloadedError, "overloaded"),
-}
-
-
-def http_error(response: Any, where: str, doing: str) -> Error:
-    """The exception for an HTTP error status received while `doing` something."""
-    cls, errc = _STATUS_CLASS.get(response.status, (RejectedError, "rejected"))
-    body = bytes(response.body).decode("utf-8", "replace").strip()
-    line = f"{response.status} {response.reason}".rstrip()
-    return cls(f"{where}: {doing}: the server answered {line}" + (f": {body}" if body else ""),
-               errc=errc, detail=body, code=response.status)
 
 
 class RegistryClient:
@@ -93,49 +61,32 @@ class RegistryClient:
     def __repr__(self) -> str:
         return f"<RegistryClient {endpoint(self.host, self.port)}>"
 
-    def _exchange(self, method: str, body: bytes, timeout: Optional[float], doing: str) -> Any:
+    def _request(self, request: Request, timeout: Optional[float]) -> Any:
+        """One HTTP request on a fresh connection: the response."""
         timeout = self.timeout if timeout is None else check_timeout(timeout)
         deadline = deadline_of(timeout)
-        request = _reg.make_request(method, TARGET, self.host, body)
         sock = connect(self.host, self.port, timeout, "registry")
         stream = Stream(sock, _reg.ResponseDecoder(), self._where)
         try:
-            stream.send(_reg.encode(request), timeout, doing)
-            return stream.next_message(deadline, doing)
+            stream.send(request.data, timeout, request.doing)
+            return stream.next_message(deadline, request.doing)
         finally:
             stream.close()
 
-    def _command(self, kind: Any, user: str, host: str, port: int, timeout: Optional[float],
-                 verb: str) -> None:
-        entry = _reg.Entry(user=user, host=host, port=port)
-        body = _reg.encode(_reg.Command(kind=kind, entry=entry))
-        doing = f"{verb} {body.decode('utf-8', 'replace').split(' ', 1)[-1]}"
-        response = self._exchange("POST", body, timeout, doing)
-        if response.status != 200:
-            raise http_error(response, self._where, doing)
-
     def register(self, user: str, host: str, port: int, timeout: Optional[float] = None) -> None:
         """Registers ``user@host:port``; NameTakenError (406) when the name is taken."""
-        self._command(_reg.CommandKind.REGISTER, user, host, port, timeout, "REGISTER")
+        _ex.run(_ex.registry_command(_reg.CommandKind.REGISTER, user, host, port, self.host,
+                                     self._where), lambda r: self._request(r, timeout))
 
     def logout(self, user: str, host: str, port: int, timeout: Optional[float] = None) -> None:
         """Removes ``user@host:port``; NotFoundError (404) when no such entry."""
-        self._command(_reg.CommandKind.LOGOUT, user, host, port, timeout, "LOGOUT")
+        _ex.run(_ex.registry_command(_reg.CommandKind.LOGOUT, user, host, port, self.host,
+                                     self._where), lambda r: self._request(r, timeout))
 
     def users(self, timeout: Optional[float] = None) -> List[Any]:
         """The online users (``improto.registry.Entry``: user, host, port), in
         registration order; [] when nobody is registered."""
-        doing = "GET /userlist.txt"
-        response = self._exchange("GET", b"", timeout, doing)
-        if response.status == 400:  # the registry's "no online users"
-            return []
-        if response.status != 200:
-            raise http_error(response, self._where, doing)
-        try:
-            return list(_reg.parse_list(response.body).entries)
-        except ProtocolError as exc:
-            exc.args = (f"{self._where}: {doing}: bad user list: {exc.message}",)
-            raise
+        return _ex.run(_ex.registry_users(self.host, self._where), lambda r: self._request(r, timeout))
 
 
 Address = Tuple[str, int]

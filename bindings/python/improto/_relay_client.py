@@ -4,6 +4,8 @@ socket."""
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 import threading
 import time
@@ -11,17 +13,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 from . import relay as _relay
 from . import _downloads
+from . import _exchanges as _ex
+from ._exchanges import Request, relay_error
 from ._downloads import DownloadProgress, DownloadResult, PathLike, Progress
-from ._errors import (
-    ConnectionClosedError,
-    TimeoutError,
-    Error,
-    NameTakenError,
-    NotFoundError,
-    OverloadedError,
-    ProtocolError,
-    RejectedError,
-)
+from ._errors import ConnectionClosedError, Error, TimeoutError
 from ._net import Stream, check_port, check_timeout, connect, deadline_of, endpoint
 
 __all__ = ["RelayClient", "Download", "DEFAULT_RELAY_PORT", "relay_error"]
@@ -31,29 +26,44 @@ DEFAULT_RELAY_PORT = 50000
 Event = Any  # improto.relay.Forward | Joined | Left
 Body = Union[bytes, bytearray, memoryview, str]
 
-# ERROR code -> (class, errc): relay/codes.hpp from_wire().
-_ERROR_CLASS = {
-    100: (ProtocolError, "invalid_name"),
-    104: (NameTakenError, "name_taken"),
-    106: (NotFoundError, "not_found"),
-    107: (NotFoundError, "not_found"),
-    109: (OverloadedError, "overloaded"),
-}
 
+class _HangupWatch:
+    """Notices at once when the server closes the send socket, and says so
+    with ``on_hangup()`` (on the watch's thread). The blocking client reads
+    that socket only while a request waits for its reply, so without this a
+    download would learn of a dead server only from the transfer engine's
+    30 s silence timeout. Waits in poll() (no GIL) for the peer's FIN or an
+    error, never reading: replies stay for the request that reads them."""
 
-def relay_error(reply: Any, where: str, doing: str) -> Error:
-    """The exception for an ERROR reply received while `doing` something."""
-    cls, errc = _ERROR_CLASS.get(reply.code, (RejectedError, "rejected"))
-    line = f"ERROR {reply.code} {reply.text}".rstrip()
-    return cls(f"{where}: {doing}: the server answered {line}", errc=errc, detail=line, code=reply.code)
+    _HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
+    def __init__(self, sock: Any, on_hangup: Callable[[], Any], name: str) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), self._HANGUP)
+        self._poll.register(self._wake_r, select.POLLIN)
+        self._on_hangup = on_hangup
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+        self._thread.start()
 
-def _as_bytes(body: Body) -> bytes:
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        return bytes(body)
-    raise TypeError(f"body: expected bytes or str, not {type(body).__name__}")
+    def _run(self) -> None:
+        while True:
+            for fd, _ in self._poll.poll():
+                if fd == self._wake_r:
+                    return
+                try:
+                    self._on_hangup()
+                except Exception:
+                    sys.excepthook(*sys.exc_info())
+                return
+
+    def stop(self) -> None:
+        """Ends the watch; call before the socket is closed (its number could be reused)."""
+        os.write(self._wake_w, b"x")
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
 
 class RelayClient:
@@ -118,6 +128,7 @@ class RelayClient:
         self._connected = False
         self._downloads: Dict[int, "Download"] = {}
         self._downloads_lock = threading.Lock()
+        self._hangup_watch: Optional[_HangupWatch] = None  # from the first download on
 
     # ------------------------------------------------------------ lifetime
 
@@ -151,15 +162,10 @@ class RelayClient:
         return self
 
     def _register(self, stream: Stream, role: Any, deadline: Optional[float]) -> None:
-        doing = f"registering {self.name!r}"
-        stream.send(_relay.encode(_relay.RegisterRequest(role=role, user=self.name)),
-                    self._left(deadline), doing)
-        reply = stream.next_message(deadline, doing)
-        if isinstance(reply, _relay.ErrorReply):
-            raise relay_error(reply, stream.where, doing)
-        if not isinstance(reply, _relay.Registered):
-            raise ProtocolError(f"{stream.where}: {doing}: unexpected answer {reply!r}",
-                                errc="invalid_argument")
+        def one(r: Request) -> Any:
+            stream.send(r.data, self._left(deadline), r.doing)
+            return stream.next_message(deadline, r.doing)
+        _ex.run(_ex.relay_register(self.name, role, stream.where), one)
 
     def close(self) -> None:
         """Closes both sockets (the server unregisters the name). Idempotent."""
@@ -168,8 +174,11 @@ class RelayClient:
         self._closed = True
         with self._downloads_lock:
             running = list(self._downloads.values())
+            watch, self._hangup_watch = self._hangup_watch, None
         for d in running:
             d._transfer.stop("the client was closed")
+        if watch is not None:
+            watch.stop()
         self._close_streams()
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
@@ -211,86 +220,56 @@ class RelayClient:
         assert stream is not None
         return stream
 
-    def _request(self, message: Any, timeout: Optional[float], doing: str) -> Any:
-        """Sends one request and returns its reply (raising ERROR replies)."""
-        data = _relay.encode(message)
+    def _request(self, request: Request, timeout: Optional[float]) -> Any:
+        """Sends one request on the send socket and returns its reply."""
         with self._request_lock:
             stream = self._stream("send")
             deadline = deadline_of(self._timeout(timeout))
-            stream.send(data, self._left(deadline), doing)
+            stream.send(request.data, self._left(deadline), request.doing)
             # Replies come in request order: drop those owed to timed-out calls.
             self._skip += 1
             while self._skip > 1:
-                stream.next_message(deadline, doing)
+                stream.next_message(deadline, request.doing)
                 self._skip -= 1
-            reply = stream.next_message(deadline, doing)
+            reply = stream.next_message(deadline, request.doing)
             self._skip -= 1
-        if isinstance(reply, _relay.ErrorReply):
-            raise relay_error(reply, self._where, doing)
         return reply
 
-    def _expect(self, reply: Any, cls: type, doing: str) -> Any:
-        if not isinstance(reply, cls):
-            raise ProtocolError(f"{self._where}: {doing}: unexpected answer {reply!r}",
-                                errc="invalid_argument")
-        return reply
+    def _run(self, exchange: Any, timeout: Optional[float]) -> Any:
+        return _ex.run(exchange, lambda r: self._request(r, timeout))
 
     def send(self, to: str, body: Body, timeout: Optional[float] = None) -> None:
         """Sends ``body`` to user ``to``; returns once the server answers SENT
         (the receiver acknowledged it). Raises :class:`improto.RejectedError`
         (a ProtocolError) with ``.code == 102`` when it cannot be delivered."""
-        doing = f"SEND to {to!r}"
-        self._expect(self._request(_relay.Send(to=to, body=_as_bytes(body)), timeout, doing),
-                     _relay.Sent, doing)
+        self._run(_ex.relay_send(to, body, self._where), timeout)
 
     def send_all(self, body: Body, timeout: Optional[float] = None) -> None:
         """Sends ``body`` to every other registered user (SEND ALL); returns
         once each acknowledged it (SENT ALL), raises ``.code == 102`` if any failed."""
-        doing = "SEND ALL"
-        self._expect(self._request(_relay.Send(to="ALL", body=_as_bytes(body)), timeout, doing),
-                     _relay.Sent, doing)
+        self._run(_ex.relay_send("ALL", body, self._where), timeout)
 
     def list_users(self, timeout: Optional[float] = None) -> List[str]:
         """Users online (registered on both sockets), sorted, every page."""
-        users: List[str] = []
-        after = ""
-        while True:
-            reply = self._expect(self._request(_relay.ListUsers(after=after), timeout, "LIST USERS"),
-                                 _relay.UserList, "LIST USERS")
-            users.extend(reply.users)
-            if not reply.more or not reply.users:
-                return users
-            after = reply.users[-1]
+        return self._run(_ex.relay_list_users(self._where), timeout)
 
     def list_files(self, timeout: Optional[float] = None) -> List[Any]:
         """The server's files (``improto.relay.FileEntry``: name, size), every page."""
-        files: List[Any] = []
-        after = ""
-        while True:
-            reply = self._expect(self._request(_relay.ListFiles(after=after), timeout, "LIST FILES"),
-                                 _relay.FileList, "LIST FILES")
-            files.extend(reply.files)
-            if not reply.more or not reply.files:
-                return files
-            after = reply.files[-1].name
+        return self._run(_ex.relay_list_files(self._where), timeout)
 
     def list_files_page(self, after: str = "", timeout: Optional[float] = None) -> Any:
         """One page of LIST FILES: the ``improto.relay.FileList`` reply
         (``.files``, ``.more``); the next page is the one ``after`` the last
         name of this one."""
-        doing = f"LIST FILES after {after!r}" if after else "LIST FILES"
-        return self._expect(self._request(_relay.ListFiles(after=after), timeout, doing),
-                            _relay.FileList, doing)
+        return self._run(_ex.relay_list_files_page(after, self._where), timeout)
 
     def subscribe_presence(self, timeout: Optional[float] = None) -> None:
         """From now on, ``Joined``/``Left`` events come with the messages."""
-        self._expect(self._request(_relay.Subscribe(), timeout, "SUBSCRIBE PRESENCE"),
-                     _relay.Subscribed, "SUBSCRIBE PRESENCE")
+        self._run(_ex.relay_subscribe(self._where), timeout)
 
     def unsubscribe_presence(self, timeout: Optional[float] = None) -> None:
         """Stops the presence notices."""
-        self._expect(self._request(_relay.Unsubscribe(), timeout, "UNSUBSCRIBE PRESENCE"),
-                     _relay.Unsubscribed, "UNSUBSCRIBE PRESENCE")
+        self._run(_ex.relay_unsubscribe(self._where), timeout)
 
     # ----------------------------------------------------------- downloads
 
@@ -322,7 +301,6 @@ class RelayClient:
         109``: too many downloads), :class:`improto.Error` with errc
         ``invalid_argument`` (a bad name, or NAME already being downloaded).
         """
-        doing = f"DOWNLOAD {name!r}"
         rate = _downloads.check_rate(rate_limit)
         send = self._stream("send")
         local_ip, server_ip = _downloads.local_and_peer(send.sock.getsockname(), send.sock.getpeername())
@@ -332,9 +310,8 @@ class RelayClient:
                 offset = plan.offset(attempt)
                 core = _downloads.new_core(local_ip, rate)
                 try:
-                    tr = self._expect(self._request(
-                        _relay.Download(file=name, udp_port=core.udp_port, offset=offset), timeout, doing),
-                        _relay.Transfer, doing)
+                    tr = self._run(_ex.relay_download(name, core.udp_port, offset, self._where),
+                                   timeout)
                 except Error as exc:
                     core.close("connection_closed", "no transfer")
                     raise _downloads.not_found(exc, plan) from None
@@ -350,6 +327,9 @@ class RelayClient:
                                                             progress, self._download_ended))
                 with self._downloads_lock:
                     self._downloads[tr.id] = handle
+                    if self._hangup_watch is None and not self._closed:
+                        self._hangup_watch = _HangupWatch(
+                            send.sock, self._server_hung_up, f"improto RelayClient {self.name} hangup watch")
                 try:
                     handle._transfer.start(server_ip, tr.udp_port)
                 except BaseException:
@@ -366,9 +346,16 @@ class RelayClient:
     def _give_up(self, core: Any, tid: int) -> None:
         core.close("connection_closed", "given up")
         try:
-            self._request(_relay.Cancel(id=tid), None, f"CANCEL {tid}")
+            self._run(_ex.relay_cancel(tid, self._where), None)
         except Error:
             pass  # the server forgets it after its timeout anyway
+
+    def _server_hung_up(self) -> None:
+        # As the asyncio client does when its reply reader meets the end.
+        with self._downloads_lock:
+            running = list(self._downloads.values())
+        for d in running:
+            d._transfer.stop("the connection to the server ended (the server closed it)")
 
     def _download_ended(self, transfer: Any) -> None:
         with self._downloads_lock:
@@ -384,19 +371,10 @@ class RelayClient:
     # -------------------------------------------------------------- events
 
     def _next_event(self, stream: Stream, deadline: Optional[float]) -> Event:
-        doing = "waiting for messages"
-        while True:
-            ev = stream.next_message(deadline, doing)
-            if isinstance(ev, _relay.Forward):
-                stream.send(_relay.encode(_relay.Received(from_=ev.from_)), self.timeout,
-                            "answering RECEIVED")
-                return ev
-            if isinstance(ev, (_relay.Joined, _relay.Left)):
-                return ev
-            if isinstance(ev, _relay.ErrorReply):
-                # ERROR 101: the pairing timed out; the server closes the socket.
-                raise relay_error(ev, stream.where, doing)
-            raise ProtocolError(f"{stream.where}: unexpected message {ev!r}", errc="unknown_command")
+        ev, answer = _ex.relay_event(stream.next_message(deadline, _ex.EVENTS_DOING), stream.where)
+        if answer:
+            stream.send(answer, self.timeout, _ex.RECEIVED_DOING)
+        return ev
 
     def receive(self, timeout: Optional[float] = None) -> Event:
         """The next event: ``improto.relay.Forward`` (``from_``, ``body``;
@@ -464,8 +442,10 @@ class Download(_downloads.DownloadHandle):
     SHA-256 differs from the server's; the part file is removed),
     :class:`improto.CancelledError` (cancelled; the part file is removed),
     :class:`improto.TimeoutError` (the server went silent),
-    :class:`improto.ConnectionClosedError` (the client was closed) - the
-    last two keep ``NAME.part`` for a later :meth:`RelayClient.download`.
+    :class:`improto.ConnectionClosedError` (the client was closed, or the
+    server closed the connection: noticed at once, as the asyncio client
+    does) - the last two keep ``NAME.part`` for a later
+    :meth:`RelayClient.download`.
     """
 
     def __init__(self, client: RelayClient, transfer: Any) -> None:
@@ -477,15 +457,11 @@ class Download(_downloads.DownloadHandle):
         :class:`improto.NotFoundError` (``ERROR 107``) when the transfer is over."""
         self._transfer.core.pause()
         self._transfer.set_paused(True)
-        doing = f"PAUSE {self.id}"
-        self._client._expect(self._client._request(_relay.Pause(id=self.id), timeout, doing),
-                             _relay.Paused, doing)
+        self._client._run(_ex.relay_pause(self.id, self._client._where), timeout)
 
     def resume(self, timeout: Optional[float] = None) -> None:
         """RESUME: the transfer goes on where it stopped."""
-        doing = f"RESUME {self.id}"
-        self._client._expect(self._client._request(_relay.Resume(id=self.id), timeout, doing),
-                             _relay.Resumed, doing)
+        self._client._run(_ex.relay_resume(self.id, self._client._where), timeout)
         self._transfer.set_paused(False)
         self._transfer.core.resume()
 
@@ -497,13 +473,8 @@ class Download(_downloads.DownloadHandle):
             return
         self._transfer.cancelling = True
         self._transfer.core.cancel()
-        doing = f"CANCEL {self.id}"
-        try:
-            self._client._expect(self._client._request(_relay.Cancel(id=self.id), timeout, doing),
-                                 _relay.Cancelled, doing)
-        except Error as exc:
-            if exc.code != 107:  # 107: our ABORT ended it on the server first
-                raise
+        # ERROR 107 is fine: our ABORT ended it on the server first.
+        self._client._run(_ex.relay_cancel(self.id, self._client._where), timeout)
         self.wait(self._client._timeout(timeout))
 
     def done(self) -> bool:

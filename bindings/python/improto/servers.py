@@ -7,7 +7,16 @@ thread and event loop, listening on loopback on a free port by default.
 The keyword arguments mirror the flags of the server tools (``imregistryd``,
 ``imbuddyd``, ``imrelayd``), with durations in seconds. A bad option raises
 :class:`improto.ConfigError`, a taken port :class:`improto.AddressInUseError`,
-an unusable store :class:`improto.StorageError`.
+an unusable store :class:`improto.StorageError`, unreachable NATS servers
+:class:`improto.TransportError`, and a cluster or PostgreSQL option in a
+build without libnats or libpq :class:`improto.UnsupportedError`.
+
+Several in-process servers (or servers in several processes, or the tools)
+form a cluster as the tools do (docs/cluster.md)::
+
+    a = RelayServer(cluster="nats://127.0.0.1:4222", node="a")
+    b = RelayServer(cluster="nats://127.0.0.1:4222", node="b")
+    # a user registered on a reaches a user registered on b
 
 A server stops with :meth:`stop`, at the end of a ``with`` block, when it is
 garbage-collected, or at interpreter exit, whichever comes first. Its thread
@@ -23,15 +32,52 @@ import sys
 import tempfile
 import threading
 import weakref
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 from . import _core
-from ._errors import ConfigError
+from ._errors import ConfigError, UnsupportedError
 
 __all__ = ["RegistryServer", "BuddyServer", "RelayServer"]
 
 Logger = Optional[Callable[[str], Any]]
 PathLike = Union[str, "os.PathLike[str]"]
+NatsServers = Union[str, Sequence[str], None]
+
+_NO_NATS = ("this build of improto has no cluster support (built without libnats: "
+            "install libnats-dev and reinstall the package)")
+_NO_POSTGRESQL = ("this build of improto has no PostgreSQL support (built without libpq: "
+                  "install libpq-dev and reinstall the package)")
+
+
+def _nats_servers(what: str, servers: NatsServers) -> str:
+    """``"nats://H:P[,nats://H:P...]"`` or a list of such URLs -> the
+    comma-separated list the core (and the tools' flags) take; "" for None."""
+    if servers is None:
+        return ""
+    if isinstance(servers, str):
+        text = servers
+    elif isinstance(servers, (list, tuple)) and all(isinstance(u, str) for u in servers):
+        text = ",".join(servers)
+    else:
+        raise TypeError(f"{what}: expected 'nats://HOST:PORT[,...]' or a list of such URLs, "
+                        f"not {type(servers).__name__}")
+    if not text:
+        raise ConfigError(f"{what}: expected nats://HOST:PORT[,...], not an empty list",
+                          errc="invalid_config")
+    if not _core.HAS_NATS:
+        raise UnsupportedError(f"{what}: {_NO_NATS}", errc="invalid_config")
+    return text
+
+
+def _store_url(store: Optional[str]) -> str:
+    """A ``postgresql://`` URL checked against this build; "" for None (SQLite)."""
+    if store is None:
+        return ""
+    if not isinstance(store, str):
+        raise TypeError(f"store: expected a postgresql:// URL, not {type(store).__name__}")
+    if store.startswith(("postgresql://", "postgres://")) and not _core.HAS_POSTGRESQL:
+        raise UnsupportedError(f"store: {_NO_POSTGRESQL}", errc="invalid_config")
+    return store
 
 
 def _shutdown(core: Any, temp_dir: Optional[str], timeout: float,
@@ -162,6 +208,12 @@ class RegistryServer(_Server):
             by default only the address that registered the entry may.
         sync: SQLite synchronous level: ``"full"`` (acknowledged changes
             survive power loss), ``"normal"``, ``"extra"`` or ``"off"``.
+        store: keep the list in this PostgreSQL database
+            (``"postgresql://USER@HOST:PORT/DB"``, ``imregistryd --store``)
+            instead of ``data_dir/registry.sqlite3``: same answers; while the
+            database is down changes are answered 503 and the server
+            reconnects by itself. One registry per database (its list is
+            served from memory).
         log: called with each line the server logs (on a Python thread of
             the server's own, in order), or None.
     """
@@ -182,8 +234,10 @@ class RegistryServer(_Server):
         max_users: int = 1_000_000,
         logout_from_any: bool = False,
         sync: str = "full",
+        store: Optional[str] = None,
         log: Logger = None,
     ) -> None:
+        store_url = _store_url(store)
         directory, temp = _data_dir(data_dir, "improto-registry-")
         self.data_dir = directory
         """The directory holding ``registry.sqlite3``."""
@@ -191,11 +245,11 @@ class RegistryServer(_Server):
             lambda logging: _core._RegistryServer(
                 host, port, directory, idle_timeout, message_timeout, max_connections,
                 max_body, max_line, max_headers, max_pipelined, max_users, logout_from_any,
-                sync, logging),
+                sync, store_url, logging),
             temp, log)
 
     def pending_writes(self) -> int:
-        """Writes queued or being committed to SQLite. Raises ValueError once stopped."""
+        """Writes queued or being committed (SQLite or PostgreSQL). Raises ValueError once stopped."""
         return self._core.pending_writes()
 
 
@@ -217,6 +271,17 @@ class BuddyServer(_Server):
         udp_rate: datagrams accepted per second from one address (bursts of
             twice that); 0 for no limit.
         sync: SQLite synchronous level (see :class:`RegistryServer`).
+        store: keep users and buddy lists in this PostgreSQL database
+            (``"postgresql://USER@HOST:PORT/DB"``, ``imbuddyd --store``)
+            instead of ``data_dir/buddy.sqlite3``. Several servers (nodes) on
+            one database serve the same users; while it is down, changes are
+            answered ``503 UNAVAILABLE``.
+        status: share SET statuses with the other nodes through these NATS
+            servers (``"nats://HOST:PORT[,...]"`` or a list of URLs;
+            ``imbuddyd --status``): a JetStream key-value bucket whose TTL is
+            ``ttl``, so a GET on any node answers what a SET on any node set.
+        kv_replicas: replicas of the status bucket when this node creates it
+            (1; 3 on a 3-server NATS cluster).
         log: called with one line per server event, or None.
     """
 
@@ -233,15 +298,21 @@ class BuddyServer(_Server):
         max_connections: int = 10000,
         udp_rate: float = 200.0,
         sync: str = "full",
+        store: Optional[str] = None,
+        status: NatsServers = None,
+        kv_replicas: int = 1,
         log: Logger = None,
     ) -> None:
+        store_url = _store_url(store)
+        status_servers = _nats_servers("status", status)
         directory, temp = _data_dir(data_dir, "improto-buddy-")
         self.data_dir = directory
         """The directory holding ``buddy.sqlite3``."""
         self._launch(
             lambda logging: _core._BuddyServer(
                 host, port, udp_port, directory, ttl, idle_timeout, message_timeout,
-                max_connections, udp_rate, sync, logging),
+                max_connections, udp_rate, sync, store_url, status_servers, kv_replicas,
+                logging),
             temp, log)
 
     @property
@@ -261,7 +332,11 @@ class BuddyServer(_Server):
 
 class RelayServer(_Server):
     """The relay chat server (protocol 3, seed 003, with the messenger
-    extensions of protocol 4) in-process. All state is in memory.
+    extensions of protocol 4) in-process. All state is in memory; with
+    ``cluster`` it is one node of a relay cluster on NATS (docs/cluster.md):
+    users of every node reach each other, names are unique cluster-wide
+    (``ERROR 104`` when another node holds one), presence and LIST USERS
+    are the union over the nodes.
 
     Args:
         host: address to listen on.
@@ -284,6 +359,18 @@ class RelayServer(_Server):
         paused_timeout: seconds a paused download is kept, then dropped.
         transfer_timeout: seconds a download's client may be silent before
             it is dropped.
+        cluster: the NATS servers (JetStream on) of the cluster this server
+            joins as a node: ``"nats://HOST:PORT[,...]"`` or a list of URLs
+            (``imrelayd --cluster``); None: a single server. Needs ``node``.
+        node: this node's name, unique in the cluster (1-64 of
+            ``A-Za-z0-9_-``; ``--node``).
+        heartbeat: seconds between the node's heartbeats (``--heartbeat``).
+        node_timeout: a node silent this many seconds is dead and its names
+            are freed (by the lowest live node, with LEFT); a node that does
+            not hear its own heartbeat for ``node_timeout - heartbeat``
+            fences itself (drops its sessions). At least 3 heartbeats.
+        kv_replicas: replicas of the names bucket when this node creates it
+            (1; 3 on a 3-server NATS cluster).
         log: called with one line per server event, or None.
     """
 
@@ -305,12 +392,25 @@ class RelayServer(_Server):
         max_user_transfers: int = 4,
         paused_timeout: float = 300.0,
         transfer_timeout: float = 30.0,
+        cluster: NatsServers = None,
+        node: Optional[str] = None,
+        heartbeat: float = 1.0,
+        node_timeout: float = 3.0,
+        kv_replicas: int = 1,
         log: Logger = None,
     ) -> None:
         files_dir = None if files is None else os.fspath(files)
+        servers = _nats_servers("cluster", cluster)
+        if node is not None and not isinstance(node, str):
+            raise TypeError(f"node: expected str, not {type(node).__name__}")
+        if (servers == "") != (node is None):
+            raise ConfigError("cluster and node go together", errc="invalid_config")
+        self.node = node
+        """This node's name in its cluster; None for a single server."""
         self._launch(
             lambda logging: _core._RelayServer(
                 host, port, receiver_timeout, idle_timeout, message_timeout, max_body,
                 max_connections, max_in_flight, max_unanswered, pairing_timeout, files_dir,
-                max_transfers, max_user_transfers, paused_timeout, transfer_timeout, logging),
+                max_transfers, max_user_transfers, paused_timeout, transfer_timeout, servers,
+                node or "", heartbeat, node_timeout, kv_replicas, logging),
             None, log)

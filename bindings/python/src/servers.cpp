@@ -21,6 +21,7 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -36,7 +37,12 @@
 #include "improto/server/buddy_server.hpp"
 #include "improto/server/registry_server.hpp"
 #include "improto/server/relay_server.hpp"
+#include "improto/store/options.hpp"
 #include "servers.hpp"
+#if IMPROTO_HAS_NATS
+#include "improto/cluster/buddy_status.hpp"
+#include "improto/cluster/relay_node.hpp"
+#endif
 
 namespace py = pybind11;
 using namespace std::chrono_literals;
@@ -88,6 +94,48 @@ store::sync_level sync_arg(const std::string& sync) {
   if (sync == "off") return store::sync_level::off;
   if (sync == "extra") return store::sync_level::extra;
   raise(errc::invalid_config, "sync: expected 'full', 'normal', 'extra' or 'off', not '" + sync + "'");
+}
+
+// store="postgresql://..." (imregistryd/imbuddyd --store); "" keeps SQLite.
+std::string store_arg(const std::string& url) {
+  if (url.empty()) return url;
+  if (!store::is_postgresql_url(url)) {
+    raise(errc::invalid_config, "store: expected a postgresql:// URL, not '" + store::redact(url) +
+                                    "' (a SQLite file goes in data_dir)");
+  }
+  if (!store::have_postgresql()) {
+    raise(errc::invalid_config,
+          "store: this build has no PostgreSQL support (built without libpq; install "
+          "libpq-dev and rebuild)");
+  }
+  return url;
+}
+
+int replicas_arg(long long replicas) {
+  return static_cast<int>(count_arg("kv_replicas", replicas, 5));
+}
+
+#if IMPROTO_HAS_NATS
+std::vector<std::string> nats_servers_arg(const char* what, const std::string& list) {
+  auto urls = cluster::parse_servers(list);
+  if (!urls) raise(errc::invalid_config, std::string(what) + ": " + urls.error().detail());
+  return std::move(*urls);
+}
+#else
+[[noreturn]] void no_cluster_support(const char* what) {
+  raise(errc::invalid_config,
+        std::string(what) +
+            ": this build has no cluster support (built without libnats; install libnats-dev "
+            "and rebuild)");
+}
+#endif
+
+// A failure to reach NATS keeps its errc (connection_refused, ...) with
+// what was being done in front, as the tools word it.
+template <class T>
+T joined_or_raise(result<T>&& r, const char* doing) {
+  if (!r) throw raised(error(r.error().code(), std::string(doing) + ": " + r.error().message()));
+  return std::move(*r);
 }
 
 // bind() reports a bad address as invalid_argument; for a caller of a
@@ -309,7 +357,7 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
                                                long long max_line, long long max_headers,
                                                long long max_pipelined, long long max_users,
                                                bool logout_from_any, const std::string& sync,
-                                               bool log) {
+                                               const std::string& store_url, bool log) {
   server::registry_config config;
   config.host = host_arg(host);
   config.port = port_arg("port", port);
@@ -324,6 +372,7 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
   config.max_users = count_arg("max_users", max_users, 1LL << 40);
   config.logout_from_any = logout_from_any;
   config.store.synchronous = sync_arg(sync);
+  config.store_url = store_arg(store_url);
 
   auto h = std::make_unique<registry_handle>(log);
   config.log = h->logger();
@@ -342,7 +391,9 @@ std::unique_ptr<buddy_handle> make_buddy(const std::string& host, long long tcp_
                                          long long udp_port, const std::filesystem::path& data_dir,
                                          double ttl, double idle_timeout, double message_timeout,
                                          long long max_connections, double udp_rate,
-                                         const std::string& sync, bool log) {
+                                         const std::string& sync, const std::string& store_url,
+                                         const std::string& status, long long kv_replicas,
+                                         bool log) {
   server::buddy_config config;
   config.host = host_arg(host);
   config.tcp_port = port_arg("port", tcp_port);
@@ -358,11 +409,34 @@ std::unique_ptr<buddy_handle> make_buddy(const std::string& host, long long tcp_
   config.datagram.rate_per_source = udp_rate;
   config.datagram.burst = udp_rate * 2;
   config.store.synchronous = sync_arg(sync);
+  config.store_url = store_arg(store_url);
+  int replicas = replicas_arg(kv_replicas);
+#if IMPROTO_HAS_NATS
+  std::optional<cluster::buddy_status_options> shared;
+  if (!status.empty()) {
+    shared.emplace();
+    shared->nats.servers = nats_servers_arg("status", status);
+    shared->replicas = replicas;
+    shared->ttl = config.status_ttl;
+  }
+#else
+  (void)replicas;
+  if (!status.empty()) no_cluster_support("status");
+#endif
 
   auto h = std::make_unique<buddy_handle>(log);
   config.log = h->logger();
   py::gil_scoped_release nogil;
+  auto logger = config.log;
   auto server = bound_or_raise(server::buddy_server::bind(h->run.io(), std::move(config)));
+#if IMPROTO_HAS_NATS
+  if (shared) {
+    shared->log = logger;
+    // Blocking (connects, binds the bucket): before the io thread runs.
+    server->share_status(joined_or_raise(
+        cluster::open_buddy_status(h->run.io(), std::move(*shared)), "cannot share statuses"));
+  }
+#endif
   auto tcp = server->tcp_endpoint();
   h->host = tcp.address().to_string();
   h->port = tcp.port();
@@ -380,7 +454,9 @@ std::unique_ptr<relay_handle> make_relay(const std::string& host, long long port
                                          const std::optional<std::filesystem::path>& files,
                                          long long max_transfers, long long max_user_transfers,
                                          double paused_timeout, double transfer_timeout,
-                                         bool log) {
+                                         const std::string& cluster_servers,
+                                         const std::string& node, double heartbeat,
+                                         double node_timeout, long long kv_replicas, bool log) {
   server::relay_config config;
   config.host = host_arg(host);
   config.port = port_arg("port", port);
@@ -412,10 +488,49 @@ std::unique_ptr<relay_handle> make_relay(const std::string& host, long long port
   }
   config.files.idle_timeout = seconds_arg("transfer_timeout", transfer_timeout);
 
+  // The same rules as imrelayd's --cluster, --node, --heartbeat, --node-timeout, --kv-replicas.
+  bool clustered = !cluster_servers.empty() || !node.empty();
+  int replicas = replicas_arg(kv_replicas);
+#if IMPROTO_HAS_NATS
+  cluster::relay_node_options node_options;
+  if (clustered) {
+    if (cluster_servers.empty() || node.empty()) {
+      raise(errc::invalid_config, "cluster and node go together");
+    }
+    node_options.nats.servers = nats_servers_arg("cluster", cluster_servers);
+    node_options.node = node;
+    node_options.replicas = replicas;
+    if (!(heartbeat > 0 && heartbeat <= 60)) {
+      raise(errc::invalid_config, "heartbeat: expected more than 0, at most 60 seconds");
+    }
+    if (!(node_timeout >= 3 * heartbeat && node_timeout <= 600)) {
+      raise(errc::invalid_config, "node_timeout: expected 3 heartbeats to 600 seconds");
+    }
+    node_options.heartbeat = seconds_arg("heartbeat", heartbeat);
+    node_options.node_timeout = seconds_arg("node_timeout", node_timeout);
+    node_options.forward_timeout = config.receiver_timeout;
+  }
+#else
+  (void)replicas;
+  (void)heartbeat;
+  (void)node_timeout;
+  if (clustered) no_cluster_support("cluster");
+#endif
+
   auto h = std::make_unique<relay_handle>(log);
   config.log = h->logger();
   py::gil_scoped_release nogil;
-  auto server = bound_or_raise(server::relay_server::bind(h->run.io(), std::move(config)));
+  std::unique_ptr<server::relay_cluster> node_core;
+#if IMPROTO_HAS_NATS
+  if (clustered) {
+    node_options.log = config.log;
+    // Blocking (connects, binds the names bucket): before the io thread runs.
+    node_core = joined_or_raise(cluster::open_relay_node(h->run.io(), std::move(node_options)),
+                                "cannot join the cluster");
+  }
+#endif
+  auto server = bound_or_raise(
+      server::relay_server::bind(h->run.io(), std::move(config), std::move(node_core)));
   auto ep = server->local_endpoint();
   h->host = ep.address().to_string();
   h->port = ep.port();
@@ -452,6 +567,13 @@ void add_common(Cls& cls) {
 }  // namespace
 
 void register_servers(py::module_& m) {
+#if IMPROTO_HAS_NATS
+  m.attr("HAS_NATS") = true;
+#else
+  m.attr("HAS_NATS") = false;
+#endif
+  m.attr("HAS_POSTGRESQL") = store::have_postgresql();
+
   auto registry = py::class_<registry_handle>(
       m, "_RegistryServer",
       "The registry server core (protocol 1) on its own thread; see improto.RegistryServer.");
@@ -459,7 +581,7 @@ void register_servers(py::module_& m) {
                py::arg("idle_timeout"), py::arg("message_timeout"), py::arg("max_connections"),
                py::arg("max_body"), py::arg("max_line"), py::arg("max_headers"),
                py::arg("max_pipelined"), py::arg("max_users"), py::arg("logout_from_any"),
-               py::arg("sync"), py::arg("log"),
+               py::arg("sync"), py::arg("store"), py::arg("log"),
                "Binds and starts the server; improto.RegistryServer documents the options.");
   add_common<registry_handle>(registry);
   registry.def(
@@ -473,7 +595,8 @@ void register_servers(py::module_& m) {
   buddy.def(py::init(&make_buddy), py::arg("host"), py::arg("port"), py::arg("udp_port"),
             py::arg("data_dir"), py::arg("ttl"), py::arg("idle_timeout"),
             py::arg("message_timeout"), py::arg("max_connections"), py::arg("udp_rate"),
-            py::arg("sync"), py::arg("log"),
+            py::arg("sync"), py::arg("store"), py::arg("status"), py::arg("kv_replicas"),
+            py::arg("log"),
             "Binds and starts the server; improto.BuddyServer documents the options.");
   add_common<buddy_handle>(buddy);
   buddy.def_property_readonly("udp_port", [](const buddy_handle& h) { return h.udp_port; },
@@ -491,7 +614,8 @@ void register_servers(py::module_& m) {
             py::arg("max_connections"), py::arg("max_in_flight"), py::arg("max_unanswered"),
             py::arg("pairing_timeout"), py::arg("files"), py::arg("max_transfers"),
             py::arg("max_user_transfers"), py::arg("paused_timeout"), py::arg("transfer_timeout"),
-            py::arg("log"),
+            py::arg("cluster"), py::arg("node"), py::arg("heartbeat"), py::arg("node_timeout"),
+            py::arg("kv_replicas"), py::arg("log"),
             "Binds and starts the server; improto.RelayServer documents the options.");
   add_common<relay_handle>(relay);
 }

@@ -1,6 +1,7 @@
 // UDP side of protocol 2: SET / GET datagrams and the GET reply.
 
 #include <array>
+#include <cstdint>
 #include <string>
 
 #include "grammar.hpp"
@@ -104,7 +105,126 @@ result<void> check(const buddy_entry& b) {
 
 // ------------------------------------------------------------- SET and GET
 
+namespace {
+
+// Byte classes for the one-pass reading, one load per byte.
+enum : std::uint8_t { user_char = 1, blank_char = 2, digit_char = 4 };
+struct byte_classes {
+  std::uint8_t of[256] = {};
+  constexpr byte_classes() {
+    for (int c = 0; c < 256; ++c) {
+      auto ch = static_cast<char>(c);
+      // valid_user()'s rule; digits are userid characters too.
+      if (wire::is_alnum(ch) || ch == '_' || ch == '.' || ch == '-') of[c] |= user_char;
+      if (wire::is_blank(ch)) of[c] |= blank_char;
+      if (wire::is_digit(ch)) of[c] |= digit_char;
+    }
+  }
+  bool is(char c, std::uint8_t cls) const noexcept {
+    return (of[static_cast<unsigned char>(c)] & cls) != 0;
+  }
+};
+constexpr byte_classes classes{};
+
+// The three bytes at `p` folded to lower case as an integer (`| 0x20` folds
+// exactly the letters it is compared with here).
+constexpr std::uint32_t folded3(const char* p) noexcept {
+  auto b = [p](int i) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(p[i]) | 0x20);
+  };
+  return b(0) << 16 | b(1) << 8 | b(2);
+}
+constexpr std::uint32_t folded_set = folded3("set");
+constexpr std::uint32_t folded_get = folded3("get");
+
+}  // namespace
+
+udp_request_view parse_udp_request_view(std::string_view datagram) noexcept {
+  udp_request_view r;
+  const char* p = datagram.data();
+  const char* const end = p + datagram.size();
+  while (p != end && classes.is(*p, blank_char)) ++p;
+  // The verb: three letters, ended by a blank, a line end or the end.
+  if (end - p < 3) return r;
+  if (end - p > 3 && !classes.is(p[3], blank_char) && p[3] != '\r' && p[3] != '\n') return r;
+  const std::uint32_t verb = folded3(p);
+  if (verb == folded_set) {
+    r.verb = udp_verb::set;
+  } else if (verb == folded_get) {
+    r.verb = udp_verb::get;
+  } else {
+    return r;
+  }
+  p += 3;
+  if (datagram.size() > max_datagram) return r;
+  // One trailing line end is allowed; any other line end is in a field or
+  // after the last one, where the checks below refuse it.
+  const char* e = end;
+  if (e != p && e[-1] == '\n') {
+    --e;
+    if (e != p && e[-1] == '\r') --e;
+  }
+  // Each field must start after a blank and end at one or at the end.
+  auto ends_field = [&p, e]() noexcept { return p == e || classes.is(*p, blank_char); };
+  auto skip_blanks = [&p, e]() noexcept {
+    while (p != e && classes.is(*p, blank_char)) ++p;
+  };
+  if (!ends_field()) return r;
+  skip_blanks();
+  const char* user = p;
+  while (p != e && classes.is(*p, user_char)) ++p;
+  const auto user_size = static_cast<std::size_t>(p - user);
+  if (user_size == 0 || user_size > max_userid || !ends_field()) return r;
+  if (r.verb == udp_verb::set) {
+    skip_blanks();
+    // 100 and 101 first, as clients send them; ONLINE and OFFLINE in any case.
+    if (e - p >= 3 && p[0] == '1' && p[1] == '0' && (p[2] == '0' || p[2] == '1')) {
+      r.status = p[2] == '0' ? presence::online : presence::offline;
+      p += 3;
+    } else {
+      const char* word = p;
+      while (p != e && !classes.is(*p, blank_char)) ++p;
+      std::string_view w(word, static_cast<std::size_t>(p - word));
+      if (wire::iequals(w, "ONLINE")) {
+        r.status = presence::online;
+      } else if (wire::iequals(w, "OFFLINE")) {
+        r.status = presence::offline;
+      } else {
+        return r;
+      }
+    }
+    if (!ends_field()) return r;
+    skip_blanks();
+    // The port: digits only, leading zeros allowed, at most 65535. Past 5
+    // significant digits it is too large whatever `port` wrapped to.
+    const char* digits = p;
+    while (p != e && *p == '0') ++p;
+    const char* significant = p;
+    std::uint32_t port = 0;
+    while (p != e && classes.is(*p, digit_char)) {
+      port = port * 10 + static_cast<std::uint32_t>(*p - '0');
+      ++p;
+    }
+    if (p == digits || !ends_field() || p - significant > 5 || port > 65535) return r;
+    r.msgport = static_cast<std::uint16_t>(port);
+    // Nobody can connect to port 0; going offline needs no port.
+    if (r.status == presence::online && r.msgport == 0) return r;
+  }
+  skip_blanks();
+  if (p != e) return r;
+  r.user = std::string_view(user, user_size);
+  r.valid = true;
+  return r;
+}
+
 result<udp_request> parse_udp_request(std::string_view datagram) {
+  auto v = parse_udp_request_view(datagram);
+  if (!v.valid) return detail::parse_udp_request_words(datagram);
+  if (v.verb == udp_verb::set) return set_request{std::string(v.user), v.status, v.msgport};
+  return get_request{std::string(v.user)};
+}
+
+result<udp_request> detail::parse_udp_request_words(std::string_view datagram) {
   if (auto ok = check_size(datagram); !ok) return tl::unexpected(ok.error());
   std::string_view body = strip_line_end(datagram);
   if (body.find('\n') != std::string_view::npos) {

@@ -8,13 +8,16 @@
 
 namespace improto::net {
 
-void udp_replies::send(std::string_view payload, const asio::ip::udp::endpoint& to) {
+std::string& udp_replies::begin(const asio::ip::udp::endpoint& to) {
   if (count_ == replies_.size()) replies_.emplace_back();
   auto& r = replies_[count_++];
   r.offset = bytes_.size();
-  r.size = payload.size();
   r.to = to;
-  bytes_.append(payload);
+  return bytes_;
+}
+
+void udp_replies::send(std::string_view payload, const asio::ip::udp::endpoint& to) {
+  begin(to).append(payload);
 }
 
 udp_socket::udp_socket(asio::ip::udp::socket socket, datagram_limits limits)
@@ -49,7 +52,8 @@ void udp_socket::flush(udp_replies& replies) {
   for (std::size_t i = 0; i < count; ++i) {
     auto& r = replies.replies_[i];
     // Pointers into bytes_ are taken now that it no longer grows.
-    replies.vectors_[i] = {replies.bytes_.data() + r.offset, r.size};
+    std::size_t end = i + 1 < count ? replies.replies_[i + 1].offset : replies.bytes_.size();
+    replies.vectors_[i] = {replies.bytes_.data() + r.offset, end - r.offset};
     auto& h = replies.headers_[i].msg_hdr;
     h = {};
     h.msg_name = r.to.data();
@@ -90,6 +94,7 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   }
   const auto name_capacity = static_cast<socklen_t>(sources[0].capacity());
   udp_replies replies;
+  const bool limited = limiter_.enabled();
 
   while (socket_.is_open()) {
     auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, use_nothrow);
@@ -110,8 +115,8 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
           ++dropped_oversized_;
           continue;
         }
-        if (!limiter_.admit(static_cast<const sockaddr*>(h.msg_hdr.msg_name),
-                            h.msg_hdr.msg_namelen, batch_time_)) {
+        if (limited && !limiter_.admit(static_cast<const sockaddr*>(h.msg_hdr.msg_name),
+                                       h.msg_hdr.msg_namelen, batch_time_)) {
           ++dropped_rate_;
           continue;
         }

@@ -3,6 +3,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string_view>
@@ -16,6 +17,8 @@
 #include "improto/server/group_commit.hpp"
 #include "improto/store/buddy_feed.hpp"
 #include "improto/store/buddy_store.hpp"
+#include "improto/wire/text.hpp"
+#include "user_index.hpp"
 
 namespace improto::server {
 namespace {
@@ -31,7 +34,9 @@ struct string_hash {
 
 // A registered user: the committed buddy list and the soft status.
 struct user_record {
-  explicit user_record(std::string name) : id(std::move(name)) {}
+  explicit user_record(std::string name) : id(std::move(name)) {
+    reply_line = id + " 101 0.0.0.0 0\n";  // never seen: offline, no address
+  }
 
   std::string id;
   std::vector<user_record*> buddies;  // first added first, as the store keeps them
@@ -41,6 +46,13 @@ struct user_record {
   asio::ip::address address;
   std::string ip;  // `address` as text, made only when it changes
   std::uint16_t port = 0;
+  // Where the last SET that set `address` came from, source port included:
+  // a SET from there that changes nothing else only moves the expiry.
+  asio::ip::udp::endpoint source;
+  // This user's line in a GET reply, "id 10x ip port\n", made only when the
+  // address or port changes; a GET sets the status digit (at id.size() + 3)
+  // in its copy.
+  std::string reply_line;
   std::chrono::system_clock::time_point set_at;  // the SET shown: the newest wins
   // Shared store: the feed's refresh number asked after this node last
   // changed the list; states read before it may predate that change.
@@ -55,6 +67,19 @@ struct session : net::tcp_session {
   }
   bool committing = false;
 };
+
+// Same address and port, byte for byte (the kernel writes every byte of the
+// sockaddr it reports, padding zeroed); IPv4's 16 bytes as two words.
+bool same_source(const asio::ip::udp::endpoint& a, const asio::ip::udp::endpoint& b) noexcept {
+  if (a.size() != b.size()) return false;
+  if (a.size() == 16) {
+    std::uint64_t x[2], y[2];
+    std::memcpy(x, a.data(), 16);
+    std::memcpy(y, b.data(), 16);
+    return x[0] == y[0] && x[1] == y[1];
+  }
+  return std::memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 // IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; their
 // buddies must be told the plain IPv4 address.
@@ -90,15 +115,6 @@ buddy_change change_of(const buddy::request& req) {
   return {false, d.user, d.buddy};
 }
 
-std::size_t digits(unsigned n) {
-  std::size_t d = 1;
-  while (n >= 10) {
-    n /= 10;
-    ++d;
-  }
-  return d;
-}
-
 }  // namespace
 
 struct buddy_server::impl final : buddy_status_sink {
@@ -114,16 +130,17 @@ struct buddy_server::impl final : buddy_status_sink {
   // feed, and only the store decides ADD and DEL.
   bool shared = false;
   std::unique_ptr<group_committer<store_type>> committer;
+  // Owns the records (which never move); `index` finds them (user_index.hpp
+  // on why), and ensure() keeps both in step.
   std::unordered_map<std::string, user_record, string_hash, std::equal_to<>> users;
-  buddy::buddy_list reply_list;  // reused by every GET: keeps its strings' capacity
-  std::string reply_bytes;
+  detail::user_index<user_record> index;
+  // The datagram answers that never change, made once.
+  const std::string invalid_reply = response_text(buddy::response::invalid());
+  const std::string no_such_user_reply = response_text(buddy::response::no_such_user());
 
   void log(std::string_view line) const { tcp.log(line); }
 
-  user_record* find(std::string_view id) {
-    auto it = users.find(id);
-    return it == users.end() ? nullptr : &it->second;
-  }
+  user_record* find(std::string_view id) const noexcept { return index.find(id); }
 
   result<void> load(store_type& st);
 
@@ -148,12 +165,14 @@ struct buddy_server::impl final : buddy_status_sink {
   }
   void on_datagram(std::string_view payload, const asio::ip::udp::endpoint& from,
                    net::udp_replies& replies);
-  void on_set(const buddy::set_request& m, const asio::ip::udp::endpoint& from);
-  void on_get(const buddy::get_request& m, const asio::ip::udp::endpoint& from,
+  void on_set(const buddy::udp_request_view& m, const asio::ip::udp::endpoint& from);
+  void on_get(std::string_view user, const asio::ip::udp::endpoint& from,
               net::udp_replies& replies);
 
   user_record& ensure(const std::string& id) {
-    return users.try_emplace(id, id).first->second;
+    auto [it, added] = users.try_emplace(id, id);
+    if (added) index.insert(&it->second);
+    return it->second;
   }
   void on_feed(store::buddy_feed::event e);
   void set_list(const store::buddy_feed::user_state& s);
@@ -166,7 +185,7 @@ struct buddy_server::impl final : buddy_status_sink {
   // Shared statuses (share_status): every node's SETs, this one's included.
   void apply(const buddy_status_update& u) override;
   void set_status(user_record& u, bool online, const asio::ip::address& address,
-                  std::uint16_t port, net::clock::time_point until);
+                  std::uint16_t port, net::clock::time_point now, net::clock::time_point until);
   // Last, after the feed: it may call back into the members above until it is gone.
   std::unique_ptr<buddy_status_store> shared_status;
 };
@@ -177,10 +196,7 @@ result<void> buddy_server::impl::load(store_type& st) {
   auto ids = st.users();
   if (!ids) return tl::unexpected(ids.error());
   users.reserve(ids->size());
-  for (auto& id : *ids) {
-    std::string key = id;
-    users.try_emplace(std::move(key), std::move(id));
-  }
+  for (const auto& id : *ids) ensure(id);
   for (auto& [id, record] : users) {
     auto list = st.buddies(id);
     if (!list) return tl::unexpected(list.error());
@@ -306,7 +322,7 @@ std::optional<buddy::response> buddy_server::impl::precheck(const buddy::request
 // Mirrors a committed change in memory; commits resume in commit order.
 void buddy_server::impl::apply(const buddy::request& req) {
   if (const auto* reg = std::get_if<buddy::register_request>(&req)) {
-    users.try_emplace(reg->user, reg->user);
+    ensure(reg->user);
     return;
   }
   auto [add, user, buddy_id] = change_of(req);
@@ -360,34 +376,42 @@ void buddy_server::impl::answer(session& s, const buddy::request* req, const bud
 void buddy_server::impl::on_datagram(std::string_view payload,
                                      const asio::ip::udp::endpoint& from,
                                      net::udp_replies& replies) {
-  auto req = buddy::parse_udp_request(payload);
-  if (!req) {
+  // Read in place: nothing is copied or allocated per datagram.
+  const auto req = buddy::parse_udp_request_view(payload);
+  if (!req.valid) {
     // SET is never answered, not even a bad one; anything else gets what a
     // bad GET gets.
-    if (buddy::udp_verb_of(payload) != buddy::udp_verb::set) {
-      replies.send(response_text(buddy::response::invalid()), from);
-    }
+    if (req.verb != buddy::udp_verb::set) replies.send(invalid_reply, from);
     return;
   }
-  if (const auto* set = std::get_if<buddy::set_request>(&*req)) {
-    on_set(*set, from);
+  if (req.verb == buddy::udp_verb::set) {
+    on_set(req, from);
   } else {
-    on_get(std::get<buddy::get_request>(*req), from, replies);
+    on_get(req.user, from, replies);
   }
 }
 
-void buddy_server::impl::on_set(const buddy::set_request& m, const asio::ip::udp::endpoint& from) {
+void buddy_server::impl::on_set(const buddy::udp_request_view& m,
+                                const asio::ip::udp::endpoint& from) {
   auto* u = find(m.user);
   if (!u) return;  // no reply to SET; statuses are kept for registered users only
-  auto now = udp.batch_time();
-  auto address = plain(from.address());
+  const auto now = udp.batch_time();
+  const bool online = m.status == buddy::presence::online;
+  // The common SET, a refresh: same status, port and source, not expired.
+  // It is not news, so only the expiry moves (shared statuses publish every SET).
+  if (!shared_status && u->seen && m.status == u->status && m.msgport == u->port &&
+      same_source(from, u->source) &&
+      (!online || config.status_ttl.count() <= 0 || now < u->online_until)) {
+    u->online_until = now + config.status_ttl;
+    return;
+  }
+  u->source = from;
+  const auto address = plain(from.address());
   if (shared_status) {
     u->set_at = std::chrono::system_clock::now();
-    shared_status->put({u->id, m.status == buddy::presence::online, address.to_string(),
-                        m.msgport, u->set_at});
+    shared_status->put({u->id, online, address.to_string(), m.msgport, u->set_at});
   }
-  set_status(*u, m.status == buddy::presence::online, address, m.msgport,
-             now + config.status_ttl);
+  set_status(*u, online, address, m.msgport, now, now + config.status_ttl);
 }
 
 void buddy_server::impl::apply(const buddy_status_update& update) {
@@ -397,23 +421,31 @@ void buddy_server::impl::apply(const buddy_status_update& update) {
   auto address = asio::ip::make_address(update.ip, ec);
   if (ec) return;
   u->set_at = update.at;
+  u->source = {};  // from another node: no local SET matches it
   // The TTL counts from the SET, on whichever node it was made.
   auto age = std::chrono::system_clock::now() - update.at;
-  auto until = net::clock::now() + config.status_ttl -
-               std::chrono::duration_cast<net::clock::duration>(age);
-  set_status(*u, update.online, address, update.port, until);
+  auto now = net::clock::now();
+  auto until = now + config.status_ttl - std::chrono::duration_cast<net::clock::duration>(age);
+  set_status(*u, update.online, address, update.port, now, until);
 }
 
 void buddy_server::impl::set_status(user_record& u, bool online,
                                     const asio::ip::address& address, std::uint16_t msgport,
-                                    net::clock::time_point until) {
-  auto now = net::clock::now();
+                                    net::clock::time_point now, net::clock::time_point until) {
   bool was_online = u.seen && u.status == buddy::presence::online &&
                     (config.status_ttl.count() <= 0 || now < u.online_until);
   bool moved = !u.seen || address != u.address || msgport != u.port;
   if (address != u.address || !u.seen) {
     u.address = address;
     u.ip = address.to_string();
+  }
+  if (moved) {
+    u.reply_line.assign(u.id);
+    u.reply_line += " 101 ";
+    u.reply_line += u.ip;
+    u.reply_line += ' ';
+    wire::append_decimal(u.reply_line, msgport);
+    u.reply_line += '\n';
   }
   u.seen = true;
   u.status = online ? buddy::presence::online : buddy::presence::offline;
@@ -426,43 +458,29 @@ void buddy_server::impl::set_status(user_record& u, bool online,
   }
 }
 
-void buddy_server::impl::on_get(const buddy::get_request& m, const asio::ip::udp::endpoint& from,
+// The reply is written straight into the batch's send buffer: per buddy the
+// line made when it last moved, with the status as of this batch.
+void buddy_server::impl::on_get(std::string_view user, const asio::ip::udp::endpoint& from,
                                 net::udp_replies& replies) {
-  auto* u = find(m.user);
+  auto* u = find(user);
   if (!u) {
-    replies.send(response_text(buddy::response::no_such_user()), from);
+    replies.send(no_such_user_reply, from);
     return;
   }
-  auto now = udp.batch_time();
-  // Entries are overwritten in place, so their strings keep their capacity.
-  auto& out = reply_list.buddies;
-  std::size_t n = 0, size = 0;
+  const auto now = udp.batch_time();
+  const bool ttl = config.status_ttl.count() > 0;
+  std::string& out = replies.begin(from);
+  const std::size_t start = out.size();
   for (const auto* b : u->buddies) {
-    if (out.size() == n) out.emplace_back();
-    auto& e = out[n];
-    e.user.assign(b->id);
-    if (b->seen) {
-      bool fresh = config.status_ttl.count() <= 0 || now < b->online_until;
-      e.status = b->status == buddy::presence::online && fresh ? buddy::presence::online
-                                                               : buddy::presence::offline;
-      e.ip.assign(b->ip);
-      e.port = b->port;
-    } else {
-      e.status = buddy::presence::offline;
-      e.ip.assign("0.0.0.0");
-      e.port = 0;
-    }
-    std::size_t line = e.user.size() + 3 + 1 + e.ip.size() + 1 + digits(e.port) + 2;
+    // Never seen: offline at 0.0.0.0 port 0 (its initial line).
+    bool online = b->seen && b->status == buddy::presence::online && (!ttl || now < b->online_until);
+    const std::string& line = b->reply_line;
     // One datagram is all the protocol has: a list too long for it is cut.
-    if (size + line > buddy::max_datagram) break;
-    size += line;
-    ++n;
+    if (out.size() - start + line.size() > buddy::max_datagram) break;
+    out += line;
+    // "100" online, "101" offline: the last digit tells them apart.
+    out[out.size() - line.size() + b->id.size() + 3] = online ? '0' : '1';
   }
-  out.resize(n);
-  reply_bytes.clear();
-  // Entries come from registered users and the peers' own addresses.
-  buddy::serialize_unchecked(reply_list, reply_bytes);
-  replies.send(reply_bytes, from);
 }
 
 // --------------------------------------------------------------------- public

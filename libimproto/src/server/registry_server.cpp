@@ -1,8 +1,6 @@
 #include "improto/server/registry_server.hpp"
 
 #include <algorithm>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <list>
 #include <optional>
 #include <unordered_map>
@@ -120,10 +118,10 @@ struct session : net::tcp_session {
 
 struct registry_server::impl : std::enable_shared_from_this<registry_server::impl> {
   impl(asio::io_context& io_context, registry_config cfg, net::tcp_server server,
-       std::vector<store::registry_record> records, store_type st)
+       std::vector<store::registry_record> records, store_type st, commit_thread where)
       : io(io_context), config(std::move(cfg)), tcp(std::move(server)) {
     for (auto& r : records) add_entry({std::move(r.name), std::move(r.host), r.port});
-    committer = std::make_unique<group_committer<store_type>>(io, std::move(st));
+    committer = std::make_unique<group_committer<store_type>>(io, std::move(st), 512, where);
   }
 
   asio::io_context& io;
@@ -188,10 +186,11 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
   }
 
   asio::awaitable<void> run_session(std::shared_ptr<session> s);
-  // `self` (this) is owned by the coroutine, which may outlive the handle.
-  asio::awaitable<void> commit(std::shared_ptr<impl> self, std::shared_ptr<session> s,
-                               net::ordered_replies::slot slot, reply_form form,
-                               registry::command cmd);
+  // Hands a REGISTER/LOGOUT to the committer; committed() answers it.
+  void commit(const std::shared_ptr<session>& s, net::ordered_replies::slot slot,
+              reply_form form, registry::command cmd);
+  void committed(const std::shared_ptr<session>& s, net::ordered_replies::slot slot,
+                 const reply_form& form, registry::command& cmd, const result<void>& done);
   void handle(const std::shared_ptr<session>& s, const registry::request_view& req);
   void reject(const std::shared_ptr<session>& s, const error& why);
 
@@ -199,6 +198,17 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
              const reply_form& form, std::string_view extra_headers = {});
   net::ordered_replies::stream_body list_answer(std::string& head, const reply_form& form);
 };
+
+// A commit that does not wait (SQLite without an fsync per commit) is done
+// on the io thread, once per turn: cheaper than two thread hand-offs. One
+// that waits for fsync or for a database server has a worker, so that the io
+// thread goes on serving meanwhile.
+static commit_thread commit_thread_for(const registry_config& config) {
+  bool remote_store = !config.store_url.empty();
+  bool waits = config.store.synchronous == store::sync_level::full ||
+               config.store.synchronous == store::sync_level::extra;
+  return remote_store || waits ? commit_thread::worker : commit_thread::io;
+}
 
 // ------------------------------------------------------------------ sessions
 
@@ -327,13 +337,12 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s,
   }
   auto slot = s->replies.reserve();
   ++pending_writes;
-  asio::co_spawn(io, commit(shared_from_this(), s, slot, form, std::move(*cmd)), asio::detached);
+  commit(s, slot, form, std::move(*cmd));
 }
 
-asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<impl> /*self*/,
-                                                    std::shared_ptr<session> s,
-                                                    net::ordered_replies::slot slot,
-                                                    reply_form form, registry::command cmd) {
+void registry_server::impl::commit(const std::shared_ptr<session>& s,
+                                   net::ordered_replies::slot slot, reply_form form,
+                                   registry::command cmd) {
   bool is_register = cmd.kind == registry::command_kind::register_;
   std::string origin = origin_of(s->conn->remote());
   store_type::operation op;
@@ -346,22 +355,31 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<impl> /*self
     if (!config.logout_from_any) from = origin;
     op = store_type::remove_op{cmd.entry.user, cmd.entry.host, cmd.entry.port, std::move(from)};
   }
-  // Named, not a temporary: see net/common.hpp on g++ 12.
-  auto write = committer->write(std::move(op));
-  auto done = co_await std::move(write);
+  // A callback, not a coroutine per request: no frame to allocate. It owns
+  // the state (`self`), which may outlive the handle until it has run.
+  committer->submit(std::move(op), [self = shared_from_this(), s, slot, form,
+                                    cmd = std::move(cmd)](result<void> done) mutable {
+    self->committed(s, slot, form, cmd, done);
+  });
+}
 
-  // Results arrive in commit order on this one thread, so the copy in
-  // memory replays the store's history exactly.
-  std::string what = (is_register ? "REGISTER " : "LOGOUT ") + registry::to_string(cmd.entry);
+// Results arrive in commit order on the io thread, so the copy in memory
+// replays the store's history exactly.
+void registry_server::impl::committed(const std::shared_ptr<session>& s,
+                                      net::ordered_replies::slot slot, const reply_form& form,
+                                      registry::command& cmd, const result<void>& done) {
+  bool is_register = cmd.kind == registry::command_kind::register_;
   int status = 200;
   std::string body;
   if (done) {
     if (is_register) {
-      log("registered " + registry::to_string(cmd.entry) + " (from " +
-          net::to_string(s->conn->remote()) + ")");
+      if (config.log) {
+        log("registered " + registry::to_string(cmd.entry) + " (from " +
+            net::to_string(s->conn->remote()) + ")");
+      }
       add_entry(std::move(cmd.entry));
     } else {
-      log("logged out " + registry::to_string(cmd.entry));
+      if (config.log) log("logged out " + registry::to_string(cmd.entry));
       remove_entry(cmd.entry.user);
     }
   } else {
@@ -381,7 +399,8 @@ asio::awaitable<void> registry_server::impl::commit(std::shared_ptr<impl> /*self
     } else {
       body = e.message() + "\n";
     }
-    log(what + ": " + std::to_string(status) + " (" + e.message() + ")");
+    log((is_register ? "REGISTER " : "LOGOUT ") + registry::to_string(cmd.entry) + ": " +
+        std::to_string(status) + " (" + e.message() + ")");
   }
   if (is_register) --registers_pending;
   --pending_writes;
@@ -435,9 +454,13 @@ result<std::unique_ptr<registry_server>> registry_server::bind(asio::io_context&
                                                                registry_config config) {
   if (config.max_pipelined == 0) return fail(errc::invalid_config, "max_pipelined must be at least 1");
   if (config.max_users == 0) return fail(errc::invalid_config, "max_users must be at least 1");
+  const auto where = commit_thread_for(config);
+  auto store_options = config.store;
+  // Commits on the io thread must never wait for another process's lock.
+  if (where == commit_thread::io) store_options.exclusive = true;
   auto opened = config.store_url.empty()
-                    ? store_type::open(config.data_dir / store_file_name, config.store)
-                    : store_type::connect(config.store_url, config.store);
+                    ? store_type::open(config.data_dir / store_file_name, store_options)
+                    : store_type::connect(config.store_url, store_options);
   if (!opened) return tl::unexpected(opened.error());
   const std::string location = opened->location();
   const bool shared = opened->shared();
@@ -450,7 +473,7 @@ result<std::unique_ptr<registry_server>> registry_server::bind(asio::io_context&
   auto server = net::tcp_server::bind(io, config.host, config.port, config.stream, options);
   if (!server) return tl::unexpected(server.error());
   auto state = std::make_shared<impl>(io, std::move(config), std::move(*server),
-                                      std::move(*records), std::move(*opened));
+                                      std::move(*records), std::move(*opened), where);
   state->loaded_from = location;
   state->remote_store = shared;
   return std::unique_ptr<registry_server>(new registry_server(std::move(state)));

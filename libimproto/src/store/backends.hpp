@@ -6,6 +6,7 @@
 // for a closed store; the back ends validate and answer as documented in
 // registry_store.hpp / buddy_store.hpp.
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -14,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "improto/error.hpp"
 #include "improto/store/buddy_store.hpp"
 #include "improto/store/registry_store.hpp"
 
@@ -50,6 +52,21 @@ struct buddy_store::impl {
 };
 
 namespace detail {
+
+// The answer to one operation, or (outer error) a storage failure that
+// aborts the whole transaction.
+using outcome = result<result<void>>;
+
+// An operation's own refusal (name_taken, not_found ...), not a failure.
+inline result<void> answer(errc code, std::string detail) { return fail(code, std::move(detail)); }
+
+// "name@host:port", for messages.
+inline std::string address(std::string_view name, std::string_view host, std::uint16_t port) {
+  return std::string(name) + '@' + std::string(host) + ':' + std::to_string(port);
+}
+
+// A store handle moved from or never opened.
+inline tl::unexpected<error> closed() { return fail(errc::storage_error, "store is closed"); }
 
 // postgres_stores.cpp; invalid_config in a build without libpq.
 result<std::unique_ptr<registry_store::impl>> open_postgresql_registry(std::string_view url,

@@ -31,19 +31,13 @@ constexpr const char* migrations[] = {
     "PRAGMA user_version = 1;",
 };
 
-// The answer to one operation, or (outer error) a storage failure that
-// aborts the whole transaction.
-using outcome = result<result<void>>;
+using detail::answer;
+using detail::closed;
+using detail::outcome;
 
-result<void> answer(errc code, std::string detail) { return fail(code, std::move(detail)); }
+struct sqlite_buddy final : detail::sqlite_store<buddy_store::impl> {
+  using sqlite_store::sqlite_store;
 
-tl::unexpected<error> closed() { return fail(errc::storage_error, "store is closed"); }
-
-struct sqlite_buddy final : buddy_store::impl {
-  explicit sqlite_buddy(detail::database d) : db(std::move(d)) {}
-
-  detail::database db;
-  // Declared after db, so they are finalized before the connection closes.
   detail::statement insert_user;
   detail::statement find_user;
   detail::statement insert_buddy;
@@ -171,10 +165,6 @@ struct sqlite_buddy final : buddy_store::impl {
     });
   }
 
-  result<store_status> status() override { return db.status(); }
-  const std::filesystem::path& path() const noexcept override { return db.path(); }
-  std::string location() const override { return db.path().string(); }
-  bool shared() const noexcept override { return false; }
 };
 
 }  // namespace
@@ -190,10 +180,7 @@ result<buddy_store> buddy_store::open(const std::filesystem::path& file, options
   if (!db) return tl::unexpected(db.error());
   auto p = std::make_unique<sqlite_buddy>(std::move(*db));
 
-  struct {
-    detail::statement* target;
-    const char* sql;
-  } const prepared[] = {
+  auto prepared = p->db.prepare_all({
       {&p->insert_user, "INSERT INTO users (userid) VALUES (?1) ON CONFLICT (userid) DO NOTHING"},
       {&p->find_user, "SELECT id FROM users WHERE userid = ?1"},
       {&p->insert_buddy,
@@ -208,12 +195,8 @@ result<buddy_store> buddy_store::open(const std::filesystem::path& file, options
        " LEFT JOIN users AS b ON b.id = x.buddy_id"
        " WHERE u.userid = ?1 ORDER BY x.seq"},
       {&p->select_users, "SELECT userid FROM users ORDER BY id"},
-  };
-  for (const auto& [target, sql] : prepared) {
-    auto stmt = p->db.prepare(sql);
-    if (!stmt) return tl::unexpected(stmt.error());
-    *target = std::move(*stmt);
-  }
+  });
+  if (!prepared) return tl::unexpected(prepared.error());
   return buddy_store(std::move(p));
 }
 

@@ -78,16 +78,7 @@ result<std::unique_ptr<buddy_store::impl>> open_postgresql_buddy(std::string_vie
 #else
 
 namespace {
-
-// The answer to one operation, or (outer error) a storage failure that
-// aborts the whole transaction.
-using outcome = result<result<void>>;
-
-result<void> answer(errc code, std::string detail) { return fail(code, std::move(detail)); }
-
-std::string address(std::string_view name, std::string_view host, std::uint16_t port) {
-  return std::string(name) + '@' + std::string(host) + ':' + std::to_string(port);
-}
+// outcome, answer() and address(): backends.hpp.
 
 // The same checks and messages as SQLite; on top of them, text PostgreSQL can
 // keep (valid UTF-8). The protocols' own rules already require it.

@@ -28,33 +28,19 @@ constexpr const char* migrations[] = {
     "PRAGMA user_version = 2;",
 };
 
-// The answer to one operation, or (outer error) a storage failure that
-// aborts the whole transaction.
-using outcome = result<result<void>>;
-
-result<void> answer(errc code, std::string detail) { return fail(code, std::move(detail)); }
-
-std::string address(std::string_view name, std::string_view host, std::uint16_t port) {
-  std::string out(name);
-  out += '@';
-  out += host;
-  out += ':';
-  out += std::to_string(port);
-  return out;
-}
+using detail::address;
+using detail::answer;
+using detail::closed;
+using detail::outcome;
 
 // White space, control characters and the list's own separators.
 bool forbidden_anywhere(unsigned char c) noexcept {
   return c <= 0x20 || c == 0x7f || c == '@' || c == ',';
 }
 
-tl::unexpected<error> closed() { return fail(errc::storage_error, "store is closed"); }
+struct sqlite_registry final : detail::sqlite_store<registry_store::impl> {
+  using sqlite_store::sqlite_store;
 
-struct sqlite_registry final : registry_store::impl {
-  explicit sqlite_registry(detail::database d) : db(std::move(d)) {}
-
-  detail::database db;
-  // Declared after db, so they are finalized before the connection closes.
   detail::statement insert;
   detail::statement erase;
   detail::statement select_all;
@@ -154,10 +140,6 @@ struct sqlite_registry final : registry_store::impl {
     });
   }
 
-  result<store_status> status() override { return db.status(); }
-  const std::filesystem::path& path() const noexcept override { return db.path(); }
-  std::string location() const override { return db.path().string(); }
-  bool shared() const noexcept override { return false; }
 };
 
 }  // namespace
@@ -173,10 +155,7 @@ result<registry_store> registry_store::open(const std::filesystem::path& file, o
   if (!db) return tl::unexpected(db.error());
   auto p = std::make_unique<sqlite_registry>(std::move(*db));
 
-  struct {
-    detail::statement* target;
-    const char* sql;
-  } const prepared[] = {
+  auto prepared = p->db.prepare_all({
       {&p->insert,
        "INSERT INTO registry (name, host, port, origin) VALUES (?1, ?2, ?3, ?4) "
        "ON CONFLICT (name) DO NOTHING"},
@@ -186,12 +165,8 @@ result<registry_store> registry_store::open(const std::filesystem::path& file, o
       {&p->select_all, "SELECT name, host, port, origin FROM registry ORDER BY seq"},
       {&p->select_one, "SELECT 1 FROM registry WHERE name = ?1"},
       {&p->select_origin, "SELECT origin FROM registry WHERE name = ?1 AND host = ?2 AND port = ?3"},
-  };
-  for (const auto& [target, sql] : prepared) {
-    auto stmt = p->db.prepare(sql);
-    if (!stmt) return tl::unexpected(stmt.error());
-    *target = std::move(*stmt);
-  }
+  });
+  if (!prepared) return tl::unexpected(prepared.error());
   return registry_store(std::move(p));
 }
 

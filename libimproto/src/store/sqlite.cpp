@@ -198,6 +198,9 @@ error database::failure(std::string_view what, int rc) const {
   detail += what;
   detail += ": ";
   detail += msg;
+  // Also what a second server on the same data directory meets (a server
+  // may keep its file locked for itself: options::exclusive).
+  if ((rc & 0xff) == SQLITE_BUSY) detail += " (another process is using the file)";
   return error(errc::storage_error, std::move(detail));
 }
 
@@ -270,7 +273,23 @@ result<database> database::open(const fs::path& file, const options& opts, const
   return result<database>(std::move(d));
 }
 
+result<void> database::prepare_all(std::initializer_list<statement_sql> statements) {
+  for (const auto& [target, sql] : statements) {
+    auto stmt = prepare(sql);
+    if (!stmt) return tl::unexpected(stmt.error());
+    *target = std::move(*stmt);
+  }
+  return {};
+}
+
 result<void> database::configure(const options& opts) {
+  // Before anything reads the file: the locks are then taken once and kept.
+  if (opts.exclusive) {
+    if (auto r = exec("PRAGMA locking_mode=EXCLUSIVE", "cannot take the file for this connection alone");
+        !r) {
+      return r;
+    }
+  }
   // The first statement to read the file: a non-SQLite file fails here with
   // "file is not a database", before anything is written to it.
   auto wal = prepare("PRAGMA journal_mode=WAL");

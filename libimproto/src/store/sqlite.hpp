@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <vector>
@@ -77,6 +78,12 @@ class query {
   int bind_rc_ = SQLITE_OK;
 };
 
+// A statement to prepare at open, and where it goes.
+struct statement_sql {
+  statement* target;
+  const char* sql;
+};
+
 struct schema {
   std::string_view kind;        // "registry": used in error messages
   std::int32_t application_id;  // PRAGMA application_id marking the file as ours
@@ -101,6 +108,8 @@ class database {
   ~database();
 
   result<statement> prepare(std::string_view sql);
+  // Prepares each into its target; the first failure is the result.
+  result<void> prepare_all(std::initializer_list<statement_sql> statements);
 
   // Runs `body` (returning result<void>) inside BEGIN IMMEDIATE ... COMMIT.
   // An error from the body or from COMMIT rolls everything back.
@@ -181,6 +190,21 @@ class database {
   statement commit_;
   statement rollback_;
   std::uint64_t commits_ = 0;
+};
+
+// What the SQLite stores do alike. Interface: registry_store::impl or
+// buddy_store::impl. A store's statements are members of the derived class,
+// so they are finalized before `db` closes.
+template <class Interface>
+struct sqlite_store : Interface {
+  explicit sqlite_store(database d) : db(std::move(d)) {}
+
+  database db;
+
+  result<store_status> status() override { return db.status(); }
+  const std::filesystem::path& path() const noexcept override { return db.path(); }
+  std::string location() const override { return db.path().string(); }
+  bool shared() const noexcept override { return false; }
 };
 
 }  // namespace improto::store::detail

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any, List, Optional, Tuple
 
+from .. import _exchanges as _ex
 from .. import buddy as _buddy
-from .._buddy_client import DEFAULT_TCP_PORT, DEFAULT_UDP_PORT, buddy_error
+from .._buddy_client import DEFAULT_TCP_PORT, DEFAULT_UDP_PORT
 from .._buddy_client import _line_of as _chat_line
+from .._exchanges import Request
 from .._errors import AddressInUseError, ConnectionClosedError, Error, ProtocolError, RejectedError, TimeoutError
 from .._net import check_port, check_timeout, endpoint, transport_error
 from ._registry import _Datagrams
@@ -45,35 +47,33 @@ class BuddyClient:
     def _timeout(self, timeout: Optional[float]) -> Optional[float]:
         return self.timeout if timeout is None else check_timeout(timeout)
 
-    async def _request(self, request: Any, timeout: Optional[float], doing: str) -> None:
-        data = _buddy.encode(request)
+    async def _command(self, request: Any, timeout: Optional[float]) -> None:
         where = f"buddy server {endpoint(self.host, self.tcp_port)}"
 
-        async def run() -> Any:
-            reader, writer = await _open(self.host, self.tcp_port, None, "buddy server")
-            stream = _Stream(reader, writer, _buddy.ResponseDecoder(), where)
-            try:
-                stream.write(data, doing)
-                await stream.drain(doing)
-                return await stream.next_message(doing)
-            finally:
-                stream.close()
-        response = await _with_timeout(run(), self._timeout(timeout), where, doing)
-        if response.code != 200:
-            raise buddy_error(response, where, doing)
+        async def one(r: Request) -> Any:  # one request per connection
+            async def run() -> Any:
+                reader, writer = await _open(self.host, self.tcp_port, None, "buddy server")
+                stream = _Stream(reader, writer, _buddy.ResponseDecoder(), where)
+                try:
+                    stream.write(r.data, r.doing)
+                    await stream.drain(r.doing)
+                    return await stream.next_message(r.doing)
+                finally:
+                    stream.close()
+            return await _with_timeout(run(), self._timeout(timeout), where, r.doing)
+        await _ex.run_async(_ex.buddy_command(request, where), one)
 
     async def register(self, user: str, timeout: Optional[float] = None) -> None:
         """REG user; NameTakenError (203) when registered already."""
-        await self._request(_buddy.RegisterRequest(user=user), timeout, f"REG {user}")
+        await self._command(_buddy.RegisterRequest(user=user), timeout)
 
     async def add(self, user: str, buddy: str, timeout: Optional[float] = None) -> None:
         """ADD user buddy; NotFoundError (202) when either is unknown."""
-        await self._request(_buddy.AddRequest(user=user, buddy=buddy), timeout, f"ADD {user} {buddy}")
+        await self._command(_buddy.AddRequest(user=user, buddy=buddy), timeout)
 
     async def delete(self, user: str, buddy: str, timeout: Optional[float] = None) -> None:
         """DEL user buddy; NotFoundError (202) when either is unknown."""
-        await self._request(_buddy.DeleteRequest(user=user, buddy=buddy), timeout,
-                            f"DEL {user} {buddy}")
+        await self._command(_buddy.DeleteRequest(user=user, buddy=buddy), timeout)
 
     async def _endpoint(self) -> Tuple[asyncio.DatagramTransport, _Datagrams]:
         if self._udp is None:
@@ -87,19 +87,14 @@ class BuddyClient:
 
     async def set_status(self, user: str, online: bool, msgport: int = 0) -> None:
         """SET user ONLINE/OFFLINE msgport (one datagram, no answer)."""
-        status = _buddy.Presence.ONLINE if online else _buddy.Presence.OFFLINE
-        data = _buddy.encode(_buddy.SetRequest(user=user, status=status, msgport=msgport))
         transport, _ = await self._endpoint()
-        transport.sendto(data)
+        transport.sendto(_ex.buddy_set(user, online, msgport))
 
     async def get(self, user: str, timeout: Optional[float] = None, attempts: int = 3) -> List[Any]:
         """GET user: the buddies' statuses, the datagram sent up to ``attempts``
         times within ``timeout``; NotFoundError (202) for an unknown user."""
-        if attempts < 1:
-            raise ValueError("attempts: expected at least 1")
-        data = _buddy.encode(_buddy.GetRequest(user=user))
+        data, doing = _ex.buddy_get(user, attempts)
         where = f"buddy server {endpoint(self.host, self.udp_port)} (UDP)"
-        doing = f"GET {user}"
         timeout = self._timeout(timeout)
         async with self._udp_lock:
             transport, protocol = await self._endpoint()
@@ -116,10 +111,7 @@ class BuddyClient:
                 if addr is None and protocol.error is not None:
                     exc, protocol.error = protocol.error, None
                     raise transport_error(exc, where, doing)
-                reply = _buddy.parse_status_reply(got)
-                if isinstance(reply, _buddy.Response):
-                    raise buddy_error(reply, where, doing)
-                return list(reply.buddies)
+                return _ex.buddy_statuses(got, where, doing)
         raise TimeoutError(f"{where}: timed out {doing} ({attempts} attempts)", errc="timeout")
 
     async def chat(self, host: str, port: int, me: str, timeout: Optional[float] = None) -> "ChatSession":

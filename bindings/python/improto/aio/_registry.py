@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, List, Optional, Tuple
 
+from .. import _exchanges as _ex
 from .. import registry as _reg
 from .._errors import AddressInUseError, ProtocolError
+from .._exchanges import Request
+from .._exchanges import as_bytes as _peer_bytes
 from .._net import check_port, check_timeout, endpoint, transport_error
-from .._registry_client import DEFAULT_REGISTRY_PORT, TARGET as _REG_TARGET, _address_of, http_error
-from .._registry_client import _as_bytes as _peer_bytes
+from .._registry_client import DEFAULT_REGISTRY_PORT, _address_of
 from ._stream import _open, _Stream, _with_timeout
 
 __all__ = ["RegistryClient", "Peer"]
@@ -37,46 +39,37 @@ class RegistryClient:
     async def close(self) -> None:
         """Nothing to release (each call has its own connection)."""
 
-    async def _exchange(self, method: str, body: bytes, timeout: Optional[float], doing: str) -> Any:
+    async def _request(self, request: Request, timeout: Optional[float]) -> Any:
+        """One HTTP request on a fresh connection: the response."""
         timeout = self.timeout if timeout is None else check_timeout(timeout)
-        request = _reg.encode(_reg.make_request(method, _REG_TARGET, self.host, body))
 
         async def run() -> Any:
             reader, writer = await _open(self.host, self.port, None, "registry")
             stream = _Stream(reader, writer, _reg.ResponseDecoder(), self._where)
             try:
-                stream.write(request, doing)
-                await stream.drain(doing)
-                return await stream.next_message(doing)
+                stream.write(request.data, request.doing)
+                await stream.drain(request.doing)
+                return await stream.next_message(request.doing)
             finally:
                 stream.close()
-        return await _with_timeout(run(), timeout, self._where, doing)
-
-    async def _command(self, kind: Any, user: str, host: str, port: int,
-                       timeout: Optional[float], verb: str) -> None:
-        body = _reg.encode(_reg.Command(kind=kind, entry=_reg.Entry(user=user, host=host, port=port)))
-        doing = f"{verb} {body.decode('utf-8', 'replace').split(' ', 1)[-1]}"
-        response = await self._exchange("POST", body, timeout, doing)
-        if response.status != 200:
-            raise http_error(response, self._where, doing)
+        return await _with_timeout(run(), timeout, self._where, request.doing)
 
     async def register(self, user: str, host: str, port: int, timeout: Optional[float] = None) -> None:
         """Registers ``user@host:port``; NameTakenError (406) when taken."""
-        await self._command(_reg.CommandKind.REGISTER, user, host, port, timeout, "REGISTER")
+        await _ex.run_async(_ex.registry_command(_reg.CommandKind.REGISTER, user, host, port,
+                                                 self.host, self._where),
+                            lambda r: self._request(r, timeout))
 
     async def logout(self, user: str, host: str, port: int, timeout: Optional[float] = None) -> None:
         """Removes ``user@host:port``; NotFoundError (404) when no such entry."""
-        await self._command(_reg.CommandKind.LOGOUT, user, host, port, timeout, "LOGOUT")
+        await _ex.run_async(_ex.registry_command(_reg.CommandKind.LOGOUT, user, host, port,
+                                                 self.host, self._where),
+                            lambda r: self._request(r, timeout))
 
     async def users(self, timeout: Optional[float] = None) -> List[Any]:
         """The online users (``improto.registry.Entry``); [] when nobody is registered."""
-        doing = "GET /userlist.txt"
-        response = await self._exchange("GET", b"", timeout, doing)
-        if response.status == 400:
-            return []
-        if response.status != 200:
-            raise http_error(response, self._where, doing)
-        return list(_reg.parse_list(response.body).entries)
+        return await _ex.run_async(_ex.registry_users(self.host, self._where),
+                                   lambda r: self._request(r, timeout))
 
 
 class _Datagrams(asyncio.DatagramProtocol):

@@ -7,11 +7,13 @@ import collections
 from typing import Any, AsyncIterator, Deque, Dict, Generator, List, Optional
 
 from .. import _downloads
+from .. import _exchanges as _ex
 from .. import relay as _relay
 from .._downloads import DownloadProgress, DownloadResult, PathLike, Progress
 from .._errors import ConnectionClosedError, Error, ProtocolError, TimeoutError
+from .._exchanges import Request
 from .._net import check_port, check_timeout, endpoint
-from .._relay_client import DEFAULT_RELAY_PORT, Body, _as_bytes, relay_error
+from .._relay_client import DEFAULT_RELAY_PORT, Body
 from ._stream import _open, _Stream, _with_timeout
 
 __all__ = ["RelayClient", "Download"]
@@ -69,15 +71,11 @@ class RelayClient:
         await self._register(self._recv, _relay.Role.TO_RECV)
 
     async def _register(self, stream: _Stream, role: Any) -> None:
-        doing = f"registering {self.name!r}"
-        stream.write(_relay.encode(_relay.RegisterRequest(role=role, user=self.name)), doing)
-        await stream.drain(doing)
-        reply = await stream.next_message(doing)
-        if isinstance(reply, _relay.ErrorReply):
-            raise relay_error(reply, stream.where, doing)
-        if not isinstance(reply, _relay.Registered):
-            raise ProtocolError(f"{stream.where}: {doing}: unexpected answer {reply!r}",
-                                errc="invalid_argument")
+        async def one(r: Request) -> Any:
+            stream.write(r.data, r.doing)
+            await stream.drain(r.doing)
+            return await stream.next_message(r.doing)
+        await _ex.run_async(_ex.relay_register(self.name, role, stream.where), one)
 
     async def close(self) -> None:
         """Closes both sockets (the server unregisters the name). Idempotent."""
@@ -152,23 +150,24 @@ class RelayClient:
         if self._closed:
             raise ConnectionClosedError(f"{self._where}: the client is closed", errc="connection_closed")
 
-    async def _request(self, message: Any, timeout: Optional[float], doing: str) -> Any:
+    async def _request(self, request: Request, timeout: Optional[float]) -> Any:
+        """Sends one request on the send socket and returns its reply."""
         self._check_open()
         stream = self._send
         assert stream is not None
-        data = _relay.encode(message)
+        doing = request.doing
         fut = asyncio.get_running_loop().create_future()
-        stream.write(data, doing)  # raises if broken: then nothing is queued
+        stream.write(request.data, doing)  # raises if broken: then nothing is queued
         self._waiting.append(fut)
         timeout = self.timeout if timeout is None else check_timeout(timeout)
         try:
-            reply = await _with_timeout(self._finish(stream, fut, doing), timeout, self._where, doing)
+            return await _with_timeout(self._finish(stream, fut, doing), timeout, self._where, doing)
         except BaseException:
             fut.cancel()  # keeps its place in the queue: its reply is dropped when it comes
             raise
-        if isinstance(reply, _relay.ErrorReply):
-            raise relay_error(reply, self._where, doing)
-        return reply
+
+    async def _run(self, exchange: Any, timeout: Optional[float]) -> Any:
+        return await _ex.run_async(exchange, lambda r: self._request(r, timeout))
 
     @staticmethod
     async def _finish(stream: _Stream, fut: asyncio.Future, doing: str) -> Any:
@@ -176,64 +175,35 @@ class RelayClient:
         # shield: a timeout must leave the future in the queue (its reply will come).
         return await asyncio.shield(fut)
 
-    def _expect(self, reply: Any, cls: type, doing: str) -> Any:
-        if not isinstance(reply, cls):
-            raise ProtocolError(f"{self._where}: {doing}: unexpected answer {reply!r}",
-                                errc="invalid_argument")
-        return reply
-
     async def send(self, to: str, body: Body, timeout: Optional[float] = None) -> None:
         """SEND: returns once the server answers SENT; ``.code == 102`` when undeliverable."""
-        doing = f"SEND to {to!r}"
-        self._expect(await self._request(_relay.Send(to=to, body=_as_bytes(body)), timeout, doing),
-                     _relay.Sent, doing)
+        await self._run(_ex.relay_send(to, body, self._where), timeout)
 
     async def send_all(self, body: Body, timeout: Optional[float] = None) -> None:
         """SEND ALL: returns once every other user acknowledged it (SENT ALL)."""
-        self._expect(await self._request(_relay.Send(to="ALL", body=_as_bytes(body)), timeout,
-                                         "SEND ALL"), _relay.Sent, "SEND ALL")
+        await self._run(_ex.relay_send("ALL", body, self._where), timeout)
 
     async def list_users(self, timeout: Optional[float] = None) -> List[str]:
         """Users online, sorted, every page."""
-        users: List[str] = []
-        after = ""
-        while True:
-            reply = self._expect(await self._request(_relay.ListUsers(after=after), timeout,
-                                                     "LIST USERS"), _relay.UserList, "LIST USERS")
-            users.extend(reply.users)
-            if not reply.more or not reply.users:
-                return users
-            after = reply.users[-1]
+        return await self._run(_ex.relay_list_users(self._where), timeout)
 
     async def list_files(self, timeout: Optional[float] = None) -> List[Any]:
         """The server's files (``improto.relay.FileEntry``), every page."""
-        files: List[Any] = []
-        after = ""
-        while True:
-            reply = self._expect(await self._request(_relay.ListFiles(after=after), timeout,
-                                                     "LIST FILES"), _relay.FileList, "LIST FILES")
-            files.extend(reply.files)
-            if not reply.more or not reply.files:
-                return files
-            after = reply.files[-1].name
+        return await self._run(_ex.relay_list_files(self._where), timeout)
 
     async def list_files_page(self, after: str = "", timeout: Optional[float] = None) -> Any:
         """One page of LIST FILES: the ``improto.relay.FileList`` reply
         (``.files``, ``.more``); the next page is the one ``after`` the last
         name of this one."""
-        doing = f"LIST FILES after {after!r}" if after else "LIST FILES"
-        return self._expect(await self._request(_relay.ListFiles(after=after), timeout, doing),
-                            _relay.FileList, doing)
+        return await self._run(_ex.relay_list_files_page(after, self._where), timeout)
 
     async def subscribe_presence(self, timeout: Optional[float] = None) -> None:
         """From now on ``Joined``/``Left`` events come with the messages."""
-        self._expect(await self._request(_relay.Subscribe(), timeout, "SUBSCRIBE PRESENCE"),
-                     _relay.Subscribed, "SUBSCRIBE PRESENCE")
+        await self._run(_ex.relay_subscribe(self._where), timeout)
 
     async def unsubscribe_presence(self, timeout: Optional[float] = None) -> None:
         """Stops the presence notices."""
-        self._expect(await self._request(_relay.Unsubscribe(), timeout, "UNSUBSCRIBE PRESENCE"),
-                     _relay.Unsubscribed, "UNSUBSCRIBE PRESENCE")
+        await self._run(_ex.relay_unsubscribe(self._where), timeout)
 
     # ----------------------------------------------------------- downloads
 
@@ -247,7 +217,6 @@ class RelayClient:
         is called on the loop (``call_soon_threadsafe``). Same files, resume
         and errors as :meth:`improto.RelayClient.download`."""
         self._check_open()
-        doing = f"DOWNLOAD {name!r}"
         rate = _downloads.check_rate(rate_limit)
         loop = asyncio.get_running_loop()
         assert self._send is not None
@@ -260,9 +229,8 @@ class RelayClient:
                 offset = plan.offset(attempt)
                 core = _downloads.new_core(local_ip, rate)
                 try:
-                    tr = self._expect(await self._request(
-                        _relay.Download(file=name, udp_port=core.udp_port, offset=offset), timeout, doing),
-                        _relay.Transfer, doing)
+                    tr = await self._run(
+                        _ex.relay_download(name, core.udp_port, offset, self._where), timeout)
                 except Error as exc:
                     core.close("connection_closed", "no transfer")
                     raise _downloads.not_found(exc, plan) from None
@@ -296,7 +264,7 @@ class RelayClient:
     async def _give_up(self, core: Any, tid: int) -> None:
         core.close("connection_closed", "given up")
         try:
-            await self._request(_relay.Cancel(id=tid), None, f"CANCEL {tid}")
+            await self._run(_ex.relay_cancel(tid, self._where), None)
         except Error:
             pass  # the server forgets it after its timeout anyway
 
@@ -320,17 +288,10 @@ class RelayClient:
     async def _next_event(self) -> Any:
         stream = self._recv
         assert stream is not None
-        doing = "waiting for messages"
-        while True:
-            ev = await stream.next_message(doing)
-            if isinstance(ev, _relay.Forward):
-                stream.write(_relay.encode(_relay.Received(from_=ev.from_)), "answering RECEIVED")
-                return ev
-            if isinstance(ev, (_relay.Joined, _relay.Left)):
-                return ev
-            if isinstance(ev, _relay.ErrorReply):
-                raise relay_error(ev, stream.where, doing)
-            raise ProtocolError(f"{stream.where}: unexpected message {ev!r}", errc="unknown_command")
+        ev, answer = _ex.relay_event(await stream.next_message(_ex.EVENTS_DOING), stream.where)
+        if answer:
+            stream.write(answer, _ex.RECEIVED_DOING)
+        return ev
 
     async def receive(self, timeout: Optional[float] = None) -> Any:
         """The next event (``Forward``, answered RECEIVED; ``Joined``; ``Left``);
@@ -402,15 +363,11 @@ class Download(_downloads.DownloadHandle):
         """PAUSE (see :meth:`improto.Download.pause`)."""
         self._transfer.core.pause()
         self._transfer.set_paused(True)
-        doing = f"PAUSE {self.id}"
-        self._client._expect(await self._client._request(_relay.Pause(id=self.id), timeout, doing),
-                             _relay.Paused, doing)
+        await self._client._run(_ex.relay_pause(self.id, self._client._where), timeout)
 
     async def resume(self, timeout: Optional[float] = None) -> None:
         """RESUME (see :meth:`improto.Download.resume`)."""
-        doing = f"RESUME {self.id}"
-        self._client._expect(await self._client._request(_relay.Resume(id=self.id), timeout, doing),
-                             _relay.Resumed, doing)
+        await self._client._run(_ex.relay_resume(self.id, self._client._where), timeout)
         self._transfer.set_paused(False)
         self._transfer.core.resume()
 
@@ -420,13 +377,8 @@ class Download(_downloads.DownloadHandle):
             return
         self._transfer.cancelling = True
         self._transfer.core.cancel()
-        doing = f"CANCEL {self.id}"
-        try:
-            self._client._expect(await self._client._request(_relay.Cancel(id=self.id), timeout, doing),
-                                 _relay.Cancelled, doing)
-        except Error as exc:
-            if exc.code != 107:  # 107: our ABORT ended it on the server first
-                raise
+        # ERROR 107 is fine: our ABORT ended it on the server first.
+        await self._client._run(_ex.relay_cancel(self.id, self._client._where), timeout)
         await self.wait(self._client.timeout if timeout is None else timeout)
 
     def done(self) -> bool:

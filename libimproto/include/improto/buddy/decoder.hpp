@@ -7,6 +7,7 @@
 // sticky error. Framing errors (line_too_long, truncated) are sticky; a
 // complete line with bad content is not.
 
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -29,6 +30,27 @@ result<status_reply> parse_status_reply(std::string_view datagram);
 // not even a bad one.
 enum class udp_verb { none, set, get };
 udp_verb udp_verb_of(std::string_view datagram) noexcept;
+
+// A request datagram read in one pass, in place, for servers: `user` points
+// into the datagram, and nothing is allocated, not even for a bad datagram.
+// `valid` is exactly parse_udp_request()'s success, with the same fields
+// (parse_udp_request() is this plus a copy, or, on failure, a word-by-word
+// reading that says why); `verb` is udp_verb_of()'s answer in both cases.
+struct udp_request_view {
+  bool valid = false;
+  udp_verb verb = udp_verb::none;
+  std::string_view user;
+  presence status = presence::offline;  // SET only
+  std::uint16_t msgport = 0;            // SET only
+};
+udp_request_view parse_udp_request_view(std::string_view datagram) noexcept;
+
+namespace detail {
+// The word-by-word reading parse_udp_request() falls back to for its error
+// message. Public for the tests and fuzzers that hold it and the one-pass
+// reading to the same answers.
+result<udp_request> parse_udp_request_words(std::string_view datagram);
+}  // namespace detail
 
 // TCP requests: a complete line with bad content (malformed_start_line for an
 // empty line, unknown_command, invalid_argument, invalid_name) is a non-sticky

@@ -38,12 +38,16 @@ struct datagram_limits {
 class udp_replies {
  public:
   void send(std::string_view payload, const asio::ip::udp::endpoint& to);
+  // Starts a reply to `to` whose payload is what the caller appends to the
+  // returned buffer before the next send() or begin() (formatted in place:
+  // no copy). Appending is all the caller may do with it.
+  std::string& begin(const asio::ip::udp::endpoint& to);
   std::size_t size() const noexcept { return count_; }
 
  private:
   friend class udp_socket;
   struct reply {
-    std::size_t offset, size;  // in bytes_
+    std::size_t offset;  // in bytes_; it ends where the next one starts
     asio::ip::udp::endpoint to;
   };
   // All capacity is kept across batches: a steady server allocates nothing.

@@ -1,19 +1,34 @@
 #pragma once
 
-// Keeps SQLite commits off the io thread, and groups them: writes that
-// arrive while one transaction is being committed go together into the next
-// one (one fsync per group). Each awaiting coroutine resumes on the
-// io_context with its own operation's result, after its group is on disk,
-// so a server answers "OK" only for committed changes.
+// Groups store writes: writes that arrive while one transaction is being
+// committed go together into the next one (one fsync per group). Each
+// write's completion runs on the io_context with its own operation's result,
+// after its group is committed, so a server answers "OK" only for committed
+// changes. Results come back in commit order.
+//
+// Where the commits run (commit_thread):
+//  * worker - on a thread of the committer's own: the io thread goes on
+//    serving while a commit waits for fsync or for another process's lock.
+//    Hand-offs cost more than the work on a busy core (each is a context
+//    switch), so there are few: the worker is woken only when it sleeps, not
+//    for every write queued while it commits, and a committed group goes
+//    back to the io_context as one handler that completes all of its writes.
+//  * io - on the io thread, once per turn of the event loop: the writes
+//    queued by the handlers of one turn are one transaction, committed by a
+//    handler posted behind them. No thread hand-off at all, but the io thread
+//    waits for the commit, so it suits commits that do not wait (no fsync:
+//    sync_level normal or off; the server the only writer of its file).
 //
 // Store is registry_store or buddy_store: anything with
 //   result<std::vector<result<void>>> apply(std::span<const operation>).
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -30,17 +45,26 @@
 
 namespace improto::server {
 
+enum class commit_thread { worker, io };
+
 template <class Store>
 class group_committer {
  public:
   using operation = typename Store::operation;
 
-  group_committer(asio::io_context& io, Store store, std::size_t max_group = 512)
-      : io_(io), store_(std::move(store)), max_group_(max_group), worker_([this] { run(); }) {}
+  group_committer(asio::io_context& io, Store store, std::size_t max_group = 512,
+                  commit_thread where = commit_thread::worker)
+      : io_(io), store_(std::move(store)), max_group_(max_group), where_(where) {
+    if (where_ == commit_thread::worker) worker_ = std::thread([this] { run(); });
+  }
 
   // Commits what is queued, then stops the thread. Results of the last
   // group are posted to the io_context like any other.
   ~group_committer() {
+    if (where_ == commit_thread::io) {
+      commit_pending();
+      return;
+    }
     {
       std::lock_guard lock(mutex_);
       stopping_ = true;
@@ -56,14 +80,25 @@ class group_committer {
   asio::awaitable<result<void>> write(operation op) {
     return asio::async_initiate<const asio::use_awaitable_t<>, void(result<void>)>(
         [this](auto handler, operation o) {
-          // The handler is move-only; queue entries must be copyable.
+          // The handler is move-only; a std::function must be copyable.
           auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-          auto done = [this, shared](result<void> r) {
-            asio::post(io_, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
-          };
-          if (!enqueue(std::move(o), done)) done(fail(errc::overloaded, "the server is shutting down"));
+          submit(std::move(o), [shared](result<void> r) { (*shared)(std::move(r)); });
         },
         asio::use_awaitable, std::move(op));
+  }
+
+  // Queues `op`; `done(result<void>)` runs on the io_context once its group
+  // is committed (or failed). Cheaper than write() for a caller that needs
+  // no coroutine. After close(): done(overloaded) is posted, nothing written.
+  // With commit_thread::io, call it on the io thread only.
+  void submit(operation op, std::function<void(result<void>)> done) {
+    bool queued = where_ == commit_thread::io ? enqueue_here(std::move(op), done)
+                                              : enqueue(std::move(op), done);
+    if (!queued) {
+      asio::post(io_, [done = std::move(done)] {
+        done(fail(errc::overloaded, "the server is shutting down"));
+      });
+    }
   }
 
   // Commits what is queued, posts its results, and takes no more writes;
@@ -72,6 +107,11 @@ class group_committer {
   // may then be destroyed without running (the results queued on it are
   // freed with it). Safe to call twice.
   void close() {
+    if (where_ == commit_thread::io) {
+      closed_ = true;
+      commit_pending();
+      return;
+    }
     std::unique_lock lock(mutex_);
     closed_ = true;
     idle_.wait(lock, [this] { return queue_.empty() && !busy_; });
@@ -85,13 +125,89 @@ class group_committer {
     std::function<void(result<void>)> done;
   };
 
-  bool enqueue(operation op, std::function<void(result<void>)> done) {
+  // One handler per group: completes its writes in commit order.
+  struct completions {
+    std::vector<std::function<void(result<void>)>> done;
+    std::vector<result<void>> results;
+    void operator()() {
+      for (std::size_t i = 0; i < done.size(); ++i) done[i](std::move(results[i]));
+    }
+  };
+
+  // Applies `group` as one transaction; its completions, in order.
+  completions commit(std::vector<entry>& group, std::vector<operation>& ops) {
+    ops.clear();
+    for (auto& e : group) ops.push_back(std::move(e.op));
+    auto results = store_.apply(std::span<const operation>(ops));
+    completions batch;
+    batch.done.reserve(group.size());
+    batch.results.reserve(group.size());
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      batch.done.push_back(std::move(group[i].done));
+      batch.results.push_back(results ? std::move((*results)[i])
+                                      : result<void>(tl::unexpected(results.error())));
+    }
+    group.clear();
+    ++groups_;
+    return batch;
+  }
+
+  // ------------------------------------------------------ commit_thread::io
+
+  bool enqueue_here(operation op, std::function<void(result<void>)>& done) {
+    if (closed_) return false;
+    pending_.push_back({std::move(op), std::move(done)});
+    if (!commit_posted_) {
+      commit_posted_ = true;
+      // Behind the handlers of this turn, which may queue more. Weak: the
+      // committer may go first (its destructor commits what is pending).
+      asio::post(io_, [this, alive = std::weak_ptr<void>(alive_)] {
+        if (alive.lock()) {
+          commit_posted_ = false;
+          commit_here(alive);
+        }
+      });
+    }
+    return true;
+  }
+
+  // The next group of at most max_group_ pending writes into `group`.
+  bool take_pending(std::vector<entry>& group) {
+    if (pending_.empty()) return false;
+    auto end = pending_.begin() + static_cast<std::ptrdiff_t>(std::min(pending_.size(), max_group_));
+    group.assign(std::make_move_iterator(pending_.begin()), std::make_move_iterator(end));
+    pending_.erase(pending_.begin(), end);
+    return true;
+  }
+
+  // Completed at once: we are on the io thread, in a handler of our own. A
+  // completion may free the committer's owner, and so the committer.
+  void commit_here(const std::weak_ptr<void>& alive) {
+    std::vector<entry> group;
+    std::vector<operation> ops;
+    while (!alive.expired() && take_pending(group)) commit(group, ops)();
+  }
+
+  // close() and the destructor: committed now, completed through the
+  // io_context like the worker's results.
+  void commit_pending() {
+    std::vector<entry> group;
+    std::vector<operation> ops;
+    while (take_pending(group)) asio::post(io_, commit(group, ops));
+  }
+
+  // -------------------------------------------------- commit_thread::worker
+
+  bool enqueue(operation op, std::function<void(result<void>)>& done) {
+    bool wake = false;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return false;
       queue_.push_back({std::move(op), std::move(done)});
+      wake = sleeping_;
+      sleeping_ = false;  // one notification is enough until it sleeps again
     }
-    wake_.notify_one();
+    if (wake) wake_.notify_one();
     return true;
   }
 
@@ -101,7 +217,11 @@ class group_committer {
     while (true) {
       {
         std::unique_lock lock(mutex_);
-        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        while (!stopping_ && queue_.empty()) {
+          sleeping_ = true;
+          wake_.wait(lock);
+        }
+        sleeping_ = false;
         if (queue_.empty()) return;  // stopping, nothing left
         while (!queue_.empty() && group.size() < max_group_) {
           group.push_back(std::move(queue_.front()));
@@ -109,14 +229,9 @@ class group_committer {
         }
         busy_ = true;
       }
-      ops.clear();
-      for (auto& e : group) ops.push_back(e.op);
-      auto results = store_.apply(std::span<const operation>(ops));
-      for (std::size_t i = 0; i < group.size(); ++i) {
-        group[i].done(results ? std::move((*results)[i]) : result<void>(tl::unexpected(results.error())));
-      }
-      ++groups_;
-      group.clear();  // before idle: a result handler may own the committer's owner
+      // Cleared by commit() before idle: a completion may own the
+      // committer's owner, and it is freed on the io thread.
+      asio::post(io_, commit(group, ops));
       {
         std::lock_guard lock(mutex_);
         busy_ = false;
@@ -128,6 +243,7 @@ class group_committer {
   asio::io_context& io_;
   Store store_;
   std::size_t max_group_;
+  commit_thread where_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<entry> queue_;
@@ -135,8 +251,13 @@ class group_committer {
   bool stopping_ = false;
   bool closed_ = false;  // close(): no more writes
   bool busy_ = false;    // the worker holds a group
-  std::atomic<std::size_t> groups_ = 0;  // written by the worker, read by anyone
-  std::thread worker_;      // last: starts once everything above exists
+  bool sleeping_ = false;  // the worker waits for wake_ and has not been notified
+  std::atomic<std::size_t> groups_ = 0;  // written by the committing thread, read by anyone
+  // commit_thread::io: the writes of this turn, and whether their commit is posted.
+  std::vector<entry> pending_;
+  bool commit_posted_ = false;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  std::thread worker_;  // last: starts once everything above exists
 };
 
 }  // namespace improto::server

@@ -28,6 +28,11 @@ struct options {
   // same file) to release its lock before failing with storage_error.
   // PostgreSQL: lock_timeout, for a row another node is writing.
   std::chrono::milliseconds busy_timeout{5000};
+  // SQLite only: this connection is the only one to its file for as long as
+  // it is open (PRAGMA locking_mode=EXCLUSIVE: no file lock taken and
+  // released around every transaction, the WAL index in memory). Another
+  // connection or process cannot even read the file meanwhile.
+  bool exclusive = false;
   // PostgreSQL only: how long connecting (and reconnecting after the
   // server went away) may take before a write fails with storage_error.
   std::chrono::milliseconds connect_timeout{5000};
