@@ -24,16 +24,21 @@ struct ordered_replies::state : std::enable_shared_from_this<state> {
     std::size_t sent = 0;
   };
 
-  state(const asio::any_io_executor& ex, std::shared_ptr<tcp_connection> c, std::size_t max,
-        overflow p, logger l)
-      : executor(ex), conn(std::move(c)), max_queued(max), policy(p), log(std::move(l)),
-        changed(ex) {}
+  state(std::shared_ptr<const settings> s, std::shared_ptr<tcp_connection> c)
+      : shared(std::move(s)),
+        executor(shared->executor),
+        conn(std::move(c)),
+        max_queued(shared->max_queued_bytes),
+        policy(shared->policy),
+        log(shared->log),
+        changed(executor) {}
 
-  asio::any_io_executor executor;
+  std::shared_ptr<const settings> shared;
+  const asio::any_io_executor& executor;
   std::shared_ptr<tcp_connection> conn;
   std::size_t max_queued;
   overflow policy;
-  logger log;
+  const logger& log;
   std::deque<entry> slots;
   slot first = 0;  // the number of slots.front()
   bool blocked = false;
@@ -144,17 +149,36 @@ struct ordered_replies::state : std::enable_shared_from_this<state> {
 ordered_replies::ordered_replies(const asio::any_io_executor& executor,
                                  std::shared_ptr<tcp_connection> conn,
                                  std::size_t max_queued_bytes, overflow policy, logger log)
-    : state_(std::make_shared<state>(executor, std::move(conn), max_queued_bytes, policy,
-                                     std::move(log))) {}
+    : ordered_replies(std::make_shared<settings>(
+                          settings{executor, max_queued_bytes, policy, std::move(log)}),
+                      std::move(conn)) {}
+
+ordered_replies::ordered_replies(std::shared_ptr<const settings> shared,
+                                 std::shared_ptr<tcp_connection> conn)
+    : settings_(std::move(shared)), conn_(std::move(conn)) {}
 
 ordered_replies::~ordered_replies() = default;
 
+ordered_replies::state& ordered_replies::st() {
+  if (!state_) state_ = std::make_shared<state>(settings_, conn_);
+  return *state_;
+}
+
+void ordered_replies::release_if_idle() {
+  if (state_ && state_.use_count() == 1 && state_->slots.empty() && !state_->draining &&
+      !state_->changed.has_waiters()) {
+    state_.reset();
+  }
+}
+
 ordered_replies::slot ordered_replies::reserve() {
-  state_->slots.emplace_back();
-  return state_->first + state_->slots.size() - 1;
+  auto& st = this->st();
+  st.slots.emplace_back();
+  return st.first + st.slots.size() - 1;
 }
 
 void ordered_replies::fill(slot s, std::string bytes) {
+  if (!state_) return;
   auto& st = *state_;
   if (s < st.first || s - st.first >= st.slots.size()) return;
   auto& e = st.slots[static_cast<std::size_t>(s - st.first)];
@@ -164,7 +188,15 @@ void ordered_replies::fill(slot s, std::string bytes) {
 }
 
 void ordered_replies::push(std::string_view bytes) {
-  auto& st = *state_;
+  if (!state_) {
+    // The common case: nothing owed, the reply goes out now. Sent as the
+    // state would send it, without making one.
+    if (settings_->policy == overflow::close || conn_->queued_bytes() == 0 ||
+        conn_->queued_bytes() + bytes.size() <= settings_->max_queued_bytes) {
+      if (!conn_->is_open() || conn_->send(bytes)) return;
+    }
+  }
+  auto& st = this->st();
   if (st.slots.empty() && (st.policy == overflow::close || st.fits(bytes.size()))) {
     st.send(bytes);
     st.changed.notify();
@@ -178,21 +210,23 @@ void ordered_replies::push(std::string_view bytes) {
 }
 
 void ordered_replies::push_stream(stream_start start) {
-  auto& st = *state_;
+  auto& st = this->st();
   auto& e = st.slots.emplace_back();
   e.done = true;
   e.start = std::move(start);
   if (st.slots.size() == 1) st.flush();
 }
 
-std::size_t ordered_replies::owed() const noexcept { return state_->slots.size(); }
-bool ordered_replies::blocked() const noexcept { return state_->blocked; }
+std::size_t ordered_replies::owed() const noexcept { return state_ ? state_->slots.size() : 0; }
+bool ordered_replies::blocked() const noexcept { return state_ && state_->blocked; }
 
 asio::awaitable<void> ordered_replies::wait() {
-  auto keep = state_;
+  auto keep = state_ ? state_ : (st(), state_);
   co_await keep->changed.wait();
 }
 
-void ordered_replies::wake() { state_->changed.notify(); }
+void ordered_replies::wake() {
+  if (state_) state_->changed.notify();
+}
 
 }  // namespace improto::net

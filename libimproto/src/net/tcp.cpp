@@ -2,6 +2,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/post.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/write.hpp>
@@ -107,52 +108,125 @@ class deadline_sweeper : public asio::execution_context::service {
   bool ticking_ = false;
 };
 
+struct tcp_connection::output {
+  std::string pending;  // queued since the last write began
+  std::string writing;  // being written; `written` of it went out
+  std::size_t written = 0;
+  // wait_until_queued_at_most() sleeps here; woken after each write.
+  std::unique_ptr<event> drained;
+};
+
+struct tcp_connection::details {
+  asio::ip::tcp::endpoint remote, local;
+  bool have_remote = false, have_local = false;
+  std::string error_text;  // close_reason() of a socket error
+};
+
+namespace {
+// The io_context of an executor (all of ours are io_contexts').
+asio::io_context& context_of(const asio::any_io_executor& executor) {
+  return static_cast<asio::io_context&>(asio::query(executor, asio::execution::context));
+}
+
+// A socket moved to the io_context's own executor type (the connection's:
+// a smaller socket and smaller pending operations than any_io_executor's).
+tcp_connection::socket_type adopt(asio::ip::tcp::socket socket) {
+  auto& io = context_of(socket.get_executor());
+  tcp_connection::socket_type adopted(io);
+  std::error_code ec;
+  if (socket.is_open()) {
+    auto protocol = socket.local_endpoint(ec).protocol();
+    int fd = socket.release(ec);
+    if (!ec) adopted.assign(protocol, fd, ec);
+    if (ec && fd >= 0) ::close(fd);
+  }
+  return adopted;
+}
+}  // namespace
+
 tcp_connection::tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits)
+    : tcp_connection(adopt(std::move(socket)), limits) {}
+
+tcp_connection::tcp_connection(asio::io_context& io, asio::ip::tcp protocol, int fd,
+                               const stream_limits& limits)
+    : tcp_connection(
+          [&] {
+            socket_type socket(io);
+            std::error_code ec;
+            socket.assign(protocol, fd, ec);
+            if (ec) ::close(fd);  // the connection starts closed
+            return socket;
+          }(),
+          limits) {}
+
+tcp_connection::tcp_connection(socket_type socket, const stream_limits& limits)
     : socket_(std::move(socket)),
       limits_(limits),
-      wake_writer_(socket_.get_executor()),
       sweeper_(deadline_sweeper::of(socket_.get_executor())),
-      idle_timeout_(limits.idle_timeout),
-      drained_(socket_.get_executor()) {
+      idle_timeout_(limits.idle_timeout) {
   // No TCP_NODELAY, no FIONBIO here: writes set the first when it matters,
   // and reads and writes pass MSG_DONTWAIT (a listener's sockets are
   // non-blocking from accept4 anyway).
   sweeper_.uses(limits_.idle_timeout);
   sweeper_.uses(limits_.message_timeout);
   arm_deadline();
+  if (!socket_.is_open()) {
+    open_ = false;
+    close_reason_ = "closed";
+  }
 }
 
 tcp_connection::~tcp_connection() { sweeper_.remove(*this); }
 
 void tcp_connection::start() {
-  auto executor = socket_.get_executor();
-  asio::co_spawn(executor, [self = shared_from_this()] { return self->write_loop(); },
-                 asio::detached);
   if (open_) sweeper_.add(*this);
 }
 
+void tcp_connection::set_parking(std::weak_ptr<parking> target, void* cookie) {
+  parking_ = std::move(target);
+  parking_cookie_ = cookie;
+}
+
+tcp_connection::output& tcp_connection::out() {
+  if (!out_) out_ = std::make_unique<output>();
+  return *out_;
+}
+
+tcp_connection::details& tcp_connection::more() const {
+  if (!more_) more_ = std::make_unique<details>();
+  return *more_;
+}
+
+std::size_t tcp_connection::queued_bytes() const noexcept {
+  return out_ ? out_->pending.size() + (out_->writing.size() - out_->written) : 0;
+}
+
+std::string_view tcp_connection::close_reason() const noexcept { return close_reason_; }
+
 const asio::ip::tcp::endpoint& tcp_connection::remote() const noexcept {
-  if (!have_remote_) {
+  auto& d = more();
+  if (!d.have_remote) {
     std::error_code ec;
     auto ep = socket_.remote_endpoint(ec);
     if (!ec) {
-      remote_ = ep;
-      have_remote_ = true;
+      d.remote = ep;
+      d.have_remote = true;
     }
   }
-  return remote_;
+  return d.remote;
 }
 
 const asio::ip::tcp::endpoint& tcp_connection::local() const noexcept {
-  if (!have_local_) {
+  auto& d = more();
+  if (!d.have_local) {
     std::error_code ec;
     auto ep = socket_.local_endpoint(ec);
     if (!ec) {
-      local_ = ep;
-      have_local_ = true;
+      d.local = ep;
+      d.have_local = true;
     }
   }
-  return local_;
+  return d.local;
 }
 
 void tcp_connection::arm_deadline() {
@@ -178,20 +252,18 @@ namespace {
 thread_local std::vector<char> shared_read_buffer;
 }  // namespace
 
-asio::awaitable<result<std::string_view>> tcp_connection::read() {
+asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
   while (true) {
-    if (!open_) co_return fail(errc::connection_closed, close_reason_);
+    if (!open_) co_return fail(errc::connection_closed, std::string(close_reason_));
     if (peer_finished_) co_return fail(errc::connection_closed, "closed by peer");
     std::error_code wait_ec;
-    if (tried_first_read_) {
+    if (!may_be_readable_) {
+      if (may_park && !closing_ && !parking_.expired()) {
+        park();
+        co_return std::string_view();
+      }
       auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, use_nothrow);
       wait_ec = ec;
-    } else {
-      // A client sends its request right after connecting, so it is usually
-      // here by the time the connection is accepted: reading it at once
-      // saves the reactor's wait (for Asio, a non-blocking switch and an
-      // epoll_ctl) for most one-request connections.
-      tried_first_read_ = true;
     }
     if (!wait_ec) {
       if (shared_read_buffer.size() < limits_.read_chunk) {
@@ -200,13 +272,19 @@ asio::awaitable<result<std::string_view>> tcp_connection::read() {
       auto n = ::recv(socket_.native_handle(), shared_read_buffer.data(), limits_.read_chunk,
                       MSG_DONTWAIT);
       if (n > 0) {
+        // A full chunk may have left more behind; a short one took all there was.
+        may_be_readable_ = static_cast<std::size_t>(n) == limits_.read_chunk;
         if (!mid_message_) arm_deadline();
         co_return std::string_view(shared_read_buffer.data(), static_cast<std::size_t>(n));
       }
       if (n == 0) {
         wait_ec = asio::error::eof;
       } else {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          may_be_readable_ = false;
+          continue;
+        }
+        if (errno == EINTR) continue;
         wait_ec = std::error_code(errno, asio::system_category());
       }
     }
@@ -219,47 +297,92 @@ asio::awaitable<result<std::string_view>> tcp_connection::read() {
       peer_finished_ = true;
       co_return fail(errc::connection_closed, "closed by peer");
     }
-    shut(wait_ec.message());
+    shut("error", wait_ec);
     co_return tl::unexpected(from_system(wait_ec, "read"));
+  }
+}
+
+void tcp_connection::park() {
+  parked_ = true;
+  // An idle connection keeps no output buffers.
+  if (out_ && !writing_ && !flush_scheduled_ && out_->pending.empty() && !out_->drained) {
+    out_.reset();
+  }
+  socket_.async_wait(asio::socket_base::wait_read,
+                     [self = shared_from_this()](const std::error_code& ec) { self->unpark(ec); });
+}
+
+void tcp_connection::unpark(const std::error_code& ec) {
+  parked_ = false;
+  // Readable, or closed meanwhile (operation_aborted): either way the next
+  // read() finds out without waiting.
+  (void)ec;
+  may_be_readable_ = true;
+  if (auto target = parking_.lock()) {
+    target->wake(*this, parking_cookie_);
+  } else {
+    close();  // nobody left to serve it
   }
 }
 
 bool tcp_connection::send(std::string_view bytes) {
   if (!open_ || closing_) return false;
   if (queued_bytes() + bytes.size() > limits_.max_queued_bytes) return false;
-  pending_.append(bytes);
-  wake_writer_.notify();
+  out().pending.append(bytes);
+  schedule_flush();
   return true;
 }
 
+void tcp_connection::schedule_flush() {
+  // After this turn: replies queued by one read's messages share a write.
+  if (flush_scheduled_ || writing_) return;
+  flush_scheduled_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->flush_scheduled_ = false;
+    self->flush();
+  });
+}
+
 asio::awaitable<void> tcp_connection::wait_until_queued_at_most(std::size_t mark) {
-  while (open_ && queued_bytes() > mark) co_await drained_.wait();
+  while (open_ && queued_bytes() > mark) {
+    auto& o = out();
+    if (!o.drained) o.drained = std::make_unique<event>(socket_.get_executor());
+    // Named, not a temporary: see net/common.hpp on g++ 12.
+    auto waited = o.drained->wait();
+    co_await std::move(waited);
+  }
 }
 
 void tcp_connection::close_after_flush() {
   if (!open_ || closing_) return;
   closing_ = true;
   arm_deadline();  // a peer that never reads cannot keep us flushing forever
-  wake_writer_.notify();
+  schedule_flush();
 }
 
 void tcp_connection::close() { shut("closed"); }
 
-void tcp_connection::shut(std::string_view reason) {
+void tcp_connection::shut(std::string_view reason, const std::error_code& ec) {
   if (!open_) return;
   open_ = false;
-  close_reason_ = reason;
+  if (ec) {
+    auto& d = more();
+    d.error_text = ec.message();
+    close_reason_ = d.error_text;
+  } else {
+    close_reason_ = reason;
+  }
   sweeper_.remove(*this);
   // A timeout or an error is usually logged with the peer's address, which
   // the kernel no longer gives once the socket is closed: ask for it now.
   // A plain close (the common case) is not logged and skips the call.
   if (reason != "closed" && reason != "closed by peer") remote();
   // close() alone ends both directions (a FIN, or a reset when unread bytes
-  // remain): no shutdown() before it.
-  std::error_code ec;
-  socket_.close(ec);
-  wake_writer_.notify();
-  drained_.notify();
+  // remain): no shutdown() before it. It also ends a parked wait (woken
+  // with operation_aborted) and a wait for writability.
+  std::error_code ignored;
+  socket_.close(ignored);
+  if (out_ && out_->drained) out_->drained->notify();
 }
 
 bool tcp_connection::write_now(std::string_view& bytes, std::error_code& ec) {
@@ -287,38 +410,55 @@ bool tcp_connection::write_now(std::string_view& bytes, std::error_code& ec) {
   return true;
 }
 
-asio::awaitable<void> tcp_connection::write_loop() {
-  while (open_) {
-    if (pending_.empty()) {
-      if (closing_) {
-        shut(peer_finished_ ? "closed by peer" : "closed");
-        break;
-      }
-      co_await wake_writer_.wait();
-      continue;
+// Writes what is queued, straight to the socket; the reactor only when the
+// socket's buffer is full.
+void tcp_connection::flush() {
+  if (!open_ || writing_) return;
+  while (out_) {
+    auto& o = *out_;
+    if (o.written == o.writing.size()) {
+      o.writing.clear();
+      o.written = 0;
+      // A burst must not pin its buffer to an idle connection for good.
+      if (o.writing.capacity() > 64 * 1024) o.writing = std::string();
+      if (o.pending.empty()) break;
+      // Everything queued goes out in one write: replies batch naturally.
+      std::swap(o.pending, o.writing);
     }
-    // Everything queued goes out in one write: replies batch naturally.
-    std::swap(pending_, writing_);
-    std::string_view rest(writing_);
+    std::string_view rest = std::string_view(o.writing).substr(o.written);
     std::error_code ec;
-    // Straight to the socket; the reactor only when its buffer is full.
-    while (write_now(rest, ec) && !rest.empty()) {
-      auto [wait_ec] = co_await socket_.async_wait(asio::socket_base::wait_write, use_nothrow);
-      if (wait_ec) {
-        ec = wait_ec;
-        break;
-      }
-      if (!open_) break;
+    bool ok = write_now(rest, ec);
+    o.written = o.writing.size() - rest.size();
+    if (!ok) {
+      shut("error", ec);
+      return;
     }
-    writing_.clear();
-    drained_.notify();
-    // A burst must not pin its buffer to an idle connection for good.
-    if (writing_.capacity() > 64 * 1024) writing_ = std::string();
-    if (ec) {
-      shut(ec.message());
-      break;
+    if (!rest.empty()) {
+      writing_ = true;
+      socket_.async_wait(asio::socket_base::wait_write,
+                         [self = shared_from_this()](const std::error_code& wait_ec) {
+                           self->on_writable(wait_ec);
+                         });
+      wrote_some();
+      return;
     }
   }
+  wrote_some();
+  if (closing_ && queued_bytes() == 0) shut(peer_finished_ ? "closed by peer" : "closed");
+}
+
+void tcp_connection::on_writable(const std::error_code& ec) {
+  writing_ = false;
+  if (!open_) return;
+  if (ec) {
+    shut("error", ec);
+    return;
+  }
+  flush();
+}
+
+void tcp_connection::wrote_some() {
+  if (out_ && out_->drained) out_->drained->notify();
 }
 
 // ---------------------------------------------------------------- listener
@@ -360,7 +500,7 @@ bool out_of_resources(const std::error_code& ec) {
 }
 }  // namespace
 
-asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
+asio::awaitable<result<int>> tcp_listener::accept_native(
     std::function<std::size_t()> live_connections, std::size_t max_connections) {
   while (true) {
     if (!acceptor_.is_open()) co_return fail(errc::connection_closed, "listener closed");
@@ -392,13 +532,6 @@ asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
       }
       continue;  // otherwise the newcomer failed (e.g. reset in the backlog)
     }
-    asio::ip::tcp::socket socket(acceptor_.get_executor());
-    std::error_code ec;
-    socket.assign(protocol_, fd, ec);
-    if (ec) {
-      ::close(fd);
-      continue;
-    }
     if (failed_accepts_ > 0) {
       if (failed_accepts_ >= 2 && log_) {
         log_("accepting connections again (" + std::to_string(failed_accepts_) +
@@ -408,15 +541,32 @@ asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
     }
     if (live_connections() >= max_connections) {
       // Refused at once; the caller asks again with a fresh count.
-      refuse(socket);
+      refuse(fd);
       co_return fail(errc::overloaded, "connection limit reached");
+    }
+    co_return fd;
+  }
+}
+
+asio::awaitable<result<asio::ip::tcp::socket>> tcp_listener::accept(
+    std::function<std::size_t()> live_connections, std::size_t max_connections) {
+  while (true) {
+    // Named, not a temporary: see net/common.hpp on g++ 12.
+    auto accepted = accept_native(live_connections, max_connections);
+    auto fd = co_await std::move(accepted);
+    if (!fd) co_return tl::unexpected(fd.error());
+    asio::ip::tcp::socket socket(acceptor_.get_executor());
+    std::error_code ec;
+    socket.assign(protocol_, *fd, ec);
+    if (ec) {
+      ::close(*fd);
+      continue;
     }
     co_return std::move(socket);
   }
 }
 
-void tcp_listener::refuse(asio::ip::tcp::socket& socket) const {
-  int fd = socket.native_handle();
+void tcp_listener::refuse(int fd) const {
   // Closing with unread bytes sends a reset, which may make the peer drop
   // the refusal: take in what has arrived already (a request sent right
   // after connecting), without waiting for more.
@@ -430,8 +580,7 @@ void tcp_listener::refuse(asio::ip::tcp::socket& socket) const {
         ::send(fd, refusal_.data(), refusal_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   }
   ::shutdown(fd, SHUT_WR);
-  std::error_code ignored;
-  socket.close(ignored);
+  ::close(fd);  // never registered with the reactor
 }
 
 void tcp_listener::close() {

@@ -2,12 +2,14 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <unistd.h>
+
 #include <unordered_set>
 #include <vector>
 
 namespace improto::net {
 
-struct tcp_server::state {
+struct tcp_server::state : tcp_connection::parking, std::enable_shared_from_this<state> {
   state(asio::io_context& io_context, tcp_listener l, const stream_limits& lim,
         tcp_server_options opts)
       : io(io_context), listener(std::move(l)), limits(lim), options(std::move(opts)) {}
@@ -16,7 +18,23 @@ struct tcp_server::state {
   tcp_listener listener;
   stream_limits limits;  // every connection keeps a reference to it
   tcp_server_options options;
-  std::unordered_set<std::shared_ptr<tcp_session>> sessions;
+  // Keyed by the session's address too, so that a parked connection's
+  // cookie finds its session.
+  struct by_address {
+    using is_transparent = void;
+    std::size_t operator()(const tcp_session* s) const noexcept {
+      return std::hash<const tcp_session*>()(s);
+    }
+    std::size_t operator()(const std::shared_ptr<tcp_session>& s) const noexcept {
+      return (*this)(s.get());
+    }
+    bool operator()(const auto& a, const auto& b) const noexcept { return get(a) == get(b); }
+    static const tcp_session* get(const tcp_session* s) noexcept { return s; }
+    static const tcp_session* get(const std::shared_ptr<tcp_session>& s) noexcept {
+      return s.get();
+    }
+  };
+  std::unordered_set<std::shared_ptr<tcp_session>, by_address, by_address> sessions;
   session_factory make;
   session_runner run;
   bool stopping = false;
@@ -44,20 +62,25 @@ struct tcp_server::state {
     while (!s.stopping) {
       // Named, not a temporary: see net/common.hpp on g++ 12.
       std::function<std::size_t()> live = [&s] { return s.sessions.size(); };
-      auto socket = co_await s.listener.accept(live, s.limits.max_connections);
+      auto socket = co_await s.listener.accept_native(live, s.limits.max_connections);
       // Accepted just as stop() ran (its completion was already queued):
       // stop() did not see this session, so it must not start; the socket
       // closes here.
-      if (s.stopping) break;
+      if (s.stopping) {
+        if (socket) ::close(*socket);
+        break;
+      }
       if (!socket && socket.error() == errc::overloaded) continue;
       if (!socket) break;
-      auto conn = std::make_shared<tcp_connection>(std::move(*socket), s.limits);
+      auto conn =
+          std::make_shared<tcp_connection>(s.io, s.listener.protocol(), *socket, s.limits);
       conn->start();
       auto session = s.make(conn);
       if (!session) {
         conn->close();
         continue;
       }
+      conn->set_parking(self, session.get());
       s.sessions.insert(session);
       asio::co_spawn(s.io, serve(self, std::move(session)), asio::detached);
     }
@@ -67,11 +90,25 @@ struct tcp_server::state {
 
   // Counts the session as live until its runner returns; owns the state for
   // as long (the connections refer to its limits).
+  // A runner that parked its connection (read(true)) has returned without
+  // ending the session: wake() serves it again when bytes arrive.
   static asio::awaitable<void> serve(std::shared_ptr<state> self,
                                      std::shared_ptr<tcp_session> session) {
     auto served = self->run(session);
     co_await std::move(served);
-    self->sessions.erase(session);
+    if (!session->conn->parked()) self->sessions.erase(session);
+  }
+
+  void wake(tcp_connection& /*c*/, void* cookie) override {
+    auto it = sessions.find(static_cast<const tcp_session*>(cookie));
+    if (it == sessions.end()) return;
+    asio::co_spawn(io, serve(shared_from_this(), *it), asio::detached);
+  }
+
+  // Parked sessions are owned by the set alone: closing their connections
+  // ends their waits (which hold the connection, not the state).
+  ~state() {
+    for (auto& s : sessions) s->conn->close();
   }
 };
 

@@ -213,8 +213,12 @@ result<void> buddy_server::impl::load(store_type& st) {
 asio::awaitable<void> buddy_server::impl::run_session(std::shared_ptr<session> s) {
   auto& conn = *s->conn;
   buddy::request_decoder decoder(config.wire);
+  bool started = false;  // bytes of the request have arrived
   while (conn.is_open()) {
-    auto data = co_await conn.read();
+    // Silent so far: parked until bytes arrive, with no coroutine (and no
+    // decoder) meanwhile; woken, this coroutine starts afresh.
+    auto data = co_await conn.read(!started);
+    if (data && data->empty()) co_return;
     if (!data) {
       if (data.error() == errc::timeout) {
         log(net::to_string(conn.remote()) + ": no complete request in time, dropped");
@@ -224,6 +228,7 @@ asio::awaitable<void> buddy_server::impl::run_session(std::shared_ptr<session> s
       }
       break;
     }
+    started = true;
     std::string_view in = *data;
     auto r = decoder.next(in);
     if (!r) {

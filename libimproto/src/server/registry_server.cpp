@@ -95,13 +95,9 @@ std::string origin_of(const asio::ip::tcp::endpoint& peer) {
 }
 
 struct session : net::tcp_session {
-  session(asio::io_context& io, std::shared_ptr<net::tcp_connection> c,
-          const registry_config& config)
-      : tcp_session(std::move(c)),
-        decoder(config.http),
-        // A client reading slowly gets its replies as it reads.
-        replies(io.get_executor(), conn, config.stream.max_queued_bytes,
-                net::ordered_replies::overflow::wait, config.log) {}
+  session(std::shared_ptr<net::tcp_connection> c,
+          std::shared_ptr<const net::ordered_replies::settings> reply_settings)
+      : tcp_session(std::move(c)), replies(std::move(reply_settings), conn) {}
 
   // A session with replies owed closes once they are sent (commit()); the
   // others are idle.
@@ -109,7 +105,8 @@ struct session : net::tcp_session {
     if (replies.owed() == 0) conn->close_after_flush();
   }
 
-  registry::request_decoder decoder;
+  // Made when bytes arrive, dropped while the connection is parked.
+  std::unique_ptr<registry::request_decoder> decoder;
   // In request order. A GET is answered when it reaches the front, so that
   // it sees the writes pipelined before it on this connection.
   net::ordered_replies replies;
@@ -146,6 +143,12 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
   // string (copy on write) and leaves the old one to the GETs still on it.
   std::shared_ptr<std::string> list_body = std::make_shared<std::string>();
   bool list_body_stale = false;
+
+  // A client reading slowly gets its replies as it reads.
+  std::shared_ptr<const net::ordered_replies::settings> reply_settings =
+      std::make_shared<net::ordered_replies::settings>(net::ordered_replies::settings{
+          io.get_executor(), config.stream.max_queued_bytes, net::ordered_replies::overflow::wait,
+          config.log});
 
   // Last member: destroyed first, while the state its results touch exists.
   std::unique_ptr<group_committer<store_type>> committer;
@@ -225,7 +228,15 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
     } else if (s->stop_reading || tcp.stopping()) {
       break;
     }
-    auto data = co_await conn.read();
+    // Between requests with nothing owed: parked until bytes arrive, with
+    // no coroutine, decoder or reply queue meanwhile.
+    bool may_park = !linger_until && !s->mid_message && s->replies.owed() == 0;
+    auto data = co_await conn.read(may_park);
+    if (data && data->empty()) {
+      s->decoder.reset();
+      s->replies.release_if_idle();
+      co_return;
+    }
     if (!data) {
       if (data.error() == errc::timeout && s->mid_message) {
         log(net::to_string(conn.remote()) + ": dropped, no complete request within " +
@@ -235,9 +246,10 @@ asio::awaitable<void> registry_server::impl::run_session(std::shared_ptr<session
     }
     if (linger_until) continue;  // discarding what follows a bad request
     std::string_view in = *data;
+    if (!s->decoder) s->decoder = std::make_unique<registry::request_decoder>(config.http);
     while (!in.empty() && !s->stop_reading) {
       std::string_view before = in;
-      auto got = s->decoder.next_view(in);
+      auto got = s->decoder->next_view(in);
       if (!got) {
         reject(s, got.error());
         linger_until = net::clock::now() + linger_time;
@@ -479,7 +491,7 @@ void registry_server::start() {
   auto* state = impl_.get();
   // `state` outlives every call of the factory (see tcp_server::start).
   state->tcp.start(impl_, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
-    return std::make_shared<session>(state->io, std::move(c), state->config);
+    return std::make_shared<session>(std::move(c), state->reply_settings);
   });
 }
 

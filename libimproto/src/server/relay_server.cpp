@@ -64,14 +64,60 @@ struct user_entry {
   bool complete() const noexcept { return sender && receiver && !claiming; }
 };
 
+// A timer made when first armed and freed by cancel() (which ends a wait
+// like asio's cancel: operation_aborted): most sessions never arm theirs,
+// and an idle one holds none.
+class lazy_timer {
+ public:
+  explicit lazy_timer(asio::io_context& io) : io_(&io) {}
+  void expires_after(std::chrono::milliseconds d) { get().expires_after(d); }
+  void expires_at(net::clock::time_point t) { get().expires_at(t); }
+  template <class Handler>
+  void async_wait(Handler&& h) {
+    get().async_wait(std::forward<Handler>(h));
+  }
+  void cancel() { timer_.reset(); }
+
+ private:
+  asio::steady_timer& get() {
+    if (!timer_) timer_ = std::make_unique<asio::steady_timer>(*io_);
+    return *timer_;
+  }
+  asio::io_context* io_;
+  std::unique_ptr<asio::steady_timer> timer_;
+};
+
+// A deque made on first use: libstdc++ allocates half a kilobyte for an
+// empty one. release() frees an empty one (an idle session holds none).
+template <class T>
+class lazy_deque {
+ public:
+  bool empty() const noexcept { return !items_ || items_->empty(); }
+  std::size_t size() const noexcept { return items_ ? items_->size() : 0; }
+  T& front() { return items_->front(); }
+  T& back() { return items_->back(); }
+  T& operator[](std::size_t i) { return (*items_)[i]; }
+  void push_back(T&& item) {
+    if (!items_) items_ = std::make_unique<std::deque<T>>();
+    items_->push_back(std::move(item));
+  }
+  void pop_front() { items_->pop_front(); }
+  void clear() noexcept {
+    if (items_) items_->clear();
+  }
+  void release() noexcept {
+    if (empty()) items_.reset();
+  }
+
+ private:
+  std::unique_ptr<std::deque<T>> items_;
+};
+
 struct session : net::tcp_session {
-  session(asio::io_context& io, std::shared_ptr<net::tcp_connection> c, const relay_config& config)
+  session(asio::io_context& io, std::shared_ptr<net::tcp_connection> c,
+          std::shared_ptr<const net::ordered_replies::settings> reply_settings)
       : tcp_session(std::move(c)),
-        decoder(relay::direction::to_server, config.wire),
-        // A sender that does not read its replies fills its queue; nothing
-        // else bounds what we would hold for it, so it is closed.
-        replies(io.get_executor(), conn, config.stream.max_queued_bytes,
-                net::ordered_replies::overflow::close, config.log),
+        replies(std::move(reply_settings), conn),
         answer_timer(io),
         pairing_timer(io) {}
 
@@ -81,7 +127,8 @@ struct session : net::tcp_session {
     replies.wake();
   }
 
-  relay::decoder decoder;
+  // Made when bytes arrive; dropped while parked between messages.
+  std::unique_ptr<relay::decoder> decoder;
   std::optional<relay::role> role;  // set once REGISTER succeeded on this socket
   std::string user;
   // Reading waits while this socket's REGISTER waits for the cluster, so
@@ -94,13 +141,13 @@ struct session : net::tcp_session {
   // Receiver side. Expired entries (their senders already got ERROR 102)
   // stay at the front until the receiver's late answers arrive, so answers
   // keep matching FORWARDs in order; they always form a prefix.
-  std::deque<unanswered> awaiting;
+  lazy_deque<unanswered> awaiting;
   std::size_t expired = 0;
   bool timer_armed = false;
-  asio::steady_timer answer_timer;
+  lazy_timer answer_timer;
 
   // Runs while this socket holds a name whose other socket has not come.
-  asio::steady_timer pairing_timer;
+  lazy_timer pairing_timer;
 };
 
 }  // namespace
@@ -119,6 +166,12 @@ struct relay_server::impl final : relay_local, std::enable_shared_from_this<rela
   std::size_t complete_users = 0;
   std::size_t subscribers = 0;  // notices skip the user walk while nobody listens
   std::string scratch, reply_scratch;
+  // A sender that does not read its replies fills its queue; nothing else
+  // bounds what we would hold for it, so it is closed.
+  std::shared_ptr<const net::ordered_replies::settings> reply_settings =
+      std::make_shared<net::ordered_replies::settings>(net::ordered_replies::settings{
+          io.get_executor(), config.stream.max_queued_bytes, net::ordered_replies::overflow::close,
+          config.log});
   // Last: it may call back into the members above until it is gone.
   std::unique_ptr<relay_cluster> cluster;
 
@@ -180,13 +233,25 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
       co_await s->replies.wait();
       continue;
     }
-    auto data = co_await conn.read();
+    // Waiting for bytes: parked, with no coroutine meanwhile (replies owed
+    // are sent as their answers come); the state lives in the session.
+    auto data = co_await conn.read(true);
+    if (data && data->empty()) {
+      if (!conn.mid_message()) s->decoder.reset();
+      s->replies.release_if_idle();
+      s->awaiting.release();
+      if (!s->timer_armed) s->answer_timer.cancel();
+      co_return;
+    }
     if (!data) {
       reason = data.error().message();
       if (conn.peer_finished()) co_await finish_replies(*s);
       break;
     }
     std::string_view in = *data;
+    if (!s->decoder) {
+      s->decoder = std::make_unique<relay::decoder>(relay::direction::to_server, config.wire);
+    }
     std::string held;  // the rest of a read kept across a wait for the cluster
     bool partial = false;
     while (!in.empty() && conn.is_open()) {
@@ -197,11 +262,11 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
         continue;
       }
       // Views into `in`: handled before the next co_await.
-      auto r = s->decoder.next_view(in);
+      auto r = s->decoder->next_view(in);
       if (!r) {
         int code = relay::to_wire(r.error().code());
         reply_error(*s, code);
-        if (s->decoder.failed() || relay::closes_connection(code)) {
+        if (s->decoder->failed() || relay::closes_connection(code)) {
           reason = r.error().message();
           log(net::to_string(conn.remote()) + ": " + reason + ", closing");
           conn.close_after_flush();
@@ -215,7 +280,7 @@ asio::awaitable<void> relay_server::impl::run_session(std::shared_ptr<session> s
       }
       handle(s, **r);
     }
-    if (s->decoder.failed()) break;
+    if (s->decoder->failed()) break;
     conn.set_mid_message(partial);
   }
   cleanup(s, reason);
@@ -778,7 +843,7 @@ void relay_server::start() {
   state->log("listening on " + net::to_string(local_endpoint()));
   // `state` outlives every call of the factory (see tcp_server::start).
   state->tcp.start(impl_, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
-    return std::make_shared<session>(state->io, std::move(c), state->config);
+    return std::make_shared<session>(state->io, std::move(c), state->reply_settings);
   });
 }
 

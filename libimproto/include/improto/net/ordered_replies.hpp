@@ -41,8 +41,17 @@ class ordered_replies {
   // replies before it did): appends the head to `head`, returns the body.
   using stream_start = std::function<stream_body(std::string& head)>;
 
+  // What every connection of a server shares.
+  struct settings {
+    asio::any_io_executor executor;
+    std::size_t max_queued_bytes = 0;
+    overflow policy = overflow::close;
+    logger log;
+  };
+
   ordered_replies(const asio::any_io_executor& executor, std::shared_ptr<tcp_connection> conn,
                   std::size_t max_queued_bytes, overflow policy, logger log = {});
+  ordered_replies(std::shared_ptr<const settings> shared, std::shared_ptr<tcp_connection> conn);
   ordered_replies(const ordered_replies&) = delete;
   ordered_replies& operator=(const ordered_replies&) = delete;
   ~ordered_replies();
@@ -68,9 +77,15 @@ class ordered_replies {
   asio::awaitable<void> wait();
   // Wakes wait() for a reason of the caller's (e.g. the server stopping).
   void wake();
+  // Frees the bookkeeping while nothing is owed and nobody waits (an idle
+  // connection holds none); it is made again on the next reply.
+  void release_if_idle();
 
  private:
   struct state;
+  state& st();
+  std::shared_ptr<const settings> settings_;
+  std::shared_ptr<tcp_connection> conn_;
   std::shared_ptr<state> state_;  // shared with the coroutine resuming a blocked stream
 };
 

@@ -1,9 +1,11 @@
 #pragma once
 
 // TCP transport: a listener that bounds the number of connections, and a
-// connection with a bounded outbound queue drained by its own writer
-// coroutine, plus idle and partial-message deadlines enforced by one sweep
-// per io_context (no timer and no system call per connection).
+// connection with a bounded outbound queue written after each turn of the
+// io_context, plus idle and partial-message deadlines enforced by one sweep
+// per io_context (no timer and no system call per connection). An idle
+// connection can be parked: no coroutine, timer or buffer of its own while
+// it waits for bytes.
 // Framing stays in the codecs; sessions are loops of read -> decoder.next().
 //
 // Threading: everything runs on one io_context thread; none of these types
@@ -40,12 +42,31 @@ class deadline_sweeper;
 
 class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
  public:
+  // Where a parked connection is handed back when bytes arrive (tcp_server
+  // implements it). `cookie` is what set_parking() was given.
+  class parking {
+   public:
+    virtual void wake(tcp_connection& c, void* cookie) = 0;
+
+   protected:
+    virtual ~parking() = default;
+  };
+
+  // On the io_context's own executor type: a smaller socket, and smaller
+  // pending operations, than with any_io_executor.
+  using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+
+  // A connected socket (moved to socket_type: one deregistration and
+  // registration with the reactor; clients only).
   tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits);
+  // An accepted descriptor (tcp_listener::accept_native()), owned from now.
+  tcp_connection(asio::io_context& io, asio::ip::tcp protocol, int fd, const stream_limits& limits);
+  tcp_connection(socket_type socket, const stream_limits& limits);
   ~tcp_connection();
   tcp_connection(const tcp_connection&) = delete;
   tcp_connection& operator=(const tcp_connection&) = delete;
 
-  // Starts the writer and the deadlines; call once, right after construction.
+  // Starts the deadlines; call once, right after construction.
   void start();
 
   // Waits for bytes and returns what is available (at most read_chunk).
@@ -55,20 +76,31 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   // deadline. End of stream (peer_finished()) leaves the connection open for
   // sending: a peer that shut down only its sending side still gets the
   // replies queued later; the caller ends it with close_after_flush().
-  asio::awaitable<result<std::string_view>> read();
+  //
+  // With `may_park` and a parking set (set_parking()), a read that would
+  // wait returns an empty view instead and the connection is parked: it
+  // waits for readability without the caller's coroutine, which should now
+  // return; parking->wake() is called when bytes (or the end) arrive, or
+  // when the connection is closed meanwhile.
+  asio::awaitable<result<std::string_view>> read(bool may_park = false);
   // The peer has shut down its sending side (read() saw end of stream).
   bool peer_finished() const noexcept { return peer_finished_; }
+  void set_parking(std::weak_ptr<parking> target, void* cookie);
+  // read() parked the connection and it has not been woken yet.
+  bool parked() const noexcept { return parked_; }
 
   // Queues bytes; returns false, queueing nothing, when the queue bound would
-  // be exceeded or the connection is closing.
+  // be exceeded or the connection is closing. What is queued by one turn of
+  // the io_context goes out in one write, after it.
   bool send(std::string_view bytes);
-  // Waits until at most `mark` bytes are queued (the writer has drained the
-  // rest) or the connection is closed: lets a caller produce a large answer
-  // piece by piece as the peer reads it, within max_queued_bytes.
+  // Waits until at most `mark` bytes are queued (the rest written) or the
+  // connection is closed: lets a caller produce a large answer piece by
+  // piece as the peer reads it, within max_queued_bytes.
   asio::awaitable<void> wait_until_queued_at_most(std::size_t mark);
   // Tells the deadlines whether a message is half read (message_timeout
   // applies) or the peer is between messages (idle_timeout applies).
   void set_mid_message(bool mid_message);
+  bool mid_message() const noexcept { return mid_message_; }
   // Overrides the idle timeout for this connection (0 = none).
   void set_idle_timeout(std::chrono::milliseconds timeout);
 
@@ -78,44 +110,58 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   void close();
 
   bool is_open() const noexcept { return open_; }
-  std::size_t queued_bytes() const noexcept { return pending_.size() + writing_.size(); }
+  std::size_t queued_bytes() const noexcept;
   // The addresses, asked of the kernel on first use only (most connections
   // never need them: a log line or a download does).
   const asio::ip::tcp::endpoint& remote() const noexcept;
   const asio::ip::tcp::endpoint& local() const noexcept;
   // Why the connection ended, once it has ("timeout", "closed by peer", ...).
-  std::string_view close_reason() const noexcept { return close_reason_; }
+  std::string_view close_reason() const noexcept;
 
  private:
   friend class deadline_sweeper;
-  asio::awaitable<void> write_loop();
+  // An idle connection holds none of this: it exists while bytes wait to
+  // be written (or the addresses or an error text were asked for).
+  struct output;
+  struct details;
+  output& out();
+  details& more() const;
+  void schedule_flush();
+  void flush();
+  void on_writable(const std::error_code& ec);
   // Writes as much of `bytes` as the socket takes now; false on an error.
   bool write_now(std::string_view& bytes, std::error_code& ec);
+  void wrote_some();
+  void park();
+  void unpark(const std::error_code& ec);
   void arm_deadline();
-  void shut(std::string_view reason);
+  void shut(std::string_view reason, const std::error_code& ec = {});
 
-  asio::ip::tcp::socket socket_;
+  socket_type socket_;
   const stream_limits& limits_;
-  event wake_writer_;  // send() and close_after_flush() wake the idle writer
   deadline_sweeper& sweeper_;
   tcp_connection* sweep_prev_ = nullptr;  // the sweeper's list while open
   tcp_connection* sweep_next_ = nullptr;
-  bool swept_ = false;
   clock::time_point deadline_ = clock::time_point::max();
   std::chrono::milliseconds idle_timeout_;
-  mutable asio::ip::tcp::endpoint remote_, local_;
-  mutable bool have_remote_ = false, have_local_ = false;
-  bool wrote_ = false;  // Nagle matters from the second write on
-  bool nodelay_ = false;
-  bool tried_first_read_ = false;
-  std::string pending_, writing_;
-  bool open_ = true;
-  bool closing_ = false;
-  bool mid_message_ = false;
-  bool peer_finished_ = false;
-  std::string close_reason_;
-  // wait_until_queued_at_most() sleeps here; the writer wakes it per write.
-  event drained_;
+  std::unique_ptr<output> out_;
+  mutable std::unique_ptr<details> more_;
+  std::weak_ptr<parking> parking_;
+  void* parking_cookie_ = nullptr;
+  std::string_view close_reason_;  // a literal, or details::error_text
+  bool swept_ : 1 = false;
+  bool wrote_ : 1 = false;  // Nagle matters from the second write on
+  bool nodelay_ : 1 = false;
+  // recv() before waiting: a new connection's request is usually there
+  // already, a woken one's always, and a full read may have left more.
+  bool may_be_readable_ : 1 = true;
+  bool parked_ : 1 = false;
+  bool flush_scheduled_ : 1 = false;
+  bool writing_ : 1 = false;  // waiting for the socket to take more
+  bool open_ : 1 = true;
+  bool closing_ : 1 = false;
+  bool mid_message_ : 1 = false;
+  bool peer_finished_ : 1 = false;
 };
 
 // A bound, listening socket. accept() loops are the caller's (servers keep
@@ -135,6 +181,12 @@ class tcp_listener {
   // been called.
   asio::awaitable<result<asio::ip::tcp::socket>> accept(
       std::function<std::size_t()> live_connections, std::size_t max_connections);
+  // The same, returning the descriptor (non-blocking, close-on-exec) for a
+  // caller that wraps it itself; it is not registered with the reactor yet.
+  asio::awaitable<result<int>> accept_native(std::function<std::size_t()> live_connections,
+                                             std::size_t max_connections);
+  // Of the accepted sockets.
+  asio::ip::tcp protocol() const noexcept { return protocol_; }
   // Bytes written to a newcomer refused at the connection limit (e.g. a
   // protocol's "busy" answer), best effort: only what the socket takes
   // without blocking. Empty (the default): closed silently.
@@ -145,7 +197,7 @@ class tcp_listener {
 
  private:
   explicit tcp_listener(asio::ip::tcp::acceptor acceptor);
-  void refuse(asio::ip::tcp::socket& socket) const;
+  void refuse(int fd) const;
   asio::ip::tcp::acceptor acceptor_;
   asio::ip::tcp protocol_;  // of the accepted sockets
   std::string refusal_;
