@@ -10,15 +10,13 @@
 
 #include "improto/server/group_commit.hpp"
 #include "improto/store/registry_store.hpp"
+#include "server_support.hpp"
 
 using namespace improto;
 
 TEST_CASE("group_committer commits off the io thread and answers each write") {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("improto-gc-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto file = dir / "registry.sqlite3";
+  server_test::temp_dir dir("gc");
+  auto file = dir.path / "registry.sqlite3";
   {
     auto store = store::registry_store::open(file);
     REQUIRE(store);
@@ -52,15 +50,11 @@ TEST_CASE("group_committer commits off the io thread and answers each write") {
   auto reopened = store::registry_store::open(file);
   REQUIRE(reopened);
   CHECK(reopened->list()->size() == 100);
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("group_committer on the io thread: one transaction per turn, answers in order") {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("improto-gc-io-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto file = dir / "registry.sqlite3";
+  server_test::temp_dir dir("gc-io");
+  auto file = dir.path / "registry.sqlite3";
   {
     auto store = store::registry_store::open(file);
     REQUIRE(store);
@@ -118,15 +112,11 @@ TEST_CASE("group_committer on the io thread: one transaction per turn, answers i
   auto names = reopened->list();
   REQUIRE(names);
   CHECK(names->size() == 102);  // 100 + late + last
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("group_committer on the io thread: destroyed with writes queued, it commits them") {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("improto-gc-io2-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto file = dir / "registry.sqlite3";
+  server_test::temp_dir dir("gc-io2");
+  auto file = dir.path / "registry.sqlite3";
   {
     auto store = store::registry_store::open(file);
     REQUIRE(store);
@@ -147,5 +137,4 @@ TEST_CASE("group_committer on the io thread: destroyed with writes queued, it co
   auto reopened = store::registry_store::open(file);
   REQUIRE(reopened);
   CHECK(reopened->list()->size() == 3);
-  std::filesystem::remove_all(dir);
 }
