@@ -35,6 +35,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -151,6 +152,37 @@ void print_result(const Options& o, const std::vector<double>& lat_us, int error
   std::fflush(stdout);
 }
 
+// Runs `round_trip` (warm-up first, then `count` at the paced rate) and
+// prints the row of the counted part: each call returns its latency in µs,
+// or nothing for an ERROR answer.
+template <class RoundTrip>
+void measure_round_trips(const Options& o, RoundTrip&& round_trip) {
+  std::vector<double> lat;
+  lat.reserve(static_cast<std::size_t>(o.count));
+  int errors = 0;
+  CpuWindow cpu;
+  std::int64_t w0 = 0;
+  Pacer pace{o.rate};
+  for (int i = 0; i < o.warmup + o.count; ++i) {
+    if (i == o.warmup) {
+      cpu.begin(o);
+      w0 = now_ns();
+      pace = Pacer{o.rate};
+    }
+    std::optional<double> us = round_trip();
+    if (i < o.warmup) continue;
+    if (us) {
+      lat.push_back(*us);
+    } else {
+      ++errors;
+    }
+    pace.wait();
+  }
+  double wall = static_cast<double>(now_ns() - w0) / 1e9;
+  cpu.end();
+  print_result(o, lat, errors, wall, cpu, "");
+}
+
 // ------------------------------------------------------------------- NATS
 
 void check(natsStatus s, const char* what) {
@@ -179,38 +211,21 @@ int run_nats(const Options& o) {
   check(natsConnection_Subscribe(&sub, responder, subject.c_str(), on_request, nullptr), "subscribe");
   check(natsConnection_Flush(responder), "flush");
   std::string body(o.size, 'x');
-  std::vector<double> lat;
-  lat.reserve(static_cast<std::size_t>(o.count));
-  int errors = 0;
-  CpuWindow cpu;
-  std::int64_t w0 = 0;
-  Pacer pace{o.rate};
-  for (int i = 0; i < o.warmup + o.count; ++i) {
-    if (i == o.warmup) {
-      cpu.begin(o);
-      w0 = now_ns();
-      pace = Pacer{o.rate};
-    }
+  measure_round_trips(o, [&]() -> std::optional<double> {
     natsMsg* reply = nullptr;
     auto t0 = now_ns();
     natsStatus s = natsConnection_Request(&reply, requester, subject.c_str(), body.data(),
                                           static_cast<int>(body.size()), 10000);
     auto t1 = now_ns();
-    if (s == NATS_OK && natsMsg_GetDataLength(reply) == 16) {
-      if (i >= o.warmup) lat.push_back(static_cast<double>(t1 - t0) / 1e3);
-    } else if (i >= o.warmup) {
-      ++errors;
-    }
+    bool ok = s == NATS_OK && natsMsg_GetDataLength(reply) == 16;
     if (reply) natsMsg_Destroy(reply);
-    if (i >= o.warmup) pace.wait();
-  }
-  double wall = static_cast<double>(now_ns() - w0) / 1e9;
-  cpu.end();
+    if (!ok) return std::nullopt;
+    return static_cast<double>(t1 - t0) / 1e3;
+  });
   natsSubscription_Destroy(sub);
   natsConnection_Destroy(requester);
   natsConnection_Destroy(responder);
   nats_Close();
-  print_result(o, lat, errors, wall, cpu, "");
   return 0;
 }
 
@@ -341,23 +356,11 @@ int run_unicast(const Options& o) {
   register_user(sender, o.tag + "s", o.send_port);
   register_user(receiver, o.tag + "r", o.recv_port);
   const std::string request = send_request(receiver.name, o.size);
-  std::vector<double> lat;
-  lat.reserve(static_cast<std::size_t>(o.count));
-  int errors = 0;
-  CpuWindow cpu;
-  std::int64_t w0 = 0;
-  Pacer pace{o.rate};
-  for (int i = 0; i < o.warmup + o.count; ++i) {
-    if (i == o.warmup) {
-      cpu.begin(o);
-      w0 = now_ns();
-      pace = Pacer{o.rate};
-    }
+  measure_round_trips(o, [&]() -> std::optional<double> {
     auto t0 = now_ns();
     write_all(sender.send, request);
     std::string line;
-    bool done = false;
-    while (!done) {
+    while (true) {
       pollfd p[2] = {{sender.send.fd, POLLIN, 0}, {receiver.recv.fd, POLLIN, 0}};
       if (::poll(p, 2, 20000) <= 0) die("no SENT/ERROR within 20 s");
       if (p[1].revents) {
@@ -366,25 +369,16 @@ int run_unicast(const Options& o) {
       }
       if (p[0].revents) {
         fill(sender.send);
-        while (!done && take_msg(sender.send, line)) {
-          if (line.rfind("SENT ", 0) == 0) {
-            if (i >= o.warmup) lat.push_back(static_cast<double>(now_ns() - t0) / 1e3);
-          } else if (line.rfind("ERROR ", 0) == 0) {
-            if (i >= o.warmup) ++errors;
-          } else {
-            die("sender: unexpected " + line);
-          }
-          done = true;
+        if (take_msg(sender.send, line)) {
+          if (line.rfind("SENT ", 0) == 0) return static_cast<double>(now_ns() - t0) / 1e3;
+          if (line.rfind("ERROR ", 0) == 0) return std::nullopt;
+          die("sender: unexpected " + line);
         }
       }
     }
-    if (i >= o.warmup) pace.wait();
-  }
-  double wall = static_cast<double>(now_ns() - w0) / 1e9;
-  cpu.end();
+  });
   close_user(sender);
   close_user(receiver);
-  print_result(o, lat, errors, wall, cpu, "");
   return 0;
 }
 
