@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 import postgres  # noqa: E402
 import test_buddy_server as buddy_tests  # noqa: E402
 import test_registry as registry_tests  # noqa: E402
-from conftest import connect  # noqa: E402
 from test_buddy_server import EXISTS, NO_SUCH_USER, OK, Server, check_clean_exit, request, udp  # noqa: E402
 from test_registry import assert_clean_exit, get_list, response_bytes, seed_exchange, seed_post  # noqa: E402
 
@@ -26,19 +25,7 @@ pytestmark = pytest.mark.skipif(not postgres.available(),
                                 reason="the PostgreSQL server is not installed")
 
 
-@pytest.fixture(scope="module")
-def pg():
-    with postgres.PostgresServer() as server:
-        yield server
-
-
-_databases = iter(range(1, 1 << 30))
-
-
-@pytest.fixture
-def database(pg):
-    """A fresh database for one test: its URL."""
-    return pg.create_database(f"it{os.getpid()}_{next(_databases)}")
+pg, database = postgres.pytest_fixtures(f"it{os.getpid()}")
 
 
 # ------------------------------------------- the SQLite scenarios, on PostgreSQL

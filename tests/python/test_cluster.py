@@ -75,19 +75,7 @@ def nats():
         yield n
 
 
-@pytest.fixture(scope="module")
-def pg():
-    with postgres.PostgresServer() as server:
-        yield server
-
-
-_databases = iter(range(1, 1 << 30))
-
-
-@pytest.fixture
-def database(pg):
-    """A fresh database for one test: its URL."""
-    return pg.create_database(f"py_{next(_databases)}")
+pg, database = postgres.pytest_fixtures("py")
 
 
 @pytest.fixture

@@ -177,6 +177,28 @@ class PostgresServer:
         self.close()
 
 
+def pytest_fixtures(prefix):
+    """The fixtures of a test module on PostgreSQL, to assign at its top
+    level: `pg`, one throwaway server for the module, and `database`, a fresh
+    database (named PREFIX_N) for each test, as its URL."""
+    import itertools
+
+    import pytest
+
+    numbers = itertools.count(1)
+
+    @pytest.fixture(scope="module")
+    def pg():
+        with PostgresServer() as server:
+            yield server
+
+    @pytest.fixture
+    def database(pg):
+        return pg.create_database(f"{prefix}_{next(numbers)}")
+
+    return pg, database
+
+
 def main(argv):
     if "--" not in argv:
         print(__doc__, file=sys.stderr)
