@@ -196,6 +196,7 @@ class RawServer:
         self.port = self.sock.getsockname()[1]
         self.script = script
         self.conns = []
+        self.workers = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -206,7 +207,9 @@ class RawServer:
             except OSError:
                 return
             self.conns.append(conn)
-            threading.Thread(target=self.script, args=(conn,), daemon=True).start()
+            worker = threading.Thread(target=self.script, args=(conn,), daemon=True)
+            self.workers.append(worker)
+            worker.start()
 
     def close(self):
         try:
@@ -214,9 +217,18 @@ class RawServer:
         except OSError:
             pass
         self.sock.close()
+        self.thread.join(TIMEOUT)
+        # A script may still be blocked in recv(): shutdown wakes it with the
+        # end of stream; closing under it would fail its recv() (EBADF).
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for worker in self.workers:
+            worker.join(TIMEOUT)
         for c in self.conns:
             c.close()
-        self.thread.join(TIMEOUT)
 
 
 def read_message(conn):
