@@ -486,12 +486,10 @@ def libnats_version():
 
 
 def main():
-    if len(sys.argv) < 2:
-        print(__doc__, file=sys.stderr)
+    args = bench.suite_args(__doc__, "CLUSTER_BENCH_ONLY")
+    if args is None:
         return 2
-    bindir = sys.argv[1]
-    budget = float(sys.argv[2]) if len(sys.argv) > 2 else 420.0
-    only = set(filter(None, os.environ.get("CLUSTER_BENCH_ONLY", "").split(",")))
+    bindir, budget, wanted = args
     for exe in ("imrelayd", "clusterload"):
         if not os.access(os.path.join(bindir, exe), os.X_OK):
             log("missing %s/%s (needs libnats-dev)" % (bindir, exe))
@@ -521,13 +519,13 @@ def main():
         for n in ("r1", "r2", "r3"):
             c.wait_joined(n, [o for o in ("r1", "r2", "r3") if o != n])
         log("nats-server and nodes r1 r2 r3 up")
-        if not only or "latency" in only:
+        if wanted("latency"):
             phase_latency(run, c, rounds, count)
-        if not only or "cpu" in only:
+        if wanted("cpu"):
             phase_cpu(run, c, rounds, cpu_s)
-        if not only or "all" in only:
+        if wanted("all"):
             phase_all(run, c, rounds, all_count)
-        if not only or "dead" in only:
+        if wanted("dead"):
             phase_dead(run, c, dead_rounds)
     finally:
         c.close()

@@ -336,6 +336,18 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def suite_args(doc, only_env, default_budget=420.0):
+    """A Python suite's command line, `suite.py BIN_DIR [BUDGET_SECONDS]`,
+    and its phase filter (the comma list in $ONLY_ENV): (bindir, budget,
+    wanted), or None after printing the usage."""
+    if len(sys.argv) < 2:
+        print(doc, file=sys.stderr)
+        return None
+    budget = float(sys.argv[2]) if len(sys.argv) > 2 else default_budget
+    only = set(filter(None, os.environ.get(only_env, "").split(",")))
+    return sys.argv[1], budget, lambda phase: not only or phase in only
+
+
 def cmd_row(args):
     kv = parse_kv(args)
     ours = number(kv.get("ours", ""))

@@ -292,16 +292,10 @@ ANCHORS = [  # (key, server kind, proto, qos, goal vs ours)
 
 
 def main():
-    if len(sys.argv) < 2:
-        print(__doc__, file=sys.stderr)
+    args = bench.suite_args(__doc__, "RELAY_BENCH_ONLY")
+    if args is None:
         return 2
-    bindir = sys.argv[1]
-    budget = float(sys.argv[2]) if len(sys.argv) > 2 else 420.0
-    only = set(filter(None, os.environ.get("RELAY_BENCH_ONLY", "").split(",")))
-
-    def wanted(phase):
-        return not only or phase in only
-
+    bindir, budget, wanted = args
     b = Bench(bindir, budget)
     b.versions = versions()
     missing = [n for n in ("mosquitto", "nats-server", "nginx") if n not in b.versions]
