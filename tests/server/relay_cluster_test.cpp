@@ -32,6 +32,8 @@ using namespace std::chrono_literals;
 using server::relay_cluster;
 using server_test::eventually;
 using server_test::peer;
+using server_test::register_user;
+using server_test::user;
 using server_test::run;
 
 namespace {
@@ -111,24 +113,6 @@ class fake_cluster final : public relay_cluster {
   hub& hub_;
   int id_;
 };
-
-struct user {
-  std::unique_ptr<peer> send, recv;
-};
-
-asio::awaitable<user> register_user(std::uint16_t port, std::string name) {
-  auto ex = co_await asio::this_coro::executor;
-  user u{std::make_unique<peer>(ex), std::make_unique<peer>(ex)};
-  co_await u.send->connect(port);
-  u.send->write(relay::register_request{relay::role::to_send, name});
-  co_await u.send->next();
-  CHECK(u.send->last() == relay::message(relay::registered{relay::role::to_send, name}));
-  co_await u.recv->connect(port);
-  u.recv->write(relay::register_request{relay::role::to_recv, name});
-  co_await u.recv->next();
-  CHECK(u.recv->last() == relay::message(relay::registered{relay::role::to_recv, name}));
-  co_return u;
-}
 
 struct two_nodes {
   asio::io_context io;

@@ -9,9 +9,12 @@
 #include <asio/awaitable.hpp>
 #include <asio/buffer.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -75,5 +78,27 @@ class peer {
   std::string_view pending_;  // the part of chunk_ not decoded yet
   improto::relay::message last_;
 };
+
+// A user registered on both sockets.
+struct user {
+  std::unique_ptr<peer> send, recv;
+};
+
+// Connects and registers `name`'s two sockets on the relay at `port`.
+inline asio::awaitable<user> register_user(std::uint16_t port, std::string_view user_name) {
+  namespace relay = improto::relay;
+  std::string name(user_name);
+  auto ex = co_await asio::this_coro::executor;
+  user u{std::make_unique<peer>(ex), std::make_unique<peer>(ex)};
+  co_await u.send->connect(port);
+  u.send->write(relay::register_request{relay::role::to_send, name});
+  co_await u.send->next();
+  CHECK(u.send->last() == relay::message(relay::registered{relay::role::to_send, name}));
+  co_await u.recv->connect(port);
+  u.recv->write(relay::register_request{relay::role::to_recv, name});
+  co_await u.recv->next();
+  CHECK(u.recv->last() == relay::message(relay::registered{relay::role::to_recv, name}));
+  co_return u;
+}
 
 }  // namespace server_test

@@ -25,29 +25,11 @@ using namespace improto;
 using namespace std::chrono_literals;
 using server_test::eventually;
 using server_test::peer;
+using server_test::register_user;
+using server_test::user;
 using server_test::run;
 
 namespace {
-
-// A user registered on both sockets.
-struct user {
-  std::unique_ptr<peer> send, recv;
-};
-
-asio::awaitable<user> register_user(std::uint16_t port, std::string_view user_name) {
-  std::string name(user_name);
-  auto ex = co_await asio::this_coro::executor;
-  user u{std::make_unique<peer>(ex), std::make_unique<peer>(ex)};
-  co_await u.send->connect(port);
-  u.send->write(relay::register_request{relay::role::to_send, name});
-  co_await u.send->next();
-  CHECK(u.send->last() == relay::message(relay::registered{relay::role::to_send, name}));
-  co_await u.recv->connect(port);
-  u.recv->write(relay::register_request{relay::role::to_recv, name});
-  co_await u.recv->next();
-  CHECK(u.recv->last() == relay::message(relay::registered{relay::role::to_recv, name}));
-  co_return u;
-}
 
 struct fixture {
   asio::io_context io;
