@@ -408,7 +408,7 @@ void buddy_server::impl::on_set(const buddy::udp_request_view& m,
   u->source = from;
   const auto address = plain(from.address());
   if (shared_status) {
-    u->set_at = std::chrono::system_clock::now();
+    u->set_at = buddy_status_update::stamp_now();
     shared_status->put({u->id, online, address.to_string(), m.msgport, u->set_at});
   }
   set_status(*u, online, address, m.msgport, now, now + config.status_ttl);

@@ -21,6 +21,14 @@ struct buddy_status_update {
   std::string ip;
   std::uint16_t port = 0;
   std::chrono::system_clock::time_point at;
+
+  // `at` for a SET made now, in the milliseconds it travels in between
+  // nodes: a finer local stamp would make another node's SET a moment later
+  // in the same millisecond look older, and it would be ignored.
+  static std::chrono::system_clock::time_point stamp_now() {
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now());
+  }
 };
 
 class buddy_status_sink {
