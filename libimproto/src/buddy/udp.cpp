@@ -164,19 +164,22 @@ udp_request_view parse_udp_request_view(std::string_view datagram) noexcept {
     --e;
     if (e != p && e[-1] == '\r') --e;
   }
-  // Each field must start after a blank and end at one or at the end.
-  auto ends_field = [&p, e]() noexcept { return p == e || classes.is(*p, blank_char); };
-  auto skip_blanks = [&p, e]() noexcept {
-    while (p != e && classes.is(*p, blank_char)) ++p;
+  // Each field must start after a blank and end at one or at the end:
+  // `next_field()` is false when the byte at `p` is neither, and otherwise
+  // moves past the blanks (the common case is one space, read once).
+  auto next_field = [&p, e]() noexcept {
+    if (p == e) return true;
+    if (!classes.is(*p, blank_char)) return false;
+    do ++p;
+    while (p != e && classes.is(*p, blank_char));
+    return true;
   };
-  if (!ends_field()) return r;
-  skip_blanks();
+  if (!next_field()) return r;
   const char* user = p;
   while (p != e && classes.is(*p, user_char)) ++p;
   const auto user_size = static_cast<std::size_t>(p - user);
-  if (user_size == 0 || user_size > max_userid || !ends_field()) return r;
+  if (user_size == 0 || user_size > max_userid || !next_field()) return r;
   if (r.verb == udp_verb::set) {
-    skip_blanks();
     // 100 and 101 first, as clients send them; ONLINE and OFFLINE in any case.
     if (e - p >= 3 && p[0] == '1' && p[1] == '0' && (p[2] == '0' || p[2] == '1')) {
       r.status = p[2] == '0' ? presence::online : presence::offline;
@@ -193,24 +196,23 @@ udp_request_view parse_udp_request_view(std::string_view datagram) noexcept {
         return r;
       }
     }
-    if (!ends_field()) return r;
-    skip_blanks();
-    // The port: digits only, leading zeros allowed, at most 65535. Past 5
-    // significant digits it is too large whatever `port` wrapped to.
+    if (!next_field()) return r;
+    // The port: digits only, leading zeros allowed, at most 65535 (refused
+    // as soon as the value passes it, so it cannot wrap).
     const char* digits = p;
-    while (p != e && *p == '0') ++p;
-    const char* significant = p;
     std::uint32_t port = 0;
-    while (p != e && classes.is(*p, digit_char)) {
-      port = port * 10 + static_cast<std::uint32_t>(*p - '0');
+    while (p != e) {
+      const auto digit = static_cast<std::uint32_t>(static_cast<unsigned char>(*p)) - '0';
+      if (digit > 9) break;
+      port = port * 10 + digit;
+      if (port > 65535) return r;
       ++p;
     }
-    if (p == digits || !ends_field() || p - significant > 5 || port > 65535) return r;
+    if (p == digits || !next_field()) return r;
     r.msgport = static_cast<std::uint16_t>(port);
     // Nobody can connect to port 0; going offline needs no port.
     if (r.status == presence::online && r.msgport == 0) return r;
   }
-  skip_blanks();
   if (p != e) return r;
   r.user = std::string_view(user, user_size);
   r.valid = true;

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <memory>
 
+#include <asio/post.hpp>
+
 namespace improto::net {
 
 std::string& udp_replies::begin(const asio::ip::udp::endpoint& to) {
@@ -93,38 +95,61 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
     headers[i].msg_hdr.msg_iovlen = 1;
   }
   const auto name_capacity = static_cast<socklen_t>(sources[0].capacity());
+  // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last is
+  // read, and is reset after each batch for the headers it used.
+  for (auto& h : headers) h.msg_hdr.msg_namelen = name_capacity;
   udp_replies replies;
   const bool limited = limiter_.enabled();
+  const auto executor = socket_.get_executor();
 
+  // Asio 1.22 re-arms the descriptor (epoll_ctl EPOLL_CTL_MOD) for every
+  // async_wait, so the loop waits only once a batch found the socket empty
+  // (recvmmsg returned fewer than `batch`). While full batches keep coming it
+  // yields to the thread's other work every few batches with a post, which
+  // costs no system call, and reads on.
+  bool empty = true;
   while (socket_.is_open()) {
-    auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, use_nothrow);
-    if (ec) break;
-    // A few batches per wake-up, then yield to other work on this thread.
+    if (empty) {
+      auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, use_nothrow);
+      if (ec) break;
+    } else {
+      co_await asio::post(executor, asio::use_awaitable);
+    }
+    empty = false;
     for (int round = 0; round < 4 && socket_.is_open(); ++round) {
-      // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last is read.
-      for (std::size_t i = 0; i < batch; ++i) headers[i].msg_hdr.msg_namelen = name_capacity;
       int n = ::recvmmsg(socket_.native_handle(), headers.data(), static_cast<unsigned>(batch),
                          MSG_DONTWAIT, nullptr);
-      if (n <= 0) break;
+      // EAGAIN, or an error the next readiness may clear: wait either way.
+      if (n <= 0) {
+        empty = true;
+        break;
+      }
+      const auto count = static_cast<std::size_t>(n);
       // One clock read per batch: neither the rate limit nor the handlers
       // need finer time.
       batch_time_ = clock::now();
-      for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
-        auto& h = headers[i];
-        if ((h.msg_hdr.msg_flags & MSG_TRUNC) != 0 || h.msg_len > limits_.max_datagram) {
+      for (std::size_t i = 0; i < count; ++i) {
+        auto& h = headers[i].msg_hdr;
+        const socklen_t name_size = h.msg_namelen;
+        h.msg_namelen = name_capacity;
+        if ((h.msg_flags & MSG_TRUNC) != 0 || headers[i].msg_len > limits_.max_datagram) {
           ++dropped_oversized_;
           continue;
         }
-        if (limited && !limiter_.admit(static_cast<const sockaddr*>(h.msg_hdr.msg_name),
-                                       h.msg_hdr.msg_namelen, batch_time_)) {
+        if (limited &&
+            !limiter_.admit(static_cast<const sockaddr*>(h.msg_name), name_size, batch_time_)) {
           ++dropped_rate_;
           continue;
         }
-        sources[i].resize(h.msg_hdr.msg_namelen);
-        on_datagram(std::string_view(storage.get() + i * slot, h.msg_len), sources[i], replies);
+        sources[i].resize(name_size);
+        on_datagram(std::string_view(storage.get() + i * slot, headers[i].msg_len), sources[i],
+                    replies);
       }
       if (replies.size() > 0) flush(replies);
-      if (static_cast<std::size_t>(n) < batch) break;
+      if (count < batch) {
+        empty = true;
+        break;
+      }
     }
   }
 }

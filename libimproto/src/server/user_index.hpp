@@ -70,6 +70,14 @@ inline bool equal_bytes(const char* a, const char* b, std::size_t n) noexcept {
     std::memcpy(&y, b + n - 8, 8);
     return x == y;
   }
+  if (n >= 4) {  // two 4-byte loads that may overlap
+    std::uint32_t x0, y0, x1, y1;
+    std::memcpy(&x0, a, 4);
+    std::memcpy(&y0, b, 4);
+    std::memcpy(&x1, a + n - 4, 4);
+    std::memcpy(&y1, b + n - 4, 4);
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     if (a[i] != b[i]) return false;
   }
