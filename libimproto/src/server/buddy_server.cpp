@@ -469,17 +469,29 @@ void buddy_server::impl::on_get(std::string_view user, const asio::ip::udp::endp
   }
   const auto now = udp.batch_time();
   const bool ttl = config.status_ttl.count() > 0;
+  // One datagram is all the protocol has: a list too long for it is cut.
+  // The lines that fit are measured first, so that the reply grows once and
+  // each line is a plain copy.
+  std::size_t size = 0;
+  auto fit = u->buddies.begin();
+  for (; fit != u->buddies.end(); ++fit) {
+    const std::size_t line = (*fit)->reply_line.size();
+    if (size + line > buddy::max_datagram) break;
+    size += line;
+  }
   std::string& out = replies.begin(from);
-  const std::size_t start = out.size();
-  for (const auto* b : u->buddies) {
+  std::size_t at = out.size();
+  out.resize(at + size);
+  char* const w = out.data();
+  for (auto it = u->buddies.begin(); it != fit; ++it) {
+    const auto* b = *it;
     // Never seen: offline at 0.0.0.0 port 0 (its initial line).
     bool online = b->seen && b->status == buddy::presence::online && (!ttl || now < b->online_until);
     const std::string& line = b->reply_line;
-    // One datagram is all the protocol has: a list too long for it is cut.
-    if (out.size() - start + line.size() > buddy::max_datagram) break;
-    out += line;
+    std::memcpy(w + at, line.data(), line.size());
     // "100" online, "101" offline: the last digit tells them apart.
-    out[out.size() - line.size() + b->id.size() + 3] = online ? '0' : '1';
+    w[at + b->id.size() + 3] = online ? '0' : '1';
+    at += line.size();
   }
 }
 
