@@ -78,6 +78,41 @@ TEST_CASE("udp socket answers batches of datagrams") {
   runner.join();
 }
 
+// The loop reads a socket that stays full on without waiting for readiness
+// again (no edge comes for datagrams that were already there), and yields
+// to the thread's other work every 4 full batches.
+TEST_CASE("a full socket is read on without a new wait, and other work runs between batches") {
+  net::datagram_limits lim;
+  lim.batch = 2;
+  asio::io_context io;
+  auto s = net::udp_socket::bind(io, "127.0.0.1", 0, lim);
+  REQUIRE(s);
+  std::size_t handled = 0;
+  std::optional<std::size_t> other_work_after;
+  asio::co_spawn(io, s->serve([&](std::string_view payload, const asio::ip::udp::endpoint& from,
+                                  net::udp_replies& replies) {
+    if (handled++ == 0) asio::post(io, [&] { other_work_after = handled; });
+    replies.send(payload, from);
+  }), asio::detached);
+  udp_client c;
+  constexpr int count = 40;
+  // All queued before the server reads anything: one readiness for all.
+  for (int i = 0; i < count; ++i) c.send("d" + std::to_string(i), s->local_endpoint().port());
+  std::thread runner([&] { io.run(); });
+  std::set<std::string> got;
+  for (int i = 0; i < count; ++i) {
+    auto r = c.receive();
+    REQUIRE(r);
+    got.insert(*r);
+  }
+  asio::post(io, [&] { s->close(); });
+  runner.join();
+  CHECK(got.size() == count);
+  CHECK(handled == count);
+  REQUIRE(other_work_after);
+  CHECK(*other_work_after == 4 * lim.batch);
+}
+
 TEST_CASE("oversized datagrams are dropped, not truncated") {
   net::datagram_limits lim;
   lim.max_datagram = 100;
