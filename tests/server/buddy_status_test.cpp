@@ -102,12 +102,28 @@ asio::awaitable<void> settle() {
 }
 
 buddy_status_update bob_online(const std::string& ip, std::uint16_t port,
-                               system_clock::time_point at) {
-  return {"bob", true, ip, port, at};
+                               system_clock::time_point at, bool online = true) {
+  return {"bob", online, ip, port, at};
 }
 
-buddy::buddy_entry bob_entry(const std::string& ip, std::uint16_t port) {
+buddy::buddy_entry bob_entry(const char* ip, std::uint16_t port) {
   return {"bob", buddy::presence::online, ip, port};
+}
+
+// Publishes a SET made on another node; what `c`'s node shows once it came.
+asio::awaitable<std::optional<buddy::buddy_entry>> after(status_hub& hub, client::buddy_client& c,
+                                                         buddy_status_update u) {
+  hub.publish(std::move(u));
+  co_await settle();
+  co_return co_await bob_as_seen(c);
+}
+
+// Waits until `c`'s node shows bob online at ip:port (SET is not acknowledged).
+asio::awaitable<bool> comes_to_show(client::buddy_client& c, const char* ip, std::uint16_t port) {
+  co_return co_await eventually([&]() -> asio::awaitable<bool> {
+    // (No braced temporary in a co_await expression: g++ 12 frees it twice.)
+    co_return co_await bob_as_seen(c) == bob_entry(ip, port);
+  });
 }
 
 }  // namespace
@@ -121,25 +137,19 @@ TEST_CASE("buddy status: the newest SET wins, an older one is ignored, an equal 
   run(io, [&]() -> asio::awaitable<void> {
     co_await alice_with_buddy_bob(c);
     // SETs made on other nodes.
-    hub.publish(bob_online("127.0.0.2", 1000, t));
-    co_await settle();
-    CHECK(co_await bob_as_seen(c) == bob_entry("127.0.0.2", 1000));
-
-    hub.publish(bob_online("127.0.0.3", 2000, t - 5ms));  // older: a late delivery
-    co_await settle();
-    CHECK(co_await bob_as_seen(c) == bob_entry("127.0.0.2", 1000));
-
-    hub.publish(bob_online("127.0.0.4", 3000, t));  // same stamp: the later arrival
-    co_await settle();
-    CHECK(co_await bob_as_seen(c) == bob_entry("127.0.0.4", 3000));
-
-    hub.publish(bob_online("127.0.0.5", 4000, t + 5ms));  // newer
-    co_await settle();
-    CHECK(co_await bob_as_seen(c) == bob_entry("127.0.0.5", 4000));
-
-    hub.publish({"bob", false, "127.0.0.5", 4000, t + 1ms});  // an older OFFLINE
-    co_await settle();
-    CHECK(co_await bob_as_seen(c) == bob_entry("127.0.0.5", 4000));
+    CHECK(co_await after(hub, c, bob_online("127.0.0.2", 1000, t)) ==
+          bob_entry("127.0.0.2", 1000));
+    // Older (a late delivery): ignored.
+    CHECK(co_await after(hub, c, bob_online("127.0.0.3", 2000, t - 5ms)) ==
+          bob_entry("127.0.0.2", 1000));
+    // The same stamp: the later arrival applies.
+    CHECK(co_await after(hub, c, bob_online("127.0.0.4", 3000, t)) ==
+          bob_entry("127.0.0.4", 3000));
+    CHECK(co_await after(hub, c, bob_online("127.0.0.5", 4000, t + 5ms)) ==
+          bob_entry("127.0.0.5", 4000));
+    // An older OFFLINE is ignored too.
+    CHECK(co_await after(hub, c, bob_online("127.0.0.5", 4000, t + 1ms, false)) ==
+          bob_entry("127.0.0.5", 4000));
   });
 }
 
@@ -151,9 +161,7 @@ TEST_CASE("buddy status: a SET is stamped in the milliseconds it travels in") {
   run(io, [&]() -> asio::awaitable<void> {
     co_await alice_with_buddy_bob(c);
     REQUIRE(c.set_status("bob", buddy::presence::online, 4000));
-    CHECK(co_await eventually([&]() -> asio::awaitable<bool> {
-      co_return co_await bob_as_seen(c) == bob_entry("127.0.0.1", 4000);
-    }));
+    CHECK(co_await comes_to_show(c, "127.0.0.1", 4000));
     REQUIRE(hub.puts.size() == 1);
     const auto stamp = hub.puts[0].at;
     // A finer stamp would make what follows fail (but for one stamp in a
@@ -161,9 +169,8 @@ TEST_CASE("buddy status: a SET is stamped in the milliseconds it travels in") {
     CHECK(stamp == std::chrono::time_point_cast<milliseconds>(stamp));
     // Another node's SET a moment later in the same millisecond travels
     // with the same stamp: it arrived later, so it wins.
-    hub.publish(bob_online("127.0.0.2", 5000, stamp));
-    co_await settle();
-    CHECK(co_await bob_as_seen(c) == bob_entry("127.0.0.2", 5000));
+    CHECK(co_await after(hub, c, bob_online("127.0.0.2", 5000, stamp)) ==
+          bob_entry("127.0.0.2", 5000));
   });
 }
 
@@ -178,9 +185,7 @@ TEST_CASE("buddy status: a SET on one node shows in GET on the other, both ways"
     co_await alice_with_buddy_bob(ca);
     co_await alice_with_buddy_bob(cb);
     REQUIRE(ca.set_status("bob", buddy::presence::online, 4000));
-    CHECK(co_await eventually([&]() -> asio::awaitable<bool> {
-      co_return co_await bob_as_seen(cb) == bob_entry("127.0.0.1", 4000);
-    }));
+    CHECK(co_await comes_to_show(cb, "127.0.0.1", 4000));
     // Right after, often within the same millisecond: B's SET is the newer one.
     REQUIRE(cb.set_status("bob", buddy::presence::online, 4001));
     CHECK(co_await eventually([&]() -> asio::awaitable<bool> {
