@@ -41,22 +41,33 @@ class Request(NamedTuple):
 Exchange = Generator[Request, Any, T]
 
 
-def run(exchange: "Exchange[T]", one: Callable[[Request], Any]) -> T:
-    """Drives an exchange with a blocking ``one(request) -> reply``."""
+def run(exchange: "Exchange[T]", one: Callable[[Any], Any]) -> T:
+    """Drives an exchange with a blocking ``one(request) -> reply``; what
+    ``one`` raises is thrown into the exchange (its cleanup may send more)."""
     try:
         request = next(exchange)
         while True:
-            request = exchange.send(one(request))
+            try:
+                reply = one(request)
+            except BaseException as exc:
+                request = exchange.throw(exc)
+            else:
+                request = exchange.send(reply)
     except StopIteration as done:
         return done.value
 
 
-async def run_async(exchange: "Exchange[T]", one: Callable[[Request], Awaitable[Any]]) -> T:
-    """Drives an exchange with ``await one(request) -> reply``."""
+async def run_async(exchange: "Exchange[T]", one: Callable[[Any], Awaitable[Any]]) -> T:
+    """Drives an exchange with ``await one(request) -> reply``, as :func:`run`."""
     try:
         request = next(exchange)
         while True:
-            request = exchange.send(await one(request))
+            try:
+                reply = await one(request)
+            except BaseException as exc:
+                request = exchange.throw(exc)
+            else:
+                request = exchange.send(reply)
     except StopIteration as done:
         return done.value
 
