@@ -13,7 +13,8 @@ from . import _exchanges as _ex
 from . import buddy as _buddy
 from ._errors import AddressInUseError, ConnectionClosedError, Error, ProtocolError, RejectedError, TimeoutError
 from ._exchanges import Request, buddy_error
-from ._net import Stream, check_port, check_timeout, connect, deadline_of, endpoint, transport_error
+from ._net import (Stream, check_port, check_timeout, connect, deadline_of, endpoint, request_once,
+                   transport_error)
 
 __all__ = ["BuddyClient", "ChatSession", "ChatListener", "buddy_error",
            "DEFAULT_TCP_PORT", "DEFAULT_UDP_PORT"]
@@ -85,17 +86,11 @@ class BuddyClient:
 
     def _command(self, request: Any, timeout: Optional[float]) -> None:
         timeout = self._timeout(timeout)
-        deadline = deadline_of(timeout)
         where = f"buddy server {endpoint(self.host, self.tcp_port)}"
 
         def one(r: Request) -> Any:  # one request per connection
-            stream = Stream(connect(self.host, self.tcp_port, timeout, "buddy server"),
-                            _buddy.ResponseDecoder(), where)
-            try:
-                stream.send(r.data, timeout, r.doing)
-                return stream.next_message(deadline, r.doing)
-            finally:
-                stream.close()
+            return request_once(self.host, self.tcp_port, "buddy server", _buddy.ResponseDecoder(),
+                                where, r, timeout)
         _ex.run(_ex.buddy_command(request, where), one)
 
     def register(self, user: str, timeout: Optional[float] = None) -> None:

@@ -11,7 +11,7 @@ from . import _exchanges as _ex
 from . import registry as _reg
 from ._errors import ProtocolError
 from ._exchanges import Request, as_bytes as _as_bytes, http_error
-from ._net import Stream, check_port, check_timeout, connect, deadline_of, endpoint, transport_error
+from ._net import check_port, check_timeout, deadline_of, endpoint, request_once, transport_error
 
 __all__ = ["RegistryClient", "Peer", "DEFAULT_REGISTRY_PORT", "http_error"]
 
@@ -64,14 +64,8 @@ class RegistryClient:
     def _request(self, request: Request, timeout: Optional[float]) -> Any:
         """One HTTP request on a fresh connection: the response."""
         timeout = self.timeout if timeout is None else check_timeout(timeout)
-        deadline = deadline_of(timeout)
-        sock = connect(self.host, self.port, timeout, "registry")
-        stream = Stream(sock, _reg.ResponseDecoder(), self._where)
-        try:
-            stream.send(request.data, timeout, request.doing)
-            return stream.next_message(deadline, request.doing)
-        finally:
-            stream.close()
+        return request_once(self.host, self.port, "registry", _reg.ResponseDecoder(), self._where,
+                            request, timeout)
 
     def register(self, user: str, host: str, port: int, timeout: Optional[float] = None) -> None:
         """Registers ``user@host:port``; NameTakenError (406) when the name is taken."""

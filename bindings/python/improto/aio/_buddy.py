@@ -13,7 +13,7 @@ from .._exchanges import Request
 from .._errors import AddressInUseError, ConnectionClosedError, Error, ProtocolError, RejectedError, TimeoutError
 from .._net import check_port, check_timeout, endpoint, transport_error
 from ._registry import _Datagrams
-from ._stream import _open, _Stream, _with_timeout
+from ._stream import _open, _request_once, _Stream, _with_timeout
 
 __all__ = ["BuddyClient", "ChatSession", "ChatListener"]
 
@@ -51,16 +51,8 @@ class BuddyClient:
         where = f"buddy server {endpoint(self.host, self.tcp_port)}"
 
         async def one(r: Request) -> Any:  # one request per connection
-            async def run() -> Any:
-                reader, writer = await _open(self.host, self.tcp_port, None, "buddy server")
-                stream = _Stream(reader, writer, _buddy.ResponseDecoder(), where)
-                try:
-                    stream.write(r.data, r.doing)
-                    await stream.drain(r.doing)
-                    return await stream.next_message(r.doing)
-                finally:
-                    stream.close()
-            return await _with_timeout(run(), self._timeout(timeout), where, r.doing)
+            return await _request_once(self.host, self.tcp_port, "buddy server",
+                                       _buddy.ResponseDecoder(), where, r, self._timeout(timeout))
         await _ex.run_async(_ex.buddy_command(request, where), one)
 
     async def register(self, user: str, timeout: Optional[float] = None) -> None:
