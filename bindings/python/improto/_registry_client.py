@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Iterable, List, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 from . import _exchanges as _ex
 from . import registry as _reg
@@ -95,6 +95,14 @@ def _address_of(target: Any) -> Address:
     return (host, check_port(port))
 
 
+def _others(targets: Iterable[Any], name: str, own: Address) -> Iterator[Any]:
+    """The broadcast's targets: every one but this peer's name and, for
+    (host, port) tuples, but its own address."""
+    for target in targets:
+        if getattr(target, "user", None) != name and _address_of(target) != own:
+            yield target
+
+
 class Peer:
     """A seed-004 peer: one UDP socket on which it receives ``sender: text``
     datagrams from other users and sends its own.
@@ -161,11 +169,8 @@ class Peer:
     def broadcast(self, targets: Iterable[Any], text: Text) -> int:
         """Sends ``text`` to every entry but this peer's own name (and, for
         (host, port) tuples, but its own address); returns how many were sent."""
-        own = self.address
         count = 0
-        for target in targets:
-            if getattr(target, "user", None) == self.name or _address_of(target) == own:
-                continue
+        for target in _others(targets, self.name, self.address):
             self.send_to(target, text)
             count += 1
         return count

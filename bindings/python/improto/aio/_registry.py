@@ -11,7 +11,7 @@ from .._errors import AddressInUseError, ProtocolError
 from .._exchanges import Request
 from .._exchanges import as_bytes as _peer_bytes
 from .._net import check_port, check_timeout, endpoint, transport_error
-from .._registry_client import DEFAULT_REGISTRY_PORT, _address_of
+from .._registry_client import DEFAULT_REGISTRY_PORT, _address_of, _others
 from ._stream import _request_once, _with_timeout
 
 __all__ = ["RegistryClient", "Peer"]
@@ -128,11 +128,8 @@ class Peer:
 
     def broadcast(self, targets: Any, text: Any) -> int:
         """Sends to every entry but this peer's own; returns how many were sent."""
-        own = self.address
         count = 0
-        for target in targets:
-            if getattr(target, "user", None) == self.name or _address_of(target) == own:
-                continue
+        for target in _others(targets, self.name, self.address):
             self.send_to(target, text)
             count += 1
         return count
