@@ -100,3 +100,10 @@ def test_error_answers_name_the_line_and_keep_the_detail():
     assert str(err) == f"{WHERE}: GET /: the server answered 418 Teapot"
     err = ex.buddy_error(buddy.Response(code=203, text="USER EXISTS"), WHERE, "REG a")
     assert isinstance(err, improto.NameTakenError) and err.detail == "203 USER EXISTS"
+
+
+def test_events_end_on_a_timeout_or_the_clients_own_close():
+    closed = improto.ConnectionClosedError("closed", errc="connection_closed")
+    assert ex.ends_events(closed, True) and not ex.ends_events(closed, False)
+    assert ex.ends_events(improto.TimeoutError("slow", errc="timeout"), False)
+    assert not ex.ends_events(improto.ProtocolError("bad", errc="invalid_argument"), True)

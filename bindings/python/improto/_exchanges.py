@@ -19,6 +19,7 @@ from . import buddy as _buddy
 from . import registry as _reg
 from . import relay as _relay
 from ._errors import (
+    ConnectionClosedError,
     Error,
     NameTakenError,
     NotFoundError,
@@ -196,6 +197,14 @@ def relay_cancel(tid: int, where: str) -> "Exchange[None]":
 
 RECEIVED_DOING = "answering RECEIVED"
 EVENTS_DOING = "waiting for messages"
+
+
+def ends_events(exc: Error, closed: bool) -> bool:
+    """Whether events() ends quietly on `exc`: a timeout (no event came),
+    or the connection closed because the client was; else it is raised."""
+    if isinstance(exc, ConnectionClosedError):
+        return closed
+    return exc.errc == "timeout"
 
 
 def relay_event(ev: Any, where: str) -> "tuple[Any, bytes]":

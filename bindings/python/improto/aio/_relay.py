@@ -288,12 +288,8 @@ class RelayClient:
         while True:
             try:
                 yield await self.receive(timeout)
-            except ConnectionClosedError:
-                if self._closed:
-                    return
-                raise
             except Error as exc:
-                if exc.errc == "timeout":
+                if _ex.ends_events(exc, self._closed):
                     return
                 raise
 
