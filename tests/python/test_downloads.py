@@ -19,6 +19,7 @@ import pytest
 
 import improto
 import improto.aio
+from improto import _downloads, _exchanges, relay
 
 from conftest import REPO, TIMEOUT, Tool, wait_for
 
@@ -384,6 +385,112 @@ print("exiting at", d.progress.bytes, flush=True)
     assert (out / "big.bin.part").exists() and not (out / "big.bin").exists()
 
 
+# ------------------------------------------- how a download starts, without I/O
+
+WHERE = "relay 127.0.0.1:1"
+
+
+class Driver:
+    """Drives _downloads.start() as the clients do, with no server: the
+    requests get scripted replies (an exception in the script is raised, as
+    a failing socket would), an Offload runs in place, a Begin is answered
+    "handle" (or raises `begin_error`)."""
+
+    def __init__(self, *replies, begin_error=None):
+        self.replies = list(replies)
+        self.requests = []
+        self.begun = []
+        self.begin_error = begin_error
+
+    def __call__(self, step):
+        if isinstance(step, _exchanges.Request):
+            self.requests.append(step)
+            reply = self.replies.pop(0)
+            if isinstance(reply, BaseException):
+                raise reply
+            return reply
+        if isinstance(step, _downloads.Offload):
+            return step()
+        self.begun.append(step)
+        if self.begin_error is not None:
+            raise self.begin_error
+        return "handle"
+
+    def sent(self):
+        """The requests as (class name, offset or id)."""
+        decoder = relay.Decoder(direction=relay.Direction.TO_SERVER)
+        msgs = [m for r in self.requests for m in decoder.feed(r.data)]
+        return [(type(m).__name__, m.offset if isinstance(m, relay.Download) else m.id) for m in msgs]
+
+
+def start(name, directory):
+    return _downloads.start(name, directory, WHERE, "127.0.0.1", "127.0.0.1", 0,
+                            lambda f, *a: f(*a), None, lambda t: None)
+
+
+def transfer(tid, offset=0, sha="b" * 64, size=100):
+    return relay.Transfer(id=tid, size=size, offset=offset, sha256=sha, udp_port=4242)
+
+
+def test_start_tries_again_from_zero_once_then_says_the_file_keeps_changing(out):
+    (out / "f.bin.part").write_bytes(b"x" * 10)
+    (out / "f.bin.part.sha256").write_text(f"100 {'a' * 64}\n")
+    # The server's file differs from the .part's (another hash), then its
+    # TRANSFER does not start where asked: both are given up.
+    driver = Driver(transfer(1, offset=10), relay.Cancelled(id=1),
+                    transfer(2, offset=5), relay.Cancelled(id=2))
+    with pytest.raises(improto.TransportError, match="the file kept changing on the server"):
+        _exchanges.run(start("f.bin", out), driver)
+    assert driver.sent() == [("Download", 10), ("Cancel", 1), ("Download", 0), ("Cancel", 2)]
+    assert driver.begun == [] and not (out / "f.bin.part").exists()
+    # The name is free again; ERROR 106 reads as "no such file".
+    with pytest.raises(improto.NotFoundError, match="no file named 'f.bin'") as exc:
+        _exchanges.run(start("f.bin", out), Driver(relay.ErrorReply(code=106, text="No such file")))
+    assert exc.value.code == 106
+
+
+def test_start_passes_failures_through_and_gives_the_transfer_up(out):
+    # A timeout on DOWNLOAD: raised as it is, nothing else sent.
+    timeout = improto.TimeoutError("slow", errc="timeout")
+    driver = Driver(timeout)
+    with pytest.raises(improto.TimeoutError) as exc:
+        _exchanges.run(start("f.bin", out), driver)
+    assert exc.value is timeout and driver.sent() == [("Download", 0)]
+    # Begin failed: CANCEL goes out; its own failure is ignored, Begin's error raised.
+    boom = RuntimeError("start failed")
+    driver = Driver(transfer(3), improto.ConnectionClosedError("gone", errc="connection_closed"),
+                    begin_error=boom)
+    with pytest.raises(RuntimeError) as exc:
+        _exchanges.run(start("f.bin", out), driver)
+    assert exc.value is boom and driver.sent() == [("Download", 0), ("Cancel", 3)]
+    # Neither kept the name.
+    driver = Driver(transfer(4))
+    assert _exchanges.run(start("f.bin", out), driver) == "handle"
+    begun = driver.begun[0]
+    begun.transfer.core.close("connection_closed", "test over")
+    begun.transfer.plan.release()
+
+
+def test_start_ends_with_begin_and_both_drivers_agree(out):
+    def check(driver):
+        (begun,) = driver.begun
+        assert begun.server == ("127.0.0.1", 4242)
+        assert begun.transfer.id == 5 and begun.transfer.offset == 0 and begun.transfer.size == 100
+        assert (out / "f.bin.part.sha256").read_text() == f"100 {'b' * 64}\n"
+        begun.transfer.core.close("connection_closed", "test over")
+        begun.transfer.plan.release()
+
+    driver = Driver(transfer(5))
+    assert _exchanges.run(start("f.bin", out), driver) == "handle"
+    check(driver)
+
+    async def one(step, driver=Driver(transfer(5))):
+        await asyncio.sleep(0)
+        return driver(step)
+    assert asyncio.run(_exchanges.run_async(start("f.bin", out), one)) == "handle"
+    check(one.__defaults__[0])
+
+
 # ------------------------------------------------------------------- asyncio
 
 def test_aio_download_pause_resume_and_chat(server, served, out):
@@ -456,6 +563,36 @@ def test_aio_cancel_errors_and_resume(server, served, out):
         with pytest.raises(improto.ConnectionClosedError):
             await asyncio.wait_for(d, TIMEOUT)
         assert (out / "big.bin.part").exists()
+
+    asyncio.run(main())
+
+
+def test_aio_part_of_another_version_starts_over_and_argument_errors(server, served, out, tmp_path):
+    async def main():
+        c = await improto.aio.RelayClient.connect("alice", *server, timeout=TIMEOUT)
+        try:
+            data = (served / "my song.mp3").read_bytes()
+            (out / "my song.mp3.part").write_bytes(b"old" * 1000)
+            (out / "my song.mp3.part.sha256").write_text(f"{len(data)} {'0' * 64}\n")  # another file
+            r = await (await c.download("my song.mp3", out)).result(TIMEOUT)
+            assert r.resumed_from == 0 and (out / "my song.mp3").read_bytes() == data
+            (out / "hello.txt.part").write_bytes(b"HE")  # no hash beside it: not trusted
+            r = await (await c.download("hello.txt", out)).result(TIMEOUT)
+            assert r.resumed_from == 0 and (out / "hello.txt").read_bytes() == b"hello"
+            with pytest.raises(improto.Error) as exc:
+                await c.download("../hello.txt", out)
+            assert exc.value.errc == "invalid_argument" and "not a valid file name" in str(exc.value)
+            with pytest.raises(improto.NotFoundError, match="is not a directory"):
+                await c.download("hello.txt", tmp_path / "missing")
+            d = await c.download("big.bin", out, rate_limit=SLOW)
+            with pytest.raises(improto.Error) as exc:
+                await c.download("big.bin", out)
+            assert exc.value.errc == "invalid_argument" and "being downloaded already" in str(exc.value)
+            assert c.downloads() == [d]
+            await d.cancel()
+            assert leftovers(out) == [] and await c.list_users() == ["alice"]
+        finally:
+            await c.close()
 
     asyncio.run(main())
 

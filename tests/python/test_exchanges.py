@@ -85,3 +85,25 @@ def test_registry_and_buddy_exchanges():
         ex.buddy_statuses(b"\x00garbage", WHERE, "GET a")
     with pytest.raises(ValueError):
         ex.buddy_get("a", 0)
+
+
+def test_error_answers_name_the_line_and_keep_the_detail():
+    err = ex.relay_error(relay.ErrorReply(code=106, text="No such file"), WHERE, "DOWNLOAD 'x'")
+    assert isinstance(err, improto.NotFoundError) and err.errc == "not_found" and err.code == 106
+    assert err.detail == "ERROR 106 No such file"
+    # HTTP: the body is the detail (empty when there is none) and ends the message.
+    err = ex.http_error(registry.Response(status=403, reason="Forbidden", body=b"not yours\n"), WHERE, "GET /")
+    assert isinstance(err, improto.RejectedError) and err.code == 403 and err.detail == "not yours"
+    assert str(err) == f"{WHERE}: GET /: the server answered 403 Forbidden: not yours"
+    err = ex.http_error(registry.Response(status=418, reason="Teapot"), WHERE, "GET /")
+    assert type(err) is improto.RejectedError and err.errc == "rejected" and err.detail == ""
+    assert str(err) == f"{WHERE}: GET /: the server answered 418 Teapot"
+    err = ex.buddy_error(buddy.Response(code=203, text="USER EXISTS"), WHERE, "REG a")
+    assert isinstance(err, improto.NameTakenError) and err.detail == "203 USER EXISTS"
+
+
+def test_events_end_on_a_timeout_or_the_clients_own_close():
+    closed = improto.ConnectionClosedError("closed", errc="connection_closed")
+    assert ex.ends_events(closed, True) and not ex.ends_events(closed, False)
+    assert ex.ends_events(improto.TimeoutError("slow", errc="timeout"), False)
+    assert not ex.ends_events(improto.ProtocolError("bad", errc="invalid_argument"), True)

@@ -10,60 +10,30 @@
 #include <utility>
 #include <vector>
 
+#include "buddy_support.hpp"
 #include "improto/client/buddy_client.hpp"
 #include "improto/server/buddy_server.hpp"
 #include "server_support.hpp"
 
 using namespace improto;
 using namespace std::chrono_literals;
+using server_test::alice_with_buddy_bob;
 using server_test::eventually;
 using server_test::run;
 using server_test::temp_dir;
 
 namespace {
 
-struct fixture {
-  asio::io_context io;
-  std::unique_ptr<server::buddy_server> server;
-
-  fixture(const temp_dir& dir, std::chrono::milliseconds ttl = 300s) { start(dir, ttl); }
-  ~fixture() { stop(); }
-
-  void start(const temp_dir& dir, std::chrono::milliseconds ttl) {
-    server::buddy_config config;
-    config.tcp_port = 0;
-    config.udp_port = 0;
-    config.data_dir = dir.path;
-    config.store.synchronous = store::sync_level::off;  // not about fsync here
-    config.status_ttl = ttl;
-    auto s = server::buddy_server::bind(io, std::move(config));
-    REQUIRE_MESSAGE(s, s.error().message());
-    server = std::move(*s);
-    server->start();
-  }
-  void stop() {
-    if (!server) return;
-    server->stop();
-    io.run_for(100ms);  // lets answers and closes go out
-    server.reset();
-  }
-
-  client::buddy_client client() {
-    client::buddy_options o;
-    o.tcp_port = server->tcp_endpoint().port();
-    o.udp_port = server->udp_endpoint().port();
-    o.get_timeout = 500ms;
-    o.get_attempts = 20;  // a loaded machine may be slow, never wrong
-    return client::buddy_client(io.get_executor(), o);
-  }
+struct io_owner {
+  asio::io_context context;
 };
 
-// Registers alice and bob, and makes bob alice's buddy.
-asio::awaitable<void> alice_with_buddy_bob(client::buddy_client& c) {
-  CHECK(co_await c.register_user("alice"));
-  CHECK(co_await c.register_user("bob"));
-  CHECK(co_await c.add_buddy("alice", "bob"));
-}
+// A test's io_context and the server on it.
+struct fixture : private io_owner, public server_test::buddy_node {
+  fixture(const temp_dir& dir, std::chrono::milliseconds ttl = 300s) : buddy_node(context) {
+    start(dir, ttl);
+  }
+};
 
 }  // namespace
 

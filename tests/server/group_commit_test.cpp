@@ -14,15 +14,31 @@
 
 using namespace improto;
 
+namespace {
+
+// The registry store in `file` (the test stops if it cannot be opened).
+store::registry_store opened(const std::filesystem::path& file) {
+  auto s = store::registry_store::open(file);
+  REQUIRE_MESSAGE(s, s.error().message());
+  return std::move(*s);
+}
+
+// How many names `file` holds, read by a fresh open: what was committed.
+std::size_t names_in(const std::filesystem::path& file) {
+  auto names = opened(file).list();
+  REQUIRE(names);
+  return names->size();
+}
+
+}  // namespace
+
 TEST_CASE("group_committer commits off the io thread and answers each write") {
   server_test::temp_dir dir("gc");
   auto file = dir.path / "registry.sqlite3";
   {
-    auto store = store::registry_store::open(file);
-    REQUIRE(store);
     asio::io_context io;
     auto io_thread = std::this_thread::get_id();
-    server::group_committer<store::registry_store> committer(io, std::move(*store));
+    server::group_committer<store::registry_store> committer(io, opened(file));
     int ok = 0, taken = 0;
     bool resumed_on_io = true;
     for (int i = 0; i < 200; ++i) {
@@ -47,19 +63,15 @@ TEST_CASE("group_committer commits off the io thread and answers each write") {
     // Concurrent writes share transactions.
     CHECK(committer.groups_committed() < 200);
   }
-  auto reopened = store::registry_store::open(file);
-  REQUIRE(reopened);
-  CHECK(reopened->list()->size() == 100);
+  CHECK(names_in(file) == 100);
 }
 
 TEST_CASE("group_committer on the io thread: one transaction per turn, answers in order") {
   server_test::temp_dir dir("gc-io");
   auto file = dir.path / "registry.sqlite3";
   {
-    auto store = store::registry_store::open(file);
-    REQUIRE(store);
     asio::io_context io;
-    server::group_committer<store::registry_store> committer(io, std::move(*store), 64,
+    server::group_committer<store::registry_store> committer(io, opened(file), 64,
                                                              server::commit_thread::io);
     std::vector<int> answered;  // indices, in the order their results came
     std::vector<bool> ok(200, false);
@@ -107,23 +119,17 @@ TEST_CASE("group_committer on the io thread: one transaction per turn, answers i
     CHECK(closed_ok);
     CHECK(refused);
   }
-  auto reopened = store::registry_store::open(file);
-  REQUIRE(reopened);
-  auto names = reopened->list();
-  REQUIRE(names);
-  CHECK(names->size() == 102);  // 100 + late + last
+  CHECK(names_in(file) == 102);  // 100 + late + last
 }
 
 TEST_CASE("group_committer on the io thread: destroyed with writes queued, it commits them") {
   server_test::temp_dir dir("gc-io2");
   auto file = dir.path / "registry.sqlite3";
   {
-    auto store = store::registry_store::open(file);
-    REQUIRE(store);
     asio::io_context io;
     int answered = 0;
     {
-      server::group_committer<store::registry_store> committer(io, std::move(*store), 512,
+      server::group_committer<store::registry_store> committer(io, opened(file), 512,
                                                                server::commit_thread::io);
       for (int i = 0; i < 3; ++i) {
         committer.submit(store::registry_store::add_op{"u" + std::to_string(i), "h", 1},
@@ -134,7 +140,5 @@ TEST_CASE("group_committer on the io thread: destroyed with writes queued, it co
     io.run();
     CHECK(answered == 3);
   }
-  auto reopened = store::registry_store::open(file);
-  REQUIRE(reopened);
-  CHECK(reopened->list()->size() == 3);
+  CHECK(names_in(file) == 3);
 }

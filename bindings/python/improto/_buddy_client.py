@@ -7,13 +7,14 @@ import queue
 import socket
 import threading
 import time
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Generator, Iterator, List, Optional, Tuple, Union
 
 from . import _exchanges as _ex
 from . import buddy as _buddy
 from ._errors import AddressInUseError, ConnectionClosedError, Error, ProtocolError, RejectedError, TimeoutError
 from ._exchanges import Request, buddy_error
-from ._net import Stream, check_port, check_timeout, connect, deadline_of, endpoint, transport_error
+from ._net import (Stream, check_port, check_timeout, connect, deadline_of, endpoint, request_once,
+                   transport_error)
 
 __all__ = ["BuddyClient", "ChatSession", "ChatListener", "buddy_error",
            "DEFAULT_TCP_PORT", "DEFAULT_UDP_PORT"]
@@ -25,6 +26,35 @@ Text = Union[bytes, bytearray, memoryview, str]
 
 def _line_of(text: Text) -> bytes:
     return _ex.as_bytes(text, "text")
+
+
+def _chat_receive(session: Any) -> "Generator[None, Any, Optional[Any]]":
+    """One receive() of a chat session (blocking or asyncio), without I/O:
+    yields to be sent the next message from the peer (or thrown what ended
+    the reading); returns the next line, or None once the chat ended."""
+    while True:
+        if session.ended and not session._first:
+            return None
+        try:
+            msg = session._first.pop(0) if session._first else (yield)
+        except ConnectionClosedError as exc:
+            if exc.detail == "":  # a close between lines ends the chat like q
+                session._ended = True
+                return None
+            raise
+        if isinstance(msg, _buddy.ChatText):
+            return msg.line
+        if isinstance(msg, _buddy.ChatQuit):
+            session._ended = True
+            return None
+        if isinstance(msg, _buddy.ChatBusy):
+            session._ended = True
+            raise RejectedError(f"{session.where}: the buddy is busy (BUSY)", errc="rejected",
+                                detail="BUSY")
+        if isinstance(msg, _buddy.ChatHello):  # a caller introducing itself
+            session.peer = msg.user
+            continue
+        raise ProtocolError(f"{session.where}: unexpected {msg!r}", errc="invalid_argument")
 
 
 class BuddyClient:
@@ -85,17 +115,11 @@ class BuddyClient:
 
     def _command(self, request: Any, timeout: Optional[float]) -> None:
         timeout = self._timeout(timeout)
-        deadline = deadline_of(timeout)
         where = f"buddy server {endpoint(self.host, self.tcp_port)}"
 
         def one(r: Request) -> Any:  # one request per connection
-            stream = Stream(connect(self.host, self.tcp_port, timeout, "buddy server"),
-                            _buddy.ResponseDecoder(), where)
-            try:
-                stream.send(r.data, timeout, r.doing)
-                return stream.next_message(deadline, r.doing)
-            finally:
-                stream.close()
+            return request_once(self.host, self.tcp_port, "buddy server", _buddy.ResponseDecoder(),
+                                where, r, timeout)
         _ex.run(_ex.buddy_command(request, where), one)
 
     def register(self, user: str, timeout: Optional[float] = None) -> None:
@@ -252,40 +276,14 @@ class ChatSession:
         self._stream.send(data, self.timeout if timeout is None else check_timeout(timeout),
                           "sending a chat line")
 
-    def _next(self, deadline: Optional[float]) -> Any:
-        if self._first:
-            return self._first.pop(0)
-        return self._stream.next_message(deadline, "waiting for a chat line")
-
     def receive(self, timeout: Optional[float] = None) -> Optional[Any]:
         """The next line from the other side, or None when the chat ended
         (``q`` or a close). Waits at most ``timeout`` seconds (None: until
         one comes), then raises :class:`improto.TimeoutError`."""
         deadline = deadline_of(check_timeout(timeout))
         with self._lock:
-            while True:
-                if self.ended and not self._first:
-                    return None
-                try:
-                    msg = self._next(deadline)
-                except ConnectionClosedError as exc:
-                    if exc.detail == "":  # a close between lines ends the chat like q
-                        self._ended = True
-                        return None
-                    raise
-                if isinstance(msg, _buddy.ChatText):
-                    return msg.line
-                if isinstance(msg, _buddy.ChatQuit):
-                    self._ended = True
-                    return None
-                if isinstance(msg, _buddy.ChatBusy):
-                    self._ended = True
-                    raise RejectedError(f"{self.where}: the buddy is busy (BUSY)", errc="rejected",
-                                        detail="BUSY")
-                if isinstance(msg, _buddy.ChatHello):  # a caller introducing itself
-                    self.peer = msg.user
-                    continue
-                raise ProtocolError(f"{self.where}: unexpected {msg!r}", errc="invalid_argument")
+            return _ex.run(_chat_receive(self),
+                           lambda _: self._stream.next_message(deadline, "waiting for a chat line"))
 
     def __iter__(self) -> Iterator[Any]:
         while True:

@@ -8,7 +8,12 @@ call for the blocking client, ``loop.call_soon_threadsafe`` for asyncio).
 
 On disk, like ``imrelay``: NAME.part holds the verified prefix, and
 NAME.part.sha256 (``"<size> <sha256>\\n"``) the server's file it belongs to,
-so either tool resumes the other's partial download."""
+so either tool resumes the other's partial download.
+
+How a download starts (DOWNLOAD, the resume decision, a second attempt
+from 0 when the file changed on the server, giving a transfer up) is
+:func:`start`, a sans-I/O generator like those of ``_exchanges`` that both
+clients drive."""
 
 from __future__ import annotations
 
@@ -18,9 +23,10 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, NamedTuple, Optional, Set, Tuple, Union
+from typing import Any, Callable, Deque, Generator, NamedTuple, Optional, Set, Tuple, Union
 
 from . import _core
+from . import _exchanges as _ex
 from . import relay as _relay
 from ._errors import CancelledError, ConfigError, Error, NotFoundError, TransportError
 
@@ -317,6 +323,81 @@ class Transfer:
         """The client is closing: end the download, keep NAME.part."""
         if not self.done.is_set():
             self.core.close("connection_closed", reason)
+
+
+class Offload(NamedTuple):
+    """A step of :func:`start`: a blocking call (it hashes what NAME.part
+    holds) that the asyncio client runs off the loop; sent its result."""
+
+    fn: Callable[..., Any]
+    args: Tuple[Any, ...]
+
+    def __call__(self) -> Any:
+        return self.fn(*self.args)
+
+
+class Begin(NamedTuple):
+    """The last step of :func:`start`: the server accepted and NAME.part is
+    ready. The client wraps ``transfer`` in its Download handle, keeps it
+    (before the watcher can report its end), calls :meth:`start` and is
+    sent the handle; whatever it raises is thrown back into the generator,
+    which gives the transfer up."""
+
+    transfer: Transfer
+    server: Tuple[str, int]
+
+    def start(self) -> None:
+        self.transfer.start(*self.server)
+
+
+Step = Union[_ex.Request, Offload, Begin]
+
+
+def give_up(core: Any, tid: int, where: str) -> "Generator[Step, Any, None]":
+    """Ends a transfer the client will not take: the UDP side at once, then
+    CANCEL (a failure is ignored: the server forgets it after its timeout)."""
+    core.close("connection_closed", "given up")
+    try:
+        yield from _ex.relay_cancel(tid, where)
+    except Error:
+        pass
+
+
+def start(name: str, directory: PathLike, where: str, local_ip: str, server_ip: str,
+          rate: float, deliver: Callable[..., Any], progress: Optional[Progress],
+          finished: Callable[[Transfer], Any]) -> "Generator[Step, Any, Any]":
+    """A download up to its running Download handle (the return value).
+    Yields the steps the client performs: a :class:`improto._exchanges.Request`
+    on the send socket (sent the reply), an :class:`Offload` and a
+    :class:`Begin`. The client throws its failures (timeouts, a closed
+    connection, cancellation) into the generator, which cleans up and
+    re-raises. ``deliver``, ``progress`` and ``finished`` go to the
+    :class:`Transfer`."""
+    plan = Plan(name, directory, where)
+    try:
+        for attempt in range(2):
+            offset = plan.offset(attempt)
+            core = new_core(local_ip, rate)
+            try:
+                tr = yield from _ex.relay_download(name, core.udp_port, offset, where)
+            except Error as exc:
+                core.close("connection_closed", "no transfer")
+                raise not_found(exc, plan) from None
+            except BaseException:
+                core.close("connection_closed", "no transfer")
+                raise
+            try:
+                if (yield Offload(plan.accept, (core, tr, offset))):
+                    transfer = Transfer(core, plan, tr, deliver, progress, finished)
+                    return (yield Begin(transfer, (server_ip, tr.udp_port)))
+            except BaseException:
+                yield from give_up(core, tr.id, where)
+                raise
+            yield from give_up(core, tr.id, where)  # the file changed: again from 0
+        raise plan.changing()
+    except BaseException:
+        plan.release()
+        raise
 
 
 class DownloadHandle:

@@ -13,12 +13,13 @@ bytes, with :func:`run` (blocking) or :func:`run_async` (asyncio):
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Generator, List, NamedTuple, TypeVar, Union
+from typing import Any, Awaitable, Callable, Generator, List, NamedTuple, Optional, TypeVar, Union
 
 from . import buddy as _buddy
 from . import registry as _reg
 from . import relay as _relay
 from ._errors import (
+    ConnectionClosedError,
     Error,
     NameTakenError,
     NotFoundError,
@@ -41,22 +42,33 @@ class Request(NamedTuple):
 Exchange = Generator[Request, Any, T]
 
 
-def run(exchange: "Exchange[T]", one: Callable[[Request], Any]) -> T:
-    """Drives an exchange with a blocking ``one(request) -> reply``."""
+def run(exchange: "Exchange[T]", one: Callable[[Any], Any]) -> T:
+    """Drives an exchange with a blocking ``one(request) -> reply``; what
+    ``one`` raises is thrown into the exchange (its cleanup may send more)."""
     try:
         request = next(exchange)
         while True:
-            request = exchange.send(one(request))
+            try:
+                reply = one(request)
+            except BaseException as exc:
+                request = exchange.throw(exc)
+            else:
+                request = exchange.send(reply)
     except StopIteration as done:
         return done.value
 
 
-async def run_async(exchange: "Exchange[T]", one: Callable[[Request], Awaitable[Any]]) -> T:
-    """Drives an exchange with ``await one(request) -> reply``."""
+async def run_async(exchange: "Exchange[T]", one: Callable[[Any], Awaitable[Any]]) -> T:
+    """Drives an exchange with ``await one(request) -> reply``, as :func:`run`."""
     try:
         request = next(exchange)
         while True:
-            request = exchange.send(await one(request))
+            try:
+                reply = await one(request)
+            except BaseException as exc:
+                request = exchange.throw(exc)
+            else:
+                request = exchange.send(reply)
     except StopIteration as done:
         return done.value
 
@@ -68,6 +80,16 @@ def as_bytes(text: Text, what: str = "text") -> bytes:
     if isinstance(text, (bytes, bytearray, memoryview)):
         return bytes(text)
     raise TypeError(f"{what}: expected bytes or str, not {type(text).__name__}")
+
+
+def answered(table: Any, code: int, line: str, where: str, doing: str,
+             detail: Optional[str] = None, tail: str = "") -> Error:
+    """The exception for an error answer `line` to `doing`: its class and
+    errc from the protocol's `table` (code -> (class, errc)); RejectedError
+    for a code the table does not know."""
+    cls, errc = table.get(code, (RejectedError, "rejected"))
+    return cls(f"{where}: {doing}: the server answered {line}{tail}", errc=errc,
+               detail=line if detail is None else detail, code=code)
 
 
 def unexpected(where: str, doing: str, reply: Any) -> ProtocolError:
@@ -88,9 +110,7 @@ _RELAY_ERROR = {
 
 def relay_error(reply: Any, where: str, doing: str) -> Error:
     """The exception for an ERROR reply received while `doing` something."""
-    cls, errc = _RELAY_ERROR.get(reply.code, (RejectedError, "rejected"))
-    line = f"ERROR {reply.code} {reply.text}".rstrip()
-    return cls(f"{where}: {doing}: the server answered {line}", errc=errc, detail=line, code=reply.code)
+    return answered(_RELAY_ERROR, reply.code, f"ERROR {reply.code} {reply.text}".rstrip(), where, doing)
 
 
 def relay_call(message: Any, expected: type, where: str, doing: str) -> "Exchange[Any]":
@@ -179,6 +199,14 @@ RECEIVED_DOING = "answering RECEIVED"
 EVENTS_DOING = "waiting for messages"
 
 
+def ends_events(exc: Error, closed: bool) -> bool:
+    """Whether events() ends quietly on `exc`: a timeout (no event came),
+    or the connection closed because the client was; else it is raised."""
+    if isinstance(exc, ConnectionClosedError):
+        return closed
+    return exc.errc == "timeout"
+
+
 def relay_event(ev: Any, where: str) -> "tuple[Any, bytes]":
     """A message of the receive socket -> (the event, the bytes to answer
     with: RECEIVED for a FORWARD, else b""); an ERROR (101: the pairing
@@ -207,11 +235,9 @@ _HTTP_ERROR = {
 
 def http_error(response: Any, where: str, doing: str) -> Error:
     """The exception for an HTTP error status received while `doing` something."""
-    cls, errc = _HTTP_ERROR.get(response.status, (RejectedError, "rejected"))
     body = bytes(response.body).decode("utf-8", "replace").strip()
-    line = f"{response.status} {response.reason}".rstrip()
-    return cls(f"{where}: {doing}: the server answered {line}" + (f": {body}" if body else ""),
-               errc=errc, detail=body, code=response.status)
+    return answered(_HTTP_ERROR, response.status, f"{response.status} {response.reason}".rstrip(),
+                    where, doing, detail=body, tail=f": {body}" if body else "")
 
 
 def registry_command(kind: Any, user: str, host: str, port: int, server_host: str,
@@ -253,10 +279,8 @@ _BUDDY_ERROR = {
 
 def buddy_error(response: Any, where: str, doing: str) -> Error:
     """The exception for a buddy error line (201, 202, 203...) received while `doing`."""
-    cls, errc = _BUDDY_ERROR.get(response.code, (RejectedError, "rejected"))
-    line = f"{response.code} {response.text}".rstrip()
-    return cls(f"{where}: {doing}: the server answered {line}", errc=errc, detail=line,
-               code=response.code)
+    return answered(_BUDDY_ERROR, response.code, f"{response.code} {response.text}".rstrip(), where,
+                    doing)
 
 
 def buddy_command(request: Any, where: str) -> "Exchange[None]":

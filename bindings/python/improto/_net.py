@@ -202,3 +202,17 @@ class Stream(DecodedStream):
 
 def deadline_of(timeout: Optional[float]) -> Optional[float]:
     return None if timeout is None else time.monotonic() + timeout
+
+
+def request_once(host: str, port: int, what: str, decoder: Any, where: str, request: Any,
+                 timeout: Optional[float]) -> Any:
+    """One request (an ``_exchanges.Request``) on a connection of its own,
+    closed after: the decoded reply. ``timeout`` bounds connecting, sending
+    and the wait for the reply."""
+    deadline = deadline_of(timeout)
+    stream = Stream(connect(host, port, timeout, what), decoder, where)
+    try:
+        stream.send(request.data, timeout, request.doing)
+        return stream.next_message(deadline, request.doing)
+    finally:
+        stream.close()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Iterable, List, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Optional, Tuple, Union
 
 from . import _exchanges as _ex
 from . import registry as _reg
 from ._errors import ProtocolError
 from ._exchanges import Request, as_bytes as _as_bytes, http_error
-from ._net import Stream, check_port, check_timeout, connect, deadline_of, endpoint, transport_error
+from ._net import check_port, check_timeout, deadline_of, endpoint, request_once, transport_error
 
 __all__ = ["RegistryClient", "Peer", "DEFAULT_REGISTRY_PORT", "http_error"]
 
@@ -64,14 +64,8 @@ class RegistryClient:
     def _request(self, request: Request, timeout: Optional[float]) -> Any:
         """One HTTP request on a fresh connection: the response."""
         timeout = self.timeout if timeout is None else check_timeout(timeout)
-        deadline = deadline_of(timeout)
-        sock = connect(self.host, self.port, timeout, "registry")
-        stream = Stream(sock, _reg.ResponseDecoder(), self._where)
-        try:
-            stream.send(request.data, timeout, request.doing)
-            return stream.next_message(deadline, request.doing)
-        finally:
-            stream.close()
+        return request_once(self.host, self.port, "registry", _reg.ResponseDecoder(), self._where,
+                            request, timeout)
 
     def register(self, user: str, host: str, port: int, timeout: Optional[float] = None) -> None:
         """Registers ``user@host:port``; NameTakenError (406) when the name is taken."""
@@ -99,6 +93,14 @@ def _address_of(target: Any) -> Address:
     if host is None or port is None:
         raise TypeError(f"expected an improto.registry.Entry or a (host, port) tuple, not {target!r}")
     return (host, check_port(port))
+
+
+def _others(targets: Iterable[Any], name: str, own: Address) -> Iterator[Any]:
+    """The broadcast's targets: every one but this peer's name and, for
+    (host, port) tuples, but its own address."""
+    for target in targets:
+        if getattr(target, "user", None) != name and _address_of(target) != own:
+            yield target
 
 
 class Peer:
@@ -167,11 +169,8 @@ class Peer:
     def broadcast(self, targets: Iterable[Any], text: Text) -> int:
         """Sends ``text`` to every entry but this peer's own name (and, for
         (host, port) tuples, but its own address); returns how many were sent."""
-        own = self.address
         count = 0
-        for target in targets:
-            if getattr(target, "user", None) == self.name or _address_of(target) == own:
-                continue
+        for target in _others(targets, self.name, self.address):
             self.send_to(target, text)
             count += 1
         return count

@@ -304,51 +304,30 @@ class RelayClient:
         rate = _downloads.check_rate(rate_limit)
         send = self._stream("send")
         local_ip, server_ip = _downloads.local_and_peer(send.sock.getsockname(), send.sock.getpeername())
-        plan = _downloads.Plan(name, directory, self._where)
-        try:
-            for attempt in range(2):
-                offset = plan.offset(attempt)
-                core = _downloads.new_core(local_ip, rate)
-                try:
-                    tr = self._run(_ex.relay_download(name, core.udp_port, offset, self._where),
-                                   timeout)
-                except Error as exc:
-                    core.close("connection_closed", "no transfer")
-                    raise _downloads.not_found(exc, plan) from None
-                try:
-                    ready = plan.accept(core, tr, offset)
-                except BaseException:
-                    self._give_up(core, tr.id)
-                    raise
-                if not ready:
-                    self._give_up(core, tr.id)
-                    continue
-                handle = Download(self, _downloads.Transfer(core, plan, tr, lambda f, *a: f(*a),
-                                                            progress, self._download_ended))
-                with self._downloads_lock:
-                    self._downloads[tr.id] = handle
-                    if self._hangup_watch is None and not self._closed:
-                        self._hangup_watch = _HangupWatch(
-                            send.sock, self._server_hung_up, f"improto RelayClient {self.name} hangup watch")
-                try:
-                    handle._transfer.start(server_ip, tr.udp_port)
-                except BaseException:
-                    with self._downloads_lock:
-                        self._downloads.pop(tr.id, None)
-                    self._give_up(core, tr.id)
-                    raise
-                return handle
-            raise plan.changing()
-        except BaseException:
-            plan.release()
-            raise
 
-    def _give_up(self, core: Any, tid: int) -> None:
-        core.close("connection_closed", "given up")
+        def one(step: _downloads.Step) -> Any:
+            if isinstance(step, Request):
+                return self._request(step, timeout)
+            if isinstance(step, _downloads.Offload):
+                return step()
+            return self._begin(step, send)
+        return _ex.run(_downloads.start(name, directory, self._where, local_ip, server_ip, rate,
+                                        lambda f, *a: f(*a), progress, self._download_ended), one)
+
+    def _begin(self, step: _downloads.Begin, send: Stream) -> "Download":
+        handle = Download(self, step.transfer)
+        with self._downloads_lock:
+            self._downloads[handle.id] = handle
+            if self._hangup_watch is None and not self._closed:
+                self._hangup_watch = _HangupWatch(
+                    send.sock, self._server_hung_up, f"improto RelayClient {self.name} hangup watch")
         try:
-            self._run(_ex.relay_cancel(tid, self._where), None)
-        except Error:
-            pass  # the server forgets it after its timeout anyway
+            step.start()
+        except BaseException:
+            with self._downloads_lock:
+                self._downloads.pop(handle.id, None)
+            raise
+        return handle
 
     def _server_hung_up(self) -> None:
         # As the asyncio client does when its reply reader meets the end.
@@ -396,12 +375,8 @@ class RelayClient:
         while True:
             try:
                 yield self.receive(timeout)
-            except ConnectionClosedError:
-                if self._closed:
-                    return
-                raise
             except Error as exc:
-                if exc.errc == "timeout":
+                if _ex.ends_events(exc, self._closed):
                     return
                 raise
 

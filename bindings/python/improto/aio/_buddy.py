@@ -8,12 +8,12 @@ from typing import Any, List, Optional, Tuple
 from .. import _exchanges as _ex
 from .. import buddy as _buddy
 from .._buddy_client import DEFAULT_TCP_PORT, DEFAULT_UDP_PORT
-from .._buddy_client import _line_of as _chat_line
+from .._buddy_client import _chat_receive, _line_of as _chat_line
 from .._exchanges import Request
-from .._errors import AddressInUseError, ConnectionClosedError, Error, ProtocolError, RejectedError, TimeoutError
+from .._errors import AddressInUseError, ConnectionClosedError, Error, TimeoutError
 from .._net import check_port, check_timeout, endpoint, transport_error
 from ._registry import _Datagrams
-from ._stream import _open, _Stream, _with_timeout
+from ._stream import _open, _request_once, _Stream, _with_timeout
 
 __all__ = ["BuddyClient", "ChatSession", "ChatListener"]
 
@@ -51,16 +51,8 @@ class BuddyClient:
         where = f"buddy server {endpoint(self.host, self.tcp_port)}"
 
         async def one(r: Request) -> Any:  # one request per connection
-            async def run() -> Any:
-                reader, writer = await _open(self.host, self.tcp_port, None, "buddy server")
-                stream = _Stream(reader, writer, _buddy.ResponseDecoder(), where)
-                try:
-                    stream.write(r.data, r.doing)
-                    await stream.drain(r.doing)
-                    return await stream.next_message(r.doing)
-                finally:
-                    stream.close()
-            return await _with_timeout(run(), self._timeout(timeout), where, r.doing)
+            return await _request_once(self.host, self.tcp_port, "buddy server",
+                                       _buddy.ResponseDecoder(), where, r, self._timeout(timeout))
         await _ex.run_async(_ex.buddy_command(request, where), one)
 
     async def register(self, user: str, timeout: Optional[float] = None) -> None:
@@ -158,30 +150,9 @@ class ChatSession:
                                    "waiting for a chat line")
 
     async def _receive(self) -> Optional[Any]:
-        while True:
-            if self.ended and not self._first:
-                return None
-            try:
-                msg = self._first.pop(0) if self._first else \
-                    await self._stream.next_message("waiting for a chat line")
-            except ConnectionClosedError as exc:
-                if exc.detail == "":  # a clean close between lines ends the chat
-                    self._ended = True
-                    return None
-                raise
-            if isinstance(msg, _buddy.ChatText):
-                return msg.line
-            if isinstance(msg, _buddy.ChatQuit):
-                self._ended = True
-                return None
-            if isinstance(msg, _buddy.ChatBusy):
-                self._ended = True
-                raise RejectedError(f"{self.where}: the buddy is busy (BUSY)", errc="rejected",
-                                    detail="BUSY")
-            if isinstance(msg, _buddy.ChatHello):
-                self.peer = msg.user
-                continue
-            raise ProtocolError(f"{self.where}: unexpected {msg!r}", errc="invalid_argument")
+        async def one(_: None) -> Any:
+            return await self._stream.next_message("waiting for a chat line")
+        return await _ex.run_async(_chat_receive(self), one)
 
     def __aiter__(self) -> "ChatSession":
         return self

@@ -11,8 +11,8 @@ from .._errors import AddressInUseError, ProtocolError
 from .._exchanges import Request
 from .._exchanges import as_bytes as _peer_bytes
 from .._net import check_port, check_timeout, endpoint, transport_error
-from .._registry_client import DEFAULT_REGISTRY_PORT, _address_of
-from ._stream import _open, _Stream, _with_timeout
+from .._registry_client import DEFAULT_REGISTRY_PORT, _address_of, _others
+from ._stream import _request_once, _with_timeout
 
 __all__ = ["RegistryClient", "Peer"]
 
@@ -42,17 +42,8 @@ class RegistryClient:
     async def _request(self, request: Request, timeout: Optional[float]) -> Any:
         """One HTTP request on a fresh connection: the response."""
         timeout = self.timeout if timeout is None else check_timeout(timeout)
-
-        async def run() -> Any:
-            reader, writer = await _open(self.host, self.port, None, "registry")
-            stream = _Stream(reader, writer, _reg.ResponseDecoder(), self._where)
-            try:
-                stream.write(request.data, request.doing)
-                await stream.drain(request.doing)
-                return await stream.next_message(request.doing)
-            finally:
-                stream.close()
-        return await _with_timeout(run(), timeout, self._where, request.doing)
+        return await _request_once(self.host, self.port, "registry", _reg.ResponseDecoder(),
+                                   self._where, request, timeout)
 
     async def register(self, user: str, host: str, port: int, timeout: Optional[float] = None) -> None:
         """Registers ``user@host:port``; NameTakenError (406) when taken."""
@@ -137,11 +128,8 @@ class Peer:
 
     def broadcast(self, targets: Any, text: Any) -> int:
         """Sends to every entry but this peer's own; returns how many were sent."""
-        own = self.address
         count = 0
-        for target in targets:
-            if getattr(target, "user", None) == self.name or _address_of(target) == own:
-                continue
+        for target in _others(targets, self.name, self.address):
             self.send_to(target, text)
             count += 1
         return count

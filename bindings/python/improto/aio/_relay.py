@@ -223,50 +223,26 @@ class RelayClient:
         transport = self._send.writer.transport
         local_ip, server_ip = _downloads.local_and_peer(transport.get_extra_info("sockname"),
                                                         transport.get_extra_info("peername"))
-        plan = _downloads.Plan(name, directory, self._where)
-        try:
-            for attempt in range(2):
-                offset = plan.offset(attempt)
-                core = _downloads.new_core(local_ip, rate)
-                try:
-                    tr = await self._run(
-                        _ex.relay_download(name, core.udp_port, offset, self._where), timeout)
-                except Error as exc:
-                    core.close("connection_closed", "no transfer")
-                    raise _downloads.not_found(exc, plan) from None
-                except BaseException:
-                    core.close("connection_closed", "no transfer")
-                    raise
-                try:
-                    # Hashes what NAME.part holds already: off the loop.
-                    ready = await loop.run_in_executor(None, plan.accept, core, tr, offset)
-                except BaseException:
-                    await self._give_up(core, tr.id)
-                    raise
-                if not ready:
-                    await self._give_up(core, tr.id)
-                    continue
-                handle = Download(self, _downloads.Transfer(core, plan, tr, _threadsafe(loop),
-                                                            progress, self._download_ended), loop)
-                self._downloads[tr.id] = handle
-                try:
-                    handle._transfer.start(server_ip, tr.udp_port)
-                except BaseException:
-                    self._downloads.pop(tr.id, None)
-                    await self._give_up(core, tr.id)
-                    raise
-                return handle
-            raise plan.changing()
-        except BaseException:
-            plan.release()
-            raise
 
-    async def _give_up(self, core: Any, tid: int) -> None:
-        core.close("connection_closed", "given up")
+        async def one(step: _downloads.Step) -> Any:
+            if isinstance(step, Request):
+                return await self._request(step, timeout)
+            if isinstance(step, _downloads.Offload):
+                return await loop.run_in_executor(None, step)  # hashing: off the loop
+            return self._begin(step, loop)
+        return await _ex.run_async(
+            _downloads.start(name, directory, self._where, local_ip, server_ip, rate,
+                             _threadsafe(loop), progress, self._download_ended), one)
+
+    def _begin(self, step: _downloads.Begin, loop: asyncio.AbstractEventLoop) -> "Download":
+        handle = Download(self, step.transfer, loop)
+        self._downloads[handle.id] = handle
         try:
-            await self._run(_ex.relay_cancel(tid, self._where), None)
-        except Error:
-            pass  # the server forgets it after its timeout anyway
+            step.start()
+        except BaseException:
+            self._downloads.pop(handle.id, None)
+            raise
+        return handle
 
     def _download_ended(self, transfer: Any) -> None:
         handle = self._downloads.get(transfer.id)
@@ -312,12 +288,8 @@ class RelayClient:
         while True:
             try:
                 yield await self.receive(timeout)
-            except ConnectionClosedError:
-                if self._closed:
-                    return
-                raise
             except Error as exc:
-                if exc.errc == "timeout":
+                if _ex.ends_events(exc, self._closed):
                     return
                 raise
 

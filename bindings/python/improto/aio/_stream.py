@@ -23,6 +23,21 @@ async def _with_timeout(awaitable: Any, timeout: Optional[float], where: str, do
         raise TimeoutError(f"{where}: timed out {doing}", errc="timeout") from None
 
 
+async def _request_once(host: str, port: int, what: str, decoder: Any, where: str, request: Any,
+                        timeout: Optional[float]) -> Any:
+    """As :func:`improto._net.request_once`: one request on a connection of its own."""
+    async def run() -> Any:
+        reader, writer = await _open(host, port, None, what)
+        stream = _Stream(reader, writer, decoder, where)
+        try:
+            stream.write(request.data, request.doing)
+            await stream.drain(request.doing)
+            return await stream.next_message(request.doing)
+        finally:
+            stream.close()
+    return await _with_timeout(run(), timeout, where, request.doing)
+
+
 async def _open(host: str, port: int, timeout: Optional[float], what: str,
                 local_addr: Optional[Tuple[str, int]] = None
                 ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
