@@ -3,6 +3,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <filesystem>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -112,6 +113,27 @@ TEST_CASE("group_committer on the io thread: one transaction per turn, answers i
   auto names = reopened->list();
   REQUIRE(names);
   CHECK(names->size() == 102);  // 100 + late + last
+}
+
+TEST_CASE("group_committer on the io thread: writes a few handlers behind the first join its group") {
+  // A request reaches submit() some handlers after the readiness that
+  // brought it; the commit waits for them rather than taking a fsync each.
+  server_test::temp_dir dir("gc-io-settle");
+  auto store = store::registry_store::open(dir.path / "registry.sqlite3");
+  REQUIRE(store);
+  asio::io_context io(1);
+  server::group_committer<store::registry_store> committer(io, std::move(*store), 64,
+                                                           server::commit_thread::io);
+  int answered = 0;
+  std::function<void(int)> chain = [&](int hop) {
+    committer.submit(store::registry_store::add_op{"hop" + std::to_string(hop), "h", 1},
+                     [&](result<void> r) { answered += r ? 1 : 0; });
+    if (hop < 2) asio::post(io, [&, hop] { chain(hop + 1); });
+  };
+  asio::post(io, [&] { chain(0); });
+  io.run();
+  CHECK(answered == 3);
+  CHECK(committer.groups_committed() == 1);  // 3 without the settling passes
 }
 
 TEST_CASE("group_committer on the io thread: destroyed with writes queued, it commits them") {

@@ -16,8 +16,13 @@
 //  * io - on the io thread, once per turn of the event loop: the writes
 //    queued by the handlers of one turn are one transaction, committed by a
 //    handler posted behind them. No thread hand-off at all, but the io thread
-//    waits for the commit, so it suits commits that do not wait (no fsync:
-//    sync_level normal or off; the server the only writer of its file).
+//    waits for the commit. It suits commits that do not wait (no fsync:
+//    sync_level normal or off; the server the only writer of its file), and
+//    durable ones where CPU per change matters more than the latency of the
+//    other requests (Redis's appendfsync always works this way): while the
+//    io thread waits for fsync, the next turn's requests gather in the
+//    sockets and are read, committed and answered together, one wake-up and
+//    one fsync for all of them.
 //
 // Store is registry_store or buddy_store: anything with
 //   result<std::vector<result<void>>> apply(std::span<const operation>).
@@ -161,14 +166,31 @@ class group_committer {
       commit_posted_ = true;
       // Behind the handlers of this turn, which may queue more. Weak: the
       // committer may go first (its destructor commits what is pending).
-      asio::post(io_, [this, alive = std::weak_ptr<void>(alive_)] {
-        if (alive.lock()) {
-          commit_posted_ = false;
-          commit_here(alive);
-        }
-      });
+      post_commit(settle_passes);
     }
     return true;
+  }
+
+  // A read's request reaches submit() a few handlers after the readiness
+  // that brought it (the session's coroutine is resumed through posts), so a
+  // commit posted once would run ahead of most of its turn's requests: each
+  // group would take a fsync more. Passing through the queue a few more
+  // times (handlers on the io thread's own queue, no system call) lets the
+  // whole turn in. Measured with commits that wait for fsync (20
+  // connections, 2,000 changes/s): latency p50 about one fsync instead of
+  // two, and the rate held; more passes changed nothing.
+  static constexpr int settle_passes = 2;
+
+  void post_commit(int passes_left) {
+    asio::post(io_, [this, passes_left, alive = std::weak_ptr<void>(alive_)] {
+      if (!alive.lock()) return;
+      if (passes_left > 0) {
+        post_commit(passes_left - 1);
+        return;
+      }
+      commit_posted_ = false;
+      commit_here(alive);
+    });
   }
 
   // The next group of at most max_group_ pending writes into `group`.
