@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <asio/post.hpp>
@@ -117,23 +118,28 @@ TEST_CASE("group_committer on the io thread: one transaction per turn, answers i
 
 TEST_CASE("group_committer on the io thread: writes a few handlers behind the first join its group") {
   // A request reaches submit() some handlers after the readiness that
-  // brought it; the commit waits for them rather than taking a fsync each.
-  server_test::temp_dir dir("gc-io-settle");
-  auto store = store::registry_store::open(dir.path / "registry.sqlite3");
-  REQUIRE(store);
-  asio::io_context io(1);
-  server::group_committer<store::registry_store> committer(io, std::move(*store), 64,
-                                                           server::commit_thread::io);
-  int answered = 0;
-  std::function<void(int)> chain = [&](int hop) {
-    committer.submit(store::registry_store::add_op{"hop" + std::to_string(hop), "h", 1},
-                     [&](result<void> r) { answered += r ? 1 : 0; });
-    if (hop < 2) asio::post(io, [&, hop] { chain(hop + 1); });
-  };
-  asio::post(io, [&] { chain(0); });
-  io.run();
-  CHECK(answered == 3);
-  CHECK(committer.groups_committed() == 1);  // 3 without the settling passes
+  // brought it; with `settle` passes the commit waits for them rather than
+  // taking a fsync each. Without, each hop is a group of its own.
+  using committer_type = server::group_committer<store::registry_store>;
+  for (auto [settle, groups] : {std::pair{committer_type::durable_settle, std::size_t{1}},
+                                std::pair{0, std::size_t{3}}}) {
+    CAPTURE(settle);
+    server_test::temp_dir dir("gc-io-settle");
+    auto store = store::registry_store::open(dir.path / "registry.sqlite3");
+    REQUIRE(store);
+    asio::io_context io(1);
+    committer_type committer(io, std::move(*store), 64, server::commit_thread::io, settle);
+    int answered = 0;
+    std::function<void(int)> chain = [&](int hop) {
+      committer.submit(store::registry_store::add_op{"hop" + std::to_string(hop), "h", 1},
+                       [&](result<void> r) { answered += r ? 1 : 0; });
+      if (hop < 2) asio::post(io, [&, hop] { chain(hop + 1); });
+    };
+    asio::post(io, [&] { chain(0); });
+    io.run();
+    CHECK(answered == 3);
+    CHECK(committer.groups_committed() == groups);
+  }
 }
 
 TEST_CASE("group_committer on the io thread: destroyed with writes queued, it commits them") {
