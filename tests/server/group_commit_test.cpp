@@ -121,8 +121,10 @@ TEST_CASE("group_committer on the io thread: writes a few handlers behind the fi
   // brought it; with `settle` passes the commit waits for them rather than
   // taking a fsync each. Without, each hop is a group of its own.
   using committer_type = server::group_committer<store::registry_store>;
-  for (auto [settle, groups] : {std::pair{committer_type::durable_settle, std::size_t{1}},
-                                std::pair{0, std::size_t{3}}}) {
+  for (auto expect : {std::pair{committer_type::durable_settle, std::size_t{1}},
+                      std::pair{0, std::size_t{3}}}) {
+    const int settle = expect.first;  // not a structured binding: CAPTURE is a lambda (clang 14)
+    const std::size_t groups = expect.second;
     CAPTURE(settle);
     server_test::temp_dir dir("gc-io-settle");
     auto store = store::registry_store::open(dir.path / "registry.sqlite3");
