@@ -6,6 +6,7 @@
 #   bash bench/lib/profile.sh http-get        imregistryd under wrk -c50 keep-alive
 #   bash bench/lib/profile.sh http-close      the same, Connection: close
 #   bash bench/lib/profile.sh http-post       imregistryd under REGISTER/LOGOUT at 2000/s
+#   bash bench/lib/profile.sh http-post-io    the same with --commit-on-io
 #   bash bench/lib/profile.sh udp-get         imbuddyd under GET saturation
 #
 # Server profiles: perf record (cpu-clock; no hardware counters needed) of the
@@ -18,7 +19,7 @@ source "$(dirname "$0")/common.sh"
 BENCH_SUITE=profile
 bench_init
 what="${1:-}"
-[ -n "$what" ] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ -n "$what" ] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 bench_ensure_packages linux-perf strace valgrind wrk
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -51,9 +52,9 @@ profile_server() {
   tail -3 "$BENCH_TMP/load2.out" || true
 }
 
-start_registry() {
+start_registry() {  # start_registry [EXTRA FLAGS...]
   mkdir -p "$BENCH_TMP/data"
-  bench_start registry "$BENCH_BIN/imregistryd" --host 127.0.0.1 --port 0 --data "$BENCH_TMP/data"
+  bench_start registry "$BENCH_BIN/imregistryd" --host 127.0.0.1 --port 0 --data "$BENCH_TMP/data" "$@"
   pid=$BENCH_PID
   port=$(bench_wait_listening registry)
   port=${port##*:}
@@ -85,8 +86,8 @@ case "$what" in
     start_registry
     profile_server "$pid" wrk -t1 -c50 -d6s -H 'Connection: close' "http://127.0.0.1:$port/userlist.txt"
     ;;
-  http-post)
-    start_registry
+  http-post | http-post-io)
+    if [ "$what" = http-post-io ]; then start_registry --commit-on-io; else start_registry; fi
     profile_server "$pid" "$BENCH_BIN/httprate" --port "$port" --rate 2000 --duration 6
     ;;
   udp-get)

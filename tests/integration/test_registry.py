@@ -395,6 +395,76 @@ def test_durable_across_clean_restart_and_logout(registry, tmp_path):
     assert (tmp_path / "registry.sqlite3").exists()
 
 
+@pytest.mark.parametrize("mode", [(), ("--commit-on-io",)], ids=["worker", "commit-on-io"])
+def test_changes_under_load_survive_kill_9(registry, mode):
+    """Keep-alive writers register and log out while the server is killed:
+    after the restart the list holds exactly the entries whose last answered
+    change was a REGISTER (a change still unanswered at the kill may have
+    gone either way). Both commit modes: on the worker, and on the io thread."""
+    proc, port = registry(*mode)
+    lock = threading.Lock()
+    acked = {}         # entry -> registered after its last answered change
+    in_flight = set()  # sent, unanswered
+    killed = threading.Event()
+    errors = []
+
+    def post(entry, verb):
+        body = f"{verb} {entry}".encode()
+        return b"POST /userlist.txt HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(body), body)
+
+    def writer(w):
+        try:
+            s = connect(port)
+            j = 0
+            while True:
+                entry = f"w{w}n{j}@127.0.0.1:{1000 + j}"
+                # Odd entries are logged out again, even ones stay.
+                for verb in ("REGISTER", "LOGOUT") if j % 2 else ("REGISTER",):
+                    with lock:
+                        in_flight.add(entry)
+                    s.sendall(post(entry, verb))
+                    status, _, body = read_response(s)
+                    if status != 200:
+                        errors.append(f"{verb} {entry}: {status} {body!r}")
+                        return
+                    with lock:
+                        acked[entry] = verb == "REGISTER"
+                        in_flight.discard(entry)
+                j += 1
+        except (OSError, AssertionError) as e:
+            if not killed.is_set():
+                errors.append(f"writer {w}: {e!r}")
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not errors:  # until enough changes are answered
+        with lock:
+            if len(acked) >= 300:
+                break
+        time.sleep(0.01)
+    killed.set()
+    proc.popen.send_signal(signal.SIGKILL)
+    proc.popen.wait(10)
+    for t in threads:
+        t.join(10)
+    assert not errors, errors
+    assert len(acked) >= 300
+
+    _, port2 = registry(*mode)
+    status, body = get_list(port2)
+    listed = set(body.decode().rstrip(",").split(",")) if status == 200 else set()
+    with lock:
+        must = {e for e, present in acked.items() if present and e not in in_flight}
+        may = must | in_flight
+    assert must <= listed, sorted(must - listed)[:10]
+    assert listed <= may, sorted(listed - may)[:10]
+    print(f"{mode or 'worker'}: {len(acked)} entries answered, {len(in_flight)} in flight at kill -9; "
+          f"all answered changes back")
+
+
 def test_seed_positional_address_and_sigint(start, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

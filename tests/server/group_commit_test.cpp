@@ -3,7 +3,9 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <filesystem>
+#include <functional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <asio/post.hpp>
@@ -120,6 +122,34 @@ TEST_CASE("group_committer on the io thread: one transaction per turn, answers i
     CHECK(refused);
   }
   CHECK(names_in(file) == 102);  // 100 + late + last
+}
+
+TEST_CASE("group_committer on the io thread: writes a few handlers behind the first join its group") {
+  // A request reaches submit() some handlers after the readiness that
+  // brought it; with `settle` passes the commit waits for them rather than
+  // taking a fsync each. Without, each hop is a group of its own.
+  using committer_type = server::group_committer<store::registry_store>;
+  for (auto expect : {std::pair{committer_type::durable_settle, std::size_t{1}},
+                      std::pair{0, std::size_t{3}}}) {
+    const int settle = expect.first;  // not a structured binding: CAPTURE is a lambda (clang 14)
+    const std::size_t groups = expect.second;
+    CAPTURE(settle);
+    server_test::temp_dir dir("gc-io-settle");
+    auto store = store::registry_store::open(dir.path / "registry.sqlite3");
+    REQUIRE(store);
+    asio::io_context io(1);
+    committer_type committer(io, std::move(*store), 64, server::commit_thread::io, settle);
+    int answered = 0;
+    std::function<void(int)> chain = [&](int hop) {
+      committer.submit(store::registry_store::add_op{"hop" + std::to_string(hop), "h", 1},
+                       [&](result<void> r) { answered += r ? 1 : 0; });
+      if (hop < 2) asio::post(io, [&, hop] { chain(hop + 1); });
+    };
+    asio::post(io, [&] { chain(0); });
+    io.run();
+    CHECK(answered == 3);
+    CHECK(committer.groups_committed() == groups);
+  }
 }
 
 TEST_CASE("group_committer on the io thread: destroyed with writes queued, it commits them") {

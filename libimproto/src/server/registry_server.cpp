@@ -121,7 +121,13 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
        std::vector<store::registry_record> records, store_type st, commit_thread where)
       : io(io_context), config(std::move(cfg)), tcp(std::move(server)) {
     for (auto& r : records) add_entry({std::move(r.name), std::move(r.host), r.port});
-    committer = std::make_unique<group_committer<store_type>>(io, std::move(st), 512, where);
+    // On the io thread, a durable commit waits for the rest of its turn.
+    const bool waits = config.store.synchronous == store::sync_level::full ||
+                       config.store.synchronous == store::sync_level::extra;
+    const int settle = where == commit_thread::io && waits
+                           ? group_committer<store_type>::durable_settle
+                           : 0;
+    committer = std::make_unique<group_committer<store_type>>(io, std::move(st), 512, where, settle);
   }
 
   asio::io_context& io;
@@ -202,12 +208,15 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
 // A commit that does not wait (SQLite without an fsync per commit) is done
 // on the io thread, once per turn: cheaper than two thread hand-offs. One
 // that waits for fsync or for a database server has a worker, so that the io
-// thread goes on serving meanwhile.
+// thread goes on serving meanwhile, unless the configuration trades that for
+// CPU (commit_on_io, SQLite only: a database server's round trips would
+// stall the io thread for nothing).
 static commit_thread commit_thread_for(const registry_config& config) {
   bool remote_store = !config.store_url.empty();
+  if (remote_store) return commit_thread::worker;
   bool waits = config.store.synchronous == store::sync_level::full ||
                config.store.synchronous == store::sync_level::extra;
-  return remote_store || waits ? commit_thread::worker : commit_thread::io;
+  return waits && !config.commit_on_io ? commit_thread::worker : commit_thread::io;
 }
 
 // ------------------------------------------------------------------ sessions

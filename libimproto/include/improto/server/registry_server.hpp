@@ -7,8 +7,9 @@
 //  * Durable: the list lives in `<data_dir>/registry.sqlite3`, or in the
 //    PostgreSQL database of `store_url` (then a storage failure, e.g. the
 //    database server down, is answered 503: try again). Writes go
-//    through a group_committer (one fsync per group, off the io thread) and
-//    a success is answered only once its change is committed.
+//    through a group_committer (one fsync per group, off the io thread
+//    unless commit_on_io) and a success is answered only once its change is
+//    committed.
 //  * GET never touches SQLite: it is served from an in-memory copy loaded at
 //    bind() and updated after each commit. Each GET answers one immutable
 //    snapshot of the list, streamed as the peer reads it, so a list larger
@@ -66,6 +67,16 @@ struct registry_config {
   // registered the entry (others get 403). true: the seed's rule, from any.
   bool logout_from_any = false;
   store::options store;        // synchronous=FULL: acknowledged means on disk
+  // SQLite store with synchronous full/extra: commit each group on the io
+  // thread, as Redis does with appendfsync always, instead of on a worker
+  // thread. A change costs less CPU (no thread hand-off, and the requests
+  // that arrive during one fsync are read and committed together), but
+  // everything else the server does, GETs included, waits behind each
+  // fsync. The file is then locked for this server alone
+  // (store::options::exclusive). Without an fsync per commit (normal, off)
+  // commits are always on the io thread; a PostgreSQL store always has
+  // its worker.
+  bool commit_on_io = false;
   net::logger log;             // one line per event; may be empty
 };
 
