@@ -118,6 +118,21 @@ def test_registry_post_register_then_get(tmp_path):
         assert http_exchange(srv.address, GET_LIST) == ("HTTP/1.1 200 OK", b"Ali@127.0.0.1:54321,")
 
 
+def test_registry_commit_on_io_answers_after_the_commit(tmp_path):
+    # Durable commits on the serving thread: a change is answered only once
+    # committed, so it is in the file when the server stops right after.
+    with improto.RegistryServer(data_dir=tmp_path, commit_on_io=True) as srv:
+        assert http_exchange(srv.address, REGISTER_ALI) == ("HTTP/1.1 200 OK", b"")
+        assert srv.pending_writes() == 0
+    with improto.RegistryServer(data_dir=tmp_path) as srv:
+        assert http_exchange(srv.address, GET_LIST) == ("HTTP/1.1 200 OK", b"Ali@127.0.0.1:54321,")
+
+
+def test_registry_commit_on_io_is_for_sqlite_only():
+    with pytest.raises(improto.ConfigError, match="commit_on_io"):
+        improto.RegistryServer(store="postgresql://nobody@127.0.0.1:1/none", commit_on_io=True)
+
+
 def test_registry_limits_options():
     with improto.RegistryServer(max_body=10) as srv:
         status, _ = http_exchange(srv.address, REGISTER_ALI)

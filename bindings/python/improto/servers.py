@@ -214,6 +214,10 @@ class RegistryServer(_Server):
             database is down changes are answered 503 and the server
             reconnects by itself. One registry per database (its list is
             served from memory).
+        commit_on_io: commit durable changes on the thread that serves
+            requests, as Redis does (``imregistryd --commit-on-io``): less
+            CPU per change, but every request, GETs too, waits behind each
+            fsync. SQLite only (ConfigError with ``store``).
         log: called with each line the server logs (on a Python thread of
             the server's own, in order), or None.
     """
@@ -235,6 +239,7 @@ class RegistryServer(_Server):
         logout_from_any: bool = False,
         sync: str = "full",
         store: Optional[str] = None,
+        commit_on_io: bool = False,
         log: Logger = None,
     ) -> None:
         store_url = _store_url(store)
@@ -245,7 +250,7 @@ class RegistryServer(_Server):
             lambda logging: _core._RegistryServer(
                 host, port, directory, idle_timeout, message_timeout, max_connections,
                 max_body, max_line, max_headers, max_pipelined, max_users, logout_from_any,
-                sync, store_url, logging),
+                sync, store_url, commit_on_io, logging),
             temp, log)
 
     def pending_writes(self) -> int:

@@ -357,7 +357,8 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
                                                long long max_line, long long max_headers,
                                                long long max_pipelined, long long max_users,
                                                bool logout_from_any, const std::string& sync,
-                                               const std::string& store_url, bool log) {
+                                               const std::string& store_url, bool commit_on_io,
+                                               bool log) {
   server::registry_config config;
   config.host = host_arg(host);
   config.port = port_arg("port", port);
@@ -372,7 +373,11 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
   config.max_users = count_arg("max_users", max_users, 1LL << 40);
   config.logout_from_any = logout_from_any;
   config.store.synchronous = sync_arg(sync);
+  if (commit_on_io && !store_url.empty()) {
+    raise(errc::invalid_config, "commit_on_io: only for the SQLite store in data_dir, not with store=");
+  }
   config.store_url = store_arg(store_url);
+  config.commit_on_io = commit_on_io;
 
   auto h = std::make_unique<registry_handle>(log);
   config.log = h->logger();
@@ -581,7 +586,7 @@ void register_servers(py::module_& m) {
                py::arg("idle_timeout"), py::arg("message_timeout"), py::arg("max_connections"),
                py::arg("max_body"), py::arg("max_line"), py::arg("max_headers"),
                py::arg("max_pipelined"), py::arg("max_users"), py::arg("logout_from_any"),
-               py::arg("sync"), py::arg("store"), py::arg("log"),
+               py::arg("sync"), py::arg("store"), py::arg("commit_on_io"), py::arg("log"),
                "Binds and starts the server; improto.RegistryServer documents the options.");
   add_common<registry_handle>(registry);
   registry.def(
