@@ -228,17 +228,7 @@ class tcp_poller : public asio::execution_context::service {
 
   // Ends what waits without running it: a waiting coroutine's frame may own
   // its connection (a cycle only this breaks).
-  void shutdown() override {
-    for (std::size_t i = 0; i < table_.size(); ++i) {
-      auto* c = table_[i];
-      if (!c) continue;
-      auto reader = std::move(c->reader_);
-      auto self = std::move(c->writing_self_);
-      c->writing_ = false;
-      reader.reset();  // may destroy c (and clear its slot)
-    }
-    watch_.reset();
-  }
+  void shutdown() override;
 
   asio::io_context* io_ = nullptr;
   deadline_sweeper* sweeper_ = nullptr;
@@ -256,6 +246,8 @@ struct tcp_connection::output {
   std::size_t written = 0;
   // wait_until_queued_at_most() sleeps here; woken after each write.
   std::unique_ptr<event> drained;
+  // Held while waiting to write: the bytes go out even if the owner lets go.
+  std::shared_ptr<tcp_connection> writing_self;
 };
 
 struct tcp_connection::details {
@@ -263,6 +255,19 @@ struct tcp_connection::details {
   bool have_remote = false, have_local = false;
   std::string error_text;  // close_reason() of a socket error
 };
+
+void tcp_poller::shutdown() {
+  for (std::size_t i = 0; i < table_.size(); ++i) {
+    auto* c = table_[i];
+    if (!c) continue;
+    auto reader = std::move(c->reader_);
+    std::shared_ptr<tcp_connection> self;
+    if (c->out_) self = std::move(c->out_->writing_self);
+    c->writing_ = false;
+    reader.reset();  // may destroy c (and clear its slot)
+  }
+  watch_.reset();
+}
 
 struct tcp_connection::read_waiter {
   virtual ~read_waiter() = default;
@@ -556,7 +561,7 @@ void tcp_connection::shut(std::string_view reason, const std::error_code& ec) {
   }
   if (writing_) {
     writing_ = false;
-    asio::post(poller_.io(), [self = std::move(writing_self_)] {});
+    asio::post(poller_.io(), [self = std::move(out_->writing_self)] {});
   }
   if (out_ && out_->drained) out_->drained->notify();
 }
@@ -615,7 +620,7 @@ void tcp_connection::flush() {
         return;
       }
       writing_ = true;
-      writing_self_ = shared_from_this();
+      o.writing_self = shared_from_this();
       wrote_some();
       return;
     }
@@ -626,7 +631,7 @@ void tcp_connection::flush() {
 
 void tcp_connection::on_writable() {
   writing_ = false;
-  auto self = std::move(writing_self_);
+  auto self = std::move(out_->writing_self);
   if (open_) flush();
 }
 

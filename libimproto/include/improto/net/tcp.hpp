@@ -157,8 +157,6 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   mutable std::unique_ptr<details> more_;
   // A coroutine in read() waiting for bytes (not parked).
   std::unique_ptr<read_waiter> reader_;
-  // Held while waiting to write: the bytes go out even if the owner lets go.
-  std::shared_ptr<tcp_connection> writing_self_;
   std::weak_ptr<parking> parking_;
   void* parking_cookie_ = nullptr;
   std::string_view close_reason_;  // a literal, or details::error_text
