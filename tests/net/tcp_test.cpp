@@ -150,6 +150,34 @@ TEST_CASE("tcp transport echoes and batches") {
   runner.join();
 }
 
+// Waiting connections share one edge-triggered epoll set, drained 128
+// events at a time: more waiters than that, woken in one burst, must all
+// be served, and every one served again after it waited once more.
+TEST_CASE("hundreds of waiting connections woken at once are all served") {
+  echo_server server({});
+  std::thread runner([&] { server.io.run(); });
+  {
+    std::vector<std::unique_ptr<client>> clients;
+    for (int i = 0; i < 300; ++i) clients.push_back(std::make_unique<client>(server.port()));
+    for (int round = 0; round < 2; ++round) {
+      // Each server session is (or soon is) waiting for its client's bytes.
+      for (std::size_t i = 0; i < clients.size(); ++i) {
+        clients[i]->send("m" + std::to_string(i) + "r" + std::to_string(round));
+      }
+      for (std::size_t i = 0; i < clients.size(); ++i) {
+        auto want = "m" + std::to_string(i) + "r" + std::to_string(round);
+        CHECK(clients[i]->receive(want.size()) == want);
+      }
+    }
+    CHECK(server.live.load() == 300);
+  }
+  server.listener->close();
+  asio::post(server.io, [&] {
+    for (auto& conn : server.connections) conn->close();
+  });
+  runner.join();
+}
+
 TEST_CASE("idle and partial-message deadlines close slow peers, not others") {
   net::stream_limits lim;
   lim.idle_timeout = 300ms;

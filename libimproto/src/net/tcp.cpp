@@ -2,12 +2,14 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/write.hpp>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -108,12 +110,144 @@ class deadline_sweeper : public asio::execution_context::service {
   bool ticking_ = false;
 };
 
+// The connections of one io_context that have to wait: one epoll set of
+// our own, registered with Asio's reactor as a single descriptor. A
+// connection joins it (edge-triggered, reading and writing) the first time
+// it waits and stays until its descriptor is closed, which also takes it
+// out of the set: one epoll_ctl per connection that ever waits, none per
+// wait, none at close. Events name the descriptor, looked up in a flat
+// table, so an event for a connection closed meanwhile finds nothing (or
+// its descriptor's next owner, who then tries a read or write in vain).
+class tcp_poller : public asio::execution_context::service {
+ public:
+  static inline asio::execution_context::id id;
+  using key_type = tcp_poller;
+
+  explicit tcp_poller(asio::execution_context& context)
+      : asio::execution_context::service(context) {}
+  ~tcp_poller() override {
+    if (epoll_ >= 0) ::close(epoll_);
+  }
+
+  // The poller of `io`, created after the services it uses (the sweeper,
+  // the timer and descriptor services), so that it is shut down first.
+  static tcp_poller& of(asio::io_context& io) {
+    if (!asio::has_service<tcp_poller>(io)) {
+      deadline_sweeper::of(io.get_executor());
+      descriptor_type make_descriptor_service(io);
+    }
+    auto& poller = asio::use_service<tcp_poller>(io);
+    if (!poller.io_) {
+      poller.io_ = &io;
+      poller.sweeper_ = &deadline_sweeper::of(io.get_executor());
+    }
+    return poller;
+  }
+
+  asio::io_context& io() const noexcept { return *io_; }
+  deadline_sweeper& sweeper() const noexcept { return *sweeper_; }
+
+  // Puts c's descriptor in the set (once); false with `ec` on failure.
+  bool add(tcp_connection& c, std::error_code& ec) {
+    if (c.polled_) return true;
+    if (epoll_ < 0 && !open(ec)) return false;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.fd = c.fd_;
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, c.fd_, &ev) != 0) {
+      ec = std::error_code(errno, asio::system_category());
+      return false;
+    }
+    auto slot = static_cast<std::size_t>(c.fd_);
+    if (slot >= table_.size()) table_.resize(std::max(slot + 1, table_.size() * 2), nullptr);
+    table_[slot] = &c;
+    c.polled_ = true;
+    ++count_;
+    watch();
+    return true;
+  }
+
+  // Before c's descriptor is closed (closing it leaves the epoll set).
+  void remove(tcp_connection& c) noexcept {
+    if (!c.polled_) return;
+    c.polled_ = false;
+    table_[static_cast<std::size_t>(c.fd_)] = nullptr;
+    // With nobody left, a pending wait would keep io_context::run() busy.
+    if (--count_ == 0 && waiting_ && !draining_ && watch_) watch_->cancel();
+  }
+
+ private:
+  using descriptor_type = asio::posix::basic_stream_descriptor<asio::io_context::executor_type>;
+
+  bool open(std::error_code& ec) {
+    epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_ < 0) {
+      ec = std::error_code(errno, asio::system_category());
+      return false;
+    }
+    watch_.emplace(*io_);
+    watch_->assign(::dup(epoll_), ec);
+    if (ec) {
+      watch_.reset();
+      ::close(epoll_);
+      epoll_ = -1;
+      return false;
+    }
+    return true;
+  }
+
+  void watch() {
+    if (waiting_ || !watch_) return;
+    waiting_ = true;
+    watch_->async_wait(asio::posix::descriptor_base::wait_read, [this](const std::error_code&) {
+      // Drained even when cancelled: an edge that came meanwhile was
+      // dropped by the reactor (no wait was pending), its events are here.
+      drain();
+      waiting_ = false;
+      if (count_ > 0) watch();
+    });
+  }
+
+  // Hands out every pending event: Asio's reactor sees the set's edges only,
+  // so the set must be empty before its next wait.
+  void drain() {
+    draining_ = true;
+    epoll_event events[128];
+    while (true) {
+      int n = ::epoll_wait(epoll_, events, 128, 0);
+      if (n < 0 && errno == EINTR) continue;
+      for (int i = 0; i < n; ++i) {
+        auto slot = static_cast<std::size_t>(events[i].data.fd);
+        // Looked up per event: handling one may close another.
+        if (slot < table_.size() && table_[slot]) table_[slot]->on_ready(events[i].events);
+      }
+      if (n < 128) break;
+    }
+    draining_ = false;
+  }
+
+  // Ends what waits without running it: a waiting coroutine's frame may own
+  // its connection (a cycle only this breaks).
+  void shutdown() override;
+
+  asio::io_context* io_ = nullptr;
+  deadline_sweeper* sweeper_ = nullptr;
+  int epoll_ = -1;
+  std::optional<descriptor_type> watch_;  // a duplicate of epoll_, in Asio's reactor
+  std::vector<tcp_connection*> table_;    // by descriptor
+  std::size_t count_ = 0;
+  bool waiting_ = false;
+  bool draining_ = false;
+};
+
 struct tcp_connection::output {
   std::string pending;  // queued since the last write began
   std::string writing;  // being written; `written` of it went out
   std::size_t written = 0;
   // wait_until_queued_at_most() sleeps here; woken after each write.
   std::unique_ptr<event> drained;
+  // Held while waiting to write: the bytes go out even if the owner lets go.
+  std::shared_ptr<tcp_connection> writing_self;
 };
 
 struct tcp_connection::details {
@@ -122,64 +256,73 @@ struct tcp_connection::details {
   std::string error_text;  // close_reason() of a socket error
 };
 
-namespace {
-// The io_context of an executor (all of ours are io_contexts').
-asio::io_context& context_of(const asio::any_io_executor& executor) {
-  return static_cast<asio::io_context&>(asio::query(executor, asio::execution::context));
+void tcp_poller::shutdown() {
+  for (std::size_t i = 0; i < table_.size(); ++i) {
+    auto* c = table_[i];
+    if (!c) continue;
+    auto reader = std::move(c->reader_);
+    std::shared_ptr<tcp_connection> self;
+    if (c->out_) self = std::move(c->out_->writing_self);
+    c->writing_ = false;
+    reader.reset();  // may destroy c (and clear its slot)
+  }
+  watch_.reset();
 }
 
-// A socket moved to the io_context's own executor type (the connection's:
-// a smaller socket and smaller pending operations than any_io_executor's).
-tcp_connection::socket_type adopt(asio::ip::tcp::socket socket) {
-  auto& io = context_of(socket.get_executor());
-  tcp_connection::socket_type adopted(io);
+struct tcp_connection::read_waiter {
+  virtual ~read_waiter() = default;
+  virtual void complete(std::error_code ec) = 0;
+};
+
+template <class Handler>
+struct tcp_connection::read_waiter_of final : tcp_connection::read_waiter {
+  explicit read_waiter_of(Handler&& h) : handler(std::move(h)) {}
+  void complete(std::error_code ec) override { std::move(handler)(ec); }
+  Handler handler;
+};
+
+namespace {
+// A connected socket's descriptor, taken out of Asio's reactor.
+int release(asio::ip::tcp::socket& socket) {
+  if (!socket.is_open()) return -1;
   std::error_code ec;
-  if (socket.is_open()) {
-    auto protocol = socket.local_endpoint(ec).protocol();
-    int fd = socket.release(ec);
-    if (!ec) adopted.assign(protocol, fd, ec);
-    if (ec && fd >= 0) ::close(fd);
-  }
-  return adopted;
+  int fd = socket.release(ec);
+  return ec ? -1 : fd;
+}
+
+asio::io_context& context_of(const asio::any_io_executor& executor) {
+  return static_cast<asio::io_context&>(asio::query(executor, asio::execution::context));
 }
 }  // namespace
 
 tcp_connection::tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits)
-    : tcp_connection(adopt(std::move(socket)), limits) {}
+    : tcp_connection(context_of(socket.get_executor()), asio::ip::tcp::v4(), release(socket),
+                     limits) {}
 
-tcp_connection::tcp_connection(asio::io_context& io, asio::ip::tcp protocol, int fd,
+tcp_connection::tcp_connection(asio::io_context& io, asio::ip::tcp /*protocol*/, int fd,
                                const stream_limits& limits)
-    : tcp_connection(
-          [&] {
-            socket_type socket(io);
-            std::error_code ec;
-            socket.assign(protocol, fd, ec);
-            if (ec) ::close(fd);  // the connection starts closed
-            return socket;
-          }(),
-          limits) {}
-
-tcp_connection::tcp_connection(socket_type socket, const stream_limits& limits)
-    : socket_(std::move(socket)),
-      limits_(limits),
-      sweeper_(deadline_sweeper::of(socket_.get_executor())),
-      idle_timeout_(limits.idle_timeout) {
+    : fd_(fd), poller_(tcp_poller::of(io)), limits_(limits), idle_timeout_(limits.idle_timeout) {
   // No TCP_NODELAY, no FIONBIO here: writes set the first when it matters,
   // and reads and writes pass MSG_DONTWAIT (a listener's sockets are
   // non-blocking from accept4 anyway).
-  sweeper_.uses(limits_.idle_timeout);
-  sweeper_.uses(limits_.message_timeout);
+  auto& sweeper = poller_.sweeper();
+  sweeper.uses(limits_.idle_timeout);
+  sweeper.uses(limits_.message_timeout);
   arm_deadline();
-  if (!socket_.is_open()) {
+  if (fd_ < 0) {
     open_ = false;
     close_reason_ = "closed";
   }
 }
 
-tcp_connection::~tcp_connection() { sweeper_.remove(*this); }
+tcp_connection::~tcp_connection() {
+  poller_.sweeper().remove(*this);
+  poller_.remove(*this);
+  if (fd_ >= 0) ::close(fd_);
+}
 
 void tcp_connection::start() {
-  if (open_) sweeper_.add(*this);
+  if (open_) poller_.sweeper().add(*this);
 }
 
 void tcp_connection::set_parking(std::weak_ptr<parking> target, void* cookie) {
@@ -203,29 +346,29 @@ std::size_t tcp_connection::queued_bytes() const noexcept {
 
 std::string_view tcp_connection::close_reason() const noexcept { return close_reason_; }
 
+namespace {
+// getpeername/getsockname into an endpoint; false once the socket is gone.
+template <class Call>
+bool ask_address(int fd, Call call, asio::ip::tcp::endpoint& out) {
+  if (fd < 0) return false;
+  asio::ip::tcp::endpoint ep;
+  socklen_t size = static_cast<socklen_t>(ep.capacity());
+  if (call(fd, ep.data(), &size) != 0) return false;
+  ep.resize(size);
+  out = ep;
+  return true;
+}
+}  // namespace
+
 const asio::ip::tcp::endpoint& tcp_connection::remote() const noexcept {
   auto& d = more();
-  if (!d.have_remote) {
-    std::error_code ec;
-    auto ep = socket_.remote_endpoint(ec);
-    if (!ec) {
-      d.remote = ep;
-      d.have_remote = true;
-    }
-  }
+  if (!d.have_remote) d.have_remote = ask_address(fd_, ::getpeername, d.remote);
   return d.remote;
 }
 
 const asio::ip::tcp::endpoint& tcp_connection::local() const noexcept {
   auto& d = more();
-  if (!d.have_local) {
-    std::error_code ec;
-    auto ep = socket_.local_endpoint(ec);
-    if (!ec) {
-      d.local = ep;
-      d.have_local = true;
-    }
-  }
+  if (!d.have_local) d.have_local = ask_address(fd_, ::getsockname, d.local);
   return d.local;
 }
 
@@ -242,7 +385,7 @@ void tcp_connection::set_mid_message(bool mid_message) {
 
 void tcp_connection::set_idle_timeout(std::chrono::milliseconds timeout) {
   idle_timeout_ = timeout;
-  sweeper_.uses(timeout);
+  poller_.sweeper().uses(timeout);
   arm_deadline();
 }
 
@@ -262,18 +405,26 @@ asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
         park();
         co_return std::string_view();
       }
-      auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, use_nothrow);
-      wait_ec = ec;
+      if (poller_.add(*this, wait_ec)) {
+        auto [ec] = co_await asio::async_initiate<decltype(use_nothrow), void(std::error_code)>(
+            [this](auto handler) {
+              reader_ = std::make_unique<read_waiter_of<decltype(handler)>>(std::move(handler));
+            },
+            use_nothrow);
+        wait_ec = ec;  // operation_aborted: closed meanwhile (a deadline, close())
+      }
     }
     if (!wait_ec) {
       if (shared_read_buffer.size() < limits_.read_chunk) {
         shared_read_buffer.resize(limits_.read_chunk);
       }
-      auto n = ::recv(socket_.native_handle(), shared_read_buffer.data(), limits_.read_chunk,
+      auto n = ::recv(fd_, shared_read_buffer.data(), limits_.read_chunk,
                       MSG_DONTWAIT);
       if (n > 0) {
-        // A full chunk may have left more behind; a short one took all there was.
-        may_be_readable_ = static_cast<std::size_t>(n) == limits_.read_chunk;
+        // A full chunk may have left more behind; a short one took all the
+        // bytes there were, but not an end of stream (or error) that came with
+        // them, whose edge has passed already.
+        may_be_readable_ = static_cast<std::size_t>(n) == limits_.read_chunk || hangup_seen_;
         if (!mid_message_) arm_deadline();
         co_return std::string_view(shared_read_buffer.data(), static_cast<std::size_t>(n));
       }
@@ -308,15 +459,16 @@ void tcp_connection::park() {
   if (out_ && !writing_ && !flush_scheduled_ && out_->pending.empty() && !out_->drained) {
     out_.reset();
   }
-  socket_.async_wait(asio::socket_base::wait_read,
-                     [self = shared_from_this()](const std::error_code& ec) { self->unpark(ec); });
+  std::error_code ec;
+  if (!poller_.add(*this, ec)) {
+    shut("error", ec);  // unpark() runs, as for any close of a parked connection
+  }
 }
 
-void tcp_connection::unpark(const std::error_code& ec) {
+void tcp_connection::unpark() {
   parked_ = false;
-  // Readable, or closed meanwhile (operation_aborted): either way the next
-  // read() finds out without waiting.
-  (void)ec;
+  // Readable, or closed meanwhile: either way the next read() finds out
+  // without waiting.
   may_be_readable_ = true;
   if (auto target = parking_.lock()) {
     target->wake(*this, parking_cookie_);
@@ -333,11 +485,27 @@ bool tcp_connection::send(std::string_view bytes) {
   return true;
 }
 
+void tcp_connection::on_ready(std::uint32_t events) {
+  // What runs below may let go of this connection.
+  auto self = shared_from_this();
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    may_be_readable_ = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) hangup_seen_ = true;
+    if (parked_) {
+      unpark();
+    } else if (reader_) {
+      auto reader = std::move(reader_);
+      reader->complete({});
+    }
+  }
+  if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && writing_) on_writable();
+}
+
 void tcp_connection::schedule_flush() {
   // After this turn: replies queued by one read's messages share a write.
   if (flush_scheduled_ || writing_) return;
   flush_scheduled_ = true;
-  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+  asio::post(poller_.io(), [self = shared_from_this()] {
     self->flush_scheduled_ = false;
     self->flush();
   });
@@ -346,7 +514,7 @@ void tcp_connection::schedule_flush() {
 asio::awaitable<void> tcp_connection::wait_until_queued_at_most(std::size_t mark) {
   while (open_ && queued_bytes() > mark) {
     auto& o = out();
-    if (!o.drained) o.drained = std::make_unique<event>(socket_.get_executor());
+    if (!o.drained) o.drained = std::make_unique<event>(poller_.io().get_executor());
     // Named, not a temporary: see net/common.hpp on g++ 12.
     auto waited = o.drained->wait();
     co_await std::move(waited);
@@ -372,21 +540,34 @@ void tcp_connection::shut(std::string_view reason, const std::error_code& ec) {
   } else {
     close_reason_ = reason;
   }
-  sweeper_.remove(*this);
+  poller_.sweeper().remove(*this);
   // A timeout or an error is usually logged with the peer's address, which
   // the kernel no longer gives once the socket is closed: ask for it now.
   // A plain close (the common case) is not logged and skips the call.
   if (reason != "closed" && reason != "closed by peer") remote();
   // close() alone ends both directions (a FIN, or a reset when unread bytes
-  // remain): no shutdown() before it. It also ends a parked wait (woken
-  // with operation_aborted) and a wait for writability.
-  std::error_code ignored;
-  socket_.close(ignored);
+  // remain): no shutdown() before it; and leaves the poller's set.
+  poller_.remove(*this);
+  ::close(fd_);
+  fd_ = -1;
+  // What waited ends on the next turn, not inside the caller's call.
+  if (parked_) {
+    asio::post(poller_.io(), [self = shared_from_this()] { self->unpark(); });
+  }
+  if (reader_) {
+    asio::post(poller_.io(), [reader = std::move(reader_)] {
+      reader->complete(asio::error::operation_aborted);
+    });
+  }
+  if (writing_) {
+    writing_ = false;
+    asio::post(poller_.io(), [self = std::move(out_->writing_self)] {});
+  }
   if (out_ && out_->drained) out_->drained->notify();
 }
 
 bool tcp_connection::write_now(std::string_view& bytes, std::error_code& ec) {
-  int fd = socket_.native_handle();
+  int fd = fd_;
   // Nagle's algorithm only holds data back while earlier data is unacknowledged:
   // a first answer in one segment never waits, so a one-request connection
   // skips the setsockopt.
@@ -434,11 +615,12 @@ void tcp_connection::flush() {
       return;
     }
     if (!rest.empty()) {
+      if (!poller_.add(*this, ec)) {
+        shut("error", ec);
+        return;
+      }
       writing_ = true;
-      socket_.async_wait(asio::socket_base::wait_write,
-                         [self = shared_from_this()](const std::error_code& wait_ec) {
-                           self->on_writable(wait_ec);
-                         });
+      o.writing_self = shared_from_this();
       wrote_some();
       return;
     }
@@ -447,14 +629,10 @@ void tcp_connection::flush() {
   if (closing_ && queued_bytes() == 0) shut(peer_finished_ ? "closed by peer" : "closed");
 }
 
-void tcp_connection::on_writable(const std::error_code& ec) {
+void tcp_connection::on_writable() {
   writing_ = false;
-  if (!open_) return;
-  if (ec) {
-    shut("error", ec);
-    return;
-  }
-  flush();
+  auto self = std::move(out_->writing_self);
+  if (open_) flush();
 }
 
 void tcp_connection::wrote_some() {

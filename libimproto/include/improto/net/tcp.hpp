@@ -5,13 +5,15 @@
 // io_context, plus idle and partial-message deadlines enforced by one sweep
 // per io_context (no timer and no system call per connection). An idle
 // connection can be parked: no coroutine, timer or buffer of its own while
-// it waits for bytes.
+// it waits for bytes. Connections are plain descriptors; the ones that must
+// wait share one epoll set per io_context, itself one descriptor of Asio's.
 // Framing stays in the codecs; sessions are loops of read -> decoder.next().
 //
 // Threading: everything runs on one io_context thread; none of these types
 // is safe to use from another thread (post to the io_context instead).
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
@@ -39,6 +41,7 @@ struct stream_limits {
 };
 
 class deadline_sweeper;
+class tcp_poller;
 
 class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
  public:
@@ -52,16 +55,11 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
     virtual ~parking() = default;
   };
 
-  // On the io_context's own executor type: a smaller socket, and smaller
-  // pending operations, than with any_io_executor.
-  using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
-
-  // A connected socket (moved to socket_type: one deregistration and
-  // registration with the reactor; clients only).
+  // A connected socket (its descriptor leaves Asio's reactor: one
+  // deregistration; clients only).
   tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits);
   // An accepted descriptor (tcp_listener::accept_native()), owned from now.
   tcp_connection(asio::io_context& io, asio::ip::tcp protocol, int fd, const stream_limits& limits);
-  tcp_connection(socket_type socket, const stream_limits& limits);
   ~tcp_connection();
   tcp_connection(const tcp_connection&) = delete;
   tcp_connection& operator=(const tcp_connection&) = delete;
@@ -120,41 +118,57 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
 
  private:
   friend class deadline_sweeper;
+  friend class tcp_poller;
   // An idle connection holds none of this: it exists while bytes wait to
   // be written (or the addresses or an error text were asked for).
   struct output;
   struct details;
+  struct read_waiter;
+  template <class Handler>
+  struct read_waiter_of;
   output& out();
   details& more() const;
   void schedule_flush();
   void flush();
-  void on_writable(const std::error_code& ec);
+  void on_writable();
   // Writes as much of `bytes` as the socket takes now; false on an error.
   bool write_now(std::string_view& bytes, std::error_code& ec);
   void wrote_some();
   void park();
-  void unpark(const std::error_code& ec);
+  void unpark();
   void arm_deadline();
   void shut(std::string_view reason, const std::error_code& ec = {});
+  // The descriptor becomes ready (the poller's edge-triggered events).
+  void on_ready(std::uint32_t events);
+  asio::awaitable<std::error_code> wait_readable();
 
-  socket_type socket_;
+  // A plain descriptor: the reactor never sees a connection that does not
+  // have to wait (a one-request connection costs accept4, recv, send and
+  // close), and one that waits joins the io_context's own epoll set once
+  // (tcp_poller): no per-socket state of Asio's, no pending operation.
+  int fd_;
+  tcp_poller& poller_;
   const stream_limits& limits_;
-  deadline_sweeper& sweeper_;
   tcp_connection* sweep_prev_ = nullptr;  // the sweeper's list while open
   tcp_connection* sweep_next_ = nullptr;
   clock::time_point deadline_ = clock::time_point::max();
   std::chrono::milliseconds idle_timeout_;
   std::unique_ptr<output> out_;
   mutable std::unique_ptr<details> more_;
+  // A coroutine in read() waiting for bytes (not parked).
+  std::unique_ptr<read_waiter> reader_;
   std::weak_ptr<parking> parking_;
   void* parking_cookie_ = nullptr;
   std::string_view close_reason_;  // a literal, or details::error_text
   bool swept_ : 1 = false;
-  bool wrote_ : 1 = false;  // Nagle matters from the second write on
+  bool polled_ : 1 = false;  // in the poller's epoll set
+  bool wrote_ : 1 = false;   // Nagle matters from the second write on
   bool nodelay_ : 1 = false;
   // recv() before waiting: a new connection's request is usually there
   // already, a woken one's always, and a full read may have left more.
   bool may_be_readable_ : 1 = true;
+  // The poller saw the end of stream or an error: no further edge will say so.
+  bool hangup_seen_ : 1 = false;
   bool parked_ : 1 = false;
   bool flush_scheduled_ : 1 = false;
   bool writing_ : 1 = false;  // waiting for the socket to take more
