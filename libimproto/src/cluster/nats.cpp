@@ -443,6 +443,9 @@ struct nats_connection::state : std::enable_shared_from_this<state> {
   std::shared_ptr<evloop> loop;
   jsCtx* js = nullptr;
   std::unique_ptr<worker> kv_worker = std::make_unique<worker>();
+  // Set by the destructor: the io thread no longer runs, so nobody would
+  // write a flush's PING or read its PONG.
+  std::atomic<bool> closing{false};
   std::vector<std::shared_ptr<kv_bucket>> buckets;
 
   // io thread only from here. Subscriptions are synchronous ones on `mc`,
@@ -750,6 +753,7 @@ result<std::unique_ptr<nats_connection>> nats_connection::connect(asio::io_conte
 nats_connection::~nats_connection() {
   auto& s = *state_;
   // Queued KV work (names given back on shutdown) first, while connected.
+  s.closing.store(true);
   s.kv_worker->drain();
   s.buckets.clear();
   s.requests.clear();
@@ -911,7 +915,12 @@ void nats_connection::run_blocking(std::function<void()> job, std::function<void
 
 result<void> nats_connection::flush() {
   // The message connection's: what matters is that its subscriptions are
-  // in place. Blocking, and the io thread reads the answer: never on it.
+  // in place. Blocking, and the io thread reads the answer: never on it,
+  // and not once it has stopped (a claim still queued at shutdown would
+  // wait out the timeout for nothing).
+  if (state_->closing.load()) {
+    return tl::unexpected(error(errc::io_error, "NATS flush: the connection is closing"));
+  }
   natsStatus s = natsConnection_FlushTimeout(state_->mc, state_->options.jetstream_timeout.count());
   if (s != NATS_OK) return tl::unexpected(nats_error(errc::io_error, "NATS flush", s));
   return {};
