@@ -2,14 +2,15 @@
 
 // A NATS connection (libnats) for servers running on one asio io_context.
 //
-// libnats calls back on its own threads; every callback here copies the
-// message and posts it into the io_context, so handlers run on the io
-// thread. Messages of every subscription are delivered by one libnats
-// thread (the global delivery pool, size 1). Requests use one inbox
-// subscription and asio timers, so waiting never blocks the io thread.
-// JetStream key-value calls block, so they run, in the order they were
-// given, on one worker thread of the connection; their results are posted
-// back. Publishing is safe from any thread.
+// Messages use a libnats connection in event-loop mode driven by the io
+// thread: the io thread reads and parses the socket and hands each message
+// to its handler, with no libnats thread in between; it is also the only
+// thread that writes that socket (a publish from another thread is written
+// by the io thread once libnats' write callback has posted it). Requests
+// use inbox subscriptions and asio timers, so waiting never blocks the io
+// thread. JetStream key-value calls block, so they use a second, threaded
+// connection and run, in the order they were given, on one worker thread;
+// their results are posted back. Publishing is safe from any thread.
 
 #include <chrono>
 #include <cstdint>
@@ -89,8 +90,9 @@ class nats_connection {
   result<std::shared_ptr<kv_bucket>> key_value(const std::string& bucket, int replicas,
                                                std::chrono::milliseconds ttl = {});
 
-  // Blocking (for run_blocking jobs): returns once the server has processed
-  // everything sent before, subscriptions included.
+  // Blocking, for run_blocking jobs only (the io thread reads the answer):
+  // returns once the server has processed everything sent before,
+  // subscriptions included.
   result<void> flush();
 
   // Runs `job` on the KV worker thread (FIFO), then `then` on the io thread.
