@@ -532,12 +532,15 @@ def test_sync_normal_keeps_its_store_to_itself(registry, tmp_path):
 def seed_store(path, entries):
     """Adds (name, host, port) rows straight to a stopped server's store file,
     in one transaction: a list of megabytes in well under a second (over
-    HTTP each REGISTER costs an fsync). Only the columns of schema version 1,
-    so that the same test runs against an older server."""
+    HTTP each REGISTER costs an fsync). Only the columns of schema version 1
+    (seq given, as version 3 needs it), so that the same test runs against an
+    older server."""
     import sqlite3
     db = sqlite3.connect(path)
     with db:
-        db.executemany("INSERT INTO registry (name, host, port) VALUES (?, ?, ?)", entries)
+        (last,) = db.execute("SELECT coalesce(max(seq), 0) FROM registry").fetchone()
+        db.executemany("INSERT INTO registry (name, host, port, seq) VALUES (?, ?, ?, ?)",
+                       [(*e, last + 1 + i) for i, e in enumerate(entries)])
     db.close()
 
 

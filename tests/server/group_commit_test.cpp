@@ -124,32 +124,29 @@ TEST_CASE("group_committer on the io thread: one transaction per turn, answers i
   CHECK(names_in(file) == 102);  // 100 + late + last
 }
 
-TEST_CASE("group_committer on the io thread: writes a few handlers behind the first join its group") {
-  // A request reaches submit() some handlers after the readiness that
-  // brought it; with `settle` passes the commit waits for them rather than
-  // taking a fsync each. Without, each hop is a group of its own.
+TEST_CASE("group_committer on the io thread: the writes of one handler are one group") {
+  // The connections' readiness of a turn is handed out by one handler, so a
+  // turn's requests are queued by one handler: one transaction, one fsync.
+  // A write queued by a later handler goes into a group of its own.
   using committer_type = server::group_committer<store::registry_store>;
-  for (auto expect : {std::pair{committer_type::durable_settle, std::size_t{1}},
-                      std::pair{0, std::size_t{3}}}) {
-    const int settle = expect.first;  // not a structured binding: CAPTURE is a lambda (clang 14)
-    const std::size_t groups = expect.second;
-    CAPTURE(settle);
-    server_test::temp_dir dir("gc-io-settle");
-    auto store = store::registry_store::open(dir.path / "registry.sqlite3");
-    REQUIRE(store);
-    asio::io_context io(1);
-    committer_type committer(io, std::move(*store), 64, server::commit_thread::io, settle);
-    int answered = 0;
-    std::function<void(int)> chain = [&](int hop) {
-      committer.submit(store::registry_store::add_op{"hop" + std::to_string(hop), "h", 1},
-                       [&](result<void> r) { answered += r ? 1 : 0; });
-      if (hop < 2) asio::post(io, [&, hop] { chain(hop + 1); });
-    };
-    asio::post(io, [&] { chain(0); });
-    io.run();
-    CHECK(answered == 3);
-    CHECK(committer.groups_committed() == groups);
-  }
+  server_test::temp_dir dir("gc-io-turn");
+  auto store = store::registry_store::open(dir.path / "registry.sqlite3");
+  REQUIRE(store);
+  asio::io_context io(1);
+  committer_type committer(io, std::move(*store), 64, server::commit_thread::io);
+  int answered = 0;
+  std::function<void(int)> turn = [&](int n) {
+    for (int i = 0; i < 5; ++i) {
+      committer.submit(
+          store::registry_store::add_op{"t" + std::to_string(n) + "u" + std::to_string(i), "h", 1},
+          [&](result<void> r) { answered += r ? 1 : 0; });
+    }
+    if (n < 2) asio::post(io, [&, n] { turn(n + 1); });
+  };
+  asio::post(io, [&] { turn(0); });
+  io.run();
+  CHECK(answered == 15);
+  CHECK(committer.groups_committed() == 3);
 }
 
 TEST_CASE("group_committer on the io thread: destroyed with writes queued, it commits them") {

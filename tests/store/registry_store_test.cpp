@@ -358,7 +358,7 @@ TEST_CASE("registry: a version 1 file is migrated, its entries of unknown origin
   auto s = open_store(file);
   auto st = s.status();
   REQUIRE(st.has_value());
-  CHECK(st->schema_version == 2);
+  CHECK(st->schema_version == 3);
   CHECK(list_of(s) ==
         std::vector<registry_record>{{"old", "10.0.0.1", 7, ""}, {"older", "h", 8, ""}});
   // Unknown origin: removable from any address rather than from none.
@@ -366,5 +366,68 @@ TEST_CASE("registry: a version 1 file is migrated, its entries of unknown origin
   check_ok(s.add("new", "h", 9, "127.0.0.2"));
   check_error(s.remove("new", "h", 9, "127.0.0.9"), errc::rejected);
   test::raw_db raw(file);
-  CHECK(raw.integer("PRAGMA user_version") == 2);
+  CHECK(raw.integer("PRAGMA user_version") == 3);
+}
+
+TEST_CASE("registry: a version 2 file is migrated to one b-tree, its order kept") {
+  temp_dir dir;
+  const auto file = dir / "registry.sqlite3";
+  {
+    // The schema as version 2 shipped it; seq out of name order on purpose.
+    test::raw_db raw(file);
+    raw.exec(
+        "PRAGMA application_id = 1229804103;"
+        "CREATE TABLE registry (seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+        " host TEXT NOT NULL, port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535),"
+        " origin TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO registry (seq, name, host, port, origin) VALUES"
+        " (5, 'b', 'h', 1, '127.0.0.1'), (9, 'a', 'h', 2, ''), (12, 'c', 'h', 3, '');"
+        "PRAGMA user_version = 2;");
+  }
+  {
+    auto s = open_store(file);
+    check_ok(s.add("d", "h", 4));
+    CHECK(list_of(s) == std::vector<registry_record>{{"b", "h", 1, "127.0.0.1"},
+                                                    {"a", "h", 2, ""},
+                                                    {"c", "h", 3, ""},
+                                                    {"d", "h", 4, ""}});
+    check_error(s.remove("b", "h", 1, "127.0.0.9"), errc::rejected);
+  }
+  test::raw_db raw(file);
+  CHECK(raw.integer("PRAGMA user_version") == 3);
+  CHECK(raw.integer("SELECT count(*) FROM sqlite_master WHERE type = 'index'") == 0);  // the table is the index
+  CHECK(raw.integer("SELECT seq FROM registry WHERE name = 'd'") == 13);
+}
+
+TEST_CASE("registry: a single change appends one WAL frame") {
+  // One b-tree: the table is its name index. Two frames per commit before.
+  temp_dir dir;
+  constexpr std::uintmax_t frame = 24 + 4096;
+  auto s = open_store(dir / "registry.sqlite3");
+  check_ok(s.add("warm", "h", 1));
+  for (int i = 0; i < 10; ++i) {
+    const auto before = wal_size(dir / "registry.sqlite3");
+    check_ok(s.add("u" + std::to_string(i), "h", 1));
+    CHECK(wal_size(dir / "registry.sqlite3") - before == frame);
+    const auto mid = wal_size(dir / "registry.sqlite3");
+    check_ok(s.remove("u" + std::to_string(i), "h", 1));
+    CHECK(wal_size(dir / "registry.sqlite3") - mid == frame);
+  }
+}
+
+TEST_CASE("registry: registration order holds across two handles on one file") {
+  // The order is counted by each handle; another one's write makes it read
+  // the file's largest seq again.
+  temp_dir dir;
+  const auto file = dir / "registry.sqlite3";
+  auto one = open_store(file);
+  auto two = open_store(file);
+  check_ok(one.add("first", "h", 1));
+  check_ok(two.add("second", "h", 2));
+  check_ok(one.add("third", "h", 3));
+  check_ok(two.add("fourth", "h", 4));
+  const std::vector<registry_record> expected{
+      {"first", "h", 1, ""}, {"second", "h", 2, ""}, {"third", "h", 3, ""}, {"fourth", "h", 4, ""}};
+  CHECK(list_of(one) == expected);
+  CHECK(list_of(two) == expected);
 }

@@ -172,7 +172,7 @@ TEST_CASE("store: files are WAL, synchronous FULL, with foreign keys and a busy 
     auto buddy = buddy_store::open(buddy_file);
     REQUIRE(buddy.has_value());
     // Schema versions: registry 2 (entries remember their origin), buddy 1.
-    const int versions[] = {2, 1};
+    const int versions[] = {3, 1};
     int which = 0;
     for (auto st : {reg->status(), buddy->status()}) {
       REQUIRE(st.has_value());
@@ -188,7 +188,7 @@ TEST_CASE("store: files are WAL, synchronous FULL, with foreign keys and a busy 
     // Seen from outside the stores.
     test::raw_db raw(reg_file);
     CHECK(raw.text("PRAGMA journal_mode") == "wal");
-    CHECK(raw.integer("PRAGMA user_version") == 2);
+    CHECK(raw.integer("PRAGMA user_version") == 3);
     CHECK(raw.integer("PRAGMA application_id") == 0x494d5247);
     test::raw_db raw_buddy(buddy_file);
     CHECK(raw_buddy.integer("PRAGMA application_id") == 0x494d4244);
@@ -500,7 +500,7 @@ TEST_CASE("store: two connections share a file; a writer waits for the lock, rea
   CHECK(*seen);
 
   test::raw_db raw(file);
-  raw.exec("BEGIN IMMEDIATE; INSERT INTO registry (name, host, port) VALUES ('raw', 'h', 2)");
+  raw.exec("BEGIN IMMEDIATE; INSERT INTO registry (name, seq, host, port) VALUES ('raw', 100, 'h', 2)");
   const auto start = std::chrono::steady_clock::now();
   check_error(a->add("bob", "h", 3), errc::storage_error, {file.string(), "locked"});
   CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(100));

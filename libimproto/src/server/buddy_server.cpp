@@ -117,7 +117,7 @@ buddy_change change_of(const buddy::request& req) {
 
 }  // namespace
 
-struct buddy_server::impl final : buddy_status_sink {
+struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_this<impl> {
   impl(asio::io_context& io_context, buddy_config cfg, net::tcp_server server, net::udp_socket u)
       : io(io_context), config(std::move(cfg)), tcp(std::move(server)), udp(std::move(u)) {}
 
@@ -145,7 +145,8 @@ struct buddy_server::impl final : buddy_status_sink {
   result<void> load(store_type& st);
 
   asio::awaitable<void> run_session(std::shared_ptr<session> s);
-  asio::awaitable<void> serve(session& s, const buddy::request& req);
+  void serve(const std::shared_ptr<session>& s, buddy::request req);
+  void committed(session& s, const buddy::request& req, const result<void>& done);
   std::optional<buddy::response> precheck(const buddy::request& req);
   void apply(const buddy::request& req);
   void answer(session& s, const buddy::request* req, const buddy::response& r,
@@ -242,11 +243,11 @@ asio::awaitable<void> buddy_server::impl::run_session(std::shared_ptr<session> s
     }
     // One request per connection: whatever follows it is ignored.
     conn.set_mid_message(false);
-    const buddy::request req = std::move(**r);
-    co_await serve(*s, req);
+    serve(s, std::move(**r));
     break;
   }
-  if (conn.is_open()) conn.close_after_flush();
+  // A change being committed is answered (and closed) by its completion.
+  if (conn.is_open() && !s->committing) conn.close_after_flush();
   // Until the writer has sent the answer and closed: the session still
   // counts for a graceful stop, and bytes the peer sends meanwhile are read
   // and dropped, since closing with unread bytes would reset the connection
@@ -257,11 +258,13 @@ asio::awaitable<void> buddy_server::impl::run_session(std::shared_ptr<session> s
   }
 }
 
-// `s` is kept alive by run_session, which awaits this.
-asio::awaitable<void> buddy_server::impl::serve(session& s, const buddy::request& req) {
+// Answers at once, or queues the change for the store; then the answer
+// comes from committed(), run in commit order on the io thread by the
+// committer's batch itself (a callback, no coroutine to resume per change).
+void buddy_server::impl::serve(const std::shared_ptr<session>& s, buddy::request req) {
   if (auto early = precheck(req)) {
-    answer(s, &req, *early);
-    co_return;
+    answer(*s, &req, *early);
+    return;
   }
   store_type::operation op;
   if (const auto* reg = std::get_if<buddy::register_request>(&req)) {
@@ -272,25 +275,32 @@ asio::awaitable<void> buddy_server::impl::serve(session& s, const buddy::request
     const auto& del = std::get<buddy::delete_request>(req);
     op = store_type::remove_buddy_op{del.user, del.buddy};
   }
-  s.committing = true;
-  // Named, not a temporary: see net/common.hpp on g++ 12.
-  auto write = committer->write(std::move(op));
-  auto done = co_await std::move(write);
+  s->committing = true;
+  // It owns the state and the session, which may outlive the handle and
+  // run_session until it has run.
+  committer->submit(std::move(op), [self = shared_from_this(), s,
+                                    req = std::move(req)](result<void> done) {
+    self->committed(*s, req, done);
+  });
+}
+
+void buddy_server::impl::committed(session& s, const buddy::request& req,
+                                   const result<void>& done) {
   s.committing = false;
   if (done) {
     apply(req);
     answer(s, &req, buddy::response::ok());
-    co_return;
+    return;
   }
   if (auto code = buddy::to_wire(done.error().code())) {
     answer(s, &req, *code);
-    co_return;
+    return;
   }
   if (shared && done.error() == errc::storage_error) {
     // The database is unreachable or failed: not committed. The protocol
     // has no code for it; clients read any code but 200 as a failure.
     answer(s, &req, buddy::response{503, "UNAVAILABLE"}, done.error().message());
-    co_return;
+    return;
   }
   // Not committed, and the protocol has no code for it: no answer at all
   // rather than one that could be taken for success.

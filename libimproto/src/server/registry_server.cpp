@@ -121,13 +121,7 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
        std::vector<store::registry_record> records, store_type st, commit_thread where)
       : io(io_context), config(std::move(cfg)), tcp(std::move(server)) {
     for (auto& r : records) add_entry({std::move(r.name), std::move(r.host), r.port});
-    // On the io thread, a durable commit waits for the rest of its turn.
-    const bool waits = config.store.synchronous == store::sync_level::full ||
-                       config.store.synchronous == store::sync_level::extra;
-    const int settle = where == commit_thread::io && waits
-                           ? group_committer<store_type>::durable_settle
-                           : 0;
-    committer = std::make_unique<group_committer<store_type>>(io, std::move(st), 512, where, settle);
+    committer = std::make_unique<group_committer<store_type>>(io, std::move(st), 512, where);
   }
 
   asio::io_context& io;

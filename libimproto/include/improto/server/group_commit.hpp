@@ -57,24 +57,9 @@ class group_committer {
  public:
   using operation = typename Store::operation;
 
-  // A read's request reaches submit() a few handlers after the readiness
-  // that brought it (the session's coroutine is resumed through posts), so a
-  // commit posted once runs ahead of some of its turn's requests. For a
-  // commit that waits for fsync that costs a fsync more per group: passing
-  // through the queue a few more times (handlers on the io thread's own
-  // queue, no system call of ours) lets the whole turn in. Measured at 2,000
-  // changes/s over 20 connections: with 2 passes the latency p50 was about
-  // one fsync instead of two, and the rate held when an fsync took 4 ms. A
-  // commit without fsync has nothing to gain from them, and each pass lets
-  // Asio poll its reactor once more (57 against 49 us per change in one
-  // A/B, within this machine's noise), so 0 there.
-  static constexpr int durable_settle = 2;
-
-  // settle: with commit_thread::io, how many more times the commit handler
-  // goes through the io_context's queue before it commits.
   group_committer(asio::io_context& io, Store store, std::size_t max_group = 512,
-                  commit_thread where = commit_thread::worker, int settle = 0)
-      : io_(io), store_(std::move(store)), max_group_(max_group), where_(where), settle_(settle) {
+                  commit_thread where = commit_thread::worker)
+      : io_(io), store_(std::move(store)), max_group_(max_group), where_(where) {
     if (where_ == commit_thread::worker) worker_ = std::thread([this] { run(); });
   }
 
@@ -179,23 +164,20 @@ class group_committer {
     pending_.push_back({std::move(op), std::move(done)});
     if (!commit_posted_) {
       commit_posted_ = true;
-      // Behind the handlers of this turn, which may queue more. Weak: the
-      // committer may go first (its destructor commits what is pending).
-      post_commit(settle_);
+      // Behind the handler that queued it: the connections' readiness of
+      // one turn is handed out by one handler (net/tcp.cpp's poller drain,
+      // sessions resumed inline), so its requests are all queued by then.
+      // Passing through the queue more often added no request to a group
+      // and cost an epoll_wait each (Asio polls its reactor between
+      // generations of handlers). Weak: the committer may go first (its
+      // destructor commits what is pending).
+      asio::post(io_, [this, alive = std::weak_ptr<void>(alive_)] {
+        if (!alive.lock()) return;
+        commit_posted_ = false;
+        commit_here(alive);
+      });
     }
     return true;
-  }
-
-  void post_commit(int passes_left) {
-    asio::post(io_, [this, passes_left, alive = std::weak_ptr<void>(alive_)] {
-      if (!alive.lock()) return;
-      if (passes_left > 0) {
-        post_commit(passes_left - 1);
-        return;
-      }
-      commit_posted_ = false;
-      commit_here(alive);
-    });
   }
 
   // The next group of at most max_group_ pending writes into `group`.
@@ -271,7 +253,6 @@ class group_committer {
   Store store_;
   std::size_t max_group_;
   commit_thread where_;
-  int settle_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<entry> queue_;
