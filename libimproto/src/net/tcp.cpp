@@ -459,6 +459,9 @@ void tcp_connection::park() {
   if (out_ && !writing_ && !flush_scheduled_ && out_->pending.empty() && !out_->drained) {
     out_.reset();
   }
+  // Nor the addresses a log line asked for (~100 B; asked again if needed).
+  // An open connection has no error text.
+  if (more_ && more_->error_text.empty()) more_.reset();
   std::error_code ec;
   if (!poller_.add(*this, ec)) {
     shut("error", ec);  // unpark() runs, as for any close of a parked connection

@@ -110,7 +110,8 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   bool is_open() const noexcept { return open_; }
   std::size_t queued_bytes() const noexcept;
   // The addresses, asked of the kernel on first use only (most connections
-  // never need them: a log line or a download does).
+  // never need them: a log line or a download does) and forgotten when the
+  // connection parks: the reference is valid until the next read().
   const asio::ip::tcp::endpoint& remote() const noexcept;
   const asio::ip::tcp::endpoint& local() const noexcept;
   // Why the connection ended, once it has ("timeout", "closed by peer", ...).
