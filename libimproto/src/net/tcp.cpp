@@ -360,6 +360,12 @@ bool ask_address(int fd, Call call, asio::ip::tcp::endpoint& out) {
 }
 }  // namespace
 
+asio::ip::address tcp_connection::remote_address() const {
+  if (more_ && more_->have_remote) return more_->remote.address();
+  asio::ip::tcp::endpoint ep;
+  return ask_address(fd_, ::getpeername, ep) ? ep.address() : asio::ip::address();
+}
+
 const asio::ip::tcp::endpoint& tcp_connection::remote() const noexcept {
   auto& d = more();
   if (!d.have_remote) d.have_remote = ask_address(fd_, ::getpeername, d.remote);
@@ -455,10 +461,7 @@ asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
 
 void tcp_connection::park() {
   parked_ = true;
-  // An idle connection keeps no output buffers.
-  if (out_ && !writing_ && !flush_scheduled_ && out_->pending.empty() && !out_->drained) {
-    out_.reset();
-  }
+  release_output_if_idle();
   // Nor the addresses a log line asked for (~100 B; asked again if needed).
   // An open connection has no error text.
   if (more_ && more_->error_text.empty()) more_.reset();
@@ -629,7 +632,20 @@ void tcp_connection::flush() {
     }
   }
   wrote_some();
-  if (closing_ && queued_bytes() == 0) shut(peer_finished_ ? "closed by peer" : "closed");
+  if (closing_ && queued_bytes() == 0) {
+    shut(peer_finished_ ? "closed by peer" : "closed");
+    return;
+  }
+  // A reply usually goes out after its connection parked.
+  if (parked_) release_output_if_idle();
+}
+
+// An idle connection keeps no output buffers (~150 B with a reply's bytes).
+void tcp_connection::release_output_if_idle() {
+  if (out_ && !writing_ && !flush_scheduled_ && out_->pending.empty() && !out_->drained &&
+      out_->written == out_->writing.size()) {
+    out_.reset();
+  }
 }
 
 void tcp_connection::on_writable() {

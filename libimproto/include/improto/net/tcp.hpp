@@ -114,6 +114,8 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   // connection parks: the reference is valid until the next read().
   const asio::ip::tcp::endpoint& remote() const noexcept;
   const asio::ip::tcp::endpoint& local() const noexcept;
+  // The peer's address, not kept (for a check on a parked connection).
+  asio::ip::address remote_address() const;
   // Why the connection ended, once it has ("timeout", "closed by peer", ...).
   std::string_view close_reason() const noexcept;
 
@@ -136,6 +138,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   bool write_now(std::string_view& bytes, std::error_code& ec);
   void wrote_some();
   void park();
+  void release_output_if_idle();
   void unpark();
   void arm_deadline();
   void shut(std::string_view reason, const std::error_code& ec = {});
