@@ -60,7 +60,8 @@ struct user_entry {
   std::shared_ptr<session> sender, receiver;
   bool subscribed = false;
   bool claiming = false;  // cluster: the name's claim is in flight
-  std::vector<waiting_registration> waiting;
+  // Cluster only, while the claim is in flight (an idle user holds none).
+  std::unique_ptr<std::vector<waiting_registration>> waiting;
   bool complete() const noexcept { return sender && receiver && !claiming; }
 };
 
@@ -421,7 +422,8 @@ void relay_server::impl::on_register(const std::shared_ptr<session>& s,
   s->user = m.user;
   if (cluster && (fresh || entry.claiming)) {
     // The name is ours only once the cluster says so; this socket reads on after.
-    entry.waiting.push_back({s, s->replies.reserve(), m.role});
+    if (!entry.waiting) entry.waiting = std::make_unique<std::vector<waiting_registration>>();
+    entry.waiting->push_back({s, s->replies.reserve(), m.role});
     s->claim_wait = true;
     arm_pairing_timer(s);
     if (fresh) {
@@ -456,8 +458,9 @@ void relay_server::impl::on_claimed(const std::string& user, relay_cluster::clai
   if (it == users.end() || !it->second.claiming) return;
   auto& entry = it->second;
   entry.claiming = false;
-  auto waiting = std::move(entry.waiting);
-  entry.waiting.clear();
+  std::vector<waiting_registration> waiting;
+  if (entry.waiting) waiting = std::move(*entry.waiting);
+  entry.waiting.reset();
   bool ok = r == relay_cluster::claim_result::claimed;
   int code = r == relay_cluster::claim_result::taken ? relay::codes::username_taken
                                                       : relay::codes::server_busy;
@@ -491,11 +494,13 @@ void relay_server::impl::drop_user(user_map::iterator it) {
   bool was_complete = entry.complete();
   // A REGISTER still waiting on the claim is answered as one server would
   // have (registered, then unregistered with the name).
-  for (auto& w : entry.waiting) {
-    if (auto ws = w.s.lock()) {
-      ws->claim_wait = false;
-      ws->replies.fill(w.slot, relay::serialize_unchecked(relay::registered{w.role, it->first}));
-      ws->replies.wake();
+  if (entry.waiting) {
+    for (auto& w : *entry.waiting) {
+      if (auto ws = w.s.lock()) {
+        ws->claim_wait = false;
+        ws->replies.fill(w.slot, relay::serialize_unchecked(relay::registered{w.role, it->first}));
+        ws->replies.wake();
+      }
     }
   }
   if (cluster) cluster->release(it->first, was_complete);

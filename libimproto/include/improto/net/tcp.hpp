@@ -151,12 +151,14 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   // close), and one that waits joins the io_context's own epoll set once
   // (tcp_poller): no per-socket state of Asio's, no pending operation.
   int fd_;
+  // 32 bits (beside fd_): ~24 days at most, longer is clamped. With it a
+  // connection takes one 160-byte chunk of malloc's instead of 176.
+  std::chrono::duration<std::int32_t, std::milli> idle_timeout_;
   tcp_poller& poller_;
   const stream_limits& limits_;
   tcp_connection* sweep_prev_ = nullptr;  // the sweeper's list while open
   tcp_connection* sweep_next_ = nullptr;
   clock::time_point deadline_ = clock::time_point::max();
-  std::chrono::milliseconds idle_timeout_;
   std::unique_ptr<output> out_;
   mutable std::unique_ptr<details> more_;
   // A coroutine in read() waiting for bytes (not parked).
