@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -295,13 +296,28 @@ asio::io_context& context_of(const asio::any_io_executor& executor) {
 }
 }  // namespace
 
+// Every idle connection holds one: with make_shared's 16 B, 136 B is a
+// 160-byte malloc chunk (the next field would make it 176).
+static_assert(sizeof(void*) != 8 || sizeof(tcp_connection) <= 136);
+
+namespace {
+std::chrono::duration<std::int32_t, std::milli> clamped(std::chrono::milliseconds timeout) {
+  constexpr std::chrono::milliseconds most{std::numeric_limits<std::int32_t>::max()};
+  return std::chrono::duration<std::int32_t, std::milli>(
+      static_cast<std::int32_t>(std::clamp(timeout, std::chrono::milliseconds(0), most).count()));
+}
+}  // namespace
+
 tcp_connection::tcp_connection(asio::ip::tcp::socket socket, const stream_limits& limits)
     : tcp_connection(context_of(socket.get_executor()), asio::ip::tcp::v4(), release(socket),
                      limits) {}
 
 tcp_connection::tcp_connection(asio::io_context& io, asio::ip::tcp /*protocol*/, int fd,
                                const stream_limits& limits)
-    : fd_(fd), poller_(tcp_poller::of(io)), limits_(limits), idle_timeout_(limits.idle_timeout) {
+    : fd_(fd),
+      idle_timeout_(clamped(limits.idle_timeout)),
+      poller_(tcp_poller::of(io)),
+      limits_(limits) {
   // No TCP_NODELAY, no FIONBIO here: writes set the first when it matters,
   // and reads and writes pass MSG_DONTWAIT (a listener's sockets are
   // non-blocking from accept4 anyway).
@@ -360,6 +376,12 @@ bool ask_address(int fd, Call call, asio::ip::tcp::endpoint& out) {
 }
 }  // namespace
 
+asio::ip::address tcp_connection::remote_address() const {
+  if (more_ && more_->have_remote) return more_->remote.address();
+  asio::ip::tcp::endpoint ep;
+  return ask_address(fd_, ::getpeername, ep) ? ep.address() : asio::ip::address();
+}
+
 const asio::ip::tcp::endpoint& tcp_connection::remote() const noexcept {
   auto& d = more();
   if (!d.have_remote) d.have_remote = ask_address(fd_, ::getpeername, d.remote);
@@ -373,7 +395,8 @@ const asio::ip::tcp::endpoint& tcp_connection::local() const noexcept {
 }
 
 void tcp_connection::arm_deadline() {
-  auto timeout = mid_message_ || closing_ ? limits_.message_timeout : idle_timeout_;
+  std::chrono::milliseconds timeout = idle_timeout_;
+  if (mid_message_ || closing_) timeout = limits_.message_timeout;
   deadline_ = timeout.count() > 0 ? clock::now() + timeout : clock::time_point::max();
 }
 
@@ -384,7 +407,7 @@ void tcp_connection::set_mid_message(bool mid_message) {
 }
 
 void tcp_connection::set_idle_timeout(std::chrono::milliseconds timeout) {
-  idle_timeout_ = timeout;
+  idle_timeout_ = clamped(timeout);
   poller_.sweeper().uses(timeout);
   arm_deadline();
 }
@@ -455,10 +478,10 @@ asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
 
 void tcp_connection::park() {
   parked_ = true;
-  // An idle connection keeps no output buffers.
-  if (out_ && !writing_ && !flush_scheduled_ && out_->pending.empty() && !out_->drained) {
-    out_.reset();
-  }
+  release_output_if_idle();
+  // Nor the addresses a log line asked for (~100 B; asked again if needed).
+  // An open connection has no error text.
+  if (more_ && more_->error_text.empty()) more_.reset();
   std::error_code ec;
   if (!poller_.add(*this, ec)) {
     shut("error", ec);  // unpark() runs, as for any close of a parked connection
@@ -626,7 +649,20 @@ void tcp_connection::flush() {
     }
   }
   wrote_some();
-  if (closing_ && queued_bytes() == 0) shut(peer_finished_ ? "closed by peer" : "closed");
+  if (closing_ && queued_bytes() == 0) {
+    shut(peer_finished_ ? "closed by peer" : "closed");
+    return;
+  }
+  // A reply usually goes out after its connection parked.
+  if (parked_) release_output_if_idle();
+}
+
+// An idle connection keeps no output buffers (~150 B with a reply's bytes).
+void tcp_connection::release_output_if_idle() {
+  if (out_ && !writing_ && !flush_scheduled_ && out_->pending.empty() && !out_->drained &&
+      out_->written == out_->writing.size()) {
+    out_.reset();
+  }
 }
 
 void tcp_connection::on_writable() {

@@ -60,30 +60,32 @@ struct user_entry {
   std::shared_ptr<session> sender, receiver;
   bool subscribed = false;
   bool claiming = false;  // cluster: the name's claim is in flight
-  std::vector<waiting_registration> waiting;
+  // Cluster only, while the claim is in flight (an idle user holds none).
+  std::unique_ptr<std::vector<waiting_registration>> waiting;
   bool complete() const noexcept { return sender && receiver && !claiming; }
 };
 
 // A timer made when first armed and freed by cancel() (which ends a wait
 // like asio's cancel: operation_aborted): most sessions never arm theirs,
-// and an idle one holds none.
+// and an idle one holds none, not even its io_context's address.
 class lazy_timer {
  public:
-  explicit lazy_timer(asio::io_context& io) : io_(&io) {}
-  void expires_after(std::chrono::milliseconds d) { get().expires_after(d); }
-  void expires_at(net::clock::time_point t) { get().expires_at(t); }
+  void expires_after(asio::io_context& io, std::chrono::milliseconds d) {
+    get(io).expires_after(d);
+  }
+  void expires_at(asio::io_context& io, net::clock::time_point t) { get(io).expires_at(t); }
+  // After expires_after() or expires_at().
   template <class Handler>
   void async_wait(Handler&& h) {
-    get().async_wait(std::forward<Handler>(h));
+    timer_->async_wait(std::forward<Handler>(h));
   }
   void cancel() { timer_.reset(); }
 
  private:
-  asio::steady_timer& get() {
-    if (!timer_) timer_ = std::make_unique<asio::steady_timer>(*io_);
+  asio::steady_timer& get(asio::io_context& io) {
+    if (!timer_) timer_ = std::make_unique<asio::steady_timer>(io);
     return *timer_;
   }
-  asio::io_context* io_;
   std::unique_ptr<asio::steady_timer> timer_;
 };
 
@@ -114,12 +116,9 @@ class lazy_deque {
 };
 
 struct session : net::tcp_session {
-  session(asio::io_context& io, std::shared_ptr<net::tcp_connection> c,
+  session(std::shared_ptr<net::tcp_connection> c,
           std::shared_ptr<const net::ordered_replies::settings> reply_settings)
-      : tcp_session(std::move(c)),
-        replies(std::move(reply_settings), conn),
-        answer_timer(io),
-        pairing_timer(io) {}
+      : tcp_session(std::move(c)), replies(std::move(reply_settings), conn) {}
 
   // Stopping: the writer flushes and closes; one finishing its replies stops waiting.
   void on_stop() override {
@@ -127,13 +126,12 @@ struct session : net::tcp_session {
     replies.wake();
   }
 
+  // Ordered by size, the small fields last: one per idle connection, it is
+  // most of the memory an idle client costs (with its connection).
+
   // Made when bytes arrive; dropped while parked between messages.
   std::unique_ptr<relay::decoder> decoder;
-  std::optional<relay::role> role;  // set once REGISTER succeeded on this socket
   std::string user;
-  // Reading waits while this socket's REGISTER waits for the cluster, so
-  // later requests see the outcome as they would on one server.
-  bool claim_wait = false;
 
   // Replies leave in request order. A reader over max_in_flight waits for them.
   net::ordered_replies replies;
@@ -142,12 +140,16 @@ struct session : net::tcp_session {
   // stay at the front until the receiver's late answers arrive, so answers
   // keep matching FORWARDs in order; they always form a prefix.
   lazy_deque<unanswered> awaiting;
-  std::size_t expired = 0;
-  bool timer_armed = false;
   lazy_timer answer_timer;
-
   // Runs while this socket holds a name whose other socket has not come.
   lazy_timer pairing_timer;
+  std::uint32_t expired = 0;  // of `awaiting`, bounded by the queue's bytes
+
+  std::optional<relay::role> role;  // set once REGISTER succeeded on this socket
+  // Reading waits while this socket's REGISTER waits for the cluster, so
+  // later requests see the outcome as they would on one server.
+  bool claim_wait = false;
+  bool timer_armed = false;
 };
 
 }  // namespace
@@ -411,7 +413,7 @@ void relay_server::impl::on_register(const std::shared_ptr<session>& s,
   // Without credentials the source address is all that ties the two
   // sockets to one client: a socket from elsewhere cannot complete (and so
   // send as, or receive for) a name someone else holds half of.
-  if (holder || (other && other->conn->remote().address() != s->conn->remote().address())) {
+  if (holder || (other && other->conn->remote_address() != s->conn->remote().address())) {
     reply_error(*s, relay::codes::username_taken);
     return;
   }
@@ -420,7 +422,8 @@ void relay_server::impl::on_register(const std::shared_ptr<session>& s,
   s->user = m.user;
   if (cluster && (fresh || entry.claiming)) {
     // The name is ours only once the cluster says so; this socket reads on after.
-    entry.waiting.push_back({s, s->replies.reserve(), m.role});
+    if (!entry.waiting) entry.waiting = std::make_unique<std::vector<waiting_registration>>();
+    entry.waiting->push_back({s, s->replies.reserve(), m.role});
     s->claim_wait = true;
     arm_pairing_timer(s);
     if (fresh) {
@@ -455,8 +458,9 @@ void relay_server::impl::on_claimed(const std::string& user, relay_cluster::clai
   if (it == users.end() || !it->second.claiming) return;
   auto& entry = it->second;
   entry.claiming = false;
-  auto waiting = std::move(entry.waiting);
-  entry.waiting.clear();
+  std::vector<waiting_registration> waiting;
+  if (entry.waiting) waiting = std::move(*entry.waiting);
+  entry.waiting.reset();
   bool ok = r == relay_cluster::claim_result::claimed;
   int code = r == relay_cluster::claim_result::taken ? relay::codes::username_taken
                                                       : relay::codes::server_busy;
@@ -490,11 +494,13 @@ void relay_server::impl::drop_user(user_map::iterator it) {
   bool was_complete = entry.complete();
   // A REGISTER still waiting on the claim is answered as one server would
   // have (registered, then unregistered with the name).
-  for (auto& w : entry.waiting) {
-    if (auto ws = w.s.lock()) {
-      ws->claim_wait = false;
-      ws->replies.fill(w.slot, relay::serialize_unchecked(relay::registered{w.role, it->first}));
-      ws->replies.wake();
+  if (entry.waiting) {
+    for (auto& w : *entry.waiting) {
+      if (auto ws = w.s.lock()) {
+        ws->claim_wait = false;
+        ws->replies.fill(w.slot, relay::serialize_unchecked(relay::registered{w.role, it->first}));
+        ws->replies.wake();
+      }
     }
   }
   if (cluster) cluster->release(it->first, was_complete);
@@ -502,7 +508,7 @@ void relay_server::impl::drop_user(user_map::iterator it) {
 }
 
 void relay_server::impl::arm_pairing_timer(const std::shared_ptr<session>& s) {
-  s->pairing_timer.expires_after(config.pairing_timeout);
+  s->pairing_timer.expires_after(io, config.pairing_timeout);
   // Weak both: a timer must not keep its session or the server alive.
   s->pairing_timer.async_wait([server = weak_from_this(), weak = std::weak_ptr<session>(s)](
                                   std::error_code ec) {
@@ -631,7 +637,7 @@ void relay_server::impl::on_answer(const std::shared_ptr<session>& s, bool ok,
 void relay_server::impl::arm_answer_timer(const std::shared_ptr<session>& s) {
   if (s->timer_armed || s->awaiting.size() <= s->expired) return;
   s->timer_armed = true;
-  s->answer_timer.expires_at(s->awaiting[s->expired].deadline);
+  s->answer_timer.expires_at(io, s->awaiting[s->expired].deadline);
   s->answer_timer.async_wait([server = weak_from_this(), weak = std::weak_ptr<session>(s)](
                                  std::error_code ec) {
     auto locked = weak.lock();
@@ -843,7 +849,7 @@ void relay_server::start() {
   state->log("listening on " + net::to_string(local_endpoint()));
   // `state` outlives every call of the factory (see tcp_server::start).
   state->tcp.start(impl_, &impl::run_session, [state](std::shared_ptr<net::tcp_connection> c) {
-    return std::make_shared<session>(state->io, std::move(c), state->reply_settings);
+    return std::make_shared<session>(std::move(c), state->reply_settings);
   });
 }
 
