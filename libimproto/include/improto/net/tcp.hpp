@@ -132,7 +132,9 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   void flush();
   void on_writable();
   // Writes as much of `bytes` as the socket takes now; false on an error.
-  bool write_now(std::string_view& bytes, std::error_code& ec);
+  // `last`: nothing follows but the close, which then carries the FIN in
+  // the same segment (MSG_MORE holds back a short tail until then).
+  bool write_now(std::string_view& bytes, std::error_code& ec, bool last = false);
   void wrote_some();
   void park();
   void unpark();
@@ -164,6 +166,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   bool polled_ : 1 = false;  // in the poller's epoll set
   bool wrote_ : 1 = false;   // Nagle matters from the second write on
   bool nodelay_ : 1 = false;
+  bool corked_ : 1 = false;  // a short tail was held back for the FIN
   // recv() before waiting: a new connection's request is usually there
   // already, a woken one's always, and a full read may have left more.
   bool may_be_readable_ : 1 = true;
