@@ -673,6 +673,16 @@ tcp_listener::tcp_listener(asio::ip::tcp::acceptor acceptor)
   acceptor_.non_blocking(true, ec);
 }
 
+void tcp_listener::set_defer_accept(std::chrono::seconds wait) {
+#ifdef TCP_DEFER_ACCEPT
+  int seconds = static_cast<int>(wait.count());
+  ::setsockopt(acceptor_.native_handle(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds,
+               sizeof seconds);
+#else
+  (void)wait;
+#endif
+}
+
 asio::ip::tcp::endpoint tcp_listener::local_endpoint() const {
   std::error_code ec;
   return acceptor_.local_endpoint(ec);

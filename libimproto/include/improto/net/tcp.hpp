@@ -210,6 +210,13 @@ class tcp_listener {
   void set_refusal(std::string bytes) { refusal_ = std::move(bytes); }
   // Where accept() reports running out of descriptors, and recovering.
   void set_logger(logger log) { log_ = std::move(log); }
+  // For protocols whose client speaks first: the kernel hands a connection
+  // over once its first bytes have arrived (Linux TCP_DEFER_ACCEPT), so
+  // accepting it costs no wake-up and no read in vain. A client that stays
+  // silent is handed over when the kernel stops deferring: after the first
+  // SYN-ACK retransmission past `wait`, about 1 s for 1 s. Best effort:
+  // where the option is missing, connections are accepted at once.
+  void set_defer_accept(std::chrono::seconds wait);
   void close();
 
  private:
