@@ -7,12 +7,13 @@
 #   PROFILE=1 close_ab.sh 1 new=build/tools/imregistryd nginx   (perf record instead)
 #
 # Each run: a 4 s `wrk -t1 -c50 -H 'Connection: close'` GET /userlist.txt (20
-# entries), the server pinned to core 0 and wrk to core 1, `perf stat` of the
-# server's task-clock and context switches over the middle 2 s (or `perf
-# record -g` with PROFILE=1, kept in the work directory for `perf report`).
+# entries), the server pinned to core 0 and wrk to core 1; the CPU time
+# (schedstat) and context switches of all the server's threads over the run
+# (or `perf record -g` of the middle 2 s with PROFILE=1, kept in the work
+# directory for `perf report`).
 # nginx is configured as in suite.sh's anchor (sendfile on, tcp_nopush on).
 # Prints one line per run: round, name, µs of server CPU per request, context
-# switches per request, requests/s. Needs wrk, nginx, perf.
+# switches per request, requests/s. Needs wrk and nginx (and perf for PROFILE=1).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 rounds=$1
@@ -99,34 +100,50 @@ EOF
   names+=(nginx)
 done
 
+# CPU (ns, schedstat) and context switches of all of a process's threads.
+cpu_ns() {
+  local t=0 a
+  for task in /proc/"$1"/task/*; do
+    read -r a _ <"$task/schedstat"
+    t=$((t + a))
+  done
+  echo "$t"
+}
+switches() {
+  cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}'
+}
+
 for r in $(seq "$rounds"); do
   for name in "${names[@]}"; do
     out="$work/$name.r$r"
-    taskset -c 1 wrk -t1 -c50 -d4s -H 'Connection: close' \
-      "http://127.0.0.1:${port[$name]}/userlist.txt" >"$out.wrk" &
-    w=$!
-    sleep 1
+    pid=${server[$name]}
     if [ "${PROFILE:-0}" = 1 ]; then
-      perf record -q -g -e cpu-clock -p "${server[$name]}" -o "$out.perf" -- sleep 2 2>/dev/null
-    else
-      perf stat -e task-clock,context-switches -p "${server[$name]}" -o "$out.stat" -- sleep 2
-    fi
-    wait "$w"
-    n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out.wrk")
-    grep -q "Socket errors\|Non-2xx" "$out.wrk" && echo "  ($name: $(grep "Socket errors\|Non-2xx" "$out.wrk"))"
-    if [ "${PROFILE:-0}" = 1 ]; then
-      ms=$(perf report -i "$out.perf" --stdio --sort comm 2>/dev/null |
-        sed -n 's/.*Event count (approx.): //p' | awk '{print $1 / 1e6}')
+      taskset -c 1 wrk -t1 -c50 -d4s -H 'Connection: close' \
+        "http://127.0.0.1:${port[$name]}/userlist.txt" >"$out.wrk" &
+      w=$!
+      sleep 1
+      perf record -q -g -e cpu-clock -p "$pid" -o "$out.perf" -- sleep 2 2>/dev/null
+      wait "$w"
+      n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out.wrk")
+      # perf saw the middle 2 s of the 4 s run: about half the requests.
+      ns=$(perf report -i "$out.perf" --stdio --sort comm 2>/dev/null |
+        sed -n 's/.*Event count (approx.): //p')
+      n=$((n / 2))
       cs=0
     else
-      ms=$(awk '/task-clock/ {gsub(",", "", $1); print $1}' "$out.stat")
-      cs=$(awk '/context-switches/ {gsub(",", "", $1); print $1}' "$out.stat")
+      c0=$(cpu_ns "$pid") s0=$(switches "$pid")
+      taskset -c 1 wrk -t1 -c50 -d4s -H 'Connection: close' \
+        "http://127.0.0.1:${port[$name]}/userlist.txt" >"$out.wrk"
+      c1=$(cpu_ns "$pid") s1=$(switches "$pid")
+      n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out.wrk")
+      ns=$((c1 - c0)) cs=$((s1 - s0))
     fi
-    # The measured window is the middle 2 s of the 4 s run: half the requests.
-    awk -v r="$r" -v name="$name" -v n="$n" -v ms="$ms" -v cs="$cs" 'BEGIN {
-      half = n / 2
+    if grep -q "Socket errors\|Non-2xx" "$out.wrk"; then
+      echo "  ($name: $(grep "Socket errors\|Non-2xx" "$out.wrk"))"
+    fi
+    awk -v r="$r" -v name="$name" -v n="$n" -v ns="$ns" -v cs="$cs" 'BEGIN {
       printf "%d %-10s %7.2f us/request %6.3f cs/request %8.0f requests/s\n",
-        r, name, ms * 1000 / half, cs / half, n / 4 }'
+        r, name, ns / 1000 / n, cs / n, n / 4 }'
   done
 done
 if [ "${PROFILE:-0}" = 1 ]; then
