@@ -353,3 +353,59 @@ TEST_CASE("host:port parsing") {
   CHECK_FALSE(net::parse_host_port("example.com:80"));
   CHECK(net::parse_host_port("localhost:1")->host == "localhost");
 }
+
+TEST_CASE("a last answer reaches a peer whose later bytes the server never reads") {
+  // close_after_flush() sends the last answer with MSG_MORE so that the FIN
+  // shares its segment; bytes the peer sent meanwhile, still unread at the
+  // close, make the kernel answer with a reset, which must not discard that
+  // answer (it would without the shutdown() before the close).
+  asio::io_context io;
+  net::stream_limits limits;
+  auto listener = net::tcp_listener::bind(io, "127.0.0.1", 0);
+  REQUIRE(listener);
+  std::atomic<bool> request_read = false, extra_sent = false;
+  std::string answer(3000, 'a');  // more than one segment's worth on a small MSS too
+  answer += "end";
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::function<std::size_t()> none = [] { return std::size_t{0}; };
+        auto socket = co_await listener->accept(none, 10);
+        REQUIRE(socket);
+        auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), limits);
+        conn->start();
+        auto request = co_await conn->read();
+        REQUIRE(request);
+        CHECK(*request == "request");
+        request_read = true;
+        // The peer's next bytes are in our receive queue before we answer.
+        while (!extra_sent.load()) {
+          asio::steady_timer tick(io, 1ms);
+          co_await tick.async_wait(net::use_nothrow);
+        }
+        asio::steady_timer settle(io, 20ms);
+        co_await settle.async_wait(net::use_nothrow);
+        CHECK(conn->send(answer));
+        conn->close_after_flush();
+        while (conn->is_open()) {
+          asio::steady_timer tick(io, 1ms);
+          co_await tick.async_wait(net::use_nothrow);
+        }
+        listener->close();
+      },
+      asio::detached);
+  std::thread runner([&] { io.run(); });
+  {
+    client c(listener->local_endpoint().port());
+    c.send("request");
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!request_read.load() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    c.send("unread bytes the server never asks for");
+    extra_sent = true;
+    // The answer whole; the reset after it ends receive_all().
+    CHECK(c.receive_all() == answer);
+  }
+  runner.join();
+}

@@ -192,6 +192,11 @@ TEST_CASE("registry_server destroyed with idle connections and commits in flight
     REQUIRE(drive(*io, [&] { return writer.has("200 OK"); }));
     reader.send("GET /userlist.txt HTTP/1.1\r\nHost: x\r\n\r\n");
     REQUIRE(drive(*io, [&] { return reader.has("alice@127.0.0.1:5000"); }));
+    // The silent client is accepted once the kernel stops deferring it
+    // (registry_config::defer_accept, 1 s: the first SYN-ACK retransmission).
+    auto connected = std::chrono::steady_clock::now();
+    REQUIRE(drive(*io, [&] { return server->connection_count() == 3; }));
+    CHECK(std::chrono::steady_clock::now() - connected < 10s);
     // The next write is handed to the committer as the server goes.
     std::string body2 = "REGISTER bob@127.0.0.1:5001";
     writer.send("POST /userlist.txt HTTP/1.1\r\nHost: x\r\nContent-Length: " +

@@ -568,9 +568,15 @@ void tcp_connection::shut(std::string_view reason, const std::error_code& ec) {
   // the kernel no longer gives once the socket is closed: ask for it now.
   // A plain close (the common case) is not logged and skips the call.
   if (reason != "closed" && reason != "closed by peer") remote();
-  // close() alone ends both directions (a FIN, or a reset when unread bytes
-  // remain): no shutdown() before it; and leaves the poller's set.
+  // close() ends both directions and leaves the poller's set. A last answer
+  // held back by MSG_MORE goes out with the FIN in one segment (one trip
+  // through the peer's receive path instead of two, as nginx's corked
+  // answers do). That is shutdown()'s FIN: close() alone would answer bytes
+  // the peer sent meanwhile with a reset that discards the unsent answer;
+  // after shutdown() the answer is out first. Nothing can follow an end of
+  // stream, so a peer that finished needs no shutdown().
   poller_.remove(*this);
+  if (corked_ && !peer_finished_) ::shutdown(fd_, SHUT_WR);
   ::close(fd_);
   fd_ = -1;
   // What waited ends on the next turn, not inside the caller's call.
@@ -589,7 +595,7 @@ void tcp_connection::shut(std::string_view reason, const std::error_code& ec) {
   if (out_ && out_->drained) out_->drained->notify();
 }
 
-bool tcp_connection::write_now(std::string_view& bytes, std::error_code& ec) {
+bool tcp_connection::write_now(std::string_view& bytes, std::error_code& ec, bool last) {
   int fd = fd_;
   // Nagle's algorithm only holds data back while earlier data is unacknowledged:
   // a first answer in one segment never waits, so a one-request connection
@@ -600,8 +606,13 @@ bool tcp_connection::write_now(std::string_view& bytes, std::error_code& ec) {
     nodelay_ = true;
   }
   wrote_ = true;
+  int flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+  if (last) {
+    flags |= MSG_MORE;
+    corked_ = true;
+  }
   while (!bytes.empty()) {
-    auto n = ::send(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    auto n = ::send(fd, bytes.data(), bytes.size(), flags);
     if (n >= 0) {
       bytes.remove_prefix(static_cast<std::size_t>(n));
       continue;
@@ -631,7 +642,7 @@ void tcp_connection::flush() {
     }
     std::string_view rest = std::string_view(o.writing).substr(o.written);
     std::error_code ec;
-    bool ok = write_now(rest, ec);
+    bool ok = write_now(rest, ec, closing_ && o.pending.empty());
     o.written = o.writing.size() - rest.size();
     if (!ok) {
       shut("error", ec);
@@ -696,6 +707,16 @@ tcp_listener::tcp_listener(asio::ip::tcp::acceptor acceptor)
   if (auto bound = acceptor_.local_endpoint(ec); !ec) protocol_ = bound.protocol();
   // accept() calls accept4 directly and waits in the reactor on EAGAIN.
   acceptor_.non_blocking(true, ec);
+}
+
+void tcp_listener::set_defer_accept(std::chrono::seconds wait) {
+#ifdef TCP_DEFER_ACCEPT
+  int seconds = static_cast<int>(wait.count());
+  ::setsockopt(acceptor_.native_handle(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &seconds,
+               sizeof seconds);
+#else
+  (void)wait;
+#endif
 }
 
 asio::ip::tcp::endpoint tcp_listener::local_endpoint() const {

@@ -133,6 +133,7 @@ result<tcp_server> tcp_server::bind(asio::io_context& io, std::string_view host,
                                     tcp_server_options options) {
   auto listener = tcp_listener::bind(io, host, port);
   if (!listener) return tl::unexpected(listener.error());
+  if (options.defer_accept.count() > 0) listener->set_defer_accept(options.defer_accept);
   return tcp_server(
       std::make_shared<state>(io, std::move(*listener), limits, std::move(options)));
 }

@@ -473,6 +473,7 @@ result<std::unique_ptr<registry_server>> registry_server::bind(asio::io_context&
   // Over the limit a newcomer learns why, rather than seeing a bare close.
   registry::write_response(options.refusal, 503, {}, false);
   options.log = config.log;
+  options.defer_accept = config.defer_accept;
   auto server = net::tcp_server::bind(io, config.host, config.port, config.stream, options);
   if (!server) return tl::unexpected(server.error());
   auto state = std::make_shared<impl>(io, std::move(config), std::move(*server),

@@ -135,7 +135,9 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   void flush();
   void on_writable();
   // Writes as much of `bytes` as the socket takes now; false on an error.
-  bool write_now(std::string_view& bytes, std::error_code& ec);
+  // `last`: nothing follows but the close, which then carries the FIN in
+  // the same segment (MSG_MORE holds back a short tail until then).
+  bool write_now(std::string_view& bytes, std::error_code& ec, bool last = false);
   void wrote_some();
   void park();
   void release_output_if_idle();
@@ -170,6 +172,7 @@ class tcp_connection : public std::enable_shared_from_this<tcp_connection> {
   bool polled_ : 1 = false;  // in the poller's epoll set
   bool wrote_ : 1 = false;   // Nagle matters from the second write on
   bool nodelay_ : 1 = false;
+  bool corked_ : 1 = false;  // a short tail was held back for the FIN
   // recv() before waiting: a new connection's request is usually there
   // already, a woken one's always, and a full read may have left more.
   bool may_be_readable_ : 1 = true;
@@ -213,6 +216,13 @@ class tcp_listener {
   void set_refusal(std::string bytes) { refusal_ = std::move(bytes); }
   // Where accept() reports running out of descriptors, and recovering.
   void set_logger(logger log) { log_ = std::move(log); }
+  // For protocols whose client speaks first: the kernel hands a connection
+  // over once its first bytes have arrived (Linux TCP_DEFER_ACCEPT), so
+  // accepting it costs no wake-up and no read in vain. A client that stays
+  // silent is handed over when the kernel stops deferring: after the first
+  // SYN-ACK retransmission past `wait`, about 1 s for 1 s. Best effort:
+  // where the option is missing, connections are accepted at once.
+  void set_defer_accept(std::chrono::seconds wait);
   void close();
 
  private:

@@ -50,6 +50,9 @@ struct tcp_server_options {
   // empty: it is closed without a word.
   std::string refusal;
   logger log;  // one line per event; may be empty
+  // Non-zero: tcp_listener::set_defer_accept(). Until then a silent client
+  // is not accepted: neither counted against max_connections nor timed.
+  std::chrono::seconds defer_accept{0};
 };
 
 class tcp_server {

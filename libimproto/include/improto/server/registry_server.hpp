@@ -57,6 +57,12 @@ struct registry_config {
     l.max_body = 4 * 1024;
     return l;
   }();
+  // HTTP clients speak first: a connection is accepted once its request
+  // has arrived (net::tcp_listener::set_defer_accept()), which spares a
+  // one-request connection a wake-up and a read in vain. A client that stays
+  // silent is accepted about this long after connecting (then counted and
+  // idle-timed as usual). 0: accept every connection at once.
+  std::chrono::seconds defer_accept{1};
   // Requests one connection may have waiting for replies before the server
   // stops reading from it.
   std::size_t max_pipelined = 256;

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# A/B of imregistryd builds and nginx on one-request connections: server CPU
+# and context switches per request, the servers alternating round by round.
+#
+#   bench/http/close_ab.sh ROUNDS NAME=IMREGISTRYD... [nginx]
+#   e.g. close_ab.sh 5 old=/tmp/imregistryd.old new=build/tools/imregistryd nginx
+#   PROFILE=1 close_ab.sh 1 new=build/tools/imregistryd nginx   (perf record instead)
+#
+# Each run: a 4 s `wrk -t1 -c50 -H 'Connection: close'` GET /userlist.txt (20
+# entries), the server pinned to core 0 and wrk to core 1; the CPU time
+# (schedstat) and context switches of all the server's threads over the run
+# (or `perf record -g` of the middle 2 s with PROFILE=1, kept in the work
+# directory for `perf report`).
+# nginx is configured as in suite.sh's anchor (sendfile on, tcp_nopush on).
+# Prints one line per run: round, name, µs of server CPU per request, context
+# switches per request, requests/s. Needs wrk and nginx (and perf for PROFILE=1).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+rounds=$1
+shift
+work=$(mktemp -d /tmp/close_ab.XXXXXX)
+chmod 755 "$work"  # nginx's worker (nobody) reads the www root inside it
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $1" >&2
+  exit 1
+}
+
+declare -A port server
+names=()
+list=""
+# Our servers first: nginx serves the list they answer with.
+for spec in "$@"; do
+  [ "$spec" = nginx ] && continue
+  name=${spec%%=*} bin=${spec#*=}
+  p=$(free_port)
+  mkdir -p "$work/$name"
+  taskset -c 0 "$bin" --host 127.0.0.1 --port "$p" --data "$work/$name" >/dev/null 2>&1 &
+  pids+=($!)
+  server[$name]=$!
+  port[$name]=$p
+  names+=("$name")
+  wait_port "$p"
+  /usr/bin/python3 "$here/client.py" setup "$p" "$work/$name.list"
+  list="$work/$name.list"
+done
+for spec in "$@"; do
+  [ "$spec" = nginx ] || continue
+  [ -n "$list" ] || { echo "nginx needs one of our servers first (for the list)" >&2; exit 1; }
+  d="$work/nginx"
+  mkdir -p "$d/www" "$d/tmp" "$d/logs"
+  chmod 777 "$d/tmp"
+  cp "$list" "$d/www/userlist.txt"
+  chmod -R a+rX "$d/www"
+  p=$(free_port)
+  cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  default_type text/plain;
+  client_body_temp_path $d/tmp/body;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  sendfile on;
+  tcp_nopush on;
+  server {
+    listen 127.0.0.1:$p;
+    root $d/www;
+    location = /userlist.txt { }
+  }
+}
+EOF
+  taskset -c 0 nginx -p "$d/" -c "$d/nginx.conf" &
+  master=$!
+  pids+=("$master")
+  wait_port "$p"
+  server[nginx]=$(pgrep -P "$master" | head -1)  # the one worker
+  port[nginx]=$p
+  names+=(nginx)
+done
+
+# CPU (ns, schedstat) and context switches of all of a process's threads.
+cpu_ns() {
+  local t=0 a
+  for task in /proc/"$1"/task/*; do
+    read -r a _ <"$task/schedstat"
+    t=$((t + a))
+  done
+  echo "$t"
+}
+switches() {
+  cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}'
+}
+
+for r in $(seq "$rounds"); do
+  for name in "${names[@]}"; do
+    out="$work/$name.r$r"
+    pid=${server[$name]}
+    if [ "${PROFILE:-0}" = 1 ]; then
+      taskset -c 1 wrk -t1 -c50 -d4s -H 'Connection: close' \
+        "http://127.0.0.1:${port[$name]}/userlist.txt" >"$out.wrk" &
+      w=$!
+      sleep 1
+      perf record -q -g -e cpu-clock -p "$pid" -o "$out.perf" -- sleep 2 2>/dev/null
+      wait "$w"
+      n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out.wrk")
+      # perf saw the middle 2 s of the 4 s run: about half the requests.
+      ns=$(perf report -i "$out.perf" --stdio --sort comm 2>/dev/null |
+        sed -n 's/.*Event count (approx.): //p')
+      n=$((n / 2))
+      cs=0
+    else
+      c0=$(cpu_ns "$pid") s0=$(switches "$pid")
+      taskset -c 1 wrk -t1 -c50 -d4s -H 'Connection: close' \
+        "http://127.0.0.1:${port[$name]}/userlist.txt" >"$out.wrk"
+      c1=$(cpu_ns "$pid") s1=$(switches "$pid")
+      n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out.wrk")
+      ns=$((c1 - c0)) cs=$((s1 - s0))
+    fi
+    if grep -q "Socket errors\|Non-2xx" "$out.wrk"; then
+      echo "  ($name: $(grep "Socket errors\|Non-2xx" "$out.wrk"))"
+    fi
+    awk -v r="$r" -v name="$name" -v n="$n" -v ns="$ns" -v cs="$cs" 'BEGIN {
+      printf "%d %-10s %7.2f us/request %6.3f cs/request %8.0f requests/s\n",
+        r, name, ns / 1000 / n, cs / n, n / 4 }'
+  done
+done
+if [ "${PROFILE:-0}" = 1 ]; then
+  echo "profiles: $work/*.perf (perf report -i FILE --children --sort sym -g none)"
+else
+  rm -rf "$work"
+fi
