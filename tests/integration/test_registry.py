@@ -666,6 +666,15 @@ def test_max_users_cap(registry):
     assert "--max-users" in done.stdout and "--logout-from-any" in done.stdout
 
 
+def test_defer_accept_option_is_checked():
+    # What it does is tested through RegistryServer(defer_accept=), which
+    # sets the same registry_config field (tests/python/test_servers.py).
+    for bad in ("-1", "3601", "x", ""):
+        done = run_tool("--defer-accept", bad)
+        assert done.returncode == 2 and "--defer-accept" in done.stderr
+    assert "--defer-accept" in run_tool("--help").stdout
+
+
 # ------------------------------------------- LOGOUT from the registering IP
 
 def post_from(source, port, body):

@@ -132,6 +132,36 @@ def test_registry_commit_on_io_is_for_sqlite_only():
         improto.RegistryServer(store="postgresql://nobody@127.0.0.1:1/none", commit_on_io=True)
 
 
+def listener_defer_accept(port: int) -> int:
+    """TCP_DEFER_ACCEPT of this process's listening socket on `port` (the
+    server runs in-process, so its descriptor is one of ours)."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        with sock:
+            try:
+                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                if listening and sock.type == socket.SOCK_STREAM and sock.getsockname()[1] == port:
+                    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT)
+            except OSError:
+                continue
+    raise AssertionError(f"no listening socket on port {port}")
+
+
+def test_registry_defer_accept_option():
+    with improto.RegistryServer() as srv:
+        assert listener_defer_accept(srv.port) > 0
+    with improto.RegistryServer(defer_accept=0) as srv:
+        assert listener_defer_accept(srv.port) == 0
+        # Accepted and counted before it says anything.
+        with socket.create_connection(srv.address, timeout=TIMEOUT):
+            wait_for(lambda: srv.connection_count() == 1, "the silent client accepted")
+    with pytest.raises(improto.ConfigError, match="defer_accept"):
+        improto.RegistryServer(defer_accept=-1)
+
+
 def test_registry_limits_options():
     with improto.RegistryServer(max_body=10) as srv:
         status, _ = http_exchange(srv.address, REGISTER_ALI)

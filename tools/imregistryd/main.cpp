@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   std::string max_users = "1000000";
   bool logout_from_any = false;
   bool commit_on_io = false;
+  std::string defer_accept = "1";
 
   cli::parser args(
       "imregistryd", "[HOST:PORT] [--host HOST] [--port PORT] [--data DIR] [options]",
@@ -75,6 +76,11 @@ int main(int argc, char** argv) {
             "                        per change, but every request (GETs too) waits behind\n"
             "                        each fsync; the file is then locked for this server alone",
             commit_on_io)
+      .option("defer-accept", "SEC",
+              "accept a connection once its request has arrived (TCP_DEFER_ACCEPT);\n"
+              "                        a silent client is accepted after about SEC seconds;\n"
+              "                        0 accepts every connection at once (default 1)",
+              defer_accept)
       .epilog("Logs one line per event to stderr; the first is 'listening on HOST:PORT'.\n"
               "SIGINT or SIGTERM stops it cleanly (exit 0). Exit 1 when the port is in use\n"
               "or the data directory (or --store database) cannot be used; exit 2 on bad\n"
@@ -147,6 +153,9 @@ int main(int argc, char** argv) {
     return args.usage_error("--commit-on-io: only for the SQLite store in --data, not with --store");
   }
   config.commit_on_io = commit_on_io;
+  auto defer = wire::parse_decimal(defer_accept, 3600);
+  if (!defer) return args.usage_error("--defer-accept: expected whole seconds from 0 to 3600");
+  config.defer_accept = std::chrono::seconds(static_cast<std::int64_t>(*defer));
   config.data_dir = data;
   config.store_url = store_url;
   asio::io_context io(1);

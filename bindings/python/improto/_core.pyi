@@ -39,7 +39,8 @@ class _RegistryServer(_ServerCore):
     def __init__(self, host: str, port: int, data_dir: _Path, idle_timeout: float,
                  message_timeout: float, max_connections: int, max_body: int, max_line: int,
                  max_headers: int, max_pipelined: int, max_users: int, logout_from_any: bool,
-                 sync: str, store: str, commit_on_io: bool, log: _Log) -> None: ...
+                 sync: str, store: str, commit_on_io: bool, defer_accept: int,
+                 log: _Log) -> None: ...
     def pending_writes(self) -> int: ...
 
 class _BuddyServer(_ServerCore):

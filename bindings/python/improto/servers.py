@@ -218,6 +218,10 @@ class RegistryServer(_Server):
             requests, as Redis does (``imregistryd --commit-on-io``): less
             CPU per change, but every request, GETs too, waits behind each
             fsync. SQLite only (ConfigError with ``store``).
+        defer_accept: accept a connection once its request has arrived
+            (``imregistryd --defer-accept``); a silent client is accepted
+            about this many seconds after connecting, and only then counted
+            in :meth:`connection_count`. 0 accepts every connection at once.
         log: called with each line the server logs (on a Python thread of
             the server's own, in order), or None.
     """
@@ -240,6 +244,7 @@ class RegistryServer(_Server):
         sync: str = "full",
         store: Optional[str] = None,
         commit_on_io: bool = False,
+        defer_accept: int = 1,
         log: Logger = None,
     ) -> None:
         store_url = _store_url(store)
@@ -250,7 +255,7 @@ class RegistryServer(_Server):
             lambda logging: _core._RegistryServer(
                 host, port, directory, idle_timeout, message_timeout, max_connections,
                 max_body, max_line, max_headers, max_pipelined, max_users, logout_from_any,
-                sync, store_url, commit_on_io, logging),
+                sync, store_url, commit_on_io, defer_accept, logging),
             temp, log)
 
     def pending_writes(self) -> int:

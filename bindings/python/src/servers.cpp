@@ -59,10 +59,10 @@ std::chrono::milliseconds seconds_arg(const char* what, double seconds) {
   return std::chrono::milliseconds(std::max<long long>(1, std::llround(seconds * 1000.0)));
 }
 
-std::size_t count_arg(const char* what, long long value, long long max) {
-  if (value < 1 || value > max) {
-    raise(errc::invalid_config,
-          std::string(what) + ": expected a whole number from 1 to " + std::to_string(max));
+std::size_t count_arg(const char* what, long long value, long long max, long long min = 1) {
+  if (value < min || value > max) {
+    raise(errc::invalid_config, std::string(what) + ": expected a whole number from " +
+                                    std::to_string(min) + " to " + std::to_string(max));
   }
   return static_cast<std::size_t>(value);
 }
@@ -358,7 +358,7 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
                                                long long max_pipelined, long long max_users,
                                                bool logout_from_any, const std::string& sync,
                                                const std::string& store_url, bool commit_on_io,
-                                               bool log) {
+                                               long long defer_accept, bool log) {
   server::registry_config config;
   config.host = host_arg(host);
   config.port = port_arg("port", port);
@@ -378,6 +378,8 @@ std::unique_ptr<registry_handle> make_registry(const std::string& host, long lon
   }
   config.store_url = store_arg(store_url);
   config.commit_on_io = commit_on_io;
+  config.defer_accept = std::chrono::seconds(
+      static_cast<std::int64_t>(count_arg("defer_accept", defer_accept, 3600, 0)));
 
   auto h = std::make_unique<registry_handle>(log);
   config.log = h->logger();
@@ -586,7 +588,8 @@ void register_servers(py::module_& m) {
                py::arg("idle_timeout"), py::arg("message_timeout"), py::arg("max_connections"),
                py::arg("max_body"), py::arg("max_line"), py::arg("max_headers"),
                py::arg("max_pipelined"), py::arg("max_users"), py::arg("logout_from_any"),
-               py::arg("sync"), py::arg("store"), py::arg("commit_on_io"), py::arg("log"),
+               py::arg("sync"), py::arg("store"), py::arg("commit_on_io"),
+               py::arg("defer_accept"), py::arg("log"),
                "Binds and starts the server; improto.RegistryServer documents the options.");
   add_common<registry_handle>(registry);
   registry.def(
