@@ -18,7 +18,9 @@
 # registry's durable write (ours commits each change to SQLite before the
 # 200). So the durable POST row (synchronous=FULL) is compared with Redis,
 # which stores the same changes as durably, and our --sync normal server
-# (no fsync per commit) with nginx's HTTP layer alone.
+# (no fsync per commit) with nginx's HTTP layer alone. Our servers run with
+# --quiet (no log line per change), as nginx has no access log and Redis
+# logs no commands.
 #
 # nginx runs the Debian defaults that matter here (sendfile on, tcp_nopush
 # on) plus keepalive_requests 1000000 (the default 1000 would make wrk
@@ -49,7 +51,7 @@ rm -rf "$data"
 mkdir -p "$data"
 trap 'bench_cleanup; rm -rf "$data"' EXIT
 
-bench_start registry "$BENCH_BIN/imregistryd" --host 127.0.0.1 --port 0 --data "$data"
+bench_start registry "$BENCH_BIN/imregistryd" --host 127.0.0.1 --port 0 --data "$data" --quiet
 ours_pids=$BENCH_PID
 ours_port=$(bench_wait_listening registry)
 ours_port=${ours_port##*:}
@@ -57,7 +59,7 @@ ours_port=${ours_port##*:}
 # fsync per commit), to show what durability costs per POST.
 mkdir -p "$data/normal"
 bench_start registry-normal "$BENCH_BIN/imregistryd" --host 127.0.0.1 --port 0 --data "$data/normal" \
-  --sync normal
+  --sync normal --quiet
 normal_pids=$BENCH_PID
 normal_port=$(bench_wait_listening registry-normal)
 normal_port=${normal_port##*:}
@@ -66,7 +68,7 @@ normal_port=${normal_port##*:}
 # the durable row against Redis.
 mkdir -p "$data/io"
 bench_start registry-io "$BENCH_BIN/imregistryd" --host 127.0.0.1 --port 0 --data "$data/io" \
-  --commit-on-io
+  --commit-on-io --quiet
 io_pids=$BENCH_PID
 io_port=$(bench_wait_listening registry-io)
 io_port=${io_port##*:}

@@ -156,6 +156,18 @@ def test_seed_client_bytes_get_exact_answers(registry):
     assert proc.stderr_lines[0].startswith("listening on 127.0.0.1:")
 
 
+def test_quiet_logs_no_line_per_change(registry):
+    proc, port = registry("--quiet")
+    assert seed_exchange(port, seed_post("REGISTER Ali@127.0.0.1:5001")) == response_bytes(200, b"OK")
+    assert seed_exchange(port, seed_post("LOGOUT Ali@127.0.0.1:5001")) == response_bytes(200, b"OK")
+    # A refusal is still logged, after the changes: once it is there, the
+    # changes' lines would have been too.
+    assert seed_exchange(port, b"NOT HTTP\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    proc.wait_line(r": 400 Bad Request .*closing$")
+    assert not [line for line in proc.stderr_lines if "registered Ali" in line or "logged out" in line]
+    assert proc.stderr_lines[0].startswith("listening on 127.0.0.1:")
+
+
 def test_seed_listen_mode_registers_its_own_tcp_address(registry):
     _, port = registry()
     s = connect(port)

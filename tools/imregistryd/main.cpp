@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   std::string max_users = "1000000";
   bool logout_from_any = false;
   bool commit_on_io = false;
+  bool quiet = false;
   std::string defer_accept = "1";
 
   cli::parser args(
@@ -76,6 +77,10 @@ int main(int argc, char** argv) {
             "                        per change, but every request (GETs too) waits behind\n"
             "                        each fsync; the file is then locked for this server alone",
             commit_on_io)
+      .flag("quiet",
+            "no log line per accepted REGISTER/LOGOUT (start, stop, refusals\n"
+            "                        and errors are still logged)",
+            quiet)
       .option("defer-accept", "SEC",
               "accept a connection once its request has arrived (TCP_DEFER_ACCEPT);\n"
               "                        a silent client is accepted after about SEC seconds;\n"
@@ -153,6 +158,7 @@ int main(int argc, char** argv) {
     return args.usage_error("--commit-on-io: only for the SQLite store in --data, not with --store");
   }
   config.commit_on_io = commit_on_io;
+  config.log_changes = !quiet;
   auto defer = wire::parse_decimal(defer_accept, 3600);
   if (!defer) return args.usage_error("--defer-accept: expected whole seconds from 0 to 3600");
   config.defer_accept = std::chrono::seconds(static_cast<std::int64_t>(*defer));

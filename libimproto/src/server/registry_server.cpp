@@ -376,13 +376,13 @@ void registry_server::impl::committed(const std::shared_ptr<session>& s,
   std::string body;
   if (done) {
     if (is_register) {
-      if (config.log) {
+      if (config.log && config.log_changes) {
         log("registered " + registry::to_string(cmd.entry) + " (from " +
             net::to_string(s->conn->remote()) + ")");
       }
       add_entry(std::move(cmd.entry));
     } else {
-      if (config.log) log("logged out " + registry::to_string(cmd.entry));
+      if (config.log && config.log_changes) log("logged out " + registry::to_string(cmd.entry));
       remove_entry(cmd.entry.user);
     }
   } else {

@@ -84,6 +84,9 @@ struct registry_config {
   // its worker.
   bool commit_on_io = false;
   net::logger log;             // one line per event; may be empty
+  // A line per accepted REGISTER/LOGOUT (off: start, stop, refusals and
+  // errors only; a busy server then makes no write(2) for its log).
+  bool log_changes = true;
 };
 
 class registry_server {
