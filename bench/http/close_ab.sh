@@ -16,6 +16,7 @@
 # switches per request, requests/s. Needs wrk and nginx (and perf for PROFILE=1).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/../lib/common.sh"  # bench_nginx_site
 rounds=$1
 shift
 work=$(mktemp -d /tmp/close_ab.XXXXXX)
@@ -61,36 +62,8 @@ for spec in "$@"; do
   [ "$spec" = nginx ] || continue
   [ -n "$list" ] || { echo "nginx needs one of our servers first (for the list)" >&2; exit 1; }
   d="$work/nginx"
-  mkdir -p "$d/www" "$d/tmp" "$d/logs"
-  chmod 777 "$d/tmp"
-  cp "$list" "$d/www/userlist.txt"
-  chmod -R a+rX "$d/www"
   p=$(free_port)
-  cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_timeout 65;
-  keepalive_requests 1000000;
-  default_type text/plain;
-  client_body_temp_path $d/tmp/body;
-  proxy_temp_path $d/tmp/proxy;
-  fastcgi_temp_path $d/tmp/fastcgi;
-  uwsgi_temp_path $d/tmp/uwsgi;
-  scgi_temp_path $d/tmp/scgi;
-  sendfile on;
-  tcp_nopush on;
-  server {
-    listen 127.0.0.1:$p;
-    root $d/www;
-    location = /userlist.txt { }
-  }
-}
-EOF
+  bench_nginx_site "$d" "$list" "$p" "sendfile on; tcp_nopush on;" ""
   taskset -c 0 nginx -p "$d/" -c "$d/nginx.conf" &
   master=$!
   pids+=("$master")

@@ -87,37 +87,9 @@ bench_log "imregistryd on port $ours_port with 20 entries ($(wc -c <"$BENCH_TMP/
 # start_nginx NAME EXTRA_HTTP_DIRECTIVES: sets ng_port and ng_pids
 start_nginx() {
   local name="$1" extra="$2" dir="$BENCH_TMP/$1"
-  mkdir -p "$dir/www" "$dir/tmp" "$dir/logs"
-  chmod 777 "$dir/tmp"
-  cp "$BENCH_TMP/userlist.txt" "$dir/www/userlist.txt"
-  chmod -R a+rX "$dir/www"
   ng_port=$(bench_free_port)
-  cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_timeout 65;
-  keepalive_requests 1000000;
-  default_type text/plain;
-  client_body_temp_path $dir/tmp/body;
-  proxy_temp_path $dir/tmp/proxy;
-  fastcgi_temp_path $dir/tmp/fastcgi;
-  uwsgi_temp_path $dir/tmp/uwsgi;
-  scgi_temp_path $dir/tmp/scgi;
-  $extra
-  server {
-    listen 127.0.0.1:$ng_port;
-    root $dir/www;
-    location = /userlist.txt {
-      if (\$request_method = POST) { return 200; }
-    }
-  }
-}
-EOF
+  bench_nginx_site "$dir" "$BENCH_TMP/userlist.txt" "$ng_port" "$extra" \
+    'if ($request_method = POST) { return 200; }'
   bench_start "$name" nginx -p "$dir/" -c "$dir/nginx.conf"
   local master=$BENCH_PID
   bench_wait_port "$ng_port"

@@ -220,6 +220,41 @@ bench_stop() {
   BENCH_PIDS=("${kept[@]}")
 }
 
+# bench_nginx_site DIR LIST PORT EXTRA_HTTP LOCATION_BODY: an nginx prefix in
+# DIR serving LIST as /userlist.txt on 127.0.0.1:PORT, one worker, no access
+# log (DIR/nginx.conf; start it with nginx -p DIR/ -c DIR/nginx.conf).
+bench_nginx_site() {
+  local dir="$1" list="$2" port="$3" extra="$4" location="$5"
+  mkdir -p "$dir/www" "$dir/tmp" "$dir/logs"
+  chmod 777 "$dir/tmp"
+  cp "$list" "$dir/www/userlist.txt"
+  chmod -R a+rX "$dir/www"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  default_type text/plain;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  $extra
+  server {
+    listen 127.0.0.1:$port;
+    root $dir/www;
+    location = /userlist.txt { $location }
+  }
+}
+EOF
+}
+
 bench_free_port() {
   python3 - "${1:-tcp}" <<'EOF'
 import socket, sys
