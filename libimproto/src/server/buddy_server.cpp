@@ -18,6 +18,7 @@
 #include "improto/store/buddy_feed.hpp"
 #include "improto/store/buddy_store.hpp"
 #include "improto/wire/text.hpp"
+#include "../buddy/udp_shape.hpp"
 #include "user_index.hpp"
 
 namespace improto::server {
@@ -54,6 +55,10 @@ struct user_record {
   // in its copy.
   std::string reply_line;
   std::chrono::system_clock::time_point set_at;  // the SET shown: the newest wins
+  // refresh_key() of the last local SET, whose status and port are shown
+  // and whose source is `source`; 0 (no SET's key) when none is, or when
+  // every SET must be published (shared statuses).
+  std::uint32_t refresh_key = 0;
   // Shared store: the feed's refresh number asked after this node last
   // changed the list; states read before it may predate that change.
   std::uint64_t refresh_ticket = 0;
@@ -79,6 +84,12 @@ bool same_source(const asio::ip::udp::endpoint& a, const asio::ip::udp::endpoint
     return x[0] == y[0] && x[1] == y[1];
   }
   return std::memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// A SET's status and port in one word, never 0: a SET with the key of the
+// last one shown changes neither.
+constexpr std::uint32_t refresh_key(const buddy::udp_request_view& m) noexcept {
+  return 1u << 24 | (m.status == buddy::presence::online ? 1u : 2u) << 16 | m.msgport;
 }
 
 // IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; their
@@ -140,7 +151,9 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
 
   void log(std::string_view line) const { tcp.log(line); }
 
-  user_record* find(std::string_view id) const noexcept { return index.find(id); }
+  [[gnu::always_inline]] user_record* find(std::string_view id) const noexcept {
+    return index.find(id);
+  }
 
   result<void> load(store_type& st);
 
@@ -166,7 +179,12 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
   }
   void on_datagram(std::string_view payload, const asio::ip::udp::endpoint& from,
                    net::udp_replies& replies);
-  void on_set(const buddy::udp_request_view& m, const asio::ip::udp::endpoint& from);
+  // The refresh of a known user is inlined into on_datagram(); any change
+  // goes to change_status().
+  [[gnu::always_inline]] void on_set(const buddy::udp_request_view& m,
+                                     const asio::ip::udp::endpoint& from);
+  [[gnu::noinline]] void change_status(user_record& u, const buddy::udp_request_view& m,
+                                       const asio::ip::udp::endpoint& from);
   void on_get(std::string_view user, const asio::ip::udp::endpoint& from,
               net::udp_replies& replies);
 
@@ -386,8 +404,12 @@ void buddy_server::impl::answer(session& s, const buddy::request* req, const bud
 void buddy_server::impl::on_datagram(std::string_view payload,
                                      const asio::ip::udp::endpoint& from,
                                      net::udp_replies& replies) {
-  // Read in place: nothing is copied or allocated per datagram.
-  const auto req = buddy::parse_udp_request_view(payload);
+  // Read in place: nothing is copied or allocated per datagram. This is
+  // parse_udp_request_view() with its common shapes inlined here.
+  buddy::udp_request_view req;
+  if (!buddy::detail::read_common_shape(payload, req)) {
+    req = buddy::detail::parse_udp_request_general(payload);
+  }
   if (!req.valid) {
     // SET is never answered, not even a bad one; anything else gets what a
     // bad GET gets.
@@ -401,27 +423,35 @@ void buddy_server::impl::on_datagram(std::string_view payload,
   }
 }
 
-void buddy_server::impl::on_set(const buddy::udp_request_view& m,
-                                const asio::ip::udp::endpoint& from) {
+inline void buddy_server::impl::on_set(const buddy::udp_request_view& m,
+                                       const asio::ip::udp::endpoint& from) {
   auto* u = find(m.user);
   if (!u) return;  // no reply to SET; statuses are kept for registered users only
   const auto now = udp.batch_time();
-  const bool online = m.status == buddy::presence::online;
-  // The common SET, a refresh: same status, port and source, not expired.
-  // It is not news, so only the expiry moves (shared statuses publish every SET).
-  if (!shared_status && u->seen && m.status == u->status && m.msgport == u->port &&
-      same_source(from, u->source) &&
-      (!online || config.status_ttl.count() <= 0 || now < u->online_until)) {
+  // The common SET, a refresh: same status, port and source (one key and
+  // the address bytes), not expired. It is not news, so only the expiry moves.
+  if (refresh_key(m) == u->refresh_key && same_source(from, u->source) &&
+      (m.status != buddy::presence::online || config.status_ttl.count() <= 0 ||
+       now < u->online_until)) {
     u->online_until = now + config.status_ttl;
     return;
   }
-  u->source = from;
+  change_status(*u, m, from);
+}
+
+void buddy_server::impl::change_status(user_record& u, const buddy::udp_request_view& m,
+                                       const asio::ip::udp::endpoint& from) {
+  const auto now = udp.batch_time();
+  const bool online = m.status == buddy::presence::online;
+  u.source = from;
   const auto address = plain(from.address());
   if (shared_status) {
-    u->set_at = buddy_status_update::stamp_now();
-    shared_status->put({u->id, online, address.to_string(), m.msgport, u->set_at});
+    u.set_at = buddy_status_update::stamp_now();
+    shared_status->put({u.id, online, address.to_string(), m.msgport, u.set_at});
   }
-  set_status(*u, online, address, m.msgport, now, now + config.status_ttl);
+  set_status(u, online, address, m.msgport, now, now + config.status_ttl);
+  // Shared statuses publish every SET: none is a mere refresh there.
+  u.refresh_key = shared_status ? 0 : refresh_key(m);
 }
 
 void buddy_server::impl::apply(const buddy_status_update& update) {
@@ -432,6 +462,7 @@ void buddy_server::impl::apply(const buddy_status_update& update) {
   if (ec) return;
   u->set_at = update.at;
   u->source = {};  // from another node: no local SET matches it
+  u->refresh_key = 0;
   // The TTL counts from the SET, on whichever node it was made.
   auto age = std::chrono::system_clock::now() - update.at;
   auto now = net::clock::now();
