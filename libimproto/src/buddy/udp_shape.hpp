@@ -80,6 +80,11 @@ constexpr std::uint64_t bytes_of(std::uint8_t b) noexcept { return 0x01010101010
 // capitals, one space between fields, nothing after the last one), read with
 // a few word loads; false for anything else, which the general reading then
 // takes. On true, `r` holds what the general reading would have given.
+//
+// With `check_user` false the id's bytes are not classified (its length is
+// still 1 to max_userid): for a caller that looks the id up among valid ids
+// at once, and reads the datagram again whole when it is not found there.
+template <bool check_user = true>
 [[gnu::always_inline]] inline bool read_common_shape(std::string_view datagram,
                                                     udp_request_view& r) noexcept {
   if constexpr (std::endian::native != std::endian::little) {
@@ -91,7 +96,8 @@ constexpr std::uint64_t bytes_of(std::uint8_t b) noexcept { return 0x01010101010
     const std::uint32_t head = load32(d);
     if (head == le32("GET ")) {
       const std::size_t user_size = n - 4;
-      if (user_size > max_userid || !all_user_chars(d + 4, user_size)) return false;
+      if (user_size > max_userid) return false;
+      if (check_user && !all_user_chars(d + 4, user_size)) return false;
       r.verb = udp_verb::get;
       r.user = std::string_view(d + 4, user_size);
       r.valid = true;
@@ -115,10 +121,8 @@ constexpr std::uint64_t bytes_of(std::uint8_t b) noexcept { return 0x01010101010
     const char* const status = d + 4 + user_size;
     constexpr std::uint64_t status_bytes = 0xffffffffff000000ull;
     const std::uint64_t expected = std::uint64_t{le32(" 101")} << 24 | std::uint64_t{' '} << 56;
-    if (((load64(status - 3) | std::uint64_t{1} << 48) & status_bytes) != expected ||
-        !all_user_chars(d + 4, user_size)) {
-      return false;
-    }
+    if (((load64(status - 3) | std::uint64_t{1} << 48) & status_bytes) != expected) return false;
+    if (check_user && !all_user_chars(d + 4, user_size)) return false;
     // The port: the digits' bytes (the others cleared, as leading zeros),
     // most significant first, combined in pairs, fours, then eights.
     std::uint64_t v = x & (~std::uint64_t{0} << (8 * (8 - digits)));

@@ -35,11 +35,15 @@ struct string_hash {
 
 // A registered user: the committed buddy list and the soft status.
 struct user_record {
-  explicit user_record(std::string name) : id(std::move(name)) {
+  explicit user_record(std::string name) : id(std::move(name)), valid_id(buddy::valid_user(id)) {
     reply_line = id + " 101 0.0.0.0 0\n";  // never seen: offline, no address
   }
 
   std::string id;
+  // A userid by the protocol's rule, as every id registered over TCP is; a
+  // datagram naming this id needs no check of its bytes (a store written by
+  // other means could hold anything).
+  bool valid_id;
   std::vector<user_record*> buddies;  // first added first, as the store keeps them
   bool seen = false;                  // has sent a SET since the server started
   buddy::presence status = buddy::presence::offline;
@@ -74,22 +78,23 @@ struct session : net::tcp_session {
 };
 
 // Same address and port, byte for byte (the kernel writes every byte of the
-// sockaddr it reports, padding zeroed); IPv4's 16 bytes as two words.
-bool same_source(const asio::ip::udp::endpoint& a, const asio::ip::udp::endpoint& b) noexcept {
-  if (a.size() != b.size()) return false;
-  if (a.size() == 16) {
-    std::uint64_t x[2], y[2];
-    std::memcpy(x, a.data(), 16);
-    std::memcpy(y, b.data(), 16);
-    return x[0] == y[0] && x[1] == y[1];
-  }
-  return std::memcmp(a.data(), b.data(), a.size()) == 0;
+// sockaddr it reports, padding zeroed): the first 16 bytes hold the family,
+// so they are all of an IPv4 one; IPv6 has 12 more.
+[[gnu::always_inline]] inline bool same_source(const asio::ip::udp::endpoint& a,
+                                               const asio::ip::udp::endpoint& b) noexcept {
+  std::uint64_t x[2], y[2];
+  std::memcpy(x, a.data(), 16);
+  std::memcpy(y, b.data(), 16);
+  if (((x[0] ^ y[0]) | (x[1] ^ y[1])) != 0) return false;
+  return a.data()->sa_family == AF_INET ||
+         std::memcmp(reinterpret_cast<const char*>(a.data()) + 16,
+                     reinterpret_cast<const char*>(b.data()) + 16, a.size() - 16) == 0;
 }
 
-// A SET's status and port in one word, never 0: a SET with the key of the
-// last one shown changes neither.
+// A SET's status and port in one word, never 0 (the status is 100 or 101):
+// a SET with the key of the last one shown changes neither.
 constexpr std::uint32_t refresh_key(const buddy::udp_request_view& m) noexcept {
-  return 1u << 24 | (m.status == buddy::presence::online ? 1u : 2u) << 16 | m.msgport;
+  return static_cast<std::uint32_t>(m.status) << 16 | m.msgport;
 }
 
 // IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; their
@@ -181,11 +186,11 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
                    net::udp_replies& replies);
   // The refresh of a known user is inlined into on_datagram(); any change
   // goes to change_status().
-  [[gnu::always_inline]] void on_set(const buddy::udp_request_view& m,
+  [[gnu::always_inline]] void on_set(user_record& u, const buddy::udp_request_view& m,
                                      const asio::ip::udp::endpoint& from);
   [[gnu::noinline]] void change_status(user_record& u, const buddy::udp_request_view& m,
                                        const asio::ip::udp::endpoint& from);
-  void on_get(std::string_view user, const asio::ip::udp::endpoint& from,
+  void on_get(const user_record& u, const asio::ip::udp::endpoint& from,
               net::udp_replies& replies);
 
   user_record& ensure(const std::string& id) {
@@ -404,39 +409,52 @@ void buddy_server::impl::answer(session& s, const buddy::request* req, const bud
 void buddy_server::impl::on_datagram(std::string_view payload,
                                      const asio::ip::udp::endpoint& from,
                                      net::udp_replies& replies) {
-  // Read in place: nothing is copied or allocated per datagram. This is
-  // parse_udp_request_view() with its common shapes inlined here.
-  buddy::udp_request_view req;
-  if (!buddy::detail::read_common_shape(payload, req)) {
-    req = buddy::detail::parse_udp_request_general(payload);
+  // Read in place: nothing is copied or allocated per datagram. The shapes
+  // clients send are read first without classifying the id's bytes: found
+  // among the users, and valid there, it is a userid, and the general
+  // reading would give the same fields.
+  buddy::udp_request_view shape;
+  if (buddy::detail::read_common_shape<false>(payload, shape)) {
+    if (auto* u = find(shape.user); u && u->valid_id) {
+      if (shape.verb == buddy::udp_verb::set) {
+        on_set(*u, shape, from);
+      } else {
+        on_get(*u, from, replies);
+      }
+      return;
+    }
   }
+  // Anything else, and ids not found: the whole reading decides.
+  const auto req = buddy::parse_udp_request_view(payload);
   if (!req.valid) {
     // SET is never answered, not even a bad one; anything else gets what a
     // bad GET gets.
     if (req.verb != buddy::udp_verb::set) replies.send(invalid_reply, from);
     return;
   }
+  // No reply to SET; statuses are kept for registered users only.
+  auto* u = find(req.user);
   if (req.verb == buddy::udp_verb::set) {
-    on_set(req, from);
+    if (u) on_set(*u, req, from);
+  } else if (!u) {
+    replies.send(no_such_user_reply, from);
   } else {
-    on_get(req.user, from, replies);
+    on_get(*u, from, replies);
   }
 }
 
-inline void buddy_server::impl::on_set(const buddy::udp_request_view& m,
+inline void buddy_server::impl::on_set(user_record& u, const buddy::udp_request_view& m,
                                        const asio::ip::udp::endpoint& from) {
-  auto* u = find(m.user);
-  if (!u) return;  // no reply to SET; statuses are kept for registered users only
   const auto now = udp.batch_time();
   // The common SET, a refresh: same status, port and source (one key and
   // the address bytes), not expired. It is not news, so only the expiry moves.
-  if (refresh_key(m) == u->refresh_key && same_source(from, u->source) &&
+  if (refresh_key(m) == u.refresh_key && same_source(from, u.source) &&
       (m.status != buddy::presence::online || config.status_ttl.count() <= 0 ||
-       now < u->online_until)) {
-    u->online_until = now + config.status_ttl;
+       now < u.online_until)) {
+    u.online_until = now + config.status_ttl;
     return;
   }
-  change_status(*u, m, from);
+  change_status(u, m, from);
 }
 
 void buddy_server::impl::change_status(user_record& u, const buddy::udp_request_view& m,
@@ -501,13 +519,9 @@ void buddy_server::impl::set_status(user_record& u, bool online,
 
 // The reply is written straight into the batch's send buffer: per buddy the
 // line made when it last moved, with the status as of this batch.
-void buddy_server::impl::on_get(std::string_view user, const asio::ip::udp::endpoint& from,
+void buddy_server::impl::on_get(const user_record& user, const asio::ip::udp::endpoint& from,
                                 net::udp_replies& replies) {
-  auto* u = find(user);
-  if (!u) {
-    replies.send(no_such_user_reply, from);
-    return;
-  }
+  const auto* u = &user;
   const auto now = udp.batch_time();
   const bool ttl = config.status_ttl.count() > 0;
   // One datagram is all the protocol has: a list too long for it is cut.
