@@ -58,6 +58,13 @@ struct user_record {
   // address or port changes; a GET sets the status digit (at id.size() + 3)
   // in its copy.
   std::string reply_line;
+  // This user's GET reply as last made: the lines of the buddies that fit one
+  // datagram, back to back, and where each one's status digit is. Valid while
+  // `reply_epoch` is the server's `lines_epoch` (no line and no list has
+  // changed since); made again on the first GET after.
+  std::string reply;
+  std::vector<std::uint32_t> reply_digits;  // one per buddy in `reply`, in order
+  std::uint64_t reply_epoch = 0;
   std::chrono::system_clock::time_point set_at;  // the SET shown: the newest wins
   // refresh_key() of the last local SET, whose status and port are shown
   // and whose source is `source`; 0 (no SET's key) when none is, or when
@@ -150,6 +157,9 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
   // on why), and ensure() keeps both in step.
   std::unordered_map<std::string, user_record, string_hash, std::equal_to<>> users;
   detail::user_index<user_record> index;
+  // Moves on whenever a reply line or a buddy list changes: every prepared
+  // GET reply older than it is made again when next asked for.
+  std::uint64_t lines_epoch = 1;
   // The datagram answers that never change, made once.
   const std::string invalid_reply = response_text(buddy::response::invalid());
   const std::string no_such_user_reply = response_text(buddy::response::no_such_user());
@@ -190,8 +200,8 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
                                      const asio::ip::udp::endpoint& from);
   [[gnu::noinline]] void change_status(user_record& u, const buddy::udp_request_view& m,
                                        const asio::ip::udp::endpoint& from);
-  void on_get(const user_record& u, const asio::ip::udp::endpoint& from,
-              net::udp_replies& replies);
+  void on_get(user_record& u, const asio::ip::udp::endpoint& from, net::udp_replies& replies);
+  [[gnu::noinline]] void prepare_reply(user_record& u);
 
   user_record& ensure(const std::string& id) {
     auto [it, added] = users.try_emplace(id, id);
@@ -368,8 +378,14 @@ void buddy_server::impl::apply(const buddy::request& req) {
   }
   if (!u || !b) return;  // the store knew both; a REG commits before anything naming it
   auto it = std::find(u->buddies.begin(), u->buddies.end(), b);
-  if (add && it == u->buddies.end()) u->buddies.push_back(b);
-  if (!add && it != u->buddies.end()) u->buddies.erase(it);
+  if (add && it == u->buddies.end()) {
+    u->buddies.push_back(b);
+    ++lines_epoch;
+  }
+  if (!add && it != u->buddies.end()) {
+    u->buddies.erase(it);
+    ++lines_epoch;
+  }
   // Another node may have changed this list just after us: the database,
   // read after this, has the last word; states read before are stale.
   if (feed) u->refresh_ticket = feed->refresh(user);
@@ -382,6 +398,7 @@ void buddy_server::impl::set_list(const store::buddy_feed::user_state& st) {
   u.buddies.clear();
   u.buddies.reserve(st.buddies.size());
   for (const auto& b : st.buddies) u.buddies.push_back(&ensure(b));
+  ++lines_epoch;
 }
 
 void buddy_server::impl::on_feed(store::buddy_feed::event e) {
@@ -505,6 +522,7 @@ void buddy_server::impl::set_status(user_record& u, bool online,
     u.reply_line += ' ';
     wire::append_decimal(u.reply_line, msgport);
     u.reply_line += '\n';
+    ++lines_epoch;
   }
   u.seen = true;
   u.status = online ? buddy::presence::online : buddy::presence::offline;
@@ -517,37 +535,38 @@ void buddy_server::impl::set_status(user_record& u, bool online,
   }
 }
 
-// The reply is written straight into the batch's send buffer: per buddy the
-// line made when it last moved, with the status as of this batch.
-void buddy_server::impl::on_get(const user_record& user, const asio::ip::udp::endpoint& from,
+// The reply is written straight into the batch's send buffer: the user's
+// prepared lines in one copy, then each buddy's status as of this batch.
+void buddy_server::impl::on_get(user_record& u, const asio::ip::udp::endpoint& from,
                                 net::udp_replies& replies) {
-  const auto* u = &user;
+  if (u.reply_epoch != lines_epoch) prepare_reply(u);
   const auto now = udp.batch_time();
   const bool ttl = config.status_ttl.count() > 0;
-  // One datagram is all the protocol has: a list too long for it is cut.
-  // The lines that fit are measured first, so that the reply grows once and
-  // each line is a plain copy.
-  std::size_t size = 0;
-  auto fit = u->buddies.begin();
-  for (; fit != u->buddies.end(); ++fit) {
-    const std::size_t line = (*fit)->reply_line.size();
-    if (size + line > buddy::max_datagram) break;
-    size += line;
-  }
   std::string& out = replies.begin(from);
-  std::size_t at = out.size();
-  out.resize(at + size);
-  char* const w = out.data();
-  for (auto it = u->buddies.begin(); it != fit; ++it) {
-    const auto* b = *it;
-    // Never seen: offline at 0.0.0.0 port 0 (its initial line).
-    bool online = b->seen && b->status == buddy::presence::online && (!ttl || now < b->online_until);
-    const std::string& line = b->reply_line;
-    std::memcpy(w + at, line.data(), line.size());
-    // "100" online, "101" offline: the last digit tells them apart.
-    w[at + b->id.size() + 3] = online ? '0' : '1';
-    at += line.size();
+  const std::size_t at = out.size();
+  out += u.reply;
+  char* const w = out.data() + at;
+  const std::uint32_t* digit = u.reply_digits.data();
+  const std::size_t fit = u.reply_digits.size();  // the first `fit` buddies
+  for (std::size_t i = 0; i < fit; ++i) {
+    const user_record* b = u.buddies[i];
+    // Online only after a SET (never seen: offline at 0.0.0.0 port 0, its
+    // initial line); "100" online, "101" offline: the last digit tells them apart.
+    const bool online = b->status == buddy::presence::online && (!ttl || now < b->online_until);
+    w[digit[i]] = online ? '0' : '1';
   }
+}
+
+// One datagram is all the protocol has: a list too long for it is cut.
+void buddy_server::impl::prepare_reply(user_record& u) {
+  u.reply.clear();
+  u.reply_digits.clear();
+  for (const user_record* b : u.buddies) {
+    if (u.reply.size() + b->reply_line.size() > buddy::max_datagram) break;
+    u.reply_digits.push_back(static_cast<std::uint32_t>(u.reply.size() + b->id.size() + 3));
+    u.reply += b->reply_line;
+  }
+  u.reply_epoch = lines_epoch;
 }
 
 // --------------------------------------------------------------------- public
