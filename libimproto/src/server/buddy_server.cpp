@@ -100,8 +100,8 @@ struct session : net::tcp_session {
 
 // A SET's status and port in one word, never 0 (the status is 100 or 101):
 // a SET with the key of the last one shown changes neither.
-constexpr std::uint32_t refresh_key(const buddy::udp_request_view& m) noexcept {
-  return static_cast<std::uint32_t>(m.status) << 16 | m.msgport;
+constexpr std::uint32_t refresh_key(buddy::presence status, std::uint16_t msgport) noexcept {
+  return static_cast<std::uint32_t>(status) << 16 | msgport;
 }
 
 // IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; their
@@ -194,11 +194,17 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
   }
   void on_datagram(std::string_view payload, const asio::ip::udp::endpoint& from,
                    net::udp_replies& replies);
+  // Out of line, so that the common datagrams' path saves no registers.
+  [[gnu::noinline]] void on_other_datagram(std::string_view payload,
+                                           const asio::ip::udp::endpoint& from,
+                                           net::udp_replies& replies);
   // The refresh of a known user is inlined into on_datagram(); any change
   // goes to change_status().
-  [[gnu::always_inline]] void on_set(user_record& u, const buddy::udp_request_view& m,
-                                     const asio::ip::udp::endpoint& from);
-  [[gnu::noinline]] void change_status(user_record& u, const buddy::udp_request_view& m,
+  // (The fields by value: the request view stays in registers.)
+  [[gnu::always_inline]] void on_set(user_record& u, buddy::presence status,
+                                     std::uint16_t msgport, const asio::ip::udp::endpoint& from);
+  [[gnu::noinline]] void change_status(user_record& u, buddy::presence status,
+                                       std::uint16_t msgport,
                                        const asio::ip::udp::endpoint& from);
   void on_get(user_record& u, const asio::ip::udp::endpoint& from, net::udp_replies& replies);
   [[gnu::noinline]] void prepare_reply(user_record& u);
@@ -434,14 +440,20 @@ void buddy_server::impl::on_datagram(std::string_view payload,
   if (buddy::detail::read_common_shape<false>(payload, shape)) {
     if (auto* u = find(shape.user); u && u->valid_id) {
       if (shape.verb == buddy::udp_verb::set) {
-        on_set(*u, shape, from);
+        on_set(*u, shape.status, shape.msgport, from);
       } else {
         on_get(*u, from, replies);
       }
       return;
     }
   }
-  // Anything else, and ids not found: the whole reading decides.
+  on_other_datagram(payload, from, replies);
+}
+
+// Anything else, and ids not found: the whole reading decides.
+void buddy_server::impl::on_other_datagram(std::string_view payload,
+                                           const asio::ip::udp::endpoint& from,
+                                           net::udp_replies& replies) {
   const auto req = buddy::parse_udp_request_view(payload);
   if (!req.valid) {
     // SET is never answered, not even a bad one; anything else gets what a
@@ -452,7 +464,7 @@ void buddy_server::impl::on_datagram(std::string_view payload,
   // No reply to SET; statuses are kept for registered users only.
   auto* u = find(req.user);
   if (req.verb == buddy::udp_verb::set) {
-    if (u) on_set(*u, req, from);
+    if (u) on_set(*u, req.status, req.msgport, from);
   } else if (!u) {
     replies.send(no_such_user_reply, from);
   } else {
@@ -460,33 +472,35 @@ void buddy_server::impl::on_datagram(std::string_view payload,
   }
 }
 
-inline void buddy_server::impl::on_set(user_record& u, const buddy::udp_request_view& m,
+inline void buddy_server::impl::on_set(user_record& u, buddy::presence status,
+                                       std::uint16_t msgport,
                                        const asio::ip::udp::endpoint& from) {
   const auto now = udp.batch_time();
   // The common SET, a refresh: same status, port and source (one key and
   // the address bytes), not expired. It is not news, so only the expiry moves.
-  if (refresh_key(m) == u.refresh_key && same_source(from, u.source) &&
-      (m.status != buddy::presence::online || config.status_ttl.count() <= 0 ||
+  if (refresh_key(status, msgport) == u.refresh_key && same_source(from, u.source) &&
+      (status != buddy::presence::online || config.status_ttl.count() <= 0 ||
        now < u.online_until)) {
     u.online_until = now + config.status_ttl;
     return;
   }
-  change_status(u, m, from);
+  change_status(u, status, msgport, from);
 }
 
-void buddy_server::impl::change_status(user_record& u, const buddy::udp_request_view& m,
+void buddy_server::impl::change_status(user_record& u, buddy::presence status,
+                                       std::uint16_t msgport,
                                        const asio::ip::udp::endpoint& from) {
   const auto now = udp.batch_time();
-  const bool online = m.status == buddy::presence::online;
+  const bool online = status == buddy::presence::online;
   u.source = from;
   const auto address = plain(from.address());
   if (shared_status) {
     u.set_at = buddy_status_update::stamp_now();
-    shared_status->put({u.id, online, address.to_string(), m.msgport, u.set_at});
+    shared_status->put({u.id, online, address.to_string(), msgport, u.set_at});
   }
-  set_status(u, online, address, m.msgport, now, now + config.status_ttl);
+  set_status(u, online, address, msgport, now, now + config.status_ttl);
   // Shared statuses publish every SET: none is a mere refresh there.
-  u.refresh_key = shared_status ? 0 : refresh_key(m);
+  u.refresh_key = shared_status ? 0 : refresh_key(status, msgport);
 }
 
 void buddy_server::impl::apply(const buddy_status_update& update) {
