@@ -6,7 +6,7 @@
 #include <cstring>
 #include <memory>
 
-#include <asio/post.hpp>
+#include "reactor_wait.hpp"
 
 namespace improto::net {
 
@@ -100,56 +100,67 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   for (auto& h : headers) h.msg_hdr.msg_namelen = name_capacity;
   udp_replies replies;
   const bool limited = limiter_.enabled();
-  const auto executor = socket_.get_executor();
+  const int fd = socket_.native_handle();
 
-  // Asio 1.22 re-arms the descriptor (epoll_ctl EPOLL_CTL_MOD) for every
-  // async_wait, so the loop waits only once a batch found the socket empty
-  // (recvmmsg returned fewer than `batch`). While full batches keep coming it
-  // yields to the thread's other work every few batches with a post, which
-  // costs no system call, and reads on.
-  bool empty = true;
-  while (socket_.is_open()) {
-    if (empty) {
-      auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, use_nothrow);
-      if (ec) break;
-    } else {
-      co_await asio::post(executor, asio::use_awaitable);
+  // One recvmmsg of up to `batch` datagrams into `headers`.
+  std::size_t count = 0;
+  auto read_batch = [&](std::error_code& ec) {
+    for (;;) {
+      int n = ::recvmmsg(fd, headers.data(), static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
+      if (n >= 0) {
+        count = static_cast<std::size_t>(n);
+        return count == batch ? detail::perform_status::done : detail::perform_status::drained;
+      }
+      if (errno == EINTR) continue;
+      count = 0;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return detail::perform_status::would_block;
+      // An error the socket reports once (e.g. a queued ICMP error): the
+      // reading goes on with the next batch.
+      ec = std::error_code(errno, std::system_category());
+      return detail::perform_status::done;
     }
-    empty = false;
-    for (int round = 0; round < 4 && socket_.is_open(); ++round) {
-      int n = ::recvmmsg(socket_.native_handle(), headers.data(), static_cast<unsigned>(batch),
-                         MSG_DONTWAIT, nullptr);
-      // EAGAIN, or an error the next readiness may clear: wait either way.
-      if (n <= 0) {
-        empty = true;
-        break;
-      }
-      const auto count = static_cast<std::size_t>(n);
-      // One clock read per batch: neither the rate limit nor the handlers
-      // need finer time.
-      batch_time_ = clock::now();
-      for (std::size_t i = 0; i < count; ++i) {
-        auto& h = headers[i].msg_hdr;
-        const socklen_t name_size = h.msg_namelen;
-        h.msg_namelen = name_capacity;
-        if ((h.msg_flags & MSG_TRUNC) != 0 || headers[i].msg_len > limits_.max_datagram) {
-          ++dropped_oversized_;
-          continue;
+  };
+
+  // Readiness and the first read of a wake-up are one reactor operation
+  // (reactor_wait.hpp): no epoll_ctl per wake-up, as async_wait costs in
+  // Asio 1.22, and no recvmmsg that finds nothing. A short batch tells the
+  // reactor the socket is drained, so the next wait queues without a
+  // syscall. While batches come full, a few more are read directly before
+  // the next operation, whose completion goes through the scheduler's
+  // queue: the thread's other work (TCP, timers) runs in between.
+  while (socket_.is_open()) {
+    auto [ec] = co_await detail::async_perform_read(socket_, read_batch, use_nothrow);
+    if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor ||
+        !socket_.is_open()) {
+      break;
+    }
+    for (int round = 0;; ++round) {
+      if (count > 0) {
+        // One clock read per batch: neither the rate limit nor the handlers
+        // need finer time.
+        batch_time_ = clock::now();
+        for (std::size_t i = 0; i < count; ++i) {
+          auto& h = headers[i].msg_hdr;
+          const socklen_t name_size = h.msg_namelen;
+          h.msg_namelen = name_capacity;
+          if ((h.msg_flags & MSG_TRUNC) != 0 || headers[i].msg_len > limits_.max_datagram) {
+            ++dropped_oversized_;
+            continue;
+          }
+          if (limited &&
+              !limiter_.admit(static_cast<const sockaddr*>(h.msg_name), name_size, batch_time_)) {
+            ++dropped_rate_;
+            continue;
+          }
+          sources[i].resize(name_size);
+          on_datagram(std::string_view(storage.get() + i * slot, headers[i].msg_len),
+                      sources[i], replies);
         }
-        if (limited &&
-            !limiter_.admit(static_cast<const sockaddr*>(h.msg_name), name_size, batch_time_)) {
-          ++dropped_rate_;
-          continue;
-        }
-        sources[i].resize(name_size);
-        on_datagram(std::string_view(storage.get() + i * slot, headers[i].msg_len), sources[i],
-                    replies);
+        if (replies.size() > 0) flush(replies);
       }
-      if (replies.size() > 0) flush(replies);
-      if (count < batch) {
-        empty = true;
-        break;
-      }
+      if (count < batch || round == 3 || !socket_.is_open()) break;
+      std::error_code read_ec;
+      if (read_batch(read_ec) == detail::perform_status::would_block) break;
     }
   }
 }
