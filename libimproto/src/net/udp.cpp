@@ -3,12 +3,19 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
 #include "reactor_wait.hpp"
 
 namespace improto::net {
+
+namespace {
+// The part of each receive slot that is packed with the others: protocol 2's
+// requests and most datagrams fit.
+constexpr std::size_t head_bytes = 2048;
+}  // namespace
 
 std::string& udp_replies::begin(const asio::ip::udp::endpoint& to) {
   if (count_ == replies_.size()) replies_.emplace_back();
@@ -81,18 +88,28 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   const std::size_t batch = limits_.batch;
   // One byte more than the limit so that an oversized datagram is detectable.
   const std::size_t slot = limits_.max_datagram + 1;
-  // Not zeroed: the kernel backs only the pages datagrams are written to, so
-  // 64 slots of 64 KiB cost what the datagrams that arrive need.
-  auto storage = std::make_unique_for_overwrite<char[]>(batch * slot);
+  // Each slot is a head in one dense array plus a tail for the rest of a
+  // large datagram. Slots of a whole 64 KiB each would put every datagram
+  // at the same offset in its own page: 64 datagrams of a batch in one L1/L2
+  // cache set and 64 pages (TLB entries) per batch, where small datagrams
+  // now share a few contiguous pages. Tails are not zeroed: the kernel backs
+  // only the pages large datagrams are written to.
+  const std::size_t head = std::min(slot, head_bytes);
+  const std::size_t tail = slot - head;
+  auto heads = std::make_unique_for_overwrite<char[]>(batch * head);
+  auto tails = std::make_unique_for_overwrite<char[]>(batch * tail);
+  // A datagram longer than its head is made contiguous here for the handler.
+  std::unique_ptr<char[]> whole;
   std::vector<asio::ip::udp::endpoint> sources(batch);
-  std::vector<iovec> vectors(batch);
+  std::vector<iovec> vectors(2 * batch);
   std::vector<mmsghdr> headers(batch);
   for (std::size_t i = 0; i < batch; ++i) {
-    vectors[i] = {storage.get() + i * slot, slot};
+    vectors[2 * i] = {heads.get() + i * head, head};
+    vectors[2 * i + 1] = {tails.get() + i * tail, tail};
     headers[i].msg_hdr = {};
     headers[i].msg_hdr.msg_name = sources[i].data();
-    headers[i].msg_hdr.msg_iov = &vectors[i];
-    headers[i].msg_hdr.msg_iovlen = 1;
+    headers[i].msg_hdr.msg_iov = &vectors[2 * i];
+    headers[i].msg_hdr.msg_iovlen = tail > 0 ? 2 : 1;
   }
   const auto name_capacity = static_cast<socklen_t>(sources[0].capacity());
   // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last is
@@ -153,8 +170,15 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
             continue;
           }
           sources[i].resize(name_size);
-          on_datagram(std::string_view(storage.get() + i * slot, headers[i].msg_len),
-                      sources[i], replies);
+          const std::size_t size = headers[i].msg_len;
+          const char* data = heads.get() + i * head;
+          if (size > head) {
+            if (!whole) whole = std::make_unique_for_overwrite<char[]>(slot);
+            std::memcpy(whole.get(), data, head);
+            std::memcpy(whole.get() + head, tails.get() + i * tail, size - head);
+            data = whole.get();
+          }
+          on_datagram(std::string_view(data, size), sources[i], replies);
         }
         if (replies.size() > 0) flush(replies);
       }
