@@ -7,6 +7,8 @@
 #include <cstring>
 #include <memory>
 
+#include <asio/post.hpp>
+
 #include "reactor_wait.hpp"
 
 namespace improto::net {
@@ -118,73 +120,68 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   udp_replies replies;
   const bool limited = limiter_.enabled();
   const int fd = socket_.native_handle();
+  const auto executor = socket_.get_executor();
 
-  // One recvmmsg of up to `batch` datagrams into `headers`.
-  std::size_t count = 0;
-  auto read_batch = [&](std::error_code& ec) {
-    for (;;) {
-      int n = ::recvmmsg(fd, headers.data(), static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
-      if (n >= 0) {
-        count = static_cast<std::size_t>(n);
-        return count == batch ? detail::perform_status::done : detail::perform_status::drained;
-      }
-      if (errno == EINTR) continue;
-      count = 0;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return detail::perform_status::would_block;
-      // An error the socket reports once (e.g. a queued ICMP error): the
-      // reading goes on with the next batch.
-      ec = std::error_code(errno, std::system_category());
-      return detail::perform_status::done;
-    }
-  };
+  // Readiness without re-arming (reactor_wait.hpp): Asio 1.22's async_wait
+  // costs an epoll_ctl (EPOLL_CTL_MOD) per wait. Reporting "drained" tells
+  // the reactor to queue the next wait without trying, unless a readiness
+  // edge came in between; the batch is read here, after the wake-up's hop
+  // through the scheduler, by when more datagrams have come in.
+  auto readiness = [](std::error_code&) { return detail::perform_status::drained; };
 
-  // Readiness and the first read of a wake-up are one reactor operation
-  // (reactor_wait.hpp): no epoll_ctl per wake-up, as async_wait costs in
-  // Asio 1.22, and no recvmmsg that finds nothing. A short batch tells the
-  // reactor the socket is drained, so the next wait queues without a
-  // syscall. While batches come full, a few more are read directly before
-  // the next operation, whose completion goes through the scheduler's
-  // queue: the thread's other work (TCP, timers) runs in between.
+  // The loop waits only once a batch found the socket empty (recvmmsg
+  // returned fewer than `batch`). While full batches keep coming it yields
+  // to the thread's other work every few batches with a post, which costs no
+  // system call, and reads on.
+  bool empty = true;
   while (socket_.is_open()) {
-    auto [ec] = co_await detail::async_perform_read(socket_, read_batch, use_nothrow);
-    if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor ||
-        !socket_.is_open()) {
-      break;
+    if (empty) {
+      auto [ec] = co_await detail::async_perform_read(socket_, readiness, use_nothrow);
+      if (ec) break;
+    } else {
+      co_await asio::post(executor, asio::use_awaitable);
     }
-    for (int round = 0;; ++round) {
-      if (count > 0) {
-        // One clock read per batch: neither the rate limit nor the handlers
-        // need finer time.
-        batch_time_ = clock::now();
-        for (std::size_t i = 0; i < count; ++i) {
-          auto& h = headers[i].msg_hdr;
-          const socklen_t name_size = h.msg_namelen;
-          h.msg_namelen = name_capacity;
-          if ((h.msg_flags & MSG_TRUNC) != 0 || headers[i].msg_len > limits_.max_datagram) {
-            ++dropped_oversized_;
-            continue;
-          }
-          if (limited &&
-              !limiter_.admit(static_cast<const sockaddr*>(h.msg_name), name_size, batch_time_)) {
-            ++dropped_rate_;
-            continue;
-          }
-          sources[i].resize(name_size);
-          const std::size_t size = headers[i].msg_len;
-          const char* data = heads.get() + i * head;
-          if (size > head) {
-            if (!whole) whole = std::make_unique_for_overwrite<char[]>(slot);
-            std::memcpy(whole.get(), data, head);
-            std::memcpy(whole.get() + head, tails.get() + i * tail, size - head);
-            data = whole.get();
-          }
-          on_datagram(std::string_view(data, size), sources[i], replies);
-        }
-        if (replies.size() > 0) flush(replies);
+    empty = false;
+    for (int round = 0; round < 4 && socket_.is_open(); ++round) {
+      int n = ::recvmmsg(fd, headers.data(), static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
+      // EAGAIN, or an error the next readiness may clear: wait either way.
+      if (n <= 0) {
+        empty = true;
+        break;
       }
-      if (count < batch || round == 3 || !socket_.is_open()) break;
-      std::error_code read_ec;
-      if (read_batch(read_ec) == detail::perform_status::would_block) break;
+      const auto count = static_cast<std::size_t>(n);
+      // One clock read per batch: neither the rate limit nor the handlers
+      // need finer time.
+      batch_time_ = clock::now();
+      for (std::size_t i = 0; i < count; ++i) {
+        auto& h = headers[i].msg_hdr;
+        const socklen_t name_size = h.msg_namelen;
+        h.msg_namelen = name_capacity;
+        if ((h.msg_flags & MSG_TRUNC) != 0 || headers[i].msg_len > limits_.max_datagram) {
+          ++dropped_oversized_;
+          continue;
+        }
+        if (limited &&
+            !limiter_.admit(static_cast<const sockaddr*>(h.msg_name), name_size, batch_time_)) {
+          ++dropped_rate_;
+          continue;
+        }
+        sources[i].resize(name_size);
+        const std::size_t size = headers[i].msg_len;
+        const char* data = heads.get() + i * head;
+        if (size > head) {
+          if (!whole) whole = std::make_unique_for_overwrite<char[]>(slot);
+          std::memcpy(whole.get(), data, head);
+          std::memcpy(whole.get() + head, tails.get() + i * tail, size - head);
+          data = whole.get();
+        }
+        on_datagram(std::string_view(data, size), sources[i], replies);
+      }
+      if (replies.size() > 0) flush(replies);
+      if (count < batch) {
+        empty = true;
+        break;
+      }
     }
   }
 }
