@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 # Re-exported: the test files import them from here.
-from raw_sockets import closed_by_peer, connect, recv_exactly, recv_until  # noqa: E402,F401
+from raw_sockets import CloseWatch, closed_by_peer, connect, recv_exactly, recv_until  # noqa: E402,F401
 
 BIN_DIR = Path(os.environ.get("IMPROTO_BIN_DIR", Path(__file__).resolve().parents[2] / "build" / "tools"))
 LISTENING = re.compile(r"listening on (\S+):(\d+)$")
