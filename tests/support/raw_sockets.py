@@ -84,3 +84,23 @@ class CloseWatch:
         self._thread.join(timeout)
         assert self.at is not None, f"not closed by the peer within {timeout} s"
         return self.at
+
+
+def wait_until_read_by_peer(sock, timeout=30.0):
+    """Waits until the peer (a local server) has read every byte sent on
+    `sock`: the receive queue of its end in /proc/net/tcp is empty. A
+    condition to wait for instead of sleeping when a test must know that
+    the server has its request (IPv4 loopback sockets only)."""
+    ours = "%08X:%04X" % (0x0100007F, sock.getsockname()[1])
+    theirs = "%08X:%04X" % (0x0100007F, sock.getpeername()[1])
+    deadline = time.monotonic() + timeout
+    while True:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == theirs and fields[2] == ours:
+                    if int(fields[4].split(":")[1], 16) == 0:
+                        return
+                    break
+        assert time.monotonic() < deadline, f"the peer did not read within {timeout} s"
+        time.sleep(0.01)
