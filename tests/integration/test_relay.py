@@ -382,15 +382,16 @@ def _spammer_of_stuck_and_nobody(port, rate, mode, ready, stop, result):
 
 def test_receiver_that_never_reads_does_not_stall_others(relay):
     # Issue 11 item 8: alice <-> bob round trips while a spammer sends 8,000
-    # SENDs/s (2,000 to a sanitized server) to a receiver that never reads (its queue full: every SEND
-    # refused at once), against the same spammer sending to a name nobody
-    # holds (the control: the same bytes read and answered, nobody stuck).
+    # SENDs/s (2,000 to a sanitized server) to a receiver that never reads
+    # (its queue full: every SEND refused at once), against the same spammer
+    # sending to a name nobody holds (the control: the same bytes read and
+    # answered, nobody stuck).
     # The two conditions alternate in short phases (ABBA), so a loaded
     # machine (2 cores shared with compilers, an ASan build) slows both
     # alike; the figure per condition is the median of the worst round trip
     # of every 0.4 s slice. A stall behind the stuck receiver (the bench once
     # read a p99 of 100-200 ms against 4-5 ms) is in most stuck slices and
-    # fails it: the bound is 2 x the control's figure + 50 ms. (The test used
+    # fails it: the bound is 3 x the control's figure + 50 ms. (The test used
     # to compare against phases without the spammer, run one after another:
     # under ASan on a loaded machine the spammer's own load and bursts of
     # other work took the stuck phase over 5 x quiet + 50 ms.)
@@ -403,6 +404,8 @@ def test_receiver_that_never_reads_does_not_stall_others(relay):
     rate = 2000 if sanitized(server.args[0]) else 8000
     a_tx, a_rx = register(port, b"alice")
     b_tx, b_rx = register(port, b"bob")
+    for probe in (a_tx, b_rx):
+        probe.settimeout(30)  # a round trip that long fails the bound anyway
     _slice_worsts(a_tx, b_rx, seconds=0.2)  # warm-up
 
     ctx = multiprocessing.get_context("fork")
@@ -430,13 +433,13 @@ def test_receiver_that_never_reads_does_not_stall_others(relay):
     assert 0 < stuck < sent
 
     control, beside_stuck = (statistics.median(figures[m]) for m in (0, 1))
-    bound = 2 * control + 0.050
+    bound = 3 * control + 0.050
     print(f"median worst round trip per 0.4 s slice: control {control * 1000:.2f} ms, beside the "
           f"stuck receiver {beside_stuck * 1000:.2f} ms ({len(figures[0])}/{len(figures[1])} slices); "
           f"spammer: {refused} ERROR 102 of {sent}, {stuck} to stuck")
     assert beside_stuck <= bound, (
         f"beside the stuck receiver {beside_stuck * 1000:.1f} ms, control {control * 1000:.1f} ms: "
-        f"over 2x + 50 ms ({bound * 1000:.1f} ms)")
+        f"over 3x + 50 ms ({bound * 1000:.1f} ms)")
 
 
 def test_half_sent_message_is_dropped_others_served(relay):
