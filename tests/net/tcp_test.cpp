@@ -128,6 +128,12 @@ struct client {
     auto n = ::recv(socket.native_handle(), &c, 1, 0);
     return n == 0 || (n < 0 && errno == ECONNRESET);
   }
+  // The same, without waiting: false while the connection is open and silent.
+  bool closed_already() {
+    char c;
+    auto n = ::recv(socket.native_handle(), &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
 };
 
 }  // namespace
@@ -179,9 +185,11 @@ TEST_CASE("hundreds of waiting connections woken at once are all served") {
 }
 
 TEST_CASE("idle and partial-message deadlines close slow peers, not others") {
+  // Deadlines long enough that the busy client's pauses (a few ms, more on
+  // a loaded machine or under ASan) never reach them.
   net::stream_limits lim;
-  lim.idle_timeout = 300ms;
-  lim.message_timeout = 200ms;
+  lim.idle_timeout = 1500ms;
+  lim.message_timeout = 800ms;
   echo_server server(lim);
   std::thread runner([&] { server.io.run(); });
   {
@@ -190,14 +198,23 @@ TEST_CASE("idle and partial-message deadlines close slow peers, not others") {
     client busy(server.port());
     loris.send("GET /+");  // an unfinished message, never completed
     CHECK(loris.receive(6) == "GET /+");
-    // The busy client keeps talking through both deadlines.
-    for (int i = 0; i < 8; ++i) {
+    // The busy client keeps talking through both deadlines, until the
+    // others are closed (bounded: a deadline that never fires fails).
+    auto give_up = std::chrono::steady_clock::now() + 30s;
+    int pings = 0;
+    bool loris_closed = false;
+    bool idle_closed = false;
+    while (!(loris_closed && idle_closed) && std::chrono::steady_clock::now() < give_up) {
       busy.send("ping");
       CHECK(busy.receive(4) == "ping");
-      std::this_thread::sleep_for(60ms);
+      ++pings;
+      std::this_thread::sleep_for(20ms);
+      loris_closed = loris_closed || loris.closed_already();
+      idle_closed = idle_closed || idle.closed_already();
     }
-    CHECK(loris.closed_by_server());
-    CHECK(idle.closed_by_server());
+    CHECK(loris_closed);
+    CHECK(idle_closed);
+    CHECK(pings > 1);
     busy.send("still here");
     CHECK(busy.receive(10) == "still here");
   }
