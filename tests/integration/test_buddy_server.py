@@ -207,6 +207,38 @@ def test_get_replies(buddyd):
     assert udp(srv.udp, b"SET nobody 100 4000", timeout=0.5) is None
 
 
+def test_set_from_another_address_is_no_refresh(buddyd):
+    """On a dual-stack socket a SET from [::1]:P and the same SET from
+    127.0.0.1:P (::ffff:127.0.0.1) have sources that differ only in the
+    address's last 8 bytes: the second is a move, not a refresh, and so is
+    the third, back from ::1."""
+    srv = buddyd("--host", "::")
+    for line in [b"REG alice\n", b"REG bob\n", b"ADD alice bob\n"]:
+        assert request(srv.tcp, line) == OK
+    v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # The same source port on both: the two families bind it separately.
+        for _ in range(50):
+            v6.bind(("::1", 0))
+            try:
+                v4.bind(("127.0.0.1", v6.getsockname()[1]))
+                break
+            except OSError:
+                v6.close()
+                v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+                v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        assert v4.getsockname()[1] == v6.getsockname()[1]
+        for sock, address, shown in [(v6, "::1", b"::1"), (v4, "127.0.0.1", b"127.0.0.1"),
+                                     (v6, "::1", b"::1")]:
+            sock.sendto(b"SET bob 100 4000", (address, srv.udp))
+            assert wait_for(lambda: udp(srv.udp, b"GET alice") == b"bob 100 %s 4000\n" % shown)
+    finally:
+        v6.close()
+        v4.close()
+
+
 def test_bad_datagrams(buddyd):
     srv = buddyd()
     assert request(srv.tcp, b"REG alice\n") == OK
