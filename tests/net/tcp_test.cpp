@@ -426,3 +426,55 @@ TEST_CASE("a last answer reaches a peer whose later bytes the server never reads
   }
   runner.join();
 }
+
+TEST_CASE("a peer whose bytes never run out does not keep the thread from the others") {
+  // Every read of a flooding peer finds a full chunk; reading on without
+  // ever going back to the io_context would starve every other connection
+  // of the thread for as long as the flood lasts.
+  asio::io_context io;
+  net::stream_limits limits;
+  auto listener = net::tcp_listener::bind(io, "127.0.0.1", 0);
+  REQUIRE(listener);
+  client flooder(listener->local_endpoint().port());
+  const int sndbuf = 4 << 20;
+  ::setsockopt(flooder.socket.native_handle(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  flooder.socket.non_blocking(true);
+  const std::string block(64 * 1024, 'f');
+  std::size_t preloaded = 0;
+  while (true) {
+    auto n = ::send(flooder.socket.native_handle(), block.data(), block.size(), MSG_DONTWAIT);
+    if (n <= 0) break;
+    preloaded += static_cast<std::size_t>(n);
+  }
+  // Far more than the chunks the check below allows before the other
+  // handler runs.
+  REQUIRE(preloaded >= 32 * limits.read_chunk);
+
+  std::size_t chunks = 0, bytes = 0;
+  std::optional<std::size_t> chunks_when_other_ran;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::function<std::size_t()> none = [] { return std::size_t{0}; };
+        auto socket = co_await listener->accept(none, 10);
+        REQUIRE(socket);
+        auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), limits);
+        conn->start();
+        // Another connection's work, ready before the flood is read.
+        asio::post(io, [&] { chunks_when_other_ran = chunks; });
+        while (bytes < preloaded) {
+          auto data = co_await conn->read();
+          REQUIRE(data);
+          ++chunks;
+          bytes += data->size();
+        }
+        conn->close();
+        listener->close();
+      },
+      asio::detached);
+  io.run();
+  CHECK(bytes == preloaded);
+  REQUIRE(chunks_when_other_ran);
+  CHECK(*chunks_when_other_ran <= 4);
+  CHECK(chunks > 16);
+}
