@@ -416,8 +416,8 @@ namespace {
 // All connections of a thread read into this one buffer: an idle connection
 // then costs no read buffer at all (see tcp_connection::read()).
 thread_local std::vector<char> shared_read_buffer;
-// Full-chunk reads in a row on this thread since a connection last waited.
-thread_local unsigned reads_without_wait = 0;
+// Reads in a row on this thread that filled the chunk (the peer had more).
+thread_local unsigned full_reads_in_a_row = 0;
 }  // namespace
 
 asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
@@ -430,7 +430,6 @@ asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
         park();
         co_return std::string_view();
       }
-      reads_without_wait = 0;
       if (poller_.add(*this, wait_ec)) {
         auto [ec] = co_await asio::async_initiate<decltype(use_nothrow), void(std::error_code)>(
             [this](auto handler) {
@@ -440,10 +439,12 @@ asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
         wait_ec = ec;  // operation_aborted: closed meanwhile (a deadline, close())
       }
     }
-    if (!wait_ec && may_be_readable_ && ++reads_without_wait % 4 == 0) {
+    if (!wait_ec && full_reads_in_a_row >= 4) {
       // A peer that keeps a full chunk waiting must not keep the thread:
-      // every 4th such read lets the other connections' handlers run first
-      // (a post, no system call).
+      // after 4 such reads the other connections' handlers run first (a
+      // post, no system call). Only then: a yield on every first read would
+      // let accepts run ahead and hold more coroutine frames at once.
+      full_reads_in_a_row = 0;
       co_await asio::post(co_await asio::this_coro::executor, use_nothrow);
       if (!open_) continue;
     }
@@ -457,7 +458,9 @@ asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
         // A full chunk may have left more behind; a short one took all the
         // bytes there were, but not an end of stream (or error) that came with
         // them, whose edge has passed already.
-        may_be_readable_ = static_cast<std::size_t>(n) == limits_.read_chunk || hangup_seen_;
+        const bool full = static_cast<std::size_t>(n) == limits_.read_chunk;
+        full_reads_in_a_row = full ? full_reads_in_a_row + 1 : 0;
+        may_be_readable_ = full || hangup_seen_;
         if (!mid_message_) arm_deadline();
         co_return std::string_view(shared_read_buffer.data(), static_cast<std::size_t>(n));
       }
