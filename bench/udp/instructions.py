@@ -53,7 +53,7 @@ def parse_costs(binary):
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, datagram in (("SET", "SET u000 100 40000"), ("GET", "GET u000")):
-            for mode in ("words", "view", "copy"):
+            for mode in ("words", "general", "view", "copy"):
                 totals = []
                 for n in (n1, n2):
                     out = os.path.join(tmp, f"cg.{mode}.{n}")

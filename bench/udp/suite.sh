@@ -15,6 +15,9 @@
 #                SET: as fast as the generator sends (GSO batches of 64), datagrams the server took
 #                off its socket per second (sent - the socket's drop counter)
 #   fixed rate   server CPU (user+system) per request at the same rate for both
+#
+# Each phase's two runs (ours, echo) follow each other, the round's first
+# server first (alternating by round), so a ratio compares runs seconds apart.
 source "$(dirname "$0")/../lib/common.sh"
 bench_init
 
@@ -36,30 +39,7 @@ tcp_port=$(bench_wait_listening buddy 1)
 ours_port=$(bench_wait_listening buddy 2)
 tcp_port=${tcp_port##*:} ours_port=${ours_port##*:}
 
-reply_len=$(python3 - "$tcp_port" "$ours_port" <<'EOF'
-import concurrent.futures as cf, socket, sys, time
-tcp, udp = int(sys.argv[1]), int(sys.argv[2])
-def req(line):
-    with socket.create_connection(("127.0.0.1", tcp), timeout=10) as s:
-        s.sendall(line.encode() + b"\n")
-        return s.makefile().readline().strip()
-with cf.ThreadPoolExecutor(16) as ex:
-    got = set(ex.map(req, [f"REG u{i:03d}" for i in range(100)]))
-    got |= set(ex.map(req, [f"ADD u{i:03d} u{(i + k) % 100:03d}" for i in range(100) for k in range(1, 6)]))
-if got != {"200 OK"}:
-    sys.exit(f"setting up users: {got}")
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.settimeout(5)
-for i in range(100):
-    u.sendto(f"SET u{i:03d} 100 {40000 + i:05d}".encode(), ("127.0.0.1", udp))
-time.sleep(0.3)
-u.sendto(b"GET u000", ("127.0.0.1", udp))
-reply = u.recv(65536)
-if reply.count(b"\n") != 5 or b" 100 " not in reply:
-    sys.exit(f"GET u000 answered {reply!r}")
-print(len(reply))
-EOF
-)
+reply_len=$(python3 "$(dirname "$0")/setup_users.py" "$tcp_port" "$ours_port")
 bench_log "imbuddyd UDP on port $ours_port: 100 users with 5 buddies, GET replies of $reply_len bytes"
 
 bench_start echo "$BENCH_BIN/udp_echo" --host 127.0.0.1 --port 0 --reply-size "$reply_len"
@@ -89,23 +69,43 @@ bench_log "udp_echo on port $echo_port; fixed rate $rate/s (imbuddyd answered $(
 
 results="$BENCH_TMP/results.jsonl"
 : >"$results"
-# one_round ROUND SERVER: the round's runs against one server, a line in $results
+# one_round ROUND SERVER: the round's runs against both servers, one line
+# each in $results. bench_rounds calls it for each server, the first one
+# first (alternating by round); the first call runs both, phase by phase:
+# each phase's pair of runs back to back, the round's first server first, so
+# the two runs a ratio compares are seconds apart, not a whole round (the
+# machine's other load drifts over seconds).
+done_round=-1
+run_phase() {  # run_phase SERVER PHASE: udp_load's JSON
+  local port pid
+  if [ "$1" = ours ]; then port=$ours_port pid=$ours_pid; else port=$echo_port pid=$echo_pid; fi
+  case "$2" in
+    get_sat) load "$port" "$pid" --mode get ;;
+    set_sat) load "$port" "$pid" --mode set --batch 64 --window 64 ;;
+    get_rate) load "$port" "$pid" --mode get --rate "$rate" ;;
+    set_rate) load "$port" "$pid" --mode set --rate "$rate" ;;
+  esac
+}
 one_round() {
-  local r="$1" s="$2" port pid gs ss gr sr
-  if [ "$s" = ours ]; then port=$ours_port pid=$ours_pid; else port=$echo_port pid=$echo_pid; fi
-  gs=$(load "$port" "$pid" --mode get)
-  ss=$(load "$port" "$pid" --mode set --batch 64 --window 64)
-  gr=$(load "$port" "$pid" --mode get --rate "$rate")
-  sr=$(load "$port" "$pid" --mode set --rate "$rate")
-  printf '{"round":%d,"server":"%s","get_sat":%s,"set_sat":%s,"get_rate":%s,"set_rate":%s}\n' \
-    "$r" "$s" "$gs" "$ss" "$gr" "$sr" >>"$results"
-  bench_log "round $((r + 1))/$BENCH_ROUNDS $s: $(python3 -c "
+  local r="$1" first="$2" second=echo phase s
+  ((r == done_round)) && return 0
+  done_round=$r
+  [ "$first" = echo ] && second=ours
+  local -A out
+  for phase in get_sat set_sat get_rate set_rate; do
+    for s in "$first" "$second"; do out[$s.$phase]=$(run_phase "$s" "$phase"); done
+  done
+  for s in "$first" "$second"; do
+    printf '{"round":%d,"server":"%s","get_sat":%s,"set_sat":%s,"get_rate":%s,"set_rate":%s}\n' \
+      "$r" "$s" "${out[$s.get_sat]}" "${out[$s.set_sat]}" "${out[$s.get_rate]}" "${out[$s.set_rate]}" >>"$results"
+    bench_log "round $((r + 1))/$BENCH_ROUNDS $s: $(python3 -c "
 import json, sys
 g, s, gr, sr = (json.loads(x) for x in sys.argv[1:])
 print(f\"GET {g['rate']:.0f}/s (server {g['server_busy']:.0%}, load {g['gen_busy']:.0%}), \"
       f\"SET {s['rate']:.0f}/s (server {s['server_busy']:.0%}, load {s['gen_busy']:.0%}); \"
       f\"at {gr['rate_target']:.0f}/s: GET {gr['cpu_us_per_request']:.2f} us, SET {sr['cpu_us_per_request']:.2f} us CPU each\")
-" "$gs" "$ss" "$gr" "$sr")"
+" "${out[$s.get_sat]}" "${out[$s.set_sat]}" "${out[$s.get_rate]}" "${out[$s.set_rate]}")"
+  done
 }
 
 # report: the rows from the rounds so far (bench_rounds asks it whether a

@@ -2,9 +2,12 @@
 // instructions per parse under callgrind (bench/udp/instructions.py runs it
 // with two N and divides the difference).
 //
-//   udp_parse_cost view|words|copy N DATAGRAM
+//   udp_parse_cost view|general|words|copy N DATAGRAM
 //
-//   view   buddy::parse_udp_request_view (what imbuddyd reads: in place)
+//   view   buddy::parse_udp_request_view (in place: the common shapes with
+//          word loads, anything else by the general reading)
+//   general buddy::detail::parse_udp_request_general (the one-pass reading
+//          behind them, which was parse_udp_request_view before)
 //   words  buddy::detail::parse_udp_request_words (the word-by-word reading,
 //          which was parse_udp_request before the one-pass view)
 //   copy   buddy::parse_udp_request (the view plus owned strings)
@@ -42,7 +45,7 @@ std::size_t run(long n, const std::string& datagram, Parse parse) {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: udp_parse_cost view|words|copy N DATAGRAM\n");
+    std::fprintf(stderr, "usage: udp_parse_cost view|general|words|copy N DATAGRAM\n");
     return 2;
   }
   const std::string mode = argv[1];
@@ -52,6 +55,12 @@ int main(int argc, char** argv) {
   if (mode == "view") {
     ok = run(n, datagram, [](std::string_view d) {
       auto v = buddy::parse_udp_request_view(d);
+      keep(v);
+      return v.valid;
+    });
+  } else if (mode == "general") {
+    ok = run(n, datagram, [](std::string_view d) {
+      auto v = buddy::detail::parse_udp_request_general(d);
       keep(v);
       return v.valid;
     });

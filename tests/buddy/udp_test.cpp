@@ -1,10 +1,15 @@
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
+#include "../../libimproto/src/buddy/udp_shape.hpp"
 #include "improto/buddy/decoder.hpp"
+#include "improto/buddy/messages.hpp"
 #include "support.hpp"
 
 namespace buddy = improto::buddy;
@@ -167,12 +172,43 @@ namespace {
 
 // The one-pass view against the word-by-word reading: the same verdict, the
 // same fields, and udp_verb_of()'s verb.
-void same_as_words(std::string_view datagram) {
-  CAPTURE(improto::wire::quote(datagram.substr(0, 80)));
+void same_as_words(std::string_view bytes) {
+  CAPTURE(improto::wire::quote(bytes.substr(0, 80)));
+  // In a buffer of exactly its size, so that ASan catches a read past the end
+  // (the common-shape reading loads whole words).
+  auto copy = std::make_unique<char[]>(bytes.size() + (bytes.empty() ? 1 : 0));
+  if (!bytes.empty()) std::memcpy(copy.get(), bytes.data(), bytes.size());
+  const std::string_view datagram(copy.get(), bytes.size());
   auto view = buddy::parse_udp_request_view(datagram);
   auto words = buddy::detail::parse_udp_request_words(datagram);
   CHECK(view.valid == words.has_value());
   CHECK(view.verb == buddy::udp_verb_of(datagram));
+  // The common-shape reading gives what the general one gives.
+  auto general = buddy::detail::parse_udp_request_general(datagram);
+  CHECK(general.valid == view.valid);
+  CHECK(general.verb == view.verb);
+  CHECK(general.user.data() == view.user.data());
+  CHECK(general.user.size() == view.user.size());
+  CHECK(general.status == view.status);
+  CHECK(general.msgport == view.msgport);
+  // The server's reading (ids not classified, looked up among valid ones):
+  // whenever it reads an id that is a valid userid, it has the view's answer.
+  buddy::udp_request_view unchecked;
+  if (buddy::detail::read_common_shape<false>(datagram, unchecked)) {
+    CHECK(unchecked.valid);
+    if (buddy::valid_user(unchecked.user)) {
+      CHECK(view.valid);
+      CHECK(unchecked.verb == view.verb);
+      CHECK(unchecked.user.data() == view.user.data());
+      CHECK(unchecked.user.size() == view.user.size());
+      CHECK(unchecked.status == view.status);
+      CHECK(unchecked.msgport == view.msgport);
+    }
+  } else {
+    // What it leaves is never a shape the checked reading takes.
+    buddy::udp_request_view checked;
+    CHECK_FALSE(buddy::detail::read_common_shape<true>(datagram, checked));
+  }
   auto whole = buddy::parse_udp_request(datagram);
   REQUIRE(whole.has_value() == words.has_value());
   if (!words) {
@@ -294,4 +330,70 @@ TEST_CASE("parse_udp_request_view agrees with the word-by-word reading, cut and 
       }
     }
   }
+}
+
+TEST_CASE("the common shapes, read with word loads, agree with the general reading") {
+  // "SET id 10x port" and "GET id" as clients send them, around every edge
+  // of the word-load reading: ids of 1 to 33 bytes, ports of 0 to 9 digits,
+  // each status; then each of them with any one byte replaced by any value.
+  const std::string_view ids[] = {"a", "ab", "abc", "u000", "bob_1", "x.y-z_", "alice12",
+                                  "abcdefgh", "abcdefghi", "Alice_Smith-2026.x",
+                                  "abcdefghijklmnopqrstuvwxyz012345",
+                                  "abcdefghijklmnopqrstuvwxyz0123456"};
+  const std::string_view statuses[] = {"100", "101", "102", "110", "001", "1000", "10", "ONLINE"};
+  const std::string_view ports[] = {"0",     "1",      "9",      "00",      "4000",     "40000",
+                                    "65535", "65536",  "99999",  "00000",   "000001",   "070000",
+                                    "123456", "0065535", "999999999"};
+  std::vector<std::string> datagrams;
+  for (auto id : ids) {
+    datagrams.push_back("GET " + std::string(id));
+    for (auto status : statuses) {
+      for (auto port : ports) {
+        datagrams.push_back("SET " + std::string(id) + " " + std::string(status) + " " +
+                            std::string(port));
+      }
+    }
+  }
+  std::size_t valid = 0;
+  for (const auto& d : datagrams) {
+    same_as_words(d);
+    if (buddy::parse_udp_request_view(d).valid) ++valid;
+  }
+  // Enough of them are requests for the fast reading to have been tried on
+  // valid input as well as on near misses.
+  CHECK(valid > 100);
+  const std::string_view bases[] = {"SET u000 100 40000", "SET a 101 0", "GET u000", "GET a",
+                                    "SET abcdefghi 100 65535", "GET abcdefghijklmnopqrstuvwxyz012345"};
+  for (auto base : bases) {
+    for (std::size_t at = 0; at < base.size(); ++at) {
+      for (int c = 0; c < 256; ++c) {
+        std::string changed(base);
+        changed[at] = static_cast<char>(c);
+        same_as_words(changed);
+      }
+    }
+  }
+}
+
+TEST_CASE("the common shapes give the fields in place") {
+  std::string_view set = "SET u000 100 40000";
+  auto v = buddy::parse_udp_request_view(set);
+  REQUIRE(v.valid);
+  CHECK(v.verb == buddy::udp_verb::set);
+  CHECK(v.user.data() == set.data() + 4);
+  CHECK(v.user == "u000");
+  CHECK(v.status == buddy::presence::online);
+  CHECK(v.msgport == 40000);
+  auto off = buddy::parse_udp_request_view("SET abcdefghijklmnopqrstuvwxyz012345 101 00009");
+  REQUIRE(off.valid);
+  CHECK(off.user == "abcdefghijklmnopqrstuvwxyz012345");
+  CHECK(off.status == buddy::presence::offline);
+  CHECK(off.msgport == 9);
+  CHECK_FALSE(buddy::parse_udp_request_view("SET u000 100 65536").valid);
+  CHECK_FALSE(buddy::parse_udp_request_view("SET u000 100 0").valid);
+  CHECK(buddy::parse_udp_request_view("SET u000 101 0").valid);
+  auto get = buddy::parse_udp_request_view("GET x");
+  REQUIRE(get.valid);
+  CHECK(get.verb == buddy::udp_verb::get);
+  CHECK(get.user == "x");
 }

@@ -10,14 +10,17 @@
 //  2. Every message a decoder yields re-serializes to bytes that decode, in a
 //     fresh decoder in the same phase (chat), to the same describe().
 //  3. The datagram and line parsers return a message or a typed error (the
-//     one-pass request view and the word-by-word reading agree on verdict,
-//     verb and fields); a parsed message re-serializes to bytes that parse
-//     to the same describe() (a GET reply may only fail to fit when the
-//     input was a full datagram without a final line end).
+//     one-pass request view, the general reading behind its common-shape
+//     one and the word-by-word reading agree on verdict, verb and fields,
+//     also for the input behind "SET " and "GET "); a parsed message
+//     re-serializes to bytes that parse to the same describe() (a GET
+//     reply may only fail to fit when the input was a full datagram without
+//     a final line end).
 //  4. describe() is one line.
 // Memory errors and undefined behaviour are caught by ASan/UBSan; a broken
 // invariant calls abort(), so libFuzzer keeps the input.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -193,6 +196,15 @@ void check_udp_request(std::string_view input) {
            words ? "words valid" : error_line(words.error()));
   }
   if (view.verb != buddy::udp_verb_of(input)) broken("udp request: view verb", "", "");
+  // The common-shape reading (word loads) gives what the general one gives.
+  auto general = buddy::detail::parse_udp_request_general(input);
+  if (general.valid != view.valid || general.verb != view.verb ||
+      general.user.data() != view.user.data() || general.user.size() != view.user.size() ||
+      general.status != view.status || general.msgport != view.msgport) {
+    broken("udp request: common-shape and general readings differ",
+           view.valid ? "view valid" : "view refused",
+           general.valid ? "general valid" : "general refused");
+  }
   if (!r) return;
   std::string from_view =
       view.verb == buddy::udp_verb::set
@@ -259,6 +271,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check_response_stream(c);
   check_chat_stream(c);
   check_udp_request(input);
+  // The input behind each verb as clients write it, so that short inputs
+  // reach the common-shape reading; in a buffer of exactly its size, so that
+  // ASan sees any load past its end.
+  if (input.size() <= 48) {
+    for (std::string_view verb : {"SET ", "GET "}) {
+      std::vector<char> shaped(verb.size() + input.size());
+      std::copy(verb.begin(), verb.end(), shaped.begin());
+      std::copy(input.begin(), input.end(), shaped.begin() + 4);
+      check_udp_request(std::string_view(shaped.data(), shaped.size()));
+    }
+  }
   check_status_reply(input);
   check_lines(input);
   return 0;

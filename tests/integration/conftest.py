@@ -19,8 +19,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 # Re-exported: the test files import them from here.
-from raw_sockets import closed_by_peer, connect, recv_exactly, recv_until  # noqa: E402,F401
+from raw_sockets import CloseWatch, closed_by_peer, connect, recv_exactly, recv_until  # noqa: E402,F401
 
+# Waits below are for conditions and end as soon as they hold; their bounds
+# only decide how long a failing run waits. They are generous because the
+# suite also runs under ASan (whose leak check at exit scans the heap) on a
+# shared, loaded machine: an ASan imrelayd holding 2,000 connections once
+# needed more than 10 s to exit after SIGTERM there.
 BIN_DIR = Path(os.environ.get("IMPROTO_BIN_DIR", Path(__file__).resolve().parents[2] / "build" / "tools"))
 LISTENING = re.compile(r"listening on (\S+):(\d+)$")
 
@@ -71,7 +76,7 @@ class Proc:
         with self._cond:
             self._cond.notify_all()
 
-    def wait_line(self, pattern, stream="stderr", timeout=10.0):
+    def wait_line(self, pattern, stream="stderr", timeout=30.0):
         """Returns the first match of `pattern` in the stream's lines."""
         regex = re.compile(pattern)
         lines = self.stderr_lines if stream == "stderr" else self.stdout_lines
@@ -89,7 +94,7 @@ class Proc:
                         f"stdout={self.stdout_lines!r} stderr={self.stderr_lines!r}")
                 self._cond.wait(min(left, 0.1))
 
-    def listening(self, index=0, timeout=10.0):
+    def listening(self, index=0, timeout=30.0):
         """(host, port) of the index-th 'listening on HOST:PORT' line."""
         deadline = time.monotonic() + timeout
         while True:
@@ -102,7 +107,7 @@ class Proc:
                 raise AssertionError(f"{self.args[0]} did not report listening: {self.stderr_lines!r}")
             time.sleep(0.02)
 
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+    def stop(self, sig=signal.SIGTERM, timeout=60.0):
         """Signals the process and returns its exit code."""
         if self.popen.poll() is None:
             self.popen.send_signal(sig)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import binary, connect
+from conftest import CloseWatch, binary, connect
 
 
 class Server:
@@ -207,6 +207,38 @@ def test_get_replies(buddyd):
     assert udp(srv.udp, b"SET nobody 100 4000", timeout=0.5) is None
 
 
+def test_set_from_another_address_is_no_refresh(buddyd):
+    """On a dual-stack socket a SET from [::1]:P and the same SET from
+    127.0.0.1:P (::ffff:127.0.0.1) have sources that differ only in the
+    address's last 8 bytes: the second is a move, not a refresh, and so is
+    the third, back from ::1."""
+    srv = buddyd("--host", "::")
+    for line in [b"REG alice\n", b"REG bob\n", b"ADD alice bob\n"]:
+        assert request(srv.tcp, line) == OK
+    v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        # The same source port on both: the two families bind it separately.
+        for _ in range(50):
+            v6.bind(("::1", 0))
+            try:
+                v4.bind(("127.0.0.1", v6.getsockname()[1]))
+                break
+            except OSError:
+                v6.close()
+                v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+                v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        assert v4.getsockname()[1] == v6.getsockname()[1]
+        for sock, address, shown in [(v6, "::1", b"::1"), (v4, "127.0.0.1", b"127.0.0.1"),
+                                     (v6, "::1", b"::1")]:
+            sock.sendto(b"SET bob 100 4000", (address, srv.udp))
+            assert wait_for(lambda: udp(srv.udp, b"GET alice") == b"bob 100 %s 4000\n" % shown)
+    finally:
+        v6.close()
+        v4.close()
+
+
 def test_bad_datagrams(buddyd):
     srv = buddyd()
     assert request(srv.tcp, b"REG alice\n") == OK
@@ -246,46 +278,53 @@ def test_udp_rate_limit_per_source(buddyd):
     srv = buddyd("--udp-rate", "5")
     assert request(srv.tcp, b"REG alice\n") == OK
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(0.5)
     for _ in range(60):
         s.sendto(b"GET nobody", ("127.0.0.1", srv.udp))
+    # The burst's answers are certain: wait for them as long as a loaded
+    # machine may need; then 0.5 s of silence ends the count (a late answer
+    # missed lowers it, the upper bound is what the limiter must keep).
     answered = 0
     try:
         while True:
+            s.settimeout(10 if answered < 5 else 0.5)
             s.recvfrom(100)
             answered += 1
     except socket.timeout:
         pass
     # A burst of 2 x rate, plus what refills while we send.
     assert 5 <= answered <= 20
-    time.sleep(1)
+    time.sleep(1)  # refills the source's budget; longer would do too
     assert udp(srv.udp, b"GET alice") == b""
 
 
 def test_slow_client_dropped_others_served(buddyd):
-    srv = buddyd("--message-timeout", "1")
+    srv = buddyd("--message-timeout", "2")
+    started = time.monotonic()  # before the server can see the connection
     slow = connect(srv.tcp)
     slow.sendall(b"REG slo")
-    started = time.monotonic()
-    # Meanwhile everybody else is served at once.
+    watch = CloseWatch(slow)
+    # Meanwhile everybody else is served: an answer from memory comes while
+    # the slow client is still held (a server that waited for it would
+    # answer only after dropping it, 2 s later), and so do writes.
+    assert request(srv.tcp, b"HELLO\n").startswith(b"201")
+    assert not watch.closed(), "answered only once the slow client was dropped"
     for i in range(5):
-        t = time.monotonic()
         assert request(srv.tcp, b"REG fast%d\n" % i) == OK
-        assert time.monotonic() - t < 0.5
-    slow.settimeout(5)
-    assert slow.recv(100) == b""  # dropped without an answer
-    assert 0.8 < time.monotonic() - started < 4
+    # Dropped without an answer at its message timeout (from the server's
+    # clock, so never before; the upper bound leaves a loaded machine room).
+    assert 1.6 < watch.wait() - started < 10
+    assert watch.data == b""
     srv.proc.wait_line(r"no complete request in time")
     assert request(srv.tcp, b"REG slo\n") == OK
 
 
 def test_idle_client_dropped(buddyd):
     srv = buddyd("--idle-timeout", "1")
-    idle = connect(srv.tcp)
     started = time.monotonic()
-    idle.settimeout(5)
+    idle = connect(srv.tcp)
+    idle.settimeout(10)
     assert idle.recv(100) == b""
-    assert 0.8 < time.monotonic() - started < 4
+    assert 0.8 < time.monotonic() - started < 10
 
 
 def test_concurrent_registrations(buddyd):

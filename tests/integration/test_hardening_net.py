@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import Proc, binary, connect
+from raw_sockets import wait_until_read_by_peer  # tests/support, on sys.path via conftest
 
 SANITIZER_REPORT = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
 
@@ -122,8 +123,10 @@ def test_registry_stop_answers_a_reading_session_then_exits(start, tmp_path):
     with held_write_lock(tmp_path / "registry.sqlite3"):
         s = connect(port)
         s.sendall(http_post(b"REGISTER alice@127.0.0.1:4000"))
-        # The session reads on while the write waits for the lock.
-        time.sleep(0.3)
+        # The session has read the request (a stop before that would close
+        # the listener with the connection unread: no answer is owed then)
+        # and reads on while the write waits for the lock.
+        wait_until_read_by_peer(s)
         proc.popen.send_signal(signal.SIGTERM)
         time.sleep(0.3)
     data = recv_all(s)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import closed_by_peer, connect, recv_exactly
+from conftest import CloseWatch, closed_by_peer, connect, recv_exactly
 
 SEED_HOST = "127.0.0.1"
 
@@ -325,9 +325,10 @@ def test_curl_get_post_and_connection_reuse(registry):
 
 def test_slow_loris_dropped_while_others_are_served(registry):
     proc, port = registry("--message-timeout", "0.5")
+    started = time.monotonic()  # before the server can see the connection
     slow = connect(port)
     slow.sendall(b"GET /userlist.txt HTTP/1.1\r\nHost: ")
-    started = time.monotonic()
+    watch = CloseWatch(slow)  # the drop's time, however long the others take
     # Others are served meanwhile, on new and on kept connections.
     kept = connect(port)
     for i in range(10):
@@ -335,9 +336,11 @@ def test_slow_loris_dropped_while_others_are_served(registry):
             response_bytes(200, b"OK")
         kept.sendall(b"GET /userlist.txt HTTP/1.1\r\n\r\n")
         assert read_response(kept)[0] == 200
-    assert closed_by_peer(slow, 5)
-    elapsed = time.monotonic() - started
-    assert 0.4 <= elapsed < 3, elapsed
+    # At the message timeout by the server's clock (never before it); the
+    # upper bound leaves a loaded machine room.
+    elapsed = watch.wait() - started
+    assert 0.4 <= elapsed < 10, elapsed
+    assert watch.data == b""
     proc.wait_line(r"^127\.0\.0\.1:\d+: dropped, no complete request within 0\.5 s$")
     # A quiet kept-alive connection is not a slow client: still open.
     kept.sendall(b"GET /userlist.txt HTTP/1.1\r\n\r\n")
@@ -347,11 +350,11 @@ def test_slow_loris_dropped_while_others_are_served(registry):
 def test_idle_connections_closed_after_idle_timeout(registry):
     _, port = registry("--idle-timeout", "0.01")  # 0.6 s
     s = connect(port)
+    started = time.monotonic()  # the idle time starts after this request
     s.sendall(b"GET /userlist.txt HTTP/1.1\r\n\r\n")
     assert read_response(s)[0] == 400
-    started = time.monotonic()
-    assert closed_by_peer(s, 5)
-    assert 0.5 <= time.monotonic() - started < 3
+    assert closed_by_peer(s, 10)
+    assert 0.5 <= time.monotonic() - started < 10
 
 
 def test_connection_limit(registry):
@@ -361,10 +364,19 @@ def test_connection_limit(registry):
         s.sendall(b"GET /userlist.txt HTTP/1.1\r\n\r\n")
         assert read_response(s)[0] == 400
     c = connect(port)
-    assert closed_by_peer(c, 3)
+    assert closed_by_peer(c, 10)  # accepted (deferred accept: after ~1 s) and closed
     a.close()
-    time.sleep(0.2)
-    assert seed_exchange(port, seed_get()).startswith(b"HTTP/1.1 400 ")
+    # A place is free once the server has seen a's close: wait for that.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            answer = seed_exchange(port, seed_get())
+        except (ConnectionResetError, BrokenPipeError):
+            answer = b""
+        if answer.startswith(b"HTTP/1.1 400 ") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
 
 
 def test_concurrent_registrations_survive_kill_9(registry, tmp_path):

@@ -128,6 +128,12 @@ struct client {
     auto n = ::recv(socket.native_handle(), &c, 1, 0);
     return n == 0 || (n < 0 && errno == ECONNRESET);
   }
+  // The same, without waiting: false while the connection is open and silent.
+  bool closed_already() {
+    char c;
+    auto n = ::recv(socket.native_handle(), &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  }
 };
 
 }  // namespace
@@ -179,9 +185,11 @@ TEST_CASE("hundreds of waiting connections woken at once are all served") {
 }
 
 TEST_CASE("idle and partial-message deadlines close slow peers, not others") {
+  // Deadlines long enough that the busy client's pauses (a few ms, more on
+  // a loaded machine or under ASan) never reach them.
   net::stream_limits lim;
-  lim.idle_timeout = 300ms;
-  lim.message_timeout = 200ms;
+  lim.idle_timeout = 1500ms;
+  lim.message_timeout = 800ms;
   echo_server server(lim);
   std::thread runner([&] { server.io.run(); });
   {
@@ -190,14 +198,23 @@ TEST_CASE("idle and partial-message deadlines close slow peers, not others") {
     client busy(server.port());
     loris.send("GET /+");  // an unfinished message, never completed
     CHECK(loris.receive(6) == "GET /+");
-    // The busy client keeps talking through both deadlines.
-    for (int i = 0; i < 8; ++i) {
+    // The busy client keeps talking through both deadlines, until the
+    // others are closed (bounded: a deadline that never fires fails).
+    auto give_up = std::chrono::steady_clock::now() + 30s;
+    int pings = 0;
+    bool loris_closed = false;
+    bool idle_closed = false;
+    while (!(loris_closed && idle_closed) && std::chrono::steady_clock::now() < give_up) {
       busy.send("ping");
       CHECK(busy.receive(4) == "ping");
-      std::this_thread::sleep_for(60ms);
+      ++pings;
+      std::this_thread::sleep_for(20ms);
+      loris_closed = loris_closed || loris.closed_already();
+      idle_closed = idle_closed || idle.closed_already();
     }
-    CHECK(loris.closed_by_server());
-    CHECK(idle.closed_by_server());
+    CHECK(loris_closed);
+    CHECK(idle_closed);
+    CHECK(pings > 1);
     busy.send("still here");
     CHECK(busy.receive(10) == "still here");
   }
@@ -408,4 +425,56 @@ TEST_CASE("a last answer reaches a peer whose later bytes the server never reads
     CHECK(c.receive_all() == answer);
   }
   runner.join();
+}
+
+TEST_CASE("a peer whose bytes never run out does not keep the thread from the others") {
+  // Every read of a flooding peer finds a full chunk; reading on without
+  // ever going back to the io_context would starve every other connection
+  // of the thread for as long as the flood lasts.
+  asio::io_context io;
+  net::stream_limits limits;
+  auto listener = net::tcp_listener::bind(io, "127.0.0.1", 0);
+  REQUIRE(listener);
+  client flooder(listener->local_endpoint().port());
+  const int sndbuf = 4 << 20;
+  ::setsockopt(flooder.socket.native_handle(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  flooder.socket.non_blocking(true);
+  const std::string block(64 * 1024, 'f');
+  std::size_t preloaded = 0;
+  while (true) {
+    auto n = ::send(flooder.socket.native_handle(), block.data(), block.size(), MSG_DONTWAIT);
+    if (n <= 0) break;
+    preloaded += static_cast<std::size_t>(n);
+  }
+  // Far more than the chunks the check below allows before the other
+  // handler runs.
+  REQUIRE(preloaded >= 32 * limits.read_chunk);
+
+  std::size_t chunks = 0, bytes = 0;
+  std::optional<std::size_t> chunks_when_other_ran;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::function<std::size_t()> none = [] { return std::size_t{0}; };
+        auto socket = co_await listener->accept(none, 10);
+        REQUIRE(socket);
+        auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), limits);
+        conn->start();
+        // Another connection's work, ready before the flood is read.
+        asio::post(io, [&] { chunks_when_other_ran = chunks; });
+        while (bytes < preloaded) {
+          auto data = co_await conn->read();
+          REQUIRE(data);
+          ++chunks;
+          bytes += data->size();
+        }
+        conn->close();
+        listener->close();
+      },
+      asio::detached);
+  io.run();
+  CHECK(bytes == preloaded);
+  REQUIRE(chunks_when_other_ran);
+  CHECK(*chunks_when_other_ran <= 4);
+  CHECK(chunks > 16);
 }

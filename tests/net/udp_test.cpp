@@ -113,6 +113,36 @@ TEST_CASE("a full socket is read on without a new wait, and other work runs betw
   CHECK(*other_work_after == 4 * lim.batch);
 }
 
+// A slot is a small head packed with the others plus a tail: datagrams of
+// every length around and past the head's end come out whole, in one batch.
+TEST_CASE("datagrams longer than a slot's head arrive whole") {
+  asio::io_context io;
+  auto s = net::udp_socket::bind(io, "127.0.0.1", 0, {});
+  REQUIRE(s);
+  asio::co_spawn(io, s->serve([](std::string_view payload, const asio::ip::udp::endpoint& from,
+                                 net::udp_replies& replies) { replies.send(payload, from); }),
+                 asio::detached);
+  udp_client c;
+  std::vector<std::string> sent;
+  for (std::size_t size : {1u, 2047u, 2048u, 2049u, 5000u, 3u, 65'507u, 4096u}) {
+    std::string d(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) d[i] = static_cast<char>('a' + (i * 7 + size) % 26);
+    sent.push_back(d);
+    // Queued before the server reads: one recvmmsg gets them all.
+    c.send(d, s->local_endpoint().port());
+  }
+  std::thread runner([&] { io.run(); });
+  std::multiset<std::string> got;
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    auto r = c.receive();
+    REQUIRE(r);
+    got.insert(*r);
+  }
+  asio::post(io, [&] { s->close(); });
+  runner.join();
+  CHECK(got == std::multiset<std::string>(sent.begin(), sent.end()));
+}
+
 TEST_CASE("oversized datagrams are dropped, not truncated") {
   net::datagram_limits lim;
   lim.max_datagram = 100;

@@ -97,11 +97,26 @@ TEST_CASE("buddy_server: SET over UDP shows in GET with the source address") {
     }));
     CHECK(seen == buddy::buddy_entry{"bob", buddy::presence::online, "127.0.0.1", 4000});
 
+    // A new port changes bob's line: alice's prepared reply must follow it.
+    REQUIRE(c.set_status("bob", buddy::presence::online, 4001));
+    CHECK(co_await eventually([&]() -> asio::awaitable<bool> {
+      auto list = co_await c.get_buddies("alice");
+      co_return list && list->size() == 1 &&
+          (*list)[0] == buddy::buddy_entry{"bob", buddy::presence::online, "127.0.0.1", 4001};
+    }));
+
     REQUIRE(c.set_status("bob", buddy::presence::offline, 0));
     CHECK(co_await eventually([&]() -> asio::awaitable<bool> {
       auto list = co_await c.get_buddies("alice");
       co_return list && list->size() == 1 && (*list)[0].status == buddy::presence::offline;
     }));
+    // And a list that changes after a GET: the next GET has the new buddy.
+    REQUIRE(co_await c.register_user("carol"));
+    REQUIRE(co_await c.add_buddy("alice", "carol"));
+    auto two = co_await c.get_buddies("alice");
+    REQUIRE(two);
+    REQUIRE(two->size() == 2);
+    CHECK((*two)[1] == buddy::buddy_entry{"carol", buddy::presence::offline, "0.0.0.0", 0});
   });
 }
 

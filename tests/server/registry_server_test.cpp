@@ -196,6 +196,6 @@ TEST_CASE("client errors: refused, no answer in time") {
     auto s = co_await silent.register_here("eve");
     REQUIRE(!s);
     CHECK(s.error() == errc::timeout);
-    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // the default is 10 s
   });
 }

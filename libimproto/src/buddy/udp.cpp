@@ -5,6 +5,7 @@
 #include <string>
 
 #include "grammar.hpp"
+#include "udp_shape.hpp"
 #include "improto/wire/address.hpp"
 #include "improto/wire/text.hpp"
 
@@ -107,25 +108,6 @@ result<void> check(const buddy_entry& b) {
 
 namespace {
 
-// Byte classes for the one-pass reading, one load per byte.
-enum : std::uint8_t { user_char = 1, blank_char = 2, digit_char = 4 };
-struct byte_classes {
-  std::uint8_t of[256] = {};
-  constexpr byte_classes() {
-    for (int c = 0; c < 256; ++c) {
-      auto ch = static_cast<char>(c);
-      // valid_user()'s rule; digits are userid characters too.
-      if (wire::is_alnum(ch) || ch == '_' || ch == '.' || ch == '-') of[c] |= user_char;
-      if (wire::is_blank(ch)) of[c] |= blank_char;
-      if (wire::is_digit(ch)) of[c] |= digit_char;
-    }
-  }
-  bool is(char c, std::uint8_t cls) const noexcept {
-    return (of[static_cast<unsigned char>(c)] & cls) != 0;
-  }
-};
-constexpr byte_classes classes{};
-
 // The three bytes at `p` folded to lower case as an integer (`| 0x20` folds
 // exactly the letters it is compared with here).
 constexpr std::uint32_t folded3(const char* p) noexcept {
@@ -140,6 +122,15 @@ constexpr std::uint32_t folded_get = folded3("get");
 }  // namespace
 
 udp_request_view parse_udp_request_view(std::string_view datagram) noexcept {
+  udp_request_view r;
+  if (detail::read_common_shape(datagram, r)) return r;
+  return detail::parse_udp_request_general(datagram);
+}
+
+// Not inlined into parse_udp_request_view(), whose common shapes then need
+// no saved registers.
+[[gnu::noinline]] udp_request_view detail::parse_udp_request_general(
+    std::string_view datagram) noexcept {
   udp_request_view r;
   const char* p = datagram.data();
   const char* const end = p + datagram.size();

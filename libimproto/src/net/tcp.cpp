@@ -513,6 +513,8 @@ namespace {
 // All connections of a thread read into this one buffer: an idle connection
 // then costs no read buffer at all (see tcp_connection::read()).
 thread_local std::vector<char> shared_read_buffer;
+// Full-chunk reads in a row on this thread since a connection last waited.
+thread_local unsigned reads_without_wait = 0;
 }  // namespace
 
 asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
@@ -525,6 +527,7 @@ asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
         park();
         co_return std::string_view();
       }
+      reads_without_wait = 0;
       if (poller_.add(*this, wait_ec)) {
         auto [ec] = co_await asio::async_initiate<decltype(use_nothrow), void(std::error_code)>(
             [this](auto handler) {
@@ -533,6 +536,13 @@ asio::awaitable<result<std::string_view>> tcp_connection::read(bool may_park) {
             use_nothrow);
         wait_ec = ec;  // operation_aborted: closed meanwhile (a deadline, close())
       }
+    }
+    if (!wait_ec && may_be_readable_ && ++reads_without_wait % 4 == 0) {
+      // A peer that keeps a full chunk waiting must not keep the thread:
+      // every 4th such read lets the other connections' handlers run first
+      // (a post, no system call).
+      co_await asio::post(co_await asio::this_coro::executor, use_nothrow);
+      if (!open_) continue;
     }
     if (!wait_ec) {
       if (shared_read_buffer.size() < limits_.read_chunk) {

@@ -3,12 +3,21 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
 #include <asio/post.hpp>
 
+#include "reactor_wait.hpp"
+
 namespace improto::net {
+
+namespace {
+// The part of each receive slot that is packed with the others: protocol 2's
+// requests and most datagrams fit.
+constexpr std::size_t head_bytes = 2048;
+}  // namespace
 
 std::string& udp_replies::begin(const asio::ip::udp::endpoint& to) {
   if (count_ == replies_.size()) replies_.emplace_back();
@@ -81,18 +90,28 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   const std::size_t batch = limits_.batch;
   // One byte more than the limit so that an oversized datagram is detectable.
   const std::size_t slot = limits_.max_datagram + 1;
-  // Not zeroed: the kernel backs only the pages datagrams are written to, so
-  // 64 slots of 64 KiB cost what the datagrams that arrive need.
-  auto storage = std::make_unique_for_overwrite<char[]>(batch * slot);
+  // Each slot is a head in one dense array plus a tail for the rest of a
+  // large datagram. Slots of a whole 64 KiB each would put every datagram
+  // at the same offset in its own page: 64 datagrams of a batch in one L1/L2
+  // cache set and 64 pages (TLB entries) per batch, where small datagrams
+  // now share a few contiguous pages. Tails are not zeroed: the kernel backs
+  // only the pages large datagrams are written to.
+  const std::size_t head = std::min(slot, head_bytes);
+  const std::size_t tail = slot - head;
+  auto heads = std::make_unique_for_overwrite<char[]>(batch * head);
+  auto tails = std::make_unique_for_overwrite<char[]>(batch * tail);
+  // A datagram longer than its head is made contiguous here for the handler.
+  std::unique_ptr<char[]> whole;
   std::vector<asio::ip::udp::endpoint> sources(batch);
-  std::vector<iovec> vectors(batch);
+  std::vector<iovec> vectors(2 * batch);
   std::vector<mmsghdr> headers(batch);
   for (std::size_t i = 0; i < batch; ++i) {
-    vectors[i] = {storage.get() + i * slot, slot};
+    vectors[2 * i] = {heads.get() + i * head, head};
+    vectors[2 * i + 1] = {tails.get() + i * tail, tail};
     headers[i].msg_hdr = {};
     headers[i].msg_hdr.msg_name = sources[i].data();
-    headers[i].msg_hdr.msg_iov = &vectors[i];
-    headers[i].msg_hdr.msg_iovlen = 1;
+    headers[i].msg_hdr.msg_iov = &vectors[2 * i];
+    headers[i].msg_hdr.msg_iovlen = tail > 0 ? 2 : 1;
   }
   const auto name_capacity = static_cast<socklen_t>(sources[0].capacity());
   // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last is
@@ -100,25 +119,31 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   for (auto& h : headers) h.msg_hdr.msg_namelen = name_capacity;
   udp_replies replies;
   const bool limited = limiter_.enabled();
+  const int fd = socket_.native_handle();
   const auto executor = socket_.get_executor();
 
-  // Asio 1.22 re-arms the descriptor (epoll_ctl EPOLL_CTL_MOD) for every
-  // async_wait, so the loop waits only once a batch found the socket empty
-  // (recvmmsg returned fewer than `batch`). While full batches keep coming it
-  // yields to the thread's other work every few batches with a post, which
-  // costs no system call, and reads on.
+  // Readiness without re-arming (reactor_wait.hpp): Asio 1.22's async_wait
+  // costs an epoll_ctl (EPOLL_CTL_MOD) per wait. Reporting "drained" tells
+  // the reactor to queue the next wait without trying, unless a readiness
+  // edge came in between; the batch is read here, after the wake-up's hop
+  // through the scheduler, by when more datagrams have come in.
+  auto readiness = [](std::error_code&) { return detail::perform_status::drained; };
+
+  // The loop waits only once a batch found the socket empty (recvmmsg
+  // returned fewer than `batch`). While full batches keep coming it yields
+  // to the thread's other work every few batches with a post, which costs no
+  // system call, and reads on.
   bool empty = true;
   while (socket_.is_open()) {
     if (empty) {
-      auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, use_nothrow);
+      auto [ec] = co_await detail::async_perform_read(socket_, readiness, use_nothrow);
       if (ec) break;
     } else {
       co_await asio::post(executor, asio::use_awaitable);
     }
     empty = false;
     for (int round = 0; round < 4 && socket_.is_open(); ++round) {
-      int n = ::recvmmsg(socket_.native_handle(), headers.data(), static_cast<unsigned>(batch),
-                         MSG_DONTWAIT, nullptr);
+      int n = ::recvmmsg(fd, headers.data(), static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
       // EAGAIN, or an error the next readiness may clear: wait either way.
       if (n <= 0) {
         empty = true;
@@ -142,8 +167,15 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
           continue;
         }
         sources[i].resize(name_size);
-        on_datagram(std::string_view(storage.get() + i * slot, headers[i].msg_len), sources[i],
-                    replies);
+        const std::size_t size = headers[i].msg_len;
+        const char* data = heads.get() + i * head;
+        if (size > head) {
+          if (!whole) whole = std::make_unique_for_overwrite<char[]>(slot);
+          std::memcpy(whole.get(), data, head);
+          std::memcpy(whole.get() + head, tails.get() + i * tail, size - head);
+          data = whole.get();
+        }
+        on_datagram(std::string_view(data, size), sources[i], replies);
       }
       if (replies.size() > 0) flush(replies);
       if (count < batch) {

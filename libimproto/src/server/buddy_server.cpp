@@ -18,6 +18,7 @@
 #include "improto/store/buddy_feed.hpp"
 #include "improto/store/buddy_store.hpp"
 #include "improto/wire/text.hpp"
+#include "../buddy/udp_shape.hpp"
 #include "user_index.hpp"
 
 namespace improto::server {
@@ -34,11 +35,15 @@ struct string_hash {
 
 // A registered user: the committed buddy list and the soft status.
 struct user_record {
-  explicit user_record(std::string name) : id(std::move(name)) {
+  explicit user_record(std::string name) : id(std::move(name)), valid_id(buddy::valid_user(id)) {
     reply_line = id + " 101 0.0.0.0 0\n";  // never seen: offline, no address
   }
 
   std::string id;
+  // A userid by the protocol's rule, as every id registered over TCP is; a
+  // datagram naming this id needs no check of its bytes (a store written by
+  // other means could hold anything).
+  bool valid_id;
   std::vector<user_record*> buddies;  // first added first, as the store keeps them
   bool seen = false;                  // has sent a SET since the server started
   buddy::presence status = buddy::presence::offline;
@@ -53,7 +58,18 @@ struct user_record {
   // address or port changes; a GET sets the status digit (at id.size() + 3)
   // in its copy.
   std::string reply_line;
+  // This user's GET reply as last made: the lines of the buddies that fit one
+  // datagram, back to back, and where each one's status digit is. Valid while
+  // `reply_epoch` is the server's `lines_epoch` (no line and no list has
+  // changed since); made again on the first GET after.
+  std::string reply;
+  std::vector<std::uint32_t> reply_digits;  // one per buddy in `reply`, in order
+  std::uint64_t reply_epoch = 0;
   std::chrono::system_clock::time_point set_at;  // the SET shown: the newest wins
+  // refresh_key() of the last local SET, whose status and port are shown
+  // and whose source is `source`; 0 (no SET's key) when none is, or when
+  // every SET must be published (shared statuses).
+  std::uint32_t refresh_key = 0;
   // Shared store: the feed's refresh number asked after this node last
   // changed the list; states read before it may predate that change.
   std::uint64_t refresh_ticket = 0;
@@ -69,16 +85,32 @@ struct session : net::tcp_session {
 };
 
 // Same address and port, byte for byte (the kernel writes every byte of the
-// sockaddr it reports, padding zeroed); IPv4's 16 bytes as two words.
-bool same_source(const asio::ip::udp::endpoint& a, const asio::ip::udp::endpoint& b) noexcept {
-  if (a.size() != b.size()) return false;
-  if (a.size() == 16) {
-    std::uint64_t x[2], y[2];
-    std::memcpy(x, a.data(), 16);
-    std::memcpy(y, b.data(), 16);
-    return x[0] == y[0] && x[1] == y[1];
-  }
-  return std::memcmp(a.data(), b.data(), a.size()) == 0;
+// sockaddr it reports, padding zeroed): the first 16 bytes hold the family,
+// so they are all of an IPv4 one; IPv6 has 12 more.
+[[gnu::always_inline]] inline bool same_source(const asio::ip::udp::endpoint& a,
+                                               const asio::ip::udp::endpoint& b) noexcept {
+  static_assert(sizeof(sockaddr_in6) == 28);
+  const auto* p = reinterpret_cast<const char*>(a.data());
+  const auto* q = reinterpret_cast<const char*>(b.data());
+  std::uint64_t x[2], y[2];
+  std::memcpy(x, p, 16);
+  std::memcpy(y, q, 16);
+  if (((x[0] ^ y[0]) | (x[1] ^ y[1])) != 0) return false;
+  if (a.data()->sa_family == AF_INET) return true;
+  // No call to memcmp: the datagram path then needs no saved registers.
+  std::uint64_t x2, y2;
+  std::uint32_t x3, y3;
+  std::memcpy(&x2, p + 16, 8);
+  std::memcpy(&y2, q + 16, 8);
+  std::memcpy(&x3, p + 24, 4);
+  std::memcpy(&y3, q + 24, 4);
+  return ((x2 ^ y2) | (x3 ^ y3)) == 0;
+}
+
+// A SET's status and port in one word, never 0 (the status is 100 or 101):
+// a SET with the key of the last one shown changes neither.
+constexpr std::uint32_t refresh_key(buddy::presence status, std::uint16_t msgport) noexcept {
+  return static_cast<std::uint32_t>(status) << 16 | msgport;
 }
 
 // IPv4 clients of a dual-stack socket appear as ::ffff:a.b.c.d; their
@@ -134,13 +166,18 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
   // on why), and ensure() keeps both in step.
   std::unordered_map<std::string, user_record, string_hash, std::equal_to<>> users;
   detail::user_index<user_record> index;
+  // Moves on whenever a reply line or a buddy list changes: every prepared
+  // GET reply older than it is made again when next asked for.
+  std::uint64_t lines_epoch = 1;
   // The datagram answers that never change, made once.
   const std::string invalid_reply = response_text(buddy::response::invalid());
   const std::string no_such_user_reply = response_text(buddy::response::no_such_user());
 
   void log(std::string_view line) const { tcp.log(line); }
 
-  user_record* find(std::string_view id) const noexcept { return index.find(id); }
+  [[gnu::always_inline]] user_record* find(std::string_view id) const noexcept {
+    return index.find(id);
+  }
 
   result<void> load(store_type& st);
 
@@ -166,9 +203,20 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
   }
   void on_datagram(std::string_view payload, const asio::ip::udp::endpoint& from,
                    net::udp_replies& replies);
-  void on_set(const buddy::udp_request_view& m, const asio::ip::udp::endpoint& from);
-  void on_get(std::string_view user, const asio::ip::udp::endpoint& from,
-              net::udp_replies& replies);
+  // Out of line, so that the common datagrams' path saves no registers.
+  [[gnu::noinline]] void on_other_datagram(std::string_view payload,
+                                           const asio::ip::udp::endpoint& from,
+                                           net::udp_replies& replies);
+  // The refresh of a known user is inlined into on_datagram(); any change
+  // goes to change_status().
+  // (The fields by value: the request view stays in registers.)
+  [[gnu::always_inline]] void on_set(user_record& u, buddy::presence status,
+                                     std::uint16_t msgport, const asio::ip::udp::endpoint& from);
+  [[gnu::noinline]] void change_status(user_record& u, buddy::presence status,
+                                       std::uint16_t msgport,
+                                       const asio::ip::udp::endpoint& from);
+  void on_get(user_record& u, const asio::ip::udp::endpoint& from, net::udp_replies& replies);
+  [[gnu::noinline]] void prepare_reply(user_record& u);
 
   user_record& ensure(const std::string& id) {
     auto [it, added] = users.try_emplace(id, id);
@@ -345,8 +393,14 @@ void buddy_server::impl::apply(const buddy::request& req) {
   }
   if (!u || !b) return;  // the store knew both; a REG commits before anything naming it
   auto it = std::find(u->buddies.begin(), u->buddies.end(), b);
-  if (add && it == u->buddies.end()) u->buddies.push_back(b);
-  if (!add && it != u->buddies.end()) u->buddies.erase(it);
+  if (add && it == u->buddies.end()) {
+    u->buddies.push_back(b);
+    ++lines_epoch;
+  }
+  if (!add && it != u->buddies.end()) {
+    u->buddies.erase(it);
+    ++lines_epoch;
+  }
   // Another node may have changed this list just after us: the database,
   // read after this, has the last word; states read before are stale.
   if (feed) u->refresh_ticket = feed->refresh(user);
@@ -359,6 +413,7 @@ void buddy_server::impl::set_list(const store::buddy_feed::user_state& st) {
   u.buddies.clear();
   u.buddies.reserve(st.buddies.size());
   for (const auto& b : st.buddies) u.buddies.push_back(&ensure(b));
+  ++lines_epoch;
 }
 
 void buddy_server::impl::on_feed(store::buddy_feed::event e) {
@@ -386,7 +441,28 @@ void buddy_server::impl::answer(session& s, const buddy::request* req, const bud
 void buddy_server::impl::on_datagram(std::string_view payload,
                                      const asio::ip::udp::endpoint& from,
                                      net::udp_replies& replies) {
-  // Read in place: nothing is copied or allocated per datagram.
+  // Read in place: nothing is copied or allocated per datagram. The shapes
+  // clients send are read first without classifying the id's bytes: found
+  // among the users, and valid there, it is a userid, and the general
+  // reading would give the same fields.
+  buddy::udp_request_view shape;
+  if (buddy::detail::read_common_shape<false>(payload, shape)) {
+    if (auto* u = find(shape.user); u && u->valid_id) {
+      if (shape.verb == buddy::udp_verb::set) {
+        on_set(*u, shape.status, shape.msgport, from);
+      } else {
+        on_get(*u, from, replies);
+      }
+      return;
+    }
+  }
+  on_other_datagram(payload, from, replies);
+}
+
+// Anything else, and ids not found: the whole reading decides.
+void buddy_server::impl::on_other_datagram(std::string_view payload,
+                                           const asio::ip::udp::endpoint& from,
+                                           net::udp_replies& replies) {
   const auto req = buddy::parse_udp_request_view(payload);
   if (!req.valid) {
     // SET is never answered, not even a bad one; anything else gets what a
@@ -394,34 +470,46 @@ void buddy_server::impl::on_datagram(std::string_view payload,
     if (req.verb != buddy::udp_verb::set) replies.send(invalid_reply, from);
     return;
   }
+  // No reply to SET; statuses are kept for registered users only.
+  auto* u = find(req.user);
   if (req.verb == buddy::udp_verb::set) {
-    on_set(req, from);
+    if (u) on_set(*u, req.status, req.msgport, from);
+  } else if (!u) {
+    replies.send(no_such_user_reply, from);
   } else {
-    on_get(req.user, from, replies);
+    on_get(*u, from, replies);
   }
 }
 
-void buddy_server::impl::on_set(const buddy::udp_request_view& m,
-                                const asio::ip::udp::endpoint& from) {
-  auto* u = find(m.user);
-  if (!u) return;  // no reply to SET; statuses are kept for registered users only
+inline void buddy_server::impl::on_set(user_record& u, buddy::presence status,
+                                       std::uint16_t msgport,
+                                       const asio::ip::udp::endpoint& from) {
   const auto now = udp.batch_time();
-  const bool online = m.status == buddy::presence::online;
-  // The common SET, a refresh: same status, port and source, not expired.
-  // It is not news, so only the expiry moves (shared statuses publish every SET).
-  if (!shared_status && u->seen && m.status == u->status && m.msgport == u->port &&
-      same_source(from, u->source) &&
-      (!online || config.status_ttl.count() <= 0 || now < u->online_until)) {
-    u->online_until = now + config.status_ttl;
+  // The common SET, a refresh: same status, port and source (one key and
+  // the address bytes), not expired. It is not news, so only the expiry moves.
+  if (refresh_key(status, msgport) == u.refresh_key && same_source(from, u.source) &&
+      (status != buddy::presence::online || config.status_ttl.count() <= 0 ||
+       now < u.online_until)) {
+    u.online_until = now + config.status_ttl;
     return;
   }
-  u->source = from;
+  change_status(u, status, msgport, from);
+}
+
+void buddy_server::impl::change_status(user_record& u, buddy::presence status,
+                                       std::uint16_t msgport,
+                                       const asio::ip::udp::endpoint& from) {
+  const auto now = udp.batch_time();
+  const bool online = status == buddy::presence::online;
+  u.source = from;
   const auto address = plain(from.address());
   if (shared_status) {
-    u->set_at = buddy_status_update::stamp_now();
-    shared_status->put({u->id, online, address.to_string(), m.msgport, u->set_at});
+    u.set_at = buddy_status_update::stamp_now();
+    shared_status->put({u.id, online, address.to_string(), msgport, u.set_at});
   }
-  set_status(*u, online, address, m.msgport, now, now + config.status_ttl);
+  set_status(u, online, address, msgport, now, now + config.status_ttl);
+  // Shared statuses publish every SET: none is a mere refresh there.
+  u.refresh_key = shared_status ? 0 : refresh_key(status, msgport);
 }
 
 void buddy_server::impl::apply(const buddy_status_update& update) {
@@ -432,6 +520,7 @@ void buddy_server::impl::apply(const buddy_status_update& update) {
   if (ec) return;
   u->set_at = update.at;
   u->source = {};  // from another node: no local SET matches it
+  u->refresh_key = 0;
   // The TTL counts from the SET, on whichever node it was made.
   auto age = std::chrono::system_clock::now() - update.at;
   auto now = net::clock::now();
@@ -456,6 +545,7 @@ void buddy_server::impl::set_status(user_record& u, bool online,
     u.reply_line += ' ';
     wire::append_decimal(u.reply_line, msgport);
     u.reply_line += '\n';
+    ++lines_epoch;
   }
   u.seen = true;
   u.status = online ? buddy::presence::online : buddy::presence::offline;
@@ -468,41 +558,38 @@ void buddy_server::impl::set_status(user_record& u, bool online,
   }
 }
 
-// The reply is written straight into the batch's send buffer: per buddy the
-// line made when it last moved, with the status as of this batch.
-void buddy_server::impl::on_get(std::string_view user, const asio::ip::udp::endpoint& from,
+// The reply is written straight into the batch's send buffer: the user's
+// prepared lines in one copy, then each buddy's status as of this batch.
+void buddy_server::impl::on_get(user_record& u, const asio::ip::udp::endpoint& from,
                                 net::udp_replies& replies) {
-  auto* u = find(user);
-  if (!u) {
-    replies.send(no_such_user_reply, from);
-    return;
-  }
+  if (u.reply_epoch != lines_epoch) prepare_reply(u);
   const auto now = udp.batch_time();
   const bool ttl = config.status_ttl.count() > 0;
-  // One datagram is all the protocol has: a list too long for it is cut.
-  // The lines that fit are measured first, so that the reply grows once and
-  // each line is a plain copy.
-  std::size_t size = 0;
-  auto fit = u->buddies.begin();
-  for (; fit != u->buddies.end(); ++fit) {
-    const std::size_t line = (*fit)->reply_line.size();
-    if (size + line > buddy::max_datagram) break;
-    size += line;
-  }
   std::string& out = replies.begin(from);
-  std::size_t at = out.size();
-  out.resize(at + size);
-  char* const w = out.data();
-  for (auto it = u->buddies.begin(); it != fit; ++it) {
-    const auto* b = *it;
-    // Never seen: offline at 0.0.0.0 port 0 (its initial line).
-    bool online = b->seen && b->status == buddy::presence::online && (!ttl || now < b->online_until);
-    const std::string& line = b->reply_line;
-    std::memcpy(w + at, line.data(), line.size());
-    // "100" online, "101" offline: the last digit tells them apart.
-    w[at + b->id.size() + 3] = online ? '0' : '1';
-    at += line.size();
+  const std::size_t at = out.size();
+  out += u.reply;
+  char* const w = out.data() + at;
+  const std::uint32_t* digit = u.reply_digits.data();
+  const std::size_t fit = u.reply_digits.size();  // the first `fit` buddies
+  for (std::size_t i = 0; i < fit; ++i) {
+    const user_record* b = u.buddies[i];
+    // Online only after a SET (never seen: offline at 0.0.0.0 port 0, its
+    // initial line); "100" online, "101" offline: the last digit tells them apart.
+    const bool online = b->status == buddy::presence::online && (!ttl || now < b->online_until);
+    w[digit[i]] = online ? '0' : '1';
   }
+}
+
+// One datagram is all the protocol has: a list too long for it is cut.
+void buddy_server::impl::prepare_reply(user_record& u) {
+  u.reply.clear();
+  u.reply_digits.clear();
+  for (const user_record* b : u.buddies) {
+    if (u.reply.size() + b->reply_line.size() > buddy::max_datagram) break;
+    u.reply_digits.push_back(static_cast<std::uint32_t>(u.reply.size() + b->id.size() + 3));
+    u.reply += b->reply_line;
+  }
+  u.reply_epoch = lines_epoch;
 }
 
 // --------------------------------------------------------------------- public

@@ -22,7 +22,8 @@
 namespace improto::server::detail {
 
 // A seeded multiply-xorshift hash of `s`, read 8 bytes a step.
-inline std::uint64_t hash_id(std::string_view s, std::uint64_t seed) noexcept {
+[[gnu::always_inline]] inline std::uint64_t hash_id(std::string_view s,
+                                                   std::uint64_t seed) noexcept {
   constexpr std::uint64_t k = 0x9e3779b97f4a7c15ull;
   auto mix = [](std::uint64_t h) noexcept {
     h ^= h >> 32;
@@ -57,7 +58,8 @@ inline std::uint64_t hash_id(std::string_view s, std::uint64_t seed) noexcept {
 
 // a == b for `n` bytes, inlined: ids are short, and a call to memcmp costs
 // more than comparing them.
-inline bool equal_bytes(const char* a, const char* b, std::size_t n) noexcept {
+[[gnu::always_inline]] inline bool equal_bytes(const char* a, const char* b,
+                                               std::size_t n) noexcept {
   if (n >= 8) {
     std::uint64_t x, y;
     for (std::size_t i = 0; i + 8 <= n; i += 8) {
@@ -99,7 +101,9 @@ class user_index {
     ++count_;
   }
 
-  Record* find(std::string_view id) const noexcept {
+  // Inlined: it is most of a datagram's lookup work, and a call would add
+  // the saving and restoring of registers around it.
+  [[gnu::always_inline]] Record* find(std::string_view id) const noexcept {
     if (slots_.empty()) return nullptr;
     const std::uint64_t h = hash_id(id, seed_);
     const std::size_t mask = slots_.size() - 1;

@@ -46,6 +46,12 @@ struct udp_request_view {
 udp_request_view parse_udp_request_view(std::string_view datagram) noexcept;
 
 namespace detail {
+// The one-pass reading of any request datagram. parse_udp_request_view()
+// first tries the exact shapes clients send ("SET id 10x port", "GET id")
+// with a few word loads and falls back to this; public so that the tests and
+// fuzzers hold the two to the same answers.
+udp_request_view parse_udp_request_general(std::string_view datagram) noexcept;
+
 // The word-by-word reading parse_udp_request() falls back to for its error
 // message. Public for the tests and fuzzers that hold it and the one-pass
 // reading to the same answers.
