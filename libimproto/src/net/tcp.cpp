@@ -2,7 +2,6 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/this_coro.hpp>
@@ -16,8 +15,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <limits>
+#include <functional>
 #include <optional>
+#include <type_traits>
+#include <utility>
 #include <vector>
+
+#include "reactor_wait.hpp"
 
 namespace improto::net {
 
@@ -135,7 +139,7 @@ class tcp_poller : public asio::execution_context::service {
   static tcp_poller& of(asio::io_context& io) {
     if (!asio::has_service<tcp_poller>(io)) {
       deadline_sweeper::of(io.get_executor());
-      descriptor_type make_descriptor_service(io);
+      asio::use_service<reactor_type>(io);
     }
     auto& poller = asio::use_service<tcp_poller>(io);
     if (!poller.io_) {
@@ -174,11 +178,38 @@ class tcp_poller : public asio::execution_context::service {
     c.polled_ = false;
     table_[static_cast<std::size_t>(c.fd_)] = nullptr;
     // With nobody left, a pending wait would keep io_context::run() busy.
-    if (--count_ == 0 && waiting_ && !draining_ && watch_) watch_->cancel();
+    if (--count_ == 0 && waiting_ && !draining_ && reactor_) {
+      reactor_->cancel_ops(epoll_, reactor_data_);
+    }
+  }
+
+  // Runs `task` once the readiness of this turn has been handed out: at the
+  // end of the poller's handler when called from inside it, otherwise
+  // posted. Work that the wake-up's requests cause (a group's commit, the
+  // replies' write) then runs in the handler that read them: a handler
+  // posted instead would run after Asio polls its reactor once more (an
+  // epoll_wait per generation of handlers).
+  void after_turn(std::function<void()> task) {
+    if (in_turn_) {
+      tasks_.push_back(std::move(task));
+    } else {
+      asio::post(*io_, std::move(task));
+    }
+  }
+  // The same for a connection's write.
+  bool flush_in_turn(tcp_connection& c) {
+    if (!in_turn_) return false;
+    flushes_.push_back(c.shared_from_this());
+    return true;
   }
 
  private:
-  using descriptor_type = asio::posix::basic_stream_descriptor<asio::io_context::executor_type>;
+  // Registered with Asio's reactor directly (edge-triggered for reading),
+  // so that its waits can be reads of our own (net/reactor_wait.hpp).
+  using reactor_type = asio::detail::reactor;
+  static_assert(std::is_same_v<reactor_type, asio::detail::epoll_reactor>,
+                "the connection poller needs Asio's epoll reactor");
+  static constexpr int batch = 128;
 
   bool open(std::error_code& ec) {
     epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -186,10 +217,11 @@ class tcp_poller : public asio::execution_context::service {
       ec = std::error_code(errno, asio::system_category());
       return false;
     }
-    watch_.emplace(*io_);
-    watch_->assign(::dup(epoll_), ec);
-    if (ec) {
-      watch_.reset();
+    reactor_ = &asio::use_service<reactor_type>(*io_);
+    if (int err = reactor_->register_descriptor(epoll_, reactor_data_); err != 0) {
+      ec = std::error_code(err, asio::system_category());
+      reactor_->cleanup_descriptor_data(reactor_data_);
+      reactor_ = nullptr;
       ::close(epoll_);
       epoll_ = -1;
       return false;
@@ -197,34 +229,84 @@ class tcp_poller : public asio::execution_context::service {
     return true;
   }
 
+  // The set's events are collected inside Asio's reactor (a read of our own,
+  // queued speculatively: no EPOLL_CTL_MOD per wait, which async_wait costs
+  // in Asio 1.22) and handed out by the completion.
   void watch() {
-    if (waiting_ || !watch_) return;
+    if (waiting_ || !reactor_) return;
     waiting_ = true;
-    watch_->async_wait(asio::posix::descriptor_base::wait_read, [this](const std::error_code&) {
-      // Drained even when cancelled: an edge that came meanwhile was
-      // dropped by the reactor (no wait was pending), its events are here.
-      drain();
+    auto done = [this](const std::error_code& ec) {
+      if (ec) collected_ = 0;  // cancelled: no connection left
+      handle_turn(ec == asio::error::operation_aborted);
       waiting_ = false;
       if (count_ > 0) watch();
-    });
+    };
+    auto* op = new detail::perform_read_op<collector, decltype(done)>(collect_, std::move(done));
+    reactor_->start_op(reactor_type::read_op, epoll_, reactor_data_, op,
+                       /*is_continuation=*/false, /*allow_speculative=*/true);
   }
 
-  // Hands out every pending event: Asio's reactor sees the set's edges only,
-  // so the set must be empty before its next wait.
-  void drain() {
-    draining_ = true;
-    epoll_event events[128];
-    while (true) {
-      int n = ::epoll_wait(epoll_, events, 128, 0);
-      if (n < 0 && errno == EINTR) continue;
-      for (int i = 0; i < n; ++i) {
-        auto slot = static_cast<std::size_t>(events[i].data.fd);
-        // Looked up per event: handling one may close another.
-        if (slot < table_.size() && table_[slot]) table_[slot]->on_ready(events[i].events);
+  // epoll_wait(0) into events_, inside the reactor. A short batch empties
+  // the set (its members are edge-triggered), so the next wait needs the
+  // next edge.
+  struct collector {
+    tcp_poller* poller;
+    detail::perform_status operator()(std::error_code& ec) const {
+      int n;
+      do {
+        n = ::epoll_wait(poller->epoll_, poller->events_, batch, 0);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0) {
+        ec = std::error_code(errno, asio::system_category());
+        poller->collected_ = 0;
+        return detail::perform_status::done;
       }
-      if (n < 128) break;
+      poller->collected_ = n;
+      if (n == 0) return detail::perform_status::would_block;
+      return n < batch ? detail::perform_status::drained : detail::perform_status::done;
+    }
+  };
+
+  // Hands out the collected events, then runs what they caused.
+  void handle_turn(bool cancelled) {
+    struct turn_guard {
+      tcp_poller& p;
+      ~turn_guard() { p.in_turn_ = p.draining_ = false; }
+    } guard{*this};
+    in_turn_ = true;
+    draining_ = true;
+    // Cancelled, nothing was collected: read what came meanwhile here.
+    if (cancelled) collector{this}(ignored_);
+    while (true) {
+      int n = std::exchange(collected_, 0);
+      for (int i = 0; i < n; ++i) {
+        auto slot = static_cast<std::size_t>(events_[i].data.fd);
+        // Looked up per event: handling one may close another.
+        if (slot < table_.size() && table_[slot]) table_[slot]->on_ready(events_[i].events);
+      }
+      // A full batch: the next wait collects the rest at once (speculatively).
+      if (!cancelled || n < batch) break;
+      collector{this}(ignored_);
     }
     draining_ = false;
+    run_turn_tasks();
+  }
+
+  // Tasks first (a commit fills replies), then the writes they queued.
+  void run_turn_tasks() {
+    while (!tasks_.empty() || !flushes_.empty()) {
+      while (!tasks_.empty()) {
+        running_.swap(tasks_);
+        for (auto& task : running_) task();
+        running_.clear();
+      }
+      for (std::size_t i = 0; i < flushes_.size(); ++i) {
+        auto c = std::move(flushes_[i]);
+        c->flush_scheduled_ = false;
+        c->flush();
+      }
+      flushes_.clear();
+    }
   }
 
   // Ends what waits without running it: a waiting coroutine's frame may own
@@ -234,11 +316,19 @@ class tcp_poller : public asio::execution_context::service {
   asio::io_context* io_ = nullptr;
   deadline_sweeper* sweeper_ = nullptr;
   int epoll_ = -1;
-  std::optional<descriptor_type> watch_;  // a duplicate of epoll_, in Asio's reactor
+  reactor_type* reactor_ = nullptr;  // once epoll_ is registered with it
+  reactor_type::per_descriptor_data reactor_data_ = nullptr;
   std::vector<tcp_connection*> table_;    // by descriptor
   std::size_t count_ = 0;
   bool waiting_ = false;
   bool draining_ = false;
+  bool in_turn_ = false;
+  collector collect_{this};
+  epoll_event events_[batch];
+  int collected_ = 0;
+  std::error_code ignored_;
+  std::vector<std::function<void()>> tasks_, running_;
+  std::vector<std::shared_ptr<tcp_connection>> flushes_;
 };
 
 struct tcp_connection::output {
@@ -267,7 +357,14 @@ void tcp_poller::shutdown() {
     c->writing_ = false;
     reader.reset();  // may destroy c (and clear its slot)
   }
-  watch_.reset();
+  tasks_.clear();
+  flushes_.clear();
+  if (reactor_) {
+    // A wait still queued is abandoned with the scheduler's other work.
+    reactor_->deregister_descriptor(epoll_, reactor_data_, /*closing=*/true);
+    reactor_->cleanup_descriptor_data(reactor_data_);
+    reactor_ = nullptr;
+  }
 }
 
 struct tcp_connection::read_waiter {
@@ -541,6 +638,7 @@ void tcp_connection::schedule_flush() {
   // After this turn: replies queued by one read's messages share a write.
   if (flush_scheduled_ || writing_) return;
   flush_scheduled_ = true;
+  if (poller_.flush_in_turn(*this)) return;
   asio::post(poller_.io(), [self = shared_from_this()] {
     self->flush_scheduled_ = false;
     self->flush();
@@ -697,6 +795,10 @@ void tcp_connection::on_writable() {
 
 void tcp_connection::wrote_some() {
   if (out_ && out_->drained) out_->drained->notify();
+}
+
+void after_turn(asio::io_context& io, std::function<void()> task) {
+  tcp_poller::of(io).after_turn(std::move(task));
 }
 
 // ---------------------------------------------------------------- listener

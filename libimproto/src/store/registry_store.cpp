@@ -72,6 +72,9 @@ struct sqlite_registry final : detail::sqlite_store<registry_store::impl> {
   // the write transaction, so nobody else writes meanwhile. A rolled-back
   // insert leaves a gap, which orders the same.
   result<std::int64_t> next_seq() {
+    // A file locked for this connection alone (options::exclusive) has no
+    // other writer: its seq is counted here once read.
+    if (seq_ && exclusive) return *seq_ + 1;
     std::int64_t version = 0;
     {
       detail::query q(db, data_version, "cannot read data_version");
@@ -90,6 +93,7 @@ struct sqlite_registry final : detail::sqlite_store<registry_store::impl> {
   }
   std::optional<std::int64_t> seq_;  // the largest seq in the file
   std::int64_t seen_version_ = 0;
+  bool exclusive = false;
 
   outcome add_one(std::string_view name, std::string_view host, std::uint16_t port,
                   std::string_view origin) {
@@ -201,6 +205,7 @@ result<registry_store> registry_store::open(const std::filesystem::path& file, o
   auto db = detail::database::open(file, opts, s);
   if (!db) return tl::unexpected(db.error());
   auto p = std::make_unique<sqlite_registry>(std::move(*db));
+  p->exclusive = opts.exclusive;
 
   auto prepared = p->db.prepare_all({
       {&p->insert,

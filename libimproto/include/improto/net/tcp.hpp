@@ -235,6 +235,15 @@ class tcp_listener {
   std::uint64_t failed_accepts_ = 0;  // in the current out-of-descriptors episode
 };
 
+// Runs `task` on `io` after the current turn: when called while the
+// connections' readiness is being handed out (a session reading its
+// requests), at the end of that same handler, after the other connections
+// of the wake-up have been served; otherwise it is posted. Work caused by
+// one wake-up's requests (a commit of all of them, then their replies'
+// writes) so costs no further pass through the io_context's queue, each of
+// which polls the reactor once more. Call it on the io thread only.
+void after_turn(asio::io_context& io, std::function<void()> task);
+
 // Connects with a timeout; connection_refused / timeout as values.
 asio::awaitable<result<asio::ip::tcp::socket>> connect(std::string_view host, std::uint16_t port,
                                                        std::chrono::milliseconds timeout);

@@ -14,8 +14,9 @@
 //    for every write queued while it commits, and a committed group goes
 //    back to the io_context as one handler that completes all of its writes.
 //  * io - on the io thread, once per turn of the event loop: the writes
-//    queued by the handlers of one turn are one transaction, committed by a
-//    handler posted behind them. No thread hand-off at all, but the io thread
+//    queued by the handlers of one turn are one transaction, committed once
+//    they have run (net::after_turn: at the end of the handler that served
+//    the wake-up's connections, or by a handler posted behind them). No thread hand-off at all, but the io thread
 //    waits for the commit. It suits commits that do not wait (no fsync:
 //    sync_level normal or off; the server the only writer of its file), and
 //    durable ones where CPU per change matters more than the latency of the
@@ -47,6 +48,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "improto/error.hpp"
+#include "improto/net/tcp.hpp"
 
 namespace improto::server {
 
@@ -164,14 +166,16 @@ class group_committer {
     pending_.push_back({std::move(op), std::move(done)});
     if (!commit_posted_) {
       commit_posted_ = true;
-      // Behind the handler that queued it: the connections' readiness of
-      // one turn is handed out by one handler (net/tcp.cpp's poller drain,
-      // sessions resumed inline), so its requests are all queued by then.
-      // Passing through the queue more often added no request to a group
-      // and cost an epoll_wait each (Asio polls its reactor between
-      // generations of handlers). Weak: the committer may go first (its
+      // After the turn that queued it: the connections' readiness of one
+      // wake-up is handed out by one handler (net/tcp.cpp's poller,
+      // sessions resumed inline), so its requests are all queued by then,
+      // and the commit runs at the end of that handler (net::after_turn),
+      // its replies written right after. A handler of its own would cost
+      // an epoll_wait (Asio polls its reactor between generations of
+      // handlers), as would each pass more through the queue, which added
+      // no request to a group. Weak: the committer may go first (its
       // destructor commits what is pending).
-      asio::post(io_, [this, alive = std::weak_ptr<void>(alive_)] {
+      net::after_turn(io_, [this, alive = std::weak_ptr<void>(alive_)] {
         if (!alive.lock()) return;
         commit_posted_ = false;
         commit_here(alive);
