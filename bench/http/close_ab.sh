@@ -16,7 +16,7 @@
 # switches per request, requests/s. Needs wrk and nginx (and perf for PROFILE=1).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-source "$here/../lib/common.sh"  # bench_nginx_site
+source "$here/../lib/common.sh"  # bench_nginx_site, bench_free_port, bench_wait_port
 rounds=$1
 shift
 work=$(mktemp -d /tmp/close_ab.XXXXXX)
@@ -28,18 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  for _ in $(seq 200); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  exit 1
-}
-
 declare -A port server
 names=()
 list=""
@@ -47,14 +35,14 @@ list=""
 for spec in "$@"; do
   [ "$spec" = nginx ] && continue
   name=${spec%%=*} bin=${spec#*=}
-  p=$(free_port)
+  p=$(bench_free_port)
   mkdir -p "$work/$name"
   taskset -c 0 "$bin" --host 127.0.0.1 --port "$p" --data "$work/$name" >/dev/null 2>&1 &
   pids+=($!)
   server[$name]=$!
   port[$name]=$p
   names+=("$name")
-  wait_port "$p"
+  bench_wait_port "$p"
   /usr/bin/python3 "$here/client.py" setup "$p" "$work/$name.list"
   list="$work/$name.list"
 done
@@ -62,12 +50,12 @@ for spec in "$@"; do
   [ "$spec" = nginx ] || continue
   [ -n "$list" ] || { echo "nginx needs one of our servers first (for the list)" >&2; exit 1; }
   d="$work/nginx"
-  p=$(free_port)
+  p=$(bench_free_port)
   bench_nginx_site "$d" "$list" "$p" "sendfile on; tcp_nopush on;" ""
   taskset -c 0 nginx -p "$d/" -c "$d/nginx.conf" &
   master=$!
   pids+=("$master")
-  wait_port "$p"
+  bench_wait_port "$p"
   server[nginx]=$(pgrep -P "$master" | head -1)  # the one worker
   port[nginx]=$p
   names+=(nginx)

@@ -18,7 +18,7 @@
 # Needs nginx (and strace or perf for the two modes).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-source "$here/../lib/common.sh"  # bench_nginx_site
+source "$here/../lib/common.sh"  # bench_nginx_site, bench_free_port, bench_wait_port
 rounds=$1
 shift
 secs=${POST_SECS:-4}
@@ -36,37 +36,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-  for _ in $(seq 200); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  exit 1
-}
-
 declare -A port server
 names=()
 for spec in "$@"; do
   if [ "$spec" = nginx ]; then
     d="$work/nginx"
-    p=$(free_port)
+    p=$(bench_free_port)
     echo x >"$work/empty.list"
     bench_nginx_site "$d" "$work/empty.list" "$p" "" 'if ($request_method = POST) { return 200; }'
     taskset -c 0 nginx -p "$d/" -c "$d/nginx.conf" &
     master=$!
     pids+=("$master")
-    wait_port "$p"
+    bench_wait_port "$p"
     server[nginx]=$(pgrep -P "$master" | head -1)  # the one worker
     port[nginx]=$p
     names+=(nginx)
     continue
   fi
   name=${spec%%=*} bin=${spec#*=}
-  p=$(free_port)
+  p=$(bench_free_port)
   mkdir -p "$work/$name"
   taskset -c 0 "$bin" --host 127.0.0.1 --port "$p" --data "$work/$name" "${our_args[@]}" \
     >"$work/$name.log" 2>&1 &
@@ -74,7 +62,7 @@ for spec in "$@"; do
   server[$name]=$!
   port[$name]=$p
   names+=("$name")
-  wait_port "$p"
+  bench_wait_port "$p"
 done
 
 switches() {

@@ -17,9 +17,10 @@ def reply_length(udp):
     return len(reply)
 
 
-def setup(tcp, udp):
+def register(tcp, timeout=10):
+    """The users and their buddy lists, over TCP (statuses not set)."""
     def req(line):
-        with socket.create_connection(("127.0.0.1", tcp), timeout=10) as s:
+        with socket.create_connection(("127.0.0.1", tcp), timeout=timeout) as s:
             s.sendall(line.encode() + b"\n")
             return s.makefile().readline().strip()
     with cf.ThreadPoolExecutor(16) as ex:
@@ -28,6 +29,10 @@ def setup(tcp, udp):
                                 for i in range(100) for k in range(1, 6)]))
     if got != {"200 OK"}:
         sys.exit(f"setting up users: {got}")
+
+
+def setup(tcp, udp):
+    register(tcp)
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for i in range(100):
         u.sendto(f"SET u{i:03d} 100 {40000 + i:05d}".encode(), ("127.0.0.1", udp))

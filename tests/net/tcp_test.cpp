@@ -136,6 +136,17 @@ struct client {
   }
 };
 
+// The next connection of `listener`, started.
+asio::awaitable<std::shared_ptr<net::tcp_connection>> accept_one(net::tcp_listener& listener,
+                                                                 const net::stream_limits& limits) {
+  std::function<std::size_t()> none = [] { return std::size_t{0}; };
+  auto socket = co_await listener.accept(none, 10);
+  REQUIRE(socket);
+  auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), limits);
+  conn->start();
+  co_return conn;
+}
+
 }  // namespace
 
 TEST_CASE("tcp transport echoes and batches") {
@@ -386,11 +397,7 @@ TEST_CASE("a last answer reaches a peer whose later bytes the server never reads
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        std::function<std::size_t()> none = [] { return std::size_t{0}; };
-        auto socket = co_await listener->accept(none, 10);
-        REQUIRE(socket);
-        auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), limits);
-        conn->start();
+        auto conn = co_await accept_one(*listener, limits);
         auto request = co_await conn->read();
         REQUIRE(request);
         CHECK(*request == "request");
@@ -455,11 +462,7 @@ TEST_CASE("a peer whose bytes never run out does not keep the thread from the ot
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        std::function<std::size_t()> none = [] { return std::size_t{0}; };
-        auto socket = co_await listener->accept(none, 10);
-        REQUIRE(socket);
-        auto conn = std::make_shared<net::tcp_connection>(std::move(*socket), limits);
-        conn->start();
+        auto conn = co_await accept_one(*listener, limits);
         // Another connection's work, ready before the flood is read.
         asio::post(io, [&] { chunks_when_other_ran = chunks; });
         while (bytes < preloaded) {
