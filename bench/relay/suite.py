@@ -238,6 +238,7 @@ def ratio_list(a, b):
 
 # Server CPU per acknowledged message against mosquitto QoS 1 (issue 11 item 6).
 CPU_GOAL = 0.67
+SLOW_GOAL = 1.25  # the others' p99 with one receiver stuck / all reading
 
 
 def cpu_us_per_msg(run):
@@ -467,7 +468,19 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
         base = median([r and r["per_s"] for r in tput.get((16, 1024), {}).get("relay", [])]) or 20000
         rate = round(base * 0.5)
         slow = {"all": [], "stuck": []}
-        for rnd in range(max(1, min(3, rounds))):
+        # A p99 of a 4 s window is noisy: more rounds (up to BENCH_ROUNDS_MAX)
+        # while its spread crosses the goal undecided, as far as the budget
+        # allows with the idle phase (about 15 s) still to come.
+        per_round = 2 * (1.0 + 4.0 + 0.5)
+
+        def slow_undecided(done):
+            ratios = ratio_list([r and r["p99_us"] for r in slow["stuck"]],
+                                [r and r["p99_us"] for r in slow["all"]])
+            left = 0.85 * b.budget - (time.monotonic() - T0) - 20
+            return left > per_round and bench.more_rounds(done, [(ratios, SLOW_GOAL)])
+
+        rnd = 0
+        while rnd < max(1, min(3, rounds)) or slow_undecided(rnd):
             for mode in ("all", "stuck"):
                 srv = b.start_relay("--receiver-timeout", "2")
                 r = b.load(srv, "relay", scenario="slow" if mode == "stuck" else "unicast",
@@ -479,11 +492,12 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
                 slow["stuck"][-1] and slow["stuck"][-1]["p99_us"],
                 slow["all"][-1] and slow["all"][-1]["srv_hwm_kib"],
                 slow["stuck"][-1] and slow["stuck"][-1]["srv_hwm_kib"]))
+            rnd += 1
         ours = [r and r["p99_us"] for r in slow["stuck"]]
         theirs = [r and r["p99_us"] for r in slow["all"]]
         stuck = [r for r in slow["stuck"] if r]
         b.row("relay_slow_consumer_1_of_20", "p99_us_other_19", median(ours), "imrelayd, all 20 reading",
-              median(theirs), ratio_list(ours, theirs), 1.25, False,
+              median(theirs), ratio_list(ours, theirs), SLOW_GOAL, False,
               "20 pairs, 1 KiB, open loop %d msg/s in total; receiver 0 stops reading when the 4 s "
               "window opens (--receiver-timeout 2); its sender got %s acks and %s ERROR 102 in the window "
               "and held back %s messages while the server did not read it"
