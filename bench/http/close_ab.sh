@@ -16,7 +16,7 @@
 # switches per request, requests/s. Needs wrk and nginx (and perf for PROFILE=1).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-source "$here/../lib/common.sh"  # bench_nginx_site, bench_free_port, bench_wait_port
+source "$here/../lib/common.sh"  # bench_nginx_site, bench_ab_nginx, bench_free_port, ...
 rounds=$1
 shift
 work=$(mktemp -d /tmp/close_ab.XXXXXX)
@@ -52,11 +52,8 @@ for spec in "$@"; do
   d="$work/nginx"
   p=$(bench_free_port)
   bench_nginx_site "$d" "$list" "$p" "sendfile on; tcp_nopush on;" ""
-  taskset -c 0 nginx -p "$d/" -c "$d/nginx.conf" &
-  master=$!
-  pids+=("$master")
-  bench_wait_port "$p"
-  server[nginx]=$(pgrep -P "$master" | head -1)  # the one worker
+  bench_ab_nginx "$d" "$p"
+  server[nginx]=$BENCH_NGINX_WORKER
   port[nginx]=$p
   names+=(nginx)
 done
@@ -69,9 +66,6 @@ cpu_ns() {
     t=$((t + a))
   done
   echo "$t"
-}
-switches() {
-  cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}'
 }
 
 for r in $(seq "$rounds"); do
@@ -92,10 +86,10 @@ for r in $(seq "$rounds"); do
       n=$((n / 2))
       cs=0
     else
-      c0=$(cpu_ns "$pid") s0=$(switches "$pid")
+      c0=$(cpu_ns "$pid") s0=$(bench_ctx_switches "$pid")
       taskset -c 1 wrk -t1 -c50 -d4s -H 'Connection: close' \
         "http://127.0.0.1:${port[$name]}/userlist.txt" >"$out.wrk"
-      c1=$(cpu_ns "$pid") s1=$(switches "$pid")
+      c1=$(cpu_ns "$pid") s1=$(bench_ctx_switches "$pid")
       n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out.wrk")
       ns=$((c1 - c0)) cs=$((s1 - s0))
     fi

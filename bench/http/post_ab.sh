@@ -18,7 +18,7 @@
 # Needs nginx (and strace or perf for the two modes).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-source "$here/../lib/common.sh"  # bench_nginx_site, bench_free_port, bench_wait_port
+source "$here/../lib/common.sh"  # bench_nginx_site, bench_ab_nginx, bench_free_port, ...
 rounds=$1
 shift
 secs=${POST_SECS:-4}
@@ -44,11 +44,8 @@ for spec in "$@"; do
     p=$(bench_free_port)
     echo x >"$work/empty.list"
     bench_nginx_site "$d" "$work/empty.list" "$p" "" 'if ($request_method = POST) { return 200; }'
-    taskset -c 0 nginx -p "$d/" -c "$d/nginx.conf" &
-    master=$!
-    pids+=("$master")
-    bench_wait_port "$p"
-    server[nginx]=$(pgrep -P "$master" | head -1)  # the one worker
+    bench_ab_nginx "$d" "$p"
+    server[nginx]=$BENCH_NGINX_WORKER
     port[nginx]=$p
     names+=(nginx)
     continue
@@ -65,9 +62,6 @@ for spec in "$@"; do
   bench_wait_port "$p"
 done
 
-switches() {
-  cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}'
-}
 
 for r in $(seq "$rounds"); do
   for name in "${names[@]}"; do
@@ -82,10 +76,10 @@ for r in $(seq "$rounds"); do
       perf record -q -g -e cpu-clock -p "$pid" -o "$out.perf" -- sleep "$secs" 2>/dev/null &
       tracer=$!
     fi
-    s0=$(switches "$pid")
+    s0=$(bench_ctx_switches "$pid")
     taskset -c 1 "$httprate" --port "${port[$name]}" --rate "$rate" --duration "$secs" \
       --connections 20 --prefix "r${r}x" --pid "$pid" >"$out.json"
-    s1=$(switches "$pid")
+    s1=$(bench_ctx_switches "$pid")
     if [ -n "$tracer" ]; then
       [ "${STRACE:-0}" = 1 ] && kill -INT "$tracer"
       wait "$tracer" || true

@@ -51,6 +51,11 @@
 #   bench_wait_port PORT [TIMEOUT]   wait until something accepts TCP on 127.0.0.1:PORT
 #   bench_stop PID                   SIGTERM, then SIGKILL after 5 s; waits for it
 #   bench_free_port [udp]            a free loopback port
+#   bench_ab_nginx DIR PORT          start the nginx site of DIR (bench_nginx_site) on core 0
+#                                    for an A/B script and wait for PORT; adds the master to
+#                                    the caller's pids array, sets BENCH_NGINX_MASTER and
+#                                    BENCH_NGINX_WORKER (the one worker)
+#   bench_ctx_switches PID           voluntary + involuntary context switches, all threads
 #   bench_cpu_ticks PID...           utime+stime of processes (all threads, summed), clock ticks
 #   bench_clk_tck                    clock ticks per second
 #   bench_busy_fraction PID SECONDS CMD...
@@ -253,6 +258,19 @@ http {
   }
 }
 EOF
+}
+
+bench_ab_nginx() {
+  local dir="$1" port="$2"
+  taskset -c 0 nginx -p "$dir/" -c "$dir/nginx.conf" &
+  BENCH_NGINX_MASTER=$!
+  pids+=("$BENCH_NGINX_MASTER")  # the caller's EXIT trap kills these
+  bench_wait_port "$port"
+  BENCH_NGINX_WORKER=$(pgrep -P "$BENCH_NGINX_MASTER" | head -1)
+}
+
+bench_ctx_switches() {
+  cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}'
 }
 
 bench_free_port() {
