@@ -342,19 +342,26 @@ TEST_CASE_TEMPLATE("registry: an entry remembers its origin, and a LOGOUT from a
   CHECK(list_of(s).empty());
 }
 
+namespace {
+// A registry file as an older version left it, written with `sql`.
+std::filesystem::path older_version_file(const temp_dir& dir, const char* sql) {
+  auto file = dir / "registry.sqlite3";
+  test::raw_db raw(file);
+  raw.exec(sql);
+  return file;
+}
+}  // namespace
+
 TEST_CASE("registry: a version 1 file is migrated, its entries of unknown origin kept") {
   temp_dir dir;
-  const auto file = dir / "registry.sqlite3";
-  {
-    // The schema as version 1 shipped it.
-    test::raw_db raw(file);
-    raw.exec(
-        "PRAGMA application_id = 1229804103;"
-        "CREATE TABLE registry (seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
-        " host TEXT NOT NULL, port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535));"
-        "INSERT INTO registry (name, host, port) VALUES ('old', '10.0.0.1', 7), ('older', 'h', 8);"
-        "PRAGMA user_version = 1;");
-  }
+  const auto file = older_version_file(
+      dir,
+      // The schema as version 1 shipped it.
+      "PRAGMA application_id = 1229804103;"
+      "CREATE TABLE registry (seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+      " host TEXT NOT NULL, port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535));"
+      "INSERT INTO registry (name, host, port) VALUES ('old', '10.0.0.1', 7), ('older', 'h', 8);"
+      "PRAGMA user_version = 1;");
   auto s = open_store(file);
   auto st = s.status();
   REQUIRE(st.has_value());
@@ -371,19 +378,16 @@ TEST_CASE("registry: a version 1 file is migrated, its entries of unknown origin
 
 TEST_CASE("registry: a version 2 file is migrated to one b-tree, its order kept") {
   temp_dir dir;
-  const auto file = dir / "registry.sqlite3";
-  {
-    // The schema as version 2 shipped it; seq out of name order on purpose.
-    test::raw_db raw(file);
-    raw.exec(
-        "PRAGMA application_id = 1229804103;"
-        "CREATE TABLE registry (seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
-        " host TEXT NOT NULL, port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535),"
-        " origin TEXT NOT NULL DEFAULT '');"
-        "INSERT INTO registry (seq, name, host, port, origin) VALUES"
-        " (5, 'b', 'h', 1, '127.0.0.1'), (9, 'a', 'h', 2, ''), (12, 'c', 'h', 3, '');"
-        "PRAGMA user_version = 2;");
-  }
+  const auto file = older_version_file(
+      dir,
+      // The schema as version 2 shipped it; seq out of name order on purpose.
+      "PRAGMA application_id = 1229804103;"
+      "CREATE TABLE registry (seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+      " host TEXT NOT NULL, port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535),"
+      " origin TEXT NOT NULL DEFAULT '');"
+      "INSERT INTO registry (seq, name, host, port, origin) VALUES"
+      " (5, 'b', 'h', 1, '127.0.0.1'), (9, 'a', 'h', 2, ''), (12, 'c', 'h', 3, '');"
+      "PRAGMA user_version = 2;");
   {
     auto s = open_store(file);
     check_ok(s.add("d", "h", 4));
