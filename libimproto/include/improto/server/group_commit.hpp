@@ -16,8 +16,8 @@
 //  * io - on the io thread, once per turn of the event loop: the writes
 //    queued by the handlers of one turn are one transaction, committed once
 //    they have run (net::after_turn: at the end of the handler that served
-//    the wake-up's connections, or by a handler posted behind them). No thread hand-off at all, but the io thread
-//    waits for the commit. It suits commits that do not wait (no fsync:
+//    the wake-up's connections, or by a handler posted behind them). No
+//    thread hand-off at all, but the io thread waits for the commit. It suits commits that do not wait (no fsync:
 //    sync_level normal or off; the server the only writer of its file), and
 //    durable ones where CPU per change matters more than the latency of the
 //    other requests (Redis's appendfsync always works this way): while the
