@@ -109,8 +109,9 @@ struct Options {
   std::string tag = "b";
   // Open loop: poll the sockets and the clock without sleeping (the core is
   // ours) instead of a 50 us timer, whose sleep and wake-up cost ~45 us of
-  // CPU on a virtual machine: the generator then saturated its core at any
-  // rate and its ticks ran up to 8 ms late, which every latency showed.
+  // CPU on a virtual machine: timer-paced, the generator sat at 0.92-0.99 of
+  // its core at any rate and its own queueing made the latencies (20 pairs
+  // at 10,000 msg/s: p99 7.4 ms with the timer, 0.49 ms polling).
   bool spin = false;
 };
 

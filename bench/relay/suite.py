@@ -487,8 +487,8 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
         while rnd < max(1, min(3, rounds)) or slow_undecided(rnd):
             # The halves swap places every round, so a drift over the round
             # favours neither. The generator polls between its ticks rather
-            # than sleeping: with a timer it saturated its core on this VM
-            # and its lag, not the server, made both p99s (--pace spin).
+            # than sleeping (--pace spin): with a timer its sleeps and
+            # wake-ups alone kept its core busy on this VM at any rate.
             for mode in ("all", "stuck") if rnd % 2 == 0 else ("stuck", "all"):
                 srv = b.start_relay("--receiver-timeout", "2")
                 r = b.load(srv, "relay", scenario="slow" if mode == "stuck" else "unicast",
