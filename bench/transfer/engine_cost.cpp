@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
     c = static_cast<char>(x);
   }
   memory_source source(file);
-  auto snd = tr::sender::create({.id = 7, .key = 0, .size = size, .datagram_size = datagram}, source);
+  auto snd =
+      tr::sender::create({.id = 7, .key = 0, .size = size, .datagram_size = datagram}, source);
   auto rcv = tr::receiver::create({.id = 7, .key = 0x5eed, .size = size, .window = window});
   if (!snd || !rcv) {
     std::fprintf(stderr, "engine_cost: %s\n",
@@ -79,7 +80,8 @@ int main(int argc, char** argv) {
     sizes.clear();
     std::size_t used = 0;
     while (sizes.size() < 64) {
-      std::size_t n = snd->poll_transmit(now, std::span<char>(batch.data() + used, batch.size() - used));
+      std::span<char> room(batch.data() + used, batch.size() - used);
+      std::size_t n = snd->poll_transmit(now, room);
       if (n == 0) break;
       sizes.push_back(n);
       used += n;
