@@ -9,6 +9,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <random>
@@ -54,6 +55,18 @@ result<std::string> hash_fd(int fd, std::uint64_t size) {
     at += static_cast<std::uint64_t>(n);
   }
   return transfer::to_hex(h.finish());
+}
+
+// The sender's counters, for the log line that ends a transfer: what an
+// operator needs to tell a lossy or slow path from a slow server.
+std::string describe(const transfer::sender& s) {
+  const auto& st = s.stats();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(s.rtt().srtt()).count();
+  return std::to_string(st.datagrams_sent) + " datagrams, " +
+         std::to_string(st.bytes_retransmitted) + " bytes resent, " + std::to_string(st.losses) +
+         " lost, " + std::to_string(st.timeouts) + " timeouts, " + std::to_string(st.probes) +
+         " probes, srtt " + std::to_string(us) + " us, window " +
+         std::to_string(s.congestion_window()) + " bytes";
 }
 
 struct live_transfer {
@@ -137,10 +150,14 @@ struct file_service::state : std::enable_shared_from_this<file_service::state> {
         [weak, id, file, user](result<void> r) {
           auto self = weak.lock();
           if (!self) return;
-          self->say("transfer " + std::to_string(id) + " of " + file + " to " + user + ": " +
-                    (r ? std::string("complete") : r.error().message()));
           // A cancelled transfer was forgotten already; its id may be reused.
           auto it = self->transfers.find(id);
+          std::string how;
+          if (it != self->transfers.end() && it->second.user == user) {
+            if (const auto* snd = it->second.link->sender()) how = " (" + describe(*snd) + ")";
+          }
+          self->say("transfer " + std::to_string(id) + " of " + file + " to " + user + ": " +
+                    (r ? std::string("complete") : r.error().message()) + how);
           if (it != self->transfers.end() && it->second.user == user) self->forget(id);
         });
     if (!started) {

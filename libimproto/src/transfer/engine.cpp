@@ -91,7 +91,7 @@ void sender::pause() {
 void sender::resume(time_point now) {
   if (state_ != state::paused) return;
   state_ = state::running;
-  if (!flight_.empty()) rto_at_ = now + rtt_.rto();
+  if (live_ > 0) rto_at_ = now + rtt_.rto();
   probe_out_ = false;
   arm_probe(now);
   pace_time_.reset();
@@ -144,13 +144,37 @@ bool sender::is_acked(std::uint64_t begin, std::uint64_t end) const {
   return end <= cum_ || detail::contains(sacked_, begin, end);
 }
 
-void sender::forget(std::map<std::uint64_t, segment>::iterator it) {
-  const segment& s = it->second;
+sender::segment* sender::find(std::uint64_t pn) {
+  if (pn < flight_base_ || pn - flight_base_ >= flight_.size()) return nullptr;
+  segment& s = flight_[static_cast<std::size_t>(pn - flight_base_)];
+  return s.live ? &s : nullptr;
+}
+
+void sender::record(const segment& s) {
+  // Every packet number gets its slot, so flight_ stays indexed by pn.
+  flight_.push_back(s);
+  ++live_;
+}
+
+void sender::forget(segment& s) {
   if (s.length > 0) {
     in_flight_ -= s.length;
     by_offset_.erase(s.offset);
   }
-  flight_.erase(it);
+  s.live = false;
+  --live_;
+  while (!flight_.empty() && !flight_.front().live) {
+    flight_.pop_front();
+    ++flight_base_;
+  }
+}
+
+void sender::clear_flight() {
+  flight_.clear();
+  flight_base_ = next_pn_;
+  live_ = 0;
+  by_offset_.clear();
+  in_flight_ = 0;
 }
 
 void sender::on_ack(const ack& a, time_point now) {
@@ -184,22 +208,20 @@ void sender::on_ack(const ack& a, time_point now) {
     auto it = by_offset_.lower_bound(b);
     if (it != by_offset_.begin()) --it;
     while (it != by_offset_.end() && it->first < e) {
-      auto seg = flight_.find(it->second);
+      segment* seg = find(it->second);
       ++it;
-      if (seg == flight_.end()) continue;
-      const segment s = seg->second;
+      if (seg == nullptr) continue;
+      const segment s = *seg;
       if (!is_acked(s.offset, s.offset + s.length)) continue;
       newly += s.length;
       if (!newest || s.pn > newest->pn) newest = s;
-      forget(seg);
+      forget(*seg);
     }
   }
 
   if (a.fin && fin_sent_ && a.cumulative == config_.size) {
     state_ = state::complete;
-    flight_.clear();
-    by_offset_.clear();
-    in_flight_ = 0;
+    clear_flight();
     rto_at_.reset();
     loss_at_.reset();
     pace_at_.reset();
@@ -224,7 +246,7 @@ void sender::on_ack(const ack& a, time_point now) {
   cc_.on_ack(newly, newest->sent, now, rtt_.srtt(), app_limited);
   detect_losses(now);
   // RFC 6298 (5.2)/(5.3): restart the timer on new data acknowledged.
-  if (flight_.empty()) {
+  if (live_ == 0) {
     rto_at_.reset();
   } else if (state_ == state::running) {
     rto_at_ = now + rtt_.rto();
@@ -234,7 +256,7 @@ void sender::on_ack(const ack& a, time_point now) {
 
 void sender::arm_probe(time_point now) {
   probe_at_.reset();
-  if (!config_.tail_loss_probe || state_ != state::running || probe_out_ || flight_.empty() ||
+  if (!config_.tail_loss_probe || state_ != state::running || probe_out_ || live_ == 0 ||
       !rtt_.has_sample()) {
     return;
   }
@@ -276,12 +298,12 @@ void sender::detect_losses(time_point now) {
   loss_at_.reset();
   if (!largest_acked_pn_) return;
   duration delay = loss_delay();
-  for (auto it = flight_.begin(); it != flight_.end() && it->first < *largest_acked_pn_;) {
-    const segment s = it->second;
+  for (std::uint64_t pn = flight_base_; pn < *largest_acked_pn_ && pn < next_pn_; ++pn) {
+    segment* seg = find(pn);
+    if (seg == nullptr) continue;
+    const segment s = *seg;
     if (*largest_acked_pn_ - s.pn >= packet_threshold || s.sent + delay <= now) {
-      auto next = std::next(it);
-      forget(it);
-      it = next;
+      forget(*seg);
       lose(s, now);
       continue;
     }
@@ -295,17 +317,16 @@ void sender::on_rto(time_point now) {
   ++stats_.timeouts;
   rtt_.on_timeout();
   cc_.on_timeout(now);
-  for (const auto& [pn, s] : flight_) {
+  for (const segment& s : flight_) {
+    if (!s.live) continue;
     if (s.length == 0) {
       fin_sent_ = false;
       continue;
     }
     queue_resend(s.offset, s.offset + s.length);
   }
-  stats_.losses += flight_.size();
-  flight_.clear();
-  by_offset_.clear();
-  in_flight_ = 0;
+  stats_.losses += live_;
+  clear_flight();
   rto_at_.reset();
   loss_at_.reset();
   pace_time_.reset();
@@ -329,7 +350,7 @@ void sender::run_timers(time_point now) {
   if (rto_at_ && now >= *rto_at_) on_rto(now);
   if (probe_at_ && now >= *probe_at_) {
     probe_at_.reset();
-    if (!flight_.empty() && !probe_out_) {
+    if (live_ > 0 && !probe_out_) {
       probe_due_ = true;
       probe_out_ = true;
     }
@@ -378,7 +399,7 @@ std::size_t sender::send_data(time_point now, std::span<char> out, std::uint64_t
   }
   write_data_header(out.first<data_header_size>(), header{config_.id, config_.key}, offset);
   std::uint64_t pn = next_pn_++;
-  flight_.emplace(pn, segment{pn, offset, length, now, retransmission});
+  record(segment{pn, offset, length, now, retransmission});
   by_offset_[offset] = pn;
   in_flight_ += length;
   ++stats_.datagrams_sent;
@@ -414,8 +435,9 @@ std::size_t sender::send_probe(time_point now, std::span<char> out) {
   // Else the newest segment again: its record goes, the copy is the one in
   // flight (no RTT sample from it, Karn).
   for (auto it = flight_.rbegin(); it != flight_.rend(); ++it) {
-    const segment s = it->second;
-    forget(std::next(it).base());
+    if (!it->live) continue;
+    const segment s = *it;
+    forget(*it);
     ++stats_.probes;
     if (s.length == 0) {
       fin_sent_ = false;  // the FIN goes again below
@@ -474,7 +496,7 @@ std::size_t sender::poll_transmit(time_point now, std::span<char> out) {
       }
     }
     std::uint64_t pn = next_pn_++;
-    flight_.emplace(pn, segment{pn, config_.size, 0, now, true});
+    record(segment{pn, config_.size, 0, now, true});
     fin_sent_ = true;
     if (!rto_at_) rto_at_ = now + rtt_.rto();
     arm_probe(now);

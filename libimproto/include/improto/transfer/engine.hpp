@@ -52,6 +52,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <span>
@@ -146,7 +147,7 @@ class sender {
   std::uint64_t bytes_in_flight() const noexcept { return in_flight_; }
   std::uint64_t congestion_window() const noexcept { return cc_.window(); }
   const rtt_estimator& rtt() const noexcept { return rtt_; }
-  std::size_t records() const noexcept { return flight_.size(); }
+  std::size_t records() const noexcept { return live_; }
 
  private:
   struct segment {
@@ -155,6 +156,7 @@ class sender {
     std::uint32_t length;    // 0: the FIN
     time_point sent;
     bool retransmission;     // Karn: no RTT sample
+    bool live = true;        // false: acknowledged or lost, only a hole in flight_
   };
 
   sender(const sender_config& config, data_source& source);
@@ -165,7 +167,10 @@ class sender {
   void detect_losses(time_point now);
   void lose(const segment& s, time_point now);
   void queue_resend(std::uint64_t begin, std::uint64_t end);
-  void forget(std::map<std::uint64_t, segment>::iterator it);
+  segment* find(std::uint64_t pn);
+  void forget(segment& s);
+  void record(const segment& s);
+  void clear_flight();
   std::size_t send_data(time_point now, std::span<char> out, std::uint64_t offset,
                         std::uint32_t length, bool retransmission);
   void on_rto(time_point now);
@@ -190,7 +195,13 @@ class sender {
   std::map<std::uint64_t, std::uint64_t> resend_;  // lost, to send again
   std::uint64_t next_ = 0;          // first byte never sent
   std::uint64_t limit_ = 0;         // flow control: the receiver accepts below this
-  std::map<std::uint64_t, segment> flight_;          // pn -> datagram in flight
+  // Datagrams in flight by packet number: flight_[pn - flight_base_]. Packet
+  // numbers are consecutive, so a ring instead of a tree: no node to
+  // allocate and free per datagram. Acknowledged or lost ones become holes
+  // until the oldest goes; live_ counts the others.
+  std::deque<segment> flight_;
+  std::uint64_t flight_base_ = 0;  // pn of flight_.front()
+  std::size_t live_ = 0;
   std::map<std::uint64_t, std::uint64_t> by_offset_;  // offset -> pn (DATA only)
   std::uint64_t in_flight_ = 0;
   std::uint64_t next_pn_ = 0;
