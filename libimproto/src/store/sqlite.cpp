@@ -1,4 +1,5 @@
 #include "sqlite.hpp"
+#include "wal_vfs.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -231,7 +232,7 @@ result<database> database::open(const fs::path& file, const options& opts, const
   d.path_ = file;
   int rc =
       sqlite3_open_v2(name.c_str(), &d.db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, wal_vfs_name());
   if (rc != SQLITE_OK) {
     error e = d.failure("cannot open", rc);
     return storage(e.detail() + open_hint(file));
