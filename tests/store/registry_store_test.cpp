@@ -238,7 +238,7 @@ TEST_CASE_TEMPLATE("registry: each single write is its own transaction", B, IMPR
 
 TEST_CASE("registry: a group commit writes a fraction of the WAL frames of separate commits") {
   temp_dir dir;
-  constexpr std::uintmax_t frame = 24 + 4096;  // WAL frame header + default page size
+  constexpr std::uintmax_t frame = 24 + 1024;  // WAL frame header + the registry's page size
   std::vector<registry_store::operation> ops;
   for (int i = 0; i < 100; ++i)
     ops.push_back(registry_store::add_op{"u" + std::to_string(i), "h", 1});
@@ -409,8 +409,9 @@ TEST_CASE("registry: a version 2 file is migrated to one b-tree, its order kept"
 
 TEST_CASE("registry: a single change appends one WAL frame") {
   // One b-tree: the table is its name index. Two frames per commit before.
+  // A new file has 1 KiB pages (4 KiB before: SQLite's default).
   temp_dir dir;
-  constexpr std::uintmax_t frame = 24 + 4096;
+  constexpr std::uintmax_t frame = 24 + 1024;
   auto s = open_store(dir / "registry.sqlite3");
   check_ok(s.add("warm", "h", 1));
   for (int i = 0; i < 10; ++i) {
@@ -421,6 +422,8 @@ TEST_CASE("registry: a single change appends one WAL frame") {
     check_ok(s.remove("u" + std::to_string(i), "h", 1));
     CHECK(wal_size(dir / "registry.sqlite3") - mid == frame);
   }
+  test::raw_db raw(dir / "registry.sqlite3");
+  CHECK(raw.integer("PRAGMA page_size") == 1024);
 }
 
 // Write system calls of SQLite's unix VFS, counted through its own hook for
