@@ -38,7 +38,8 @@ for spec in "$@"; do
   name=${spec%%=*} bin=${spec#*=}
   p=$(bench_free_port)
   mkdir -p "$work/$name"
-  bench_on_server "$bin" --host 127.0.0.1 --port "$p" --data "$work/$name" >/dev/null 2>&1 &
+  # Not through the function: `&` on a command keeps the server's pid in $!.
+  setsid bash -c "$BENCH_PIN_SCRIPT" "$BENCH_SERVER_CPU" "$bin" --host 127.0.0.1 --port "$p" --data "$work/$name" >/dev/null 2>&1 &
   pids+=($!)
   server[$name]=$!
   port[$name]=$p
