@@ -438,7 +438,9 @@ class write_counter {
     hook("pwrite64", reinterpret_cast<sqlite3_syscall_ptr>(&counted_pwrite64), real_pwrite64_);
   }
   ~write_counter() {
-    for (const char* name : {"write", "pwrite", "pwrite64"}) vfs_->xSetSystemCall(vfs_, name, nullptr);
+    for (const char* name : {"write", "pwrite", "pwrite64"}) {
+      vfs_->xSetSystemCall(vfs_, name, nullptr);
+    }
     instance_ = nullptr;
   }
   write_counter(const write_counter&) = delete;

@@ -128,12 +128,12 @@ struct session : net::tcp_session {
 
 }  // namespace
 
+namespace {
 // A REGISTER/LOGOUT's completion: a callback, not a coroutine per request
 // (no frame to allocate), and of its own type, so the committer queues it
 // without a std::function's allocation. It owns the state (`self`), which
 // may outlive the handle until it has run; the change's name and address
 // come back with its operation, not as a copy of their own.
-namespace {
 struct change_done {
   std::shared_ptr<registry_server::impl> self;
   std::shared_ptr<session> s;
@@ -148,7 +148,8 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
        std::vector<store::registry_record> records, store_type st, commit_thread where)
       : io(io_context), config(std::move(cfg)), tcp(std::move(server)) {
     for (auto& r : records) add_entry({std::move(r.name), std::move(r.host), r.port});
-    committer = std::make_unique<group_committer<store_type, change_done>>(io, std::move(st), 512, where);
+    committer =
+        std::make_unique<group_committer<store_type, change_done>>(io, std::move(st), 512, where);
   }
 
   asio::io_context& io;
@@ -385,8 +386,9 @@ void registry_server::impl::commit(const std::shared_ptr<session>& s,
   // LOGOUT in the same group is seen with its origin.
   std::optional<std::string> from;
   if (!config.logout_from_any) from = origin_of(s->conn->remote());
-  committer->submit(store_type::remove_op{std::move(e.user), std::move(e.host), e.port, std::move(from)},
-                    std::move(done));
+  committer->submit(
+      store_type::remove_op{std::move(e.user), std::move(e.host), e.port, std::move(from)},
+      std::move(done));
 }
 
 void change_done::operator()(result<void> done, store_type::operation& op) {

@@ -232,7 +232,8 @@ result<database> database::open(const fs::path& file, const options& opts, const
   d.path_ = file;
   int rc =
       sqlite3_open_v2(name.c_str(), &d.db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, wal_vfs_name());
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      wal_vfs_name());
   if (rc != SQLITE_OK) {
     error e = d.failure("cannot open", rc);
     return storage(e.detail() + open_hint(file));

@@ -52,7 +52,8 @@ int wal_write(sqlite3_file* f, const void* data, int amount, sqlite3_int64 offse
   if (w->held && offset == w->held_offset + frame_header_size && amount > 0) {
     int total = frame_header_size + amount;
     if (total > w->joined_capacity) {
-      auto* grown = static_cast<unsigned char*>(std::realloc(w->joined, static_cast<std::size_t>(total)));
+      auto* grown =
+          static_cast<unsigned char*>(std::realloc(w->joined, static_cast<std::size_t>(total)));
       if (grown == nullptr) {
         int rc = flush(w);
         return rc != SQLITE_OK ? rc : w->base->pMethods->xWrite(w->base, data, amount, offset);
