@@ -7,7 +7,8 @@
 #   PROFILE=1 close_ab.sh 1 new=build/tools/imregistryd nginx   (perf record instead)
 #
 # Each run: a 4 s `wrk -t1 -c50 -H 'Connection: close'` GET /userlist.txt (20
-# entries), the server pinned to core 0 and wrk to core 1; the CPU time
+# entries), the server and wrk pinned to their cores, each in an autogroup at
+# BENCH_NICE (as the suite); the CPU time
 # (schedstat) and context switches of all the server's threads over the run
 # (or `perf record -g` of the middle 2 s with PROFILE=1, kept in the work
 # directory for `perf report`).
@@ -37,7 +38,8 @@ for spec in "$@"; do
   name=${spec%%=*} bin=${spec#*=}
   p=$(bench_free_port)
   mkdir -p "$work/$name"
-  taskset -c 0 "$bin" --host 127.0.0.1 --port "$p" --data "$work/$name" >/dev/null 2>&1 &
+  # Not through the function: `&` on a command keeps the server's pid in $!.
+  setsid bash -c "$BENCH_PIN_SCRIPT" "$BENCH_SERVER_CPU" "$bin" --host 127.0.0.1 --port "$p" --data "$work/$name" >/dev/null 2>&1 &
   pids+=($!)
   server[$name]=$!
   port[$name]=$p
@@ -73,7 +75,7 @@ for r in $(seq "$rounds"); do
     out="$work/$name.r$r"
     pid=${server[$name]}
     if [ "${PROFILE:-0}" = 1 ]; then
-      taskset -c 1 wrk -t1 -c50 -d4s -H 'Connection: close' \
+      bench_on_load wrk -t1 -c50 -d4s -H 'Connection: close' \
         "http://127.0.0.1:${port[$name]}/userlist.txt" >"$out.wrk" &
       w=$!
       sleep 1
@@ -87,7 +89,7 @@ for r in $(seq "$rounds"); do
       cs=0
     else
       c0=$(cpu_ns "$pid") s0=$(bench_ctx_switches "$pid")
-      taskset -c 1 wrk -t1 -c50 -d4s -H 'Connection: close' \
+      bench_on_load wrk -t1 -c50 -d4s -H 'Connection: close' \
         "http://127.0.0.1:${port[$name]}/userlist.txt" >"$out.wrk"
       c1=$(cpu_ns "$pid") s1=$(bench_ctx_switches "$pid")
       n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$out.wrk")

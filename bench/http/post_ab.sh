@@ -12,8 +12,10 @@
 # --quiet`; IMREGISTRYD_ARGS replaces those flags, e.g. "--commit-on-io
 # --quiet"), their data on the disk of this checkout's build directory;
 # nginx answers the POSTs `return 200`, as the suite's anchor. Each run:
-# POST_SECS (4) s at POST_RATE (2000) changes/s, the server pinned to core 0
-# and httprate to core 1. Prints one line per run: round, name, µs of server
+# POST_SECS (4) s at POST_RATE (2000) changes/s, each server and httprate
+# pinned and in an autogroup of its own at BENCH_NICE, as the suite runs them
+# (bench_start, bench_on_load): other work on the machine weighs on both
+# sides alike. Prints one line per run: round, name, µs of server
 # CPU per change, context switches per change, changes/s, p50 latency.
 # Needs nginx (and strace or perf for the two modes).
 set -euo pipefail
@@ -53,7 +55,8 @@ for spec in "$@"; do
   name=${spec%%=*} bin=${spec#*=}
   p=$(bench_free_port)
   mkdir -p "$work/$name"
-  taskset -c 0 "$bin" --host 127.0.0.1 --port "$p" --data "$work/$name" "${our_args[@]}" \
+  # Not through the function: `&` on a command keeps the server's pid in $!.
+  setsid bash -c "$BENCH_PIN_SCRIPT" "$BENCH_SERVER_CPU" "$bin" --host 127.0.0.1 --port "$p" --data "$work/$name" "${our_args[@]}" \
     >"$work/$name.log" 2>&1 &
   pids+=($!)
   server[$name]=$!
@@ -77,7 +80,7 @@ for r in $(seq "$rounds"); do
       tracer=$!
     fi
     s0=$(bench_ctx_switches "$pid")
-    taskset -c 1 "$httprate" --port "${port[$name]}" --rate "$rate" --duration "$secs" \
+    bench_on_load "$httprate" --port "${port[$name]}" --rate "$rate" --duration "$secs" \
       --connections 20 --prefix "r${r}x" --pid "$pid" >"$out.json"
     s1=$(bench_ctx_switches "$pid")
     if [ -n "$tracer" ]; then

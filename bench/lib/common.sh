@@ -51,7 +51,7 @@
 #   bench_wait_port PORT [TIMEOUT]   wait until something accepts TCP on 127.0.0.1:PORT
 #   bench_stop PID                   SIGTERM, then SIGKILL after 5 s; waits for it
 #   bench_free_port [udp]            a free loopback port
-#   bench_ab_nginx DIR PORT          start the nginx site of DIR (bench_nginx_site) on core 0
+#   bench_ab_nginx DIR PORT          start the nginx site of DIR (bench_nginx_site) on the server core, in an autogroup at BENCH_NICE
 #                                    for an A/B script and wait for PORT; adds the master to
 #                                    the caller's pids array, sets BENCH_NGINX_MASTER and
 #                                    BENCH_NGINX_WORKER (the one worker)
@@ -262,7 +262,8 @@ EOF
 
 bench_ab_nginx() {
   local dir="$1" port="$2"
-  taskset -c 0 nginx -p "$dir/" -c "$dir/nginx.conf" &
+  # Not through the function: `&` on a command keeps the master's pid in $!.
+  setsid bash -c "$BENCH_PIN_SCRIPT" "$BENCH_SERVER_CPU" nginx -p "$dir/" -c "$dir/nginx.conf" &
   BENCH_NGINX_MASTER=$!
   pids+=("$BENCH_NGINX_MASTER")  # the caller's EXIT trap kills these
   bench_wait_port "$port"

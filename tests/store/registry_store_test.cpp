@@ -1,5 +1,9 @@
 #include <doctest/doctest.h>
+#include <sqlite3.h>
+#include <sys/types.h>
+#include <unistd.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -234,7 +238,7 @@ TEST_CASE_TEMPLATE("registry: each single write is its own transaction", B, IMPR
 
 TEST_CASE("registry: a group commit writes a fraction of the WAL frames of separate commits") {
   temp_dir dir;
-  constexpr std::uintmax_t frame = 24 + 4096;  // WAL frame header + default page size
+  constexpr std::uintmax_t frame = 24 + 1024;  // WAL frame header + the registry's page size
   std::vector<registry_store::operation> ops;
   for (int i = 0; i < 100; ++i)
     ops.push_back(registry_store::add_op{"u" + std::to_string(i), "h", 1});
@@ -405,8 +409,9 @@ TEST_CASE("registry: a version 2 file is migrated to one b-tree, its order kept"
 
 TEST_CASE("registry: a single change appends one WAL frame") {
   // One b-tree: the table is its name index. Two frames per commit before.
+  // A new file has 1 KiB pages (4 KiB before: SQLite's default).
   temp_dir dir;
-  constexpr std::uintmax_t frame = 24 + 4096;
+  constexpr std::uintmax_t frame = 24 + 1024;
   auto s = open_store(dir / "registry.sqlite3");
   check_ok(s.add("warm", "h", 1));
   for (int i = 0; i < 10; ++i) {
@@ -417,6 +422,90 @@ TEST_CASE("registry: a single change appends one WAL frame") {
     check_ok(s.remove("u" + std::to_string(i), "h", 1));
     CHECK(wal_size(dir / "registry.sqlite3") - mid == frame);
   }
+  test::raw_db raw(dir / "registry.sqlite3");
+  CHECK(raw.integer("PRAGMA page_size") == 1024);
+}
+
+// Write system calls of SQLite's unix VFS, counted through its own hook for
+// replacing them (xSetSystemCall); put back by the destructor.
+class write_counter {
+ public:
+  write_counter() : vfs_(sqlite3_vfs_find("unix")) {
+    REQUIRE(vfs_ != nullptr);
+    instance_ = this;
+    hook("write", reinterpret_cast<sqlite3_syscall_ptr>(&counted_write), real_write_);
+    hook("pwrite", reinterpret_cast<sqlite3_syscall_ptr>(&counted_pwrite), real_pwrite_);
+    hook("pwrite64", reinterpret_cast<sqlite3_syscall_ptr>(&counted_pwrite64), real_pwrite64_);
+  }
+  ~write_counter() {
+    for (const char* name : {"write", "pwrite", "pwrite64"}) {
+      vfs_->xSetSystemCall(vfs_, name, nullptr);
+    }
+    instance_ = nullptr;
+  }
+  write_counter(const write_counter&) = delete;
+  write_counter& operator=(const write_counter&) = delete;
+
+  int calls = 0;
+  int header_alone = 0;  // calls writing 24 bytes: a WAL frame header by itself
+
+ private:
+  template <class F>
+  void hook(const char* name, sqlite3_syscall_ptr mine, F& real) {
+    real = reinterpret_cast<F>(vfs_->xGetSystemCall(vfs_, name));
+    if (real != nullptr) REQUIRE(vfs_->xSetSystemCall(vfs_, name, mine) == SQLITE_OK);
+  }
+  static void count(std::size_t n) {
+    ++instance_->calls;
+    if (n == 24) ++instance_->header_alone;
+  }
+  static ssize_t counted_write(int fd, const void* b, std::size_t n) {
+    count(n);
+    return instance_->real_write_(fd, b, n);
+  }
+  static ssize_t counted_pwrite(int fd, const void* b, std::size_t n, off_t o) {
+    count(n);
+    return instance_->real_pwrite_(fd, b, n, o);
+  }
+  static ssize_t counted_pwrite64(int fd, const void* b, std::size_t n, off64_t o) {
+    count(n);
+    return instance_->real_pwrite64_(fd, b, n, o);
+  }
+
+  static inline write_counter* instance_ = nullptr;
+  sqlite3_vfs* vfs_;
+  ssize_t (*real_write_)(int, const void*, std::size_t) = nullptr;
+  ssize_t (*real_pwrite_)(int, const void*, std::size_t, off_t) = nullptr;
+  ssize_t (*real_pwrite64_)(int, const void*, std::size_t, off64_t) = nullptr;
+};
+
+TEST_CASE("registry: a committed change is one write system call (its WAL frame)") {
+  // SQLite writes a frame's header and page separately; our VFS joins them.
+  for (auto level : {store::sync_level::normal, store::sync_level::full}) {
+    CAPTURE(static_cast<int>(level));
+    temp_dir dir;
+    store::options opts;
+    opts.synchronous = level;
+    opts.exclusive = true;  // the file's lock taken once, not per transaction
+    auto s = registry_store::open(dir / "registry.sqlite3", opts);
+    REQUIRE_MESSAGE(s.has_value(), (s ? std::string() : s.error().message()));
+    check_ok(s->add("warm", "h", 1));
+    write_counter counter;
+    for (int i = 0; i < 10; ++i) {
+      check_ok(s->add("u" + std::to_string(i), "h", 1));
+      check_ok(s->remove("u" + std::to_string(i), "h", 1));
+    }
+    CHECK(counter.calls == 20);
+    CHECK(counter.header_alone == 0);
+  }
+  // What was written that way reads back, through a plain connection too.
+  temp_dir dir;
+  {
+    auto s = open_store(dir / "registry.sqlite3");
+    for (int i = 0; i < 5; ++i) check_ok(s.add("u" + std::to_string(i), "h", 1));
+  }
+  test::raw_db raw(dir / "registry.sqlite3");
+  CHECK(raw.integer("SELECT count(*) FROM registry") == 5);
 }
 
 TEST_CASE("registry: registration order holds across two handles on one file") {

@@ -432,9 +432,13 @@ TEST_CASE("store: a corrupt file gives a storage error, not a crash") {
     for (int i = 0; i < 50; ++i) check_ok(s->add("user" + std::to_string(i), "10.0.0.1", 4000));
   }
   std::string bytes = read_file(file);
-  REQUIRE(bytes.size() > 4096);
+  // The page size: two big-endian bytes at offset 16 of the header.
+  REQUIRE(bytes.size() > 18);
+  const std::size_t page = static_cast<std::size_t>(static_cast<unsigned char>(bytes[16])) << 8 |
+                           static_cast<unsigned char>(bytes[17]);
+  REQUIRE(bytes.size() > page);
   // Keep page 1 (the header and schema), wreck every table and index page.
-  for (std::size_t i = 4096; i < bytes.size(); ++i) bytes[i] = static_cast<char>(0xa5);
+  for (std::size_t i = page; i < bytes.size(); ++i) bytes[i] = static_cast<char>(0xa5);
   write_file(file, bytes);
 
   auto s = registry_store::open(file);

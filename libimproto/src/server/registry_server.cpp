@@ -4,6 +4,7 @@
 #include <list>
 #include <optional>
 #include <unordered_map>
+#include <variant>
 
 #include "improto/net/ordered_replies.hpp"
 #include "improto/net/tcp_server.hpp"
@@ -127,12 +128,28 @@ struct session : net::tcp_session {
 
 }  // namespace
 
+namespace {
+// A REGISTER/LOGOUT's completion: a callback, not a coroutine per request
+// (no frame to allocate), and of its own type, so the committer queues it
+// without a std::function's allocation. It owns the state (`self`), which
+// may outlive the handle until it has run; the change's name and address
+// come back with its operation, not as a copy of their own.
+struct change_done {
+  std::shared_ptr<registry_server::impl> self;
+  std::shared_ptr<session> s;
+  net::ordered_replies::slot slot;
+  reply_form form;
+  void operator()(result<void> done, store_type::operation& op);
+};
+}  // namespace
+
 struct registry_server::impl : std::enable_shared_from_this<registry_server::impl> {
   impl(asio::io_context& io_context, registry_config cfg, net::tcp_server server,
        std::vector<store::registry_record> records, store_type st, commit_thread where)
       : io(io_context), config(std::move(cfg)), tcp(std::move(server)) {
     for (auto& r : records) add_entry({std::move(r.name), std::move(r.host), r.port});
-    committer = std::make_unique<group_committer<store_type>>(io, std::move(st), 512, where);
+    committer =
+        std::make_unique<group_committer<store_type, change_done>>(io, std::move(st), 512, where);
   }
 
   asio::io_context& io;
@@ -162,7 +179,7 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
           config.log});
 
   // Last member: destroyed first, while the state its results touch exists.
-  std::unique_ptr<group_committer<store_type>> committer;
+  std::unique_ptr<group_committer<store_type, change_done>> committer;
 
   void log(std::string_view line) const { tcp.log(line); }
 
@@ -199,9 +216,9 @@ struct registry_server::impl : std::enable_shared_from_this<registry_server::imp
   asio::awaitable<void> run_session(std::shared_ptr<session> s);
   // Hands a REGISTER/LOGOUT to the committer; committed() answers it.
   void commit(const std::shared_ptr<session>& s, net::ordered_replies::slot slot,
-              reply_form form, registry::command cmd);
+              reply_form form, registry::command& cmd);
   void committed(const std::shared_ptr<session>& s, net::ordered_replies::slot slot,
-                 const reply_form& form, registry::command& cmd, const result<void>& done);
+                 const reply_form& form, store_type::operation& op, const result<void>& done);
   void handle(const std::shared_ptr<session>& s, const registry::request_view& req);
   void reject(const std::shared_ptr<session>& s, const error& why);
 
@@ -351,50 +368,53 @@ void registry_server::impl::handle(const std::shared_ptr<session>& s,
   }
   auto slot = s->replies.reserve();
   ++pending_writes;
-  commit(s, slot, form, std::move(*cmd));
+  commit(s, slot, form, *cmd);
 }
 
 void registry_server::impl::commit(const std::shared_ptr<session>& s,
                                    net::ordered_replies::slot slot, reply_form form,
-                                   registry::command cmd) {
-  bool is_register = cmd.kind == registry::command_kind::register_;
-  std::string origin = origin_of(s->conn->remote());
-  store_type::operation op;
-  if (is_register) {
-    op = store_type::add_op{cmd.entry.user, cmd.entry.host, cmd.entry.port, origin};
-  } else {
-    // Checked by the store, in commit order: a REGISTER just ahead of this
-    // LOGOUT in the same group is seen with its origin.
-    std::optional<std::string> from;
-    if (!config.logout_from_any) from = origin;
-    op = store_type::remove_op{cmd.entry.user, cmd.entry.host, cmd.entry.port, std::move(from)};
+                                   registry::command& cmd) {
+  auto& e = cmd.entry;
+  change_done done{shared_from_this(), s, slot, form};
+  if (cmd.kind == registry::command_kind::register_) {
+    committer->submit(store_type::add_op{std::move(e.user), std::move(e.host), e.port,
+                                         origin_of(s->conn->remote())},
+                      std::move(done));
+    return;
   }
-  // A callback, not a coroutine per request: no frame to allocate. It owns
-  // the state (`self`), which may outlive the handle until it has run.
-  committer->submit(std::move(op), [self = shared_from_this(), s, slot, form,
-                                    cmd = std::move(cmd)](result<void> done) mutable {
-    self->committed(s, slot, form, cmd, done);
-  });
+  // Checked by the store, in commit order: a REGISTER just ahead of this
+  // LOGOUT in the same group is seen with its origin.
+  std::optional<std::string> from;
+  if (!config.logout_from_any) from = origin_of(s->conn->remote());
+  committer->submit(
+      store_type::remove_op{std::move(e.user), std::move(e.host), e.port, std::move(from)},
+      std::move(done));
+}
+
+void change_done::operator()(result<void> done, store_type::operation& op) {
+  self->committed(s, slot, form, op, done);
 }
 
 // Results arrive in commit order on the io thread, so the copy in memory
 // replays the store's history exactly.
 void registry_server::impl::committed(const std::shared_ptr<session>& s,
                                       net::ordered_replies::slot slot, const reply_form& form,
-                                      registry::command& cmd, const result<void>& done) {
-  bool is_register = cmd.kind == registry::command_kind::register_;
+                                      store_type::operation& op, const result<void>& done) {
+  const bool is_register = std::holds_alternative<store_type::add_op>(op);
+  registry::entry entry = std::visit(
+      [](auto& o) { return registry::entry{std::move(o.name), std::move(o.host), o.port}; }, op);
   int status = 200;
   std::string body;
   if (done) {
     if (is_register) {
       if (config.log && config.log_changes) {
-        log("registered " + registry::to_string(cmd.entry) + " (from " +
+        log("registered " + registry::to_string(entry) + " (from " +
             net::to_string(s->conn->remote()) + ")");
       }
-      add_entry(std::move(cmd.entry));
+      add_entry(std::move(entry));
     } else {
-      if (config.log && config.log_changes) log("logged out " + registry::to_string(cmd.entry));
-      remove_entry(cmd.entry.user);
+      if (config.log && config.log_changes) log("logged out " + registry::to_string(entry));
+      remove_entry(entry.user);
     }
   } else {
     const auto& e = done.error();
@@ -402,9 +422,9 @@ void registry_server::impl::committed(const std::shared_ptr<session>& s,
     if (e == errc::rejected) {
       body = "LOGOUT refused: " + e.detail() + "\n";
     } else if (e == errc::name_taken) {
-      body = "the name '" + cmd.entry.user + "' is already registered\n";
+      body = "the name '" + entry.user + "' is already registered\n";
     } else if (e == errc::not_found) {
-      body = registry::to_string(cmd.entry) + " is not registered\n";
+      body = registry::to_string(entry) + " is not registered\n";
     } else if (e == errc::storage_error && remote_store) {
       // Not committed: the database is unreachable or failed. Its address
       // and message are for the log, not for clients.
@@ -413,7 +433,7 @@ void registry_server::impl::committed(const std::shared_ptr<session>& s,
     } else {
       body = e.message() + "\n";
     }
-    log((is_register ? "REGISTER " : "LOGOUT ") + registry::to_string(cmd.entry) + ": " +
+    log((is_register ? "REGISTER " : "LOGOUT ") + registry::to_string(entry) + ": " +
         std::to_string(status) + " (" + e.message() + ")");
   }
   if (is_register) --registers_pending;

@@ -1,4 +1,5 @@
 #include "sqlite.hpp"
+#include "wal_vfs.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -231,7 +232,8 @@ result<database> database::open(const fs::path& file, const options& opts, const
   d.path_ = file;
   int rc =
       sqlite3_open_v2(name.c_str(), &d.db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      wal_vfs_name());
   if (rc != SQLITE_OK) {
     error e = d.failure("cannot open", rc);
     return storage(e.detail() + open_hint(file));
@@ -244,7 +246,7 @@ result<database> database::open(const fs::path& file, const options& opts, const
   }
   sqlite3_busy_timeout(d.db_, static_cast<int>(timeout));
 
-  if (auto r = d.configure(opts); !r) {
+  if (auto r = d.configure(opts, s.page_size); !r) {
     // A file we may write in a directory we may not: the WAL files cannot be
     // created, and SQLite only says "unable to open database file" or
     // "attempt to write a readonly database".
@@ -282,13 +284,19 @@ result<void> database::prepare_all(std::initializer_list<statement_sql> statemen
   return {};
 }
 
-result<void> database::configure(const options& opts) {
+result<void> database::configure(const options& opts, int page_size) {
   // Before anything reads the file: the locks are then taken once and kept.
   if (opts.exclusive) {
     if (auto r = exec("PRAGMA locking_mode=EXCLUSIVE", "cannot take the file for this connection alone");
         !r) {
       return r;
     }
+  }
+  // Only a file without pages takes it (and only before it turns to WAL);
+  // it reads nothing.
+  if (page_size != 0) {
+    const std::string sql = "PRAGMA page_size=" + std::to_string(page_size);
+    if (auto r = exec(sql.c_str(), "cannot set the page size"); !r) return r;
   }
   // The first statement to read the file: a non-SQLite file fails here with
   // "file is not a database", before anything is written to it.

@@ -90,6 +90,10 @@ struct schema {
   // migrations[v] takes the file from user_version v to v + 1 and must end by
   // setting that user_version (and, for v = 0, the application_id).
   std::span<const char* const> migrations;
+  // The page size of a file created here (0: SQLite's default, 4096); a
+  // file that exists keeps its own. A change writes one page to the WAL,
+  // so small records want small pages.
+  int page_size = 0;
 };
 
 class database {
@@ -176,7 +180,7 @@ class database {
 
  private:
   database() = default;
-  result<void> configure(const options& opts);
+  result<void> configure(const options& opts, int page_size);
   result<void> migrate(const schema& s);
   result<void> step_control(statement& stmt, std::string_view what);
   result<void> exec(const char* sql, std::string_view what);

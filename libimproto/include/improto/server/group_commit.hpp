@@ -32,13 +32,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <iterator>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -54,7 +54,10 @@ namespace improto::server {
 
 enum class commit_thread { worker, io };
 
-template <class Store>
+// Done: what runs once a write's group is committed, called with the
+// write's result, and also with its operation (`done(result, op&)`, e.g. to
+// keep its strings without a copy of its own) when it takes one.
+template <class Store, class Done = std::function<void(result<void>)>>
 class group_committer {
  public:
   using operation = typename Store::operation;
@@ -94,18 +97,16 @@ class group_committer {
         asio::use_awaitable, std::move(op));
   }
 
-  // Queues `op`; `done(result<void>)` runs on the io_context once its group
-  // is committed (or failed). Cheaper than write() for a caller that needs
-  // no coroutine. After close(): done(overloaded) is posted, nothing written.
-  // With commit_thread::io, call it on the io thread only.
-  void submit(operation op, std::function<void(result<void>)> done) {
-    bool queued = where_ == commit_thread::io ? enqueue_here(std::move(op), done)
-                                              : enqueue(std::move(op), done);
-    if (!queued) {
-      asio::post(io_, [done = std::move(done)] {
-        done(fail(errc::overloaded, "the server is shutting down"));
-      });
-    }
+  // Queues `op`; `done` runs on the io_context once its group is committed
+  // (or failed). Cheaper than write() for a caller that needs no coroutine.
+  // After close(): done(overloaded) is posted, nothing written. With
+  // commit_thread::io, call it on the io thread only.
+  template <class Op>
+  void submit(Op&& op, Done done) {
+    if (where_ == commit_thread::io ? enqueue_here<Op>(op, done) : enqueue<Op>(op, done)) return;
+    asio::post(io_, [done = std::move(done), o = operation(std::forward<Op>(op))]() mutable {
+      call(done, fail(errc::overloaded, "the server is shutting down"), o);
+    });
   }
 
   // Commits what is queued, posts its results, and takes no more writes;
@@ -127,43 +128,76 @@ class group_committer {
   std::size_t groups_committed() const noexcept { return groups_.load(); }
 
  private:
-  struct entry {
-    operation op;
-    std::function<void(result<void>)> done;
+  // Writes side by side with their completions: the store reads the
+  // operations where they were queued, with no move into a list of its own.
+  struct batch {
+    std::vector<operation> ops;
+    std::vector<Done> done;
+    bool empty() const noexcept { return ops.empty(); }
+    void clear() noexcept {
+      ops.clear();
+      done.clear();
+    }
+    template <class Op>
+    void push(Op&& op, Done& d) {
+      ops.emplace_back(std::forward<Op>(op));
+      done.push_back(std::move(d));
+    }
   };
+
+  static void call(Done& done, result<void> r, operation& op) {
+    if constexpr (std::is_invocable_v<Done&, result<void>, operation&>) {
+      done(std::move(r), op);
+    } else {
+      done(std::move(r));
+    }
+  }
 
   // One handler per group: completes its writes in commit order.
   struct completions {
-    std::vector<std::function<void(result<void>)>> done;
-    std::vector<result<void>> results;
+    batch group;
+    result<std::vector<result<void>>> results;
     void operator()() {
-      for (std::size_t i = 0; i < done.size(); ++i) done[i](std::move(results[i]));
+      for (std::size_t i = 0; i < group.ops.size(); ++i) {
+        call(group.done[i],
+             results ? std::move((*results)[i]) : result<void>(tl::unexpected(results.error())),
+             group.ops[i]);
+      }
     }
   };
 
-  // Applies `group` as one transaction; its completions, in order.
-  completions commit(std::vector<entry>& group, std::vector<operation>& ops) {
-    ops.clear();
-    for (auto& e : group) ops.push_back(std::move(e.op));
-    auto results = store_.apply(std::span<const operation>(ops));
-    completions batch;
-    batch.done.reserve(group.size());
-    batch.results.reserve(group.size());
-    for (std::size_t i = 0; i < group.size(); ++i) {
-      batch.done.push_back(std::move(group[i].done));
-      batch.results.push_back(results ? std::move((*results)[i])
-                                      : result<void>(tl::unexpected(results.error())));
+  // The next group of at most max_group_ writes of `from` into `into`
+  // (empty): all of them, the usual case, by swapping the vectors.
+  void take(batch& from, batch& into) const {
+    if (from.ops.size() <= max_group_) {
+      std::swap(from.ops, into.ops);
+      std::swap(from.done, into.done);
+      return;
     }
-    group.clear();
+    auto n = static_cast<std::ptrdiff_t>(max_group_);
+    into.ops.assign(std::make_move_iterator(from.ops.begin()),
+                    std::make_move_iterator(from.ops.begin() + n));
+    into.done.assign(std::make_move_iterator(from.done.begin()),
+                     std::make_move_iterator(from.done.begin() + n));
+    from.ops.erase(from.ops.begin(), from.ops.begin() + n);
+    from.done.erase(from.done.begin(), from.done.begin() + n);
+  }
+
+  // Applies `group` as one transaction; its completions, in order.
+  completions commit(batch& group) {
+    completions c;
+    take(group, c.group);
+    c.results = store_.apply(std::span<const operation>(c.group.ops));
     ++groups_;
-    return batch;
+    return c;
   }
 
   // ------------------------------------------------------ commit_thread::io
 
-  bool enqueue_here(operation op, std::function<void(result<void>)>& done) {
+  template <class Op>
+  bool enqueue_here(Op& op, Done& done) {
     if (closed_) return false;
-    pending_.push_back({std::move(op), std::move(done)});
+    pending_.push(std::forward<Op>(op), done);
     if (!commit_posted_) {
       commit_posted_ = true;
       // After the turn that queued it: the connections' readiness of one
@@ -184,39 +218,39 @@ class group_committer {
     return true;
   }
 
-  // The next group of at most max_group_ pending writes into `group`.
-  bool take_pending(std::vector<entry>& group) {
-    if (pending_.empty()) return false;
-    auto end = pending_.begin() + static_cast<std::ptrdiff_t>(std::min(pending_.size(), max_group_));
-    group.assign(std::make_move_iterator(pending_.begin()), std::make_move_iterator(end));
-    pending_.erase(pending_.begin(), end);
-    return true;
-  }
-
   // Completed at once: we are on the io thread, in a handler of our own. A
-  // completion may free the committer's owner, and so the committer.
+  // completion may free the committer's owner, and so the committer: its
+  // vectors are reused only while it lives.
   void commit_here(const std::weak_ptr<void>& alive) {
-    std::vector<entry> group;
-    std::vector<operation> ops;
-    while (!alive.expired() && take_pending(group)) commit(group, ops)();
+    while (!alive.expired() && !pending_.empty()) {
+      completions c;
+      c.group = std::move(spare_);
+      take(pending_, c.group);
+      c.results = store_.apply(std::span<const operation>(c.group.ops));
+      ++groups_;
+      c();
+      if (alive.expired()) return;
+      c.group.clear();
+      if (pending_.ops.capacity() == 0) std::swap(pending_, c.group);
+      else spare_ = std::move(c.group);
+    }
   }
 
   // close() and the destructor: committed now, completed through the
   // io_context like the worker's results.
   void commit_pending() {
-    std::vector<entry> group;
-    std::vector<operation> ops;
-    while (take_pending(group)) asio::post(io_, commit(group, ops));
+    while (!pending_.empty()) asio::post(io_, commit(pending_));
   }
 
   // -------------------------------------------------- commit_thread::worker
 
-  bool enqueue(operation op, std::function<void(result<void>)>& done) {
+  template <class Op>
+  bool enqueue(Op& op, Done& done) {
     bool wake = false;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return false;
-      queue_.push_back({std::move(op), std::move(done)});
+      queue_.push(std::forward<Op>(op), done);
       wake = sleeping_;
       sleeping_ = false;  // one notification is enough until it sleeps again
     }
@@ -225,9 +259,8 @@ class group_committer {
   }
 
   void run() {
-    std::vector<entry> group;
-    std::vector<operation> ops;
     while (true) {
+      batch group;
       {
         std::unique_lock lock(mutex_);
         while (!stopping_ && queue_.empty()) {
@@ -236,15 +269,12 @@ class group_committer {
         }
         sleeping_ = false;
         if (queue_.empty()) return;  // stopping, nothing left
-        while (!queue_.empty() && group.size() < max_group_) {
-          group.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
+        take(queue_, group);
         busy_ = true;
       }
-      // Cleared by commit() before idle: a completion may own the
-      // committer's owner, and it is freed on the io thread.
-      asio::post(io_, commit(group, ops));
+      // The group's completions (which may own the committer's owner) are
+      // freed on the io thread.
+      asio::post(io_, commit(group));
       {
         std::lock_guard lock(mutex_);
         busy_ = false;
@@ -259,7 +289,7 @@ class group_committer {
   commit_thread where_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<entry> queue_;
+  batch queue_;
   std::condition_variable idle_;  // close() waits here for the worker
   bool stopping_ = false;
   bool closed_ = false;  // close(): no more writes
@@ -267,7 +297,8 @@ class group_committer {
   bool sleeping_ = false;  // the worker waits for wake_ and has not been notified
   std::atomic<std::size_t> groups_ = 0;  // written by the committing thread, read by anyone
   // commit_thread::io: the writes of this turn, and whether their commit is posted.
-  std::vector<entry> pending_;
+  batch pending_;
+  batch spare_;  // an earlier group's vectors, cleared, for the next one
   bool commit_posted_ = false;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   std::thread worker_;  // last: starts once everything above exists
