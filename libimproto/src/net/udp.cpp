@@ -19,15 +19,24 @@ namespace {
 constexpr std::size_t head_bytes = 2048;
 }  // namespace
 
-std::string& udp_replies::begin(const asio::ip::udp::endpoint& to) {
+asio::ip::udp::endpoint udp_address::endpoint() const {
+  asio::ip::udp::endpoint e;
+  std::memcpy(e.data(), data_, std::min<std::size_t>(size_, e.capacity()));
+  e.resize(std::min<std::size_t>(size_, e.capacity()));
+  return e;
+}
+
+std::string& udp_replies::begin(udp_address to) {
   if (count_ == replies_.size()) replies_.emplace_back();
   auto& r = replies_[count_++];
   r.offset = bytes_.size();
-  r.to = to;
+  r.to_size = to.size();
+  // Whole: a fixed-size copy is a few moves, a sized one a call.
+  std::memcpy(&r.to, to.data(), sizeof r.to);
   return bytes_;
 }
 
-void udp_replies::send(std::string_view payload, const asio::ip::udp::endpoint& to) {
+void udp_replies::send(std::string_view payload, udp_address to) {
   begin(to).append(payload);
 }
 
@@ -67,8 +76,8 @@ void udp_socket::flush(udp_replies& replies) {
     replies.vectors_[i] = {replies.bytes_.data() + r.offset, end - r.offset};
     auto& h = replies.headers_[i].msg_hdr;
     h = {};
-    h.msg_name = r.to.data();
-    h.msg_namelen = static_cast<socklen_t>(r.to.size());
+    h.msg_name = &r.to;
+    h.msg_namelen = r.to_size;
     h.msg_iov = &replies.vectors_[i];
     h.msg_iovlen = 1;
   }
@@ -87,6 +96,14 @@ void udp_socket::flush(udp_replies& replies) {
 }
 
 asio::awaitable<void> udp_socket::serve(handler on_datagram) {
+  // Named, not a temporary: see net/common.hpp on g++ 12.
+  batch_handler each = [&on_datagram](std::span<const udp_datagram> batch, udp_replies& replies) {
+    for (const auto& d : batch) on_datagram(d.payload, d.from.endpoint(), replies);
+  };
+  co_await serve_batches(std::move(each));
+}
+
+asio::awaitable<void> udp_socket::serve_batches(batch_handler on_batch) {
   const std::size_t batch = limits_.batch;
   // One byte more than the limit so that an oversized datagram is detectable.
   const std::size_t slot = limits_.max_datagram + 1;
@@ -94,29 +111,30 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   // large datagram. Slots of a whole 64 KiB each would put every datagram
   // at the same offset in its own page: 64 datagrams of a batch in one L1/L2
   // cache set and 64 pages (TLB entries) per batch, where small datagrams
-  // now share a few contiguous pages. Tails are not zeroed: the kernel backs
-  // only the pages large datagrams are written to.
-  const std::size_t head = std::min(slot, head_bytes);
-  const std::size_t tail = slot - head;
+  // now share a few contiguous pages. A tail sits `head` bytes into a
+  // region of a whole slot, where a large datagram's head is copied to make
+  // it contiguous; these regions are not zeroed: the kernel backs only the
+  // pages large datagrams reach. The head is at most max_datagram bytes, so
+  // a datagram that does not fit its head is the only one to check for size.
+  const std::size_t head = std::min(limits_.max_datagram, head_bytes);
   auto heads = std::make_unique_for_overwrite<char[]>(batch * head);
-  auto tails = std::make_unique_for_overwrite<char[]>(batch * tail);
-  // A datagram longer than its head is made contiguous here for the handler.
-  std::unique_ptr<char[]> whole;
-  std::vector<asio::ip::udp::endpoint> sources(batch);
+  auto wholes = std::make_unique_for_overwrite<char[]>(batch * slot);
+  std::vector<sockaddr_in6> sources(batch);
   std::vector<iovec> vectors(2 * batch);
   std::vector<mmsghdr> headers(batch);
   for (std::size_t i = 0; i < batch; ++i) {
     vectors[2 * i] = {heads.get() + i * head, head};
-    vectors[2 * i + 1] = {tails.get() + i * tail, tail};
+    vectors[2 * i + 1] = {wholes.get() + i * slot + head, slot - head};
     headers[i].msg_hdr = {};
-    headers[i].msg_hdr.msg_name = sources[i].data();
+    headers[i].msg_hdr.msg_name = &sources[i];
     headers[i].msg_hdr.msg_iov = &vectors[2 * i];
-    headers[i].msg_hdr.msg_iovlen = tail > 0 ? 2 : 1;
+    headers[i].msg_hdr.msg_iovlen = 2;
   }
-  const auto name_capacity = static_cast<socklen_t>(sources[0].capacity());
+  constexpr auto name_capacity = static_cast<socklen_t>(udp_address::capacity);
   // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last is
   // read, and is reset after each batch for the headers it used.
   for (auto& h : headers) h.msg_hdr.msg_namelen = name_capacity;
+  std::vector<udp_datagram> received(batch, udp_datagram{{}, {nullptr, 0}});
   udp_replies replies;
   const bool limited = limiter_.enabled();
   const int fd = socket_.native_handle();
@@ -153,30 +171,31 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
       // One clock read per batch: neither the rate limit nor the handlers
       // need finer time.
       batch_time_ = clock::now();
+      std::size_t kept = 0;
       for (std::size_t i = 0; i < count; ++i) {
         auto& h = headers[i].msg_hdr;
         const socklen_t name_size = h.msg_namelen;
         h.msg_namelen = name_capacity;
-        if ((h.msg_flags & MSG_TRUNC) != 0 || headers[i].msg_len > limits_.max_datagram) {
-          ++dropped_oversized_;
-          continue;
+        const std::size_t size = headers[i].msg_len;
+        const char* data = heads.get() + i * head;
+        if (size > head) [[unlikely]] {
+          // A truncated datagram filled its slot, one byte over the limit.
+          if (size > limits_.max_datagram) {
+            ++dropped_oversized_;
+            continue;
+          }
+          char* whole = wholes.get() + i * slot;
+          std::memcpy(whole, data, head);
+          data = whole;
         }
-        if (limited &&
-            !limiter_.admit(static_cast<const sockaddr*>(h.msg_name), name_size, batch_time_)) {
+        const udp_address from(reinterpret_cast<const sockaddr*>(&sources[i]), name_size);
+        if (limited && !limiter_.admit(from.data(), name_size, batch_time_)) {
           ++dropped_rate_;
           continue;
         }
-        sources[i].resize(name_size);
-        const std::size_t size = headers[i].msg_len;
-        const char* data = heads.get() + i * head;
-        if (size > head) {
-          if (!whole) whole = std::make_unique_for_overwrite<char[]>(slot);
-          std::memcpy(whole.get(), data, head);
-          std::memcpy(whole.get() + head, tails.get() + i * tail, size - head);
-          data = whole.get();
-        }
-        on_datagram(std::string_view(data, size), sources[i], replies);
+        received[kept++] = {std::string_view(data, size), from};
       }
+      if (kept > 0) on_batch(std::span<const udp_datagram>(received.data(), kept), replies);
       if (replies.size() > 0) flush(replies);
       if (count < batch) {
         empty = true;
