@@ -68,18 +68,23 @@ void udp_socket::flush(udp_replies& replies) {
   if (replies.headers_.size() < count) {
     replies.headers_.resize(count);
     replies.vectors_.resize(count);
+    // The fields that are the same for every batch, set when they move.
+    for (std::size_t i = 0; i < count; ++i) {
+      auto& h = replies.headers_[i].msg_hdr;
+      h = {};
+      h.msg_iov = &replies.vectors_[i];
+      h.msg_iovlen = 1;
+    }
   }
+  const char* const bytes = replies.bytes_.data();
   for (std::size_t i = 0; i < count; ++i) {
     auto& r = replies.replies_[i];
     // Pointers into bytes_ are taken now that it no longer grows.
     std::size_t end = i + 1 < count ? replies.replies_[i + 1].offset : replies.bytes_.size();
-    replies.vectors_[i] = {replies.bytes_.data() + r.offset, end - r.offset};
+    replies.vectors_[i] = {const_cast<char*>(bytes) + r.offset, end - r.offset};
     auto& h = replies.headers_[i].msg_hdr;
-    h = {};
     h.msg_name = &r.to;
     h.msg_namelen = r.to_size;
-    h.msg_iov = &replies.vectors_[i];
-    h.msg_iovlen = 1;
   }
   std::size_t sent = 0;
   while (sent < count) {
@@ -103,40 +108,93 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   co_await serve_batches(std::move(each));
 }
 
-asio::awaitable<void> udp_socket::serve_batches(batch_handler on_batch) {
-  const std::size_t batch = limits_.batch;
-  // One byte more than the limit so that an oversized datagram is detectable.
-  const std::size_t slot = limits_.max_datagram + 1;
-  // Each slot is a head in one dense array plus a tail for the rest of a
-  // large datagram. Slots of a whole 64 KiB each would put every datagram
-  // at the same offset in its own page: 64 datagrams of a batch in one L1/L2
-  // cache set and 64 pages (TLB entries) per batch, where small datagrams
-  // now share a few contiguous pages. A tail sits `head` bytes into a
-  // region of a whole slot, where a large datagram's head is copied to make
-  // it contiguous; these regions are not zeroed: the kernel backs only the
-  // pages large datagrams reach. The head is at most max_datagram bytes, so
-  // a datagram that does not fit its head is the only one to check for size.
-  const std::size_t head = std::min(limits_.max_datagram, head_bytes);
-  auto heads = std::make_unique_for_overwrite<char[]>(batch * head);
-  auto wholes = std::make_unique_for_overwrite<char[]>(batch * slot);
-  std::vector<sockaddr_in6> sources(batch);
-  std::vector<iovec> vectors(2 * batch);
-  std::vector<mmsghdr> headers(batch);
-  for (std::size_t i = 0; i < batch; ++i) {
-    vectors[2 * i] = {heads.get() + i * head, head};
-    vectors[2 * i + 1] = {wholes.get() + i * slot + head, slot - head};
-    headers[i].msg_hdr = {};
-    headers[i].msg_hdr.msg_name = &sources[i];
-    headers[i].msg_hdr.msg_iov = &vectors[2 * i];
-    headers[i].msg_hdr.msg_iovlen = 2;
+// The receive side of serve_batches(). Each slot is a head in one dense
+// array plus a tail for the rest of a large datagram. Slots of a whole
+// 64 KiB each would put every datagram at the same offset in its own page:
+// 64 datagrams of a batch in one L1/L2 cache set and 64 pages (TLB entries)
+// per batch, where small datagrams now share a few contiguous pages. A tail
+// sits `head` bytes into a region of a whole slot, where a large datagram's
+// head is copied to make it contiguous; these regions are not zeroed: the
+// kernel backs only the pages large datagrams reach. The head is at most
+// max_datagram bytes, so a datagram that does not fit its head is the only
+// one to check for size.
+struct detail::udp_receive_slots {
+  explicit udp_receive_slots(const datagram_limits& limits)
+      : batch(limits.batch),
+        // One byte more than the limit so that an oversized datagram is detectable.
+        slot(limits.max_datagram + 1),
+        head(std::min(limits.max_datagram, head_bytes)),
+        heads(std::make_unique_for_overwrite<char[]>(batch * head)),
+        wholes(std::make_unique_for_overwrite<char[]>(batch * slot)),
+        sources(batch),
+        vectors(2 * batch),
+        headers(batch),
+        received(batch, udp_datagram{{}, udp_address(nullptr, 0)}) {
+    for (std::size_t i = 0; i < batch; ++i) {
+      vectors[2 * i] = {heads.get() + i * head, head};
+      vectors[2 * i + 1] = {wholes.get() + i * slot + head, slot - head};
+      headers[i].msg_hdr = {};
+      headers[i].msg_hdr.msg_name = &sources[i];
+      // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last
+      // is read, and is reset after each batch for the headers it used.
+      headers[i].msg_hdr.msg_namelen = name_capacity;
+      headers[i].msg_hdr.msg_iov = &vectors[2 * i];
+      headers[i].msg_hdr.msg_iovlen = 2;
+    }
   }
-  constexpr auto name_capacity = static_cast<socklen_t>(udp_address::capacity);
-  // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last is
-  // read, and is reset after each batch for the headers it used.
-  for (auto& h : headers) h.msg_hdr.msg_namelen = name_capacity;
-  std::vector<udp_datagram> received(batch, udp_datagram{{}, {nullptr, 0}});
-  udp_replies replies;
+
+  static constexpr auto name_capacity = static_cast<socklen_t>(udp_address::capacity);
+  const std::size_t batch, slot, head;
+  const std::unique_ptr<char[]> heads, wholes;
+  std::vector<sockaddr_in6> sources;
+  std::vector<iovec> vectors;
+  std::vector<mmsghdr> headers;
+  std::vector<udp_datagram> received;  // what collect() hands out
+};
+
+// Not part of the coroutine: its locals stay in registers, where in the
+// coroutine's frame each store into `received` would reload them.
+std::size_t udp_socket::collect(detail::udp_receive_slots& slots, std::size_t count) noexcept {
+  const std::size_t head = slots.head, slot = slots.slot, max = limits_.max_datagram;
+  const char* const heads = slots.heads.get();
+  char* const wholes = slots.wholes.get();
+  const sockaddr_in6* const sources = slots.sources.data();
+  mmsghdr* const headers = slots.headers.data();
+  udp_datagram* const out = slots.received.data();
   const bool limited = limiter_.enabled();
+  const clock::time_point now = batch_time_;
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto& h = headers[i].msg_hdr;
+    const socklen_t name_size = h.msg_namelen;
+    h.msg_namelen = detail::udp_receive_slots::name_capacity;
+    const std::size_t size = headers[i].msg_len;
+    const char* data = heads + i * head;
+    if (size > head) [[unlikely]] {
+      // A truncated datagram filled its slot, one byte over the limit.
+      if (size > max) {
+        ++dropped_oversized_;
+        continue;
+      }
+      char* whole = wholes + i * slot;
+      std::memcpy(whole, data, head);
+      data = whole;
+    }
+    const udp_address from(reinterpret_cast<const sockaddr*>(sources + i), name_size);
+    if (limited && !limiter_.admit(from.data(), name_size, now)) {
+      ++dropped_rate_;
+      continue;
+    }
+    out[kept++] = {std::string_view(data, size), from};
+  }
+  return kept;
+}
+
+asio::awaitable<void> udp_socket::serve_batches(batch_handler on_batch) {
+  detail::udp_receive_slots slots(limits_);
+  udp_replies replies;
+  const std::size_t batch = slots.batch;
+  mmsghdr* const headers = slots.headers.data();
   const int fd = socket_.native_handle();
   const auto executor = socket_.get_executor();
 
@@ -161,43 +219,20 @@ asio::awaitable<void> udp_socket::serve_batches(batch_handler on_batch) {
     }
     empty = false;
     for (int round = 0; round < 4 && socket_.is_open(); ++round) {
-      int n = ::recvmmsg(fd, headers.data(), static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
+      int n = ::recvmmsg(fd, headers, static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
       // EAGAIN, or an error the next readiness may clear: wait either way.
       if (n <= 0) {
         empty = true;
         break;
       }
-      const auto count = static_cast<std::size_t>(n);
       // One clock read per batch: neither the rate limit nor the handlers
       // need finer time.
       batch_time_ = clock::now();
-      std::size_t kept = 0;
-      for (std::size_t i = 0; i < count; ++i) {
-        auto& h = headers[i].msg_hdr;
-        const socklen_t name_size = h.msg_namelen;
-        h.msg_namelen = name_capacity;
-        const std::size_t size = headers[i].msg_len;
-        const char* data = heads.get() + i * head;
-        if (size > head) [[unlikely]] {
-          // A truncated datagram filled its slot, one byte over the limit.
-          if (size > limits_.max_datagram) {
-            ++dropped_oversized_;
-            continue;
-          }
-          char* whole = wholes.get() + i * slot;
-          std::memcpy(whole, data, head);
-          data = whole;
-        }
-        const udp_address from(reinterpret_cast<const sockaddr*>(&sources[i]), name_size);
-        if (limited && !limiter_.admit(from.data(), name_size, batch_time_)) {
-          ++dropped_rate_;
-          continue;
-        }
-        received[kept++] = {std::string_view(data, size), from};
+      if (const std::size_t kept = collect(slots, static_cast<std::size_t>(n)); kept > 0) {
+        on_batch(std::span<const udp_datagram>(slots.received.data(), kept), replies);
       }
-      if (kept > 0) on_batch(std::span<const udp_datagram>(received.data(), kept), replies);
       if (replies.size() > 0) flush(replies);
-      if (count < batch) {
+      if (static_cast<std::size_t>(n) < batch) {
         empty = true;
         break;
       }

@@ -23,6 +23,10 @@
 
 namespace improto::net {
 
+namespace detail {
+struct udp_receive_slots;  // udp.cpp
+}
+
 struct datagram_limits {
   std::size_t max_datagram = 65'507;  // largest UDP payload over IPv4
   // Datagrams per recvmmsg/sendmmsg. The receive slots are max_datagram
@@ -58,6 +62,7 @@ class udp_address {
 
  private:
   friend class udp_socket;
+  friend struct detail::udp_receive_slots;
   udp_address(const sockaddr* data, socklen_t size) noexcept : data_(data), size_(size) {}
   const sockaddr* data_;
   socklen_t size_;
@@ -129,6 +134,9 @@ class udp_socket {
 
  private:
   udp_socket(asio::ip::udp::socket socket, datagram_limits limits);
+  // The datagrams worth handing out of the `count` just received, into the
+  // slots' list; returns how many.
+  std::size_t collect(detail::udp_receive_slots& slots, std::size_t count) noexcept;
   void flush(udp_replies& replies);
 
   asio::ip::udp::socket socket_;
