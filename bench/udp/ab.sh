@@ -9,6 +9,9 @@
 # run, then per-row medians and min-max of the per-round ratios new/echo,
 # old/echo and new/old. BENCH_QUICK=1: 0.7 s runs (default 2 s). strace or
 # perf can be attached to the servers by pid from the log lines.
+# AB_ECHO_WORK=N adds a fourth server to the rotation, udp_echo --work N (N
+# rounds of dummy work per datagram, see udp_echo.cpp), and its ratio to the
+# echo: what that many user-space instructions cost at saturation here.
 source "$(dirname "$0")/../lib/common.sh"
 bench_init
 old_bin="$1" new_bin="$2" rounds="${3:-6}"
@@ -34,14 +37,22 @@ bench_start echo "$BENCH_BIN/udp_echo" --host 127.0.0.1 --port 0 --reply-size "$
 pid[echo]=$BENCH_PID
 e=$(bench_wait_listening echo)
 port[echo]=${e##*:}
+order=(old new echo)
+if [ -n "${AB_ECHO_WORK:-}" ]; then
+  bench_start work "$BENCH_BIN/udp_echo" --host 127.0.0.1 --port 0 --reply-size "$reply_len" --work "$AB_ECHO_WORK"
+  pid[work]=$BENCH_PID
+  e=$(bench_wait_listening work)
+  port[work]=${e##*:}
+  order+=(work)
+  bench_log "work pid ${pid[work]} port ${port[work]} (udp_echo --work $AB_ECHO_WORK)"
+fi
 bench_log "old pid ${pid[old]} port ${port[old]}, new pid ${pid[new]} port ${port[new]}, echo pid ${pid[echo]} port ${port[echo]}, replies $reply_len B"
 
 results="$BENCH_TMP/ab.jsonl"
 : >"$results"
-order=(old new echo)
 for ((r = 0; r < rounds; r++)); do
-  for ((k = 0; k < 3; k++)); do
-    s=${order[$(((r + k) % 3))]}
+  for ((k = 0; k < ${#order[@]}; k++)); do
+    s=${order[$(((r + k) % ${#order[@]}))]}
     g=$(bench_timeout 30 bench_on_load "$BENCH_BIN/udp_load" --port "${port[$s]}" --pid "${pid[$s]}" --duration "$secs" --mode get)
     t=$(bench_timeout 30 bench_on_load "$BENCH_BIN/udp_load" --port "${port[$s]}" --pid "${pid[$s]}" --duration "$secs" --mode set --batch 64 --window 64)
     printf '{"round":%d,"server":"%s","get":%s,"set":%s}\n' "$r" "$s" "$g" "$t" >>"$results"
@@ -55,8 +66,10 @@ for line in open(sys.argv[1]):
     d = json.loads(line)
     by[d["round"]][d["server"]] = d
 for mode in ("get", "set"):
-    for a, b in (("new", "echo"), ("old", "echo"), ("new", "old")):
+    for a, b in (("new", "echo"), ("old", "echo"), ("new", "old"), ("work", "echo")):
         rs = [v[a][mode]["rate"] / v[b][mode]["rate"] for v in by.values() if a in v and b in v]
+        if not rs:
+            continue
         print(f"{mode.upper()} {a}/{b}: median {statistics.median(rs):.3f} (min {min(rs):.3f}, max {max(rs):.3f}, "
               f"{len(rs)} rounds) " + " ".join(f"{x:.2f}" for x in rs))
 EOF
