@@ -26,16 +26,6 @@ asio::ip::udp::endpoint udp_address::endpoint() const {
   return e;
 }
 
-std::string& udp_replies::begin(udp_address to) {
-  if (count_ == replies_.size()) replies_.emplace_back();
-  auto& r = replies_[count_++];
-  r.offset = bytes_.size();
-  r.to_size = to.size();
-  // Whole: a fixed-size copy is a few moves, a sized one a call.
-  std::memcpy(&r.to, to.data(), sizeof r.to);
-  return bytes_;
-}
-
 void udp_replies::send(std::string_view payload, udp_address to) {
   begin(to).append(payload);
 }
@@ -64,7 +54,7 @@ asio::ip::udp::endpoint udp_socket::local_endpoint() const {
 }
 
 void udp_socket::flush(udp_replies& replies) {
-  const std::size_t count = replies.count_;
+  const std::size_t count = replies.replies_.size();
   if (replies.headers_.size() < count) {
     replies.headers_.resize(count);
     replies.vectors_.resize(count);
@@ -96,7 +86,7 @@ void udp_socket::flush(udp_replies& replies) {
     }
     sent += static_cast<std::size_t>(n);
   }
-  replies.count_ = 0;
+  replies.replies_.clear();
   replies.bytes_.clear();
 }
 

@@ -6,6 +6,7 @@
 // the socket buffer is full they are dropped.
 
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <string>
@@ -81,8 +82,16 @@ class udp_replies {
   // Starts a reply to `to` whose payload is what the caller appends to the
   // returned buffer before the next send() or begin() (formatted in place:
   // no copy). Appending is all the caller may do with it.
-  std::string& begin(udp_address to);
-  std::size_t size() const noexcept { return count_; }
+  // Inline: a GET reply is begun per datagram.
+  std::string& begin(udp_address to) {
+    auto& r = replies_.emplace_back();
+    r.offset = bytes_.size();
+    r.to_size = to.size();
+    // Whole: a fixed-size copy is a few moves, a sized one a call.
+    std::memcpy(&r.to, to.data(), sizeof r.to);
+    return bytes_;
+  }
+  std::size_t size() const noexcept { return replies_.size(); }
 
  private:
   friend class udp_socket;
@@ -93,10 +102,9 @@ class udp_replies {
   };
   // All capacity is kept across batches: a steady server allocates nothing.
   std::string bytes_;  // the payloads back to back
-  std::vector<reply> replies_;
+  std::vector<reply> replies_;  // cleared after each batch, its capacity kept
   std::vector<iovec> vectors_;
   std::vector<mmsghdr> headers_;
-  std::size_t count_ = 0;
 };
 
 class udp_socket {
