@@ -30,8 +30,9 @@ struct udp_receive_slots;  // udp.cpp
 
 struct datagram_limits {
   std::size_t max_datagram = 65'507;  // largest UDP payload over IPv4
-  // Datagrams per recvmmsg/sendmmsg. The receive slots are max_datagram
-  // bytes each, but only the pages datagrams are written to are ever touched.
+  // Datagrams per recvmmsg/sendmmsg. Each receive slot is a small head
+  // packed with the others plus room for the rest of a max_datagram one, of
+  // which only the pages long datagrams reach are ever touched.
   std::size_t batch = 64;
   // Datagrams accepted per second from one source address (0: unlimited),
   // with this burst. Bounds what a spoofed source can make us reflect.
