@@ -219,3 +219,101 @@ TEST_CASE("replies formatted in place with begin() end where the next one starts
   asio::post(io, [&] { socket.close(); });
   runner.join();
 }
+
+// The batch form: one call per recvmmsg batch with every datagram in it, in
+// order; replies addressed with the received address bytes as they are.
+TEST_CASE("serve_batches hands out whole batches and replies go to the received address") {
+  net::datagram_limits lim;
+  lim.batch = 8;
+  lim.max_datagram = 3000;
+  asio::io_context io;
+  auto s = net::udp_socket::bind(io, "127.0.0.1", 0, lim);
+  REQUIRE(s);
+  std::vector<std::size_t> sizes;
+  std::vector<std::string> seen;
+  std::optional<asio::ip::udp::endpoint> source;
+  asio::co_spawn(io, s->serve_batches([&](std::span<const net::udp_datagram> batch,
+                                          net::udp_replies& replies) {
+    sizes.push_back(batch.size());
+    for (const auto& d : batch) {
+      seen.emplace_back(d.payload);
+      source = d.from.endpoint();
+      CHECK(d.from.is_v4());
+      CHECK(d.from.size() == sizeof(sockaddr_in));
+      auto& out = replies.begin(d.from);
+      out += '[';
+      out.append(d.payload.substr(0, 10));
+      out += ']';
+    }
+    // Every view of the batch is still valid at its end.
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      CHECK(batch[i].payload == seen[seen.size() - batch.size() + i]);
+    }
+  }), asio::detached);
+  udp_client c;
+  const std::uint16_t port = s->local_endpoint().port();
+  // 20 queued before the server reads: batches of 8, 8 and 4; one of them
+  // longer than a slot's head, one over the limit (dropped, not in a batch).
+  for (int i = 0; i < 20; ++i) {
+    std::string d = i == 5 ? std::string(2500, 'L') : i == 9 ? std::string(3001, 'X')
+                                                             : "b" + std::to_string(i);
+    c.send(d, port);
+  }
+  std::thread runner([&] { io.run(); });
+  std::vector<std::string> got;
+  for (int i = 0; i < 19; ++i) {
+    auto r = c.receive();
+    REQUIRE(r);
+    got.push_back(*r);
+  }
+  CHECK_FALSE(c.receive());
+  asio::post(io, [&] { s->close(); });
+  runner.join();
+  CHECK(sizes == std::vector<std::size_t>{8, 7, 4});
+  REQUIRE(seen.size() == 19);
+  CHECK(seen[5] == std::string(2500, 'L'));
+  CHECK(seen[9] == "b10");
+  CHECK(got[0] == "[b0]");
+  CHECK(got[5] == "[LLLLLLLLLL]");
+  CHECK(got[18] == "[b19]");
+  REQUIRE(source);
+  CHECK(*source == c.socket.local_endpoint());
+  CHECK(s->dropped_oversized() == 1);
+}
+
+// Several datagrams of one batch longer than a slot's head: each is whole
+// at once (a single shared buffer for the long ones would hand the handler
+// the last one's bytes for all of them).
+TEST_CASE("long datagrams of one batch are all whole at the same time") {
+  asio::io_context io;
+  auto s = net::udp_socket::bind(io, "127.0.0.1", 0, {});
+  REQUIRE(s);
+  std::vector<std::string> sent;
+  std::vector<std::string> seen;
+  asio::co_spawn(io, s->serve_batches([&](std::span<const net::udp_datagram> batch,
+                                          net::udp_replies&) {
+    // Read only after the whole batch was handed out.
+    for (const auto& d : batch) seen.emplace_back(d.payload);
+    s->close();
+  }), asio::detached);
+  udp_client c;
+  for (std::size_t size : {3000u, 2049u, 10u, 65'507u, 4097u}) {
+    std::string d(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) d[i] = static_cast<char>('a' + (i * 3 + size) % 26);
+    sent.push_back(d);
+    c.send(d, s->local_endpoint().port());
+  }
+  io.run();
+  CHECK(seen == sent);
+}
+
+TEST_CASE("a udp_address converts to the endpoint it was made from") {
+  asio::ip::udp::endpoint v4(asio::ip::make_address("127.0.0.7"), 4242);
+  asio::ip::udp::endpoint v6(asio::ip::make_address("::1"), 53);
+  net::udp_address a4 = v4, a6 = v6;
+  CHECK(a4.is_v4());
+  CHECK_FALSE(a6.is_v4());
+  CHECK(a4.endpoint() == v4);
+  CHECK(a6.endpoint() == v6);
+  CHECK(a6.size() == sizeof(sockaddr_in6));
+}

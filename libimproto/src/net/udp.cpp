@@ -19,15 +19,14 @@ namespace {
 constexpr std::size_t head_bytes = 2048;
 }  // namespace
 
-std::string& udp_replies::begin(const asio::ip::udp::endpoint& to) {
-  if (count_ == replies_.size()) replies_.emplace_back();
-  auto& r = replies_[count_++];
-  r.offset = bytes_.size();
-  r.to = to;
-  return bytes_;
+asio::ip::udp::endpoint udp_address::endpoint() const {
+  asio::ip::udp::endpoint e;
+  std::memcpy(e.data(), data_, std::min<std::size_t>(size_, e.capacity()));
+  e.resize(std::min<std::size_t>(size_, e.capacity()));
+  return e;
 }
 
-void udp_replies::send(std::string_view payload, const asio::ip::udp::endpoint& to) {
+void udp_replies::send(std::string_view payload, udp_address to) {
   begin(to).append(payload);
 }
 
@@ -55,22 +54,27 @@ asio::ip::udp::endpoint udp_socket::local_endpoint() const {
 }
 
 void udp_socket::flush(udp_replies& replies) {
-  const std::size_t count = replies.count_;
+  const std::size_t count = replies.replies_.size();
   if (replies.headers_.size() < count) {
     replies.headers_.resize(count);
     replies.vectors_.resize(count);
+    // The fields that are the same for every batch, set when they move.
+    for (std::size_t i = 0; i < count; ++i) {
+      auto& h = replies.headers_[i].msg_hdr;
+      h = {};
+      h.msg_iov = &replies.vectors_[i];
+      h.msg_iovlen = 1;
+    }
   }
+  const char* const bytes = replies.bytes_.data();
   for (std::size_t i = 0; i < count; ++i) {
     auto& r = replies.replies_[i];
     // Pointers into bytes_ are taken now that it no longer grows.
     std::size_t end = i + 1 < count ? replies.replies_[i + 1].offset : replies.bytes_.size();
-    replies.vectors_[i] = {replies.bytes_.data() + r.offset, end - r.offset};
+    replies.vectors_[i] = {const_cast<char*>(bytes) + r.offset, end - r.offset};
     auto& h = replies.headers_[i].msg_hdr;
-    h = {};
-    h.msg_name = r.to.data();
-    h.msg_namelen = static_cast<socklen_t>(r.to.size());
-    h.msg_iov = &replies.vectors_[i];
-    h.msg_iovlen = 1;
+    h.msg_name = &r.to;
+    h.msg_namelen = r.to_size;
   }
   std::size_t sent = 0;
   while (sent < count) {
@@ -82,43 +86,110 @@ void udp_socket::flush(udp_replies& replies) {
     }
     sent += static_cast<std::size_t>(n);
   }
-  replies.count_ = 0;
+  replies.replies_.clear();
   replies.bytes_.clear();
 }
 
 asio::awaitable<void> udp_socket::serve(handler on_datagram) {
-  const std::size_t batch = limits_.batch;
-  // One byte more than the limit so that an oversized datagram is detectable.
-  const std::size_t slot = limits_.max_datagram + 1;
-  // Each slot is a head in one dense array plus a tail for the rest of a
-  // large datagram. Slots of a whole 64 KiB each would put every datagram
-  // at the same offset in its own page: 64 datagrams of a batch in one L1/L2
-  // cache set and 64 pages (TLB entries) per batch, where small datagrams
-  // now share a few contiguous pages. Tails are not zeroed: the kernel backs
-  // only the pages large datagrams are written to.
-  const std::size_t head = std::min(slot, head_bytes);
-  const std::size_t tail = slot - head;
-  auto heads = std::make_unique_for_overwrite<char[]>(batch * head);
-  auto tails = std::make_unique_for_overwrite<char[]>(batch * tail);
-  // A datagram longer than its head is made contiguous here for the handler.
-  std::unique_ptr<char[]> whole;
-  std::vector<asio::ip::udp::endpoint> sources(batch);
-  std::vector<iovec> vectors(2 * batch);
-  std::vector<mmsghdr> headers(batch);
-  for (std::size_t i = 0; i < batch; ++i) {
-    vectors[2 * i] = {heads.get() + i * head, head};
-    vectors[2 * i + 1] = {tails.get() + i * tail, tail};
-    headers[i].msg_hdr = {};
-    headers[i].msg_hdr.msg_name = sources[i].data();
-    headers[i].msg_hdr.msg_iov = &vectors[2 * i];
-    headers[i].msg_hdr.msg_iovlen = tail > 0 ? 2 : 1;
+  // Named, not a temporary: see net/common.hpp on g++ 12.
+  batch_handler each = [&on_datagram](std::span<const udp_datagram> batch, udp_replies& replies) {
+    for (const auto& d : batch) on_datagram(d.payload, d.from.endpoint(), replies);
+  };
+  co_await serve_batches(std::move(each));
+}
+
+// The receive side of serve_batches(). Each slot is a head in one dense
+// array plus a tail for the rest of a large datagram. Slots of a whole
+// 64 KiB each would put every datagram at the same offset in its own page:
+// 64 datagrams of a batch in one L1/L2 cache set and 64 pages (TLB entries)
+// per batch, where small datagrams now share a few contiguous pages. A tail
+// sits `head` bytes into a region of a whole slot, where a large datagram's
+// head is copied to make it contiguous; these regions are not zeroed: the
+// kernel backs only the pages large datagrams reach. The head is at most
+// max_datagram bytes, so a datagram that does not fit its head is the only
+// one to check for size.
+struct detail::udp_receive_slots {
+  explicit udp_receive_slots(const datagram_limits& limits)
+      : batch(limits.batch),
+        // One byte more than the limit so that an oversized datagram is detectable.
+        slot(limits.max_datagram + 1),
+        head(std::min(limits.max_datagram, head_bytes)),
+        heads(std::make_unique_for_overwrite<char[]>(batch * head)),
+        wholes(std::make_unique_for_overwrite<char[]>(batch * slot)),
+        sources(batch),
+        vectors(2 * batch),
+        headers(batch),
+        received(batch, udp_datagram{{}, udp_address(nullptr, 0)}) {
+    for (std::size_t i = 0; i < batch; ++i) {
+      vectors[2 * i] = {heads.get() + i * head, head};
+      vectors[2 * i + 1] = {wholes.get() + i * slot + head, slot - head};
+      headers[i].msg_hdr = {};
+      headers[i].msg_hdr.msg_name = &sources[i];
+      // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last
+      // is read, and is reset after each batch for the headers it used.
+      headers[i].msg_hdr.msg_namelen = name_capacity;
+      headers[i].msg_hdr.msg_iov = &vectors[2 * i];
+      headers[i].msg_hdr.msg_iovlen = 2;
+    }
   }
-  const auto name_capacity = static_cast<socklen_t>(sources[0].capacity());
-  // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last is
-  // read, and is reset after each batch for the headers it used.
-  for (auto& h : headers) h.msg_hdr.msg_namelen = name_capacity;
+
+  static constexpr auto name_capacity = static_cast<socklen_t>(udp_address::capacity);
+  const std::size_t batch, slot, head;
+  const std::unique_ptr<char[]> heads, wholes;
+  std::vector<sockaddr_in6> sources;
+  std::vector<iovec> vectors;
+  std::vector<mmsghdr> headers;
+  std::vector<udp_datagram> received;  // what collect() hands out
+};
+
+// Not part of the coroutine: its locals stay in registers, where in the
+// coroutine's frame each store into `received` would reload them. The rate
+// limit, when set, is a second pass over what the first kept, so that the
+// common walk has no call in it (registers saved around a call cost about
+// as much as the walk itself).
+std::size_t udp_socket::collect(detail::udp_receive_slots& slots, std::size_t count) noexcept {
+  const std::size_t head = slots.head, slot = slots.slot, max = limits_.max_datagram;
+  const char* const heads = slots.heads.get();
+  const sockaddr_in6* const sources = slots.sources.data();
+  mmsghdr* const headers = slots.headers.data();
+  udp_datagram* const out = slots.received.data();
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto& h = headers[i].msg_hdr;
+    const socklen_t name_size = h.msg_namelen;
+    h.msg_namelen = detail::udp_receive_slots::name_capacity;
+    const std::size_t size = headers[i].msg_len;
+    const char* data = heads + i * head;
+    if (size > head) [[unlikely]] {
+      // A truncated datagram filled its slot, one byte over the limit.
+      if (size > max) {
+        ++dropped_oversized_;
+        continue;
+      }
+      char* whole = slots.wholes.get() + i * slot;
+      std::memcpy(whole, data, head);
+      data = whole;
+    }
+    out[kept++] = {std::string_view(data, size),
+                   udp_address(reinterpret_cast<const sockaddr*>(sources + i), name_size)};
+  }
+  if (!limiter_.enabled()) return kept;
+  std::size_t admitted = 0;
+  for (std::size_t i = 0; i < kept; ++i) {
+    if (limiter_.admit(out[i].from.data(), out[i].from.size(), batch_time_)) {
+      out[admitted++] = out[i];
+    } else {
+      ++dropped_rate_;
+    }
+  }
+  return admitted;
+}
+
+asio::awaitable<void> udp_socket::serve_batches(batch_handler on_batch) {
+  detail::udp_receive_slots slots(limits_);
   udp_replies replies;
-  const bool limited = limiter_.enabled();
+  const std::size_t batch = slots.batch;
+  mmsghdr* const headers = slots.headers.data();
   const int fd = socket_.native_handle();
   const auto executor = socket_.get_executor();
 
@@ -143,42 +214,20 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
     }
     empty = false;
     for (int round = 0; round < 4 && socket_.is_open(); ++round) {
-      int n = ::recvmmsg(fd, headers.data(), static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
+      int n = ::recvmmsg(fd, headers, static_cast<unsigned>(batch), MSG_DONTWAIT, nullptr);
       // EAGAIN, or an error the next readiness may clear: wait either way.
       if (n <= 0) {
         empty = true;
         break;
       }
-      const auto count = static_cast<std::size_t>(n);
       // One clock read per batch: neither the rate limit nor the handlers
       // need finer time.
       batch_time_ = clock::now();
-      for (std::size_t i = 0; i < count; ++i) {
-        auto& h = headers[i].msg_hdr;
-        const socklen_t name_size = h.msg_namelen;
-        h.msg_namelen = name_capacity;
-        if ((h.msg_flags & MSG_TRUNC) != 0 || headers[i].msg_len > limits_.max_datagram) {
-          ++dropped_oversized_;
-          continue;
-        }
-        if (limited &&
-            !limiter_.admit(static_cast<const sockaddr*>(h.msg_name), name_size, batch_time_)) {
-          ++dropped_rate_;
-          continue;
-        }
-        sources[i].resize(name_size);
-        const std::size_t size = headers[i].msg_len;
-        const char* data = heads.get() + i * head;
-        if (size > head) {
-          if (!whole) whole = std::make_unique_for_overwrite<char[]>(slot);
-          std::memcpy(whole.get(), data, head);
-          std::memcpy(whole.get() + head, tails.get() + i * tail, size - head);
-          data = whole.get();
-        }
-        on_datagram(std::string_view(data, size), sources[i], replies);
+      if (const std::size_t kept = collect(slots, static_cast<std::size_t>(n)); kept > 0) {
+        on_batch(std::span<const udp_datagram>(slots.received.data(), kept), replies);
       }
       if (replies.size() > 0) flush(replies);
-      if (count < batch) {
+      if (static_cast<std::size_t>(n) < batch) {
         empty = true;
         break;
       }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <variant>
@@ -87,16 +88,17 @@ struct session : net::tcp_session {
 // Same address and port, byte for byte (the kernel writes every byte of the
 // sockaddr it reports, padding zeroed): the first 16 bytes hold the family,
 // so they are all of an IPv4 one; IPv6 has 12 more.
-[[gnu::always_inline]] inline bool same_source(const asio::ip::udp::endpoint& a,
+// (The address's bytes have room for 28 whatever its size: net/udp.hpp.)
+[[gnu::always_inline]] inline bool same_source(net::udp_address a,
                                                const asio::ip::udp::endpoint& b) noexcept {
-  static_assert(sizeof(sockaddr_in6) == 28);
+  static_assert(sizeof(sockaddr_in6) == 28 && net::udp_address::capacity == 28);
   const auto* p = reinterpret_cast<const char*>(a.data());
   const auto* q = reinterpret_cast<const char*>(b.data());
   std::uint64_t x[2], y[2];
   std::memcpy(x, p, 16);
   std::memcpy(y, q, 16);
   if (((x[0] ^ y[0]) | (x[1] ^ y[1])) != 0) return false;
-  if (a.data()->sa_family == AF_INET) return true;
+  if (a.is_v4()) return true;
   // No call to memcmp: the datagram path then needs no saved registers.
   std::uint64_t x2, y2;
   std::uint32_t x3, y3;
@@ -193,29 +195,28 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
   static asio::awaitable<void> serve_datagrams(std::shared_ptr<impl> self) {
     auto* state = self.get();
     // Named, not a temporary: see net/common.hpp on g++ 12.
-    net::udp_socket::handler on_datagram = [state](std::string_view payload,
-                                                   const asio::ip::udp::endpoint& from,
-                                                   net::udp_replies& replies) {
-      state->on_datagram(payload, from, replies);
+    net::udp_socket::batch_handler on_batch = [state](std::span<const net::udp_datagram> batch,
+                                                      net::udp_replies& replies) {
+      state->on_batch(batch, replies);
     };
-    auto served = self->udp.serve(std::move(on_datagram));
+    auto served = self->udp.serve_batches(std::move(on_batch));
     co_await std::move(served);
   }
-  void on_datagram(std::string_view payload, const asio::ip::udp::endpoint& from,
-                   net::udp_replies& replies);
+  // One call per batch; each datagram's path is inlined into the walk.
+  void on_batch(std::span<const net::udp_datagram> batch, net::udp_replies& replies);
+  [[gnu::always_inline]] void on_datagram(std::string_view payload, net::udp_address from,
+                                          net::udp_replies& replies);
   // Out of line, so that the common datagrams' path saves no registers.
-  [[gnu::noinline]] void on_other_datagram(std::string_view payload,
-                                           const asio::ip::udp::endpoint& from,
+  [[gnu::noinline]] void on_other_datagram(std::string_view payload, net::udp_address from,
                                            net::udp_replies& replies);
   // The refresh of a known user is inlined into on_datagram(); any change
   // goes to change_status().
   // (The fields by value: the request view stays in registers.)
   [[gnu::always_inline]] void on_set(user_record& u, buddy::presence status,
-                                     std::uint16_t msgport, const asio::ip::udp::endpoint& from);
+                                     std::uint16_t msgport, net::udp_address from);
   [[gnu::noinline]] void change_status(user_record& u, buddy::presence status,
-                                       std::uint16_t msgport,
-                                       const asio::ip::udp::endpoint& from);
-  void on_get(user_record& u, const asio::ip::udp::endpoint& from, net::udp_replies& replies);
+                                       std::uint16_t msgport, net::udp_address from);
+  void on_get(user_record& u, net::udp_address from, net::udp_replies& replies);
   [[gnu::noinline]] void prepare_reply(user_record& u);
 
   user_record& ensure(const std::string& id) {
@@ -438,9 +439,13 @@ void buddy_server::impl::answer(session& s, const buddy::request* req, const bud
 
 // ------------------------------------------------------------------------ UDP
 
-void buddy_server::impl::on_datagram(std::string_view payload,
-                                     const asio::ip::udp::endpoint& from,
-                                     net::udp_replies& replies) {
+void buddy_server::impl::on_batch(std::span<const net::udp_datagram> batch,
+                                  net::udp_replies& replies) {
+  for (const auto& d : batch) on_datagram(d.payload, d.from, replies);
+}
+
+inline void buddy_server::impl::on_datagram(std::string_view payload, net::udp_address from,
+                                            net::udp_replies& replies) {
   // Read in place: nothing is copied or allocated per datagram. The shapes
   // clients send are read first without classifying the id's bytes: found
   // among the users, and valid there, it is a userid, and the general
@@ -460,8 +465,7 @@ void buddy_server::impl::on_datagram(std::string_view payload,
 }
 
 // Anything else, and ids not found: the whole reading decides.
-void buddy_server::impl::on_other_datagram(std::string_view payload,
-                                           const asio::ip::udp::endpoint& from,
+void buddy_server::impl::on_other_datagram(std::string_view payload, net::udp_address from,
                                            net::udp_replies& replies) {
   const auto req = buddy::parse_udp_request_view(payload);
   if (!req.valid) {
@@ -482,8 +486,7 @@ void buddy_server::impl::on_other_datagram(std::string_view payload,
 }
 
 inline void buddy_server::impl::on_set(user_record& u, buddy::presence status,
-                                       std::uint16_t msgport,
-                                       const asio::ip::udp::endpoint& from) {
+                                       std::uint16_t msgport, net::udp_address from) {
   const auto now = udp.batch_time();
   // The common SET, a refresh: same status, port and source (one key and
   // the address bytes), not expired. It is not news, so only the expiry moves.
@@ -497,12 +500,11 @@ inline void buddy_server::impl::on_set(user_record& u, buddy::presence status,
 }
 
 void buddy_server::impl::change_status(user_record& u, buddy::presence status,
-                                       std::uint16_t msgport,
-                                       const asio::ip::udp::endpoint& from) {
+                                       std::uint16_t msgport, net::udp_address from) {
   const auto now = udp.batch_time();
   const bool online = status == buddy::presence::online;
-  u.source = from;
-  const auto address = plain(from.address());
+  u.source = from.endpoint();
+  const auto address = plain(u.source.address());
   if (shared_status) {
     u.set_at = buddy_status_update::stamp_now();
     shared_status->put({u.id, online, address.to_string(), msgport, u.set_at});
@@ -560,7 +562,7 @@ void buddy_server::impl::set_status(user_record& u, bool online,
 
 // The reply is written straight into the batch's send buffer: the user's
 // prepared lines in one copy, then each buddy's status as of this batch.
-void buddy_server::impl::on_get(user_record& u, const asio::ip::udp::endpoint& from,
+void buddy_server::impl::on_get(user_record& u, net::udp_address from,
                                 net::udp_replies& replies) {
   if (u.reply_epoch != lines_epoch) prepare_reply(u);
   const auto now = udp.batch_time();
