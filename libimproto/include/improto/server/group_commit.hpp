@@ -89,10 +89,12 @@ class group_committer {
   // After close(): overloaded at once, nothing written.
   asio::awaitable<result<void>> write(operation op) {
     return asio::async_initiate<const asio::use_awaitable_t<>, void(result<void>)>(
-        [this](auto handler, operation o) {
+        // `self`, not `this`: clang 14 sees no use of a captured `this` in a
+        // generic lambda that calls a member template.
+        [self = this](auto handler, operation o) {
           // The handler is move-only; a std::function must be copyable.
           auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-          submit(std::move(o), [shared](result<void> r) { (*shared)(std::move(r)); });
+          self->submit(std::move(o), [shared](result<void> r) { (*shared)(std::move(r)); });
         },
         asio::use_awaitable, std::move(op));
   }
