@@ -10,7 +10,6 @@ then, per contender, the median and spread of goodput and of each side's
 CPU s/GiB. Needs what suite.py needs (root for the veth).
 """
 
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -38,17 +37,7 @@ def main():
     path = sys.argv[3] if len(sys.argv) > 3 else "veth"
     mib = int(sys.argv[4]) if len(sys.argv) > 4 else 128
     rounds = int(sys.argv[5]) if len(sys.argv) > 5 else 5
-    tmp = Path(os.environ.get("BENCH_TMP", "/tmp")) / f"transfer-ab-{os.getpid()}"
-    tmp.mkdir(parents=True)
-    served, out = tmp / "served", Path(f"/dev/shm/transfer-ab-{os.getpid()}")
-    served.mkdir()
-    out.mkdir()
-    size = mib * suite.MiB
-    sha = suite.make_file(served / "big.bin", size)
-    link = None
-    if path != "loopback":
-        link = suite.lossy_link.LossyLink(1 if path == "veth1" else 0,
-                                          wire_packets=path == "veth1").up()
+    tmp, served, out, size, sha, link = suite.scratch_download(path, mib, "transfer-ab")
     contenders = []
     results = {}
     try:

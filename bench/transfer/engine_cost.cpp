@@ -25,20 +25,7 @@ namespace tr = improto::transfer;
 
 namespace {
 
-class memory_source final : public tr::data_source {
- public:
-  explicit memory_source(const std::string& bytes) : bytes_(bytes) {}
-  improto::result<void> read(std::uint64_t offset, std::span<char> out) override {
-    if (offset + out.size() > bytes_.size()) {
-      return improto::fail(improto::errc::io_error, "past the end");
-    }
-    std::memcpy(out.data(), bytes_.data() + offset, out.size());
-    return {};
-  }
-
- private:
-  const std::string& bytes_;
-};
+using tr::memory_source;
 
 }  // namespace
 

@@ -9,7 +9,6 @@ then prints each side's top functions and its system-call counts (strace -c
 of a second download). Needs linux-perf and strace.
 """
 
-import os
 import signal
 import subprocess
 import sys
@@ -30,20 +29,8 @@ def top(data, comm, n=22):
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "loopback"
     mib = int(sys.argv[2]) if len(sys.argv) > 2 else 512
-    tmp = Path(os.environ.get("BENCH_TMP", "/tmp")) / f"transfer-profile-{os.getpid()}"
-    tmp.mkdir(parents=True)
+    tmp, served, out, size, sha, link = suite.scratch_download(path, mib, "transfer-profile")
     suite.TMP = tmp
-    served, out = tmp / "served", Path(f"/dev/shm/transfer-profile-{os.getpid()}")
-    served.mkdir()
-    out.mkdir()
-    size = mib * suite.MiB
-    sha = suite.make_file(served / "big.bin", size)
-    link = None
-    if path != "loopback":
-        # As suite.py: the clean veth keeps its offloads, the lossy one
-        # cuts them to wire-sized packets.
-        link = suite.lossy_link.LossyLink(1 if path == "veth1" else 0,
-                                          wire_packets=path == "veth1").up()
     try:
         server = suite.Side(link, "a", suite.SERVER_CPU)
         client = suite.Side(link, "b", suite.CLIENT_CPU)

@@ -278,6 +278,26 @@ def make_file(path, size):
     return h.stdout.split()[0]
 
 
+def scratch_download(path, mib, tag):
+    """What the A/B and profile scripts need before a download, set up as the
+    suite does: a scratch directory, a served file of `mib` MiB (and its
+    SHA-256), an output directory in /dev/shm, and the link `path` names
+    (loopback, veth, veth1). Returns (tmp, served, out, size, sha, link)."""
+    tmp = Path(os.environ.get("BENCH_TMP", "/tmp")) / f"{tag}-{os.getpid()}"
+    tmp.mkdir(parents=True)
+    served, out = tmp / "served", Path(f"/dev/shm/{tag}-{os.getpid()}")
+    served.mkdir()
+    out.mkdir()
+    size = mib * MiB
+    sha = make_file(served / "big.bin", size)
+    link = None
+    if path != "loopback":
+        # The clean veth keeps its offloads, the lossy one cuts them to
+        # wire-sized packets.
+        link = lossy_link.LossyLink(1 if path == "veth1" else 0, wire_packets=path == "veth1").up()
+    return tmp, served, out, size, sha, link
+
+
 def measure(path_name, link, size, served, out, sha, rounds, results, kcptun=True):
     server = Side(link, "a", SERVER_CPU)
     client = Side(link, "b", CLIENT_CPU)

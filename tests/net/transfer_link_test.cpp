@@ -11,18 +11,7 @@ using namespace improto;
 
 namespace {
 
-class memory_source final : public transfer::data_source {
- public:
-  explicit memory_source(const std::vector<char>& bytes) : bytes_(bytes) {}
-  result<void> read(std::uint64_t offset, std::span<char> out) override {
-    if (offset + out.size() > bytes_.size()) return fail(errc::io_error, "short");
-    std::memcpy(out.data(), bytes_.data() + offset, out.size());
-    return {};
-  }
-
- private:
-  const std::vector<char>& bytes_;
-};
+using transfer::memory_source;
 
 std::vector<char> pattern(std::size_t n) {
   std::vector<char> v(n);

@@ -66,6 +66,18 @@ double seconds(tr::duration d) { return std::chrono::duration<double>(d).count()
 
 }  // namespace
 
+TEST_CASE("memory_source reads inside its bytes and fails past them, offset overflow included") {
+  const std::string bytes = "0123456789";
+  tr::memory_source source(bytes);
+  std::string out(4, '\0');
+  REQUIRE(source.read(6, out));
+  CHECK(out == "6789");
+  CHECK(source.read(10, std::span<char>(out.data(), 0)));
+  CHECK(source.read(7, out).error().code() == improto::errc::io_error);
+  CHECK(source.read(11, std::span<char>(out.data(), 0)).error().code() == improto::errc::io_error);
+  CHECK(source.read(~std::uint64_t{0} - 1, out).error().code() == improto::errc::io_error);
+}
+
 TEST_CASE("clean link: the file arrives whole, at the link's rate") {
   auto o = transfer({});
   check_identical(o);

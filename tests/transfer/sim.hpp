@@ -47,20 +47,7 @@ struct link_config {
   tr::time_point mtu_from{};
 };
 
-class memory_source final : public tr::data_source {
- public:
-  explicit memory_source(const std::string& bytes) : bytes_(bytes) {}
-  improto::result<void> read(std::uint64_t offset, std::span<char> out) override {
-    if (offset + out.size() > bytes_.size()) {
-      return improto::fail(improto::errc::io_error, "past the end");
-    }
-    std::copy_n(bytes_.data() + offset, out.size(), out.data());
-    return {};
-  }
-
- private:
-  const std::string& bytes_;
-};
+using memory_source = tr::memory_source;
 
 inline std::string random_bytes(std::size_t n, std::uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -52,6 +52,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <optional>
@@ -71,6 +72,23 @@ class data_source {
  public:
   virtual ~data_source() = default;
   virtual result<void> read(std::uint64_t offset, std::span<char> out) = 0;
+};
+
+// Bytes already in memory (tests, generated content): the caller keeps them
+// alive and unchanged while the source is read.
+class memory_source final : public data_source {
+ public:
+  explicit memory_source(std::span<const char> bytes) noexcept : bytes_(bytes) {}
+  result<void> read(std::uint64_t offset, std::span<char> out) override {
+    if (offset > bytes_.size() || out.size() > bytes_.size() - offset) {
+      return fail(errc::io_error, "read past the end of the source's bytes");
+    }
+    std::memcpy(out.data(), bytes_.data() + offset, out.size());
+    return {};
+  }
+
+ private:
+  std::span<const char> bytes_;
 };
 
 enum class state {
