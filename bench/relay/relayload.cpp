@@ -113,6 +113,10 @@ struct Options {
   // its core at any rate and its own queueing made the latencies (20 pairs
   // at 10,000 msg/s: p99 7.4 ms with the timer, 0.49 ms polling).
   bool spin = false;
+  // Sample the server's RSS every 250 ms of the window (on in the slow
+  // scenario; --sample-rss 1 turns it on elsewhere, so that the half it is
+  // compared with pays the same /proc reads on this thread).
+  bool sample_rss = false;
 };
 
 // ------------------------------------------------------------- /proc reading
@@ -673,8 +677,8 @@ void Load::start_run() {
       for (auto& c : conns) {
         if (c->role == Role::receiver && c->index == 0) c->stalled = true;
       }
-      sample();
     }
+    if (opt.sample_rss) sample();
     timer.expires_at(Clock::time_point(std::chrono::nanoseconds(win_end)));
     timer.async_wait([this](const std::error_code& e) {
       if (!e) finish();
@@ -746,7 +750,7 @@ void Load::finish() {
   if (done) return;
   gen_cpu1 = bench::self_cpu_seconds();
   srv_cpu1 = bench::stat_seconds(opt.server_pid);
-  if (opt.scenario == Scenario::slow) rss_samples.push_back(read_mem(opt.server_pid).rss_kib);
+  if (opt.sample_rss) rss_samples.push_back(read_mem(opt.server_pid).rss_kib);
   done = true;
   double secs = opt.duration;
   auto mem = read_mem(opt.server_pid);
@@ -809,6 +813,8 @@ void Load::finish() {
   if (opt.scenario == Scenario::slow) {
     add("stalled_acked", num(static_cast<double>(acked0)));
     add("stalled_errors", num(static_cast<double>(errors0)));
+  }
+  if (opt.sample_rss) {
     std::string s = "[";
     for (std::size_t i = 0; i < rss_samples.size(); ++i) s += (i ? "," : "") + num(static_cast<double>(rss_samples[i]));
     add("rss_samples_kib", s + "]");
@@ -1075,7 +1081,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: relayload --proto relay|mqtt|nats|http --port P [--host H] [--qos 0|1]\n"
                "  [--scenario unicast|broadcast|slow|idle] [--pairs N] [--inflight K] [--size B]\n"
-               "  [--rate MSGS_PER_S] [--pace timer|spin] [--warmup S] [--duration S] [--receivers R]\n"
+               "  [--rate MSGS_PER_S] [--pace timer|spin] [--sample-rss 0|1] [--warmup S] [--duration S] [--receivers R]\n"
                "  [--clients C] [--procs P] [--src-addrs A] [--settle S] [--setup-timeout S]\n"
                "  [--server-pid PID] [--tag NAME]\n");
   std::exit(2);
@@ -1117,6 +1123,7 @@ int main(int argc, char** argv) {
       else if (v == "timer") o.spin = false;
       else usage();
     }
+    else if (k == "--sample-rss") o.sample_rss = v == "1";
     else if (k == "--receivers") o.receivers = std::atoi(v.c_str());
     else if (k == "--clients") o.clients = std::atoi(v.c_str());
     else if (k == "--procs") o.procs = std::max(1, std::atoi(v.c_str()));
@@ -1131,6 +1138,7 @@ int main(int argc, char** argv) {
   if (o.size < 16) die("--size must be at least 16 (the body carries a sequence number)");
   if (o.proto == Proto::http && o.scenario != Scenario::idle) die("http is for the idle scenario only");
   if (o.qos < 0 || o.qos > 1) die("--qos must be 0 or 1");
+  if (o.scenario == Scenario::slow) o.sample_rss = true;
   if (o.scenario == Scenario::idle) return run_idle(o);
   return run_active(o);
 }

@@ -497,7 +497,8 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
             for mode in ("all", "stuck") if rnd % 2 == 0 else ("stuck", "all"):
                 srv = b.start_relay("--receiver-timeout", "2")
                 r = b.load(srv, "relay", scenario="slow" if mode == "stuck" else "unicast",
-                           pairs=20, size=1024, rate=rate, warmup=1.0, duration=4.0, pace="spin")
+                           pairs=20, size=1024, rate=rate, warmup=1.0, duration=4.0, pace="spin",
+                           sample_rss=1)
                 b.stop(srv)
                 slow[mode].append(r)
             log("slow consumer round %d: p99 all reading %s us, one stuck %s us; peak RSS %s / %s KiB" % (
@@ -509,17 +510,22 @@ def run_all(b, anchors, rounds, warmup, duration, wanted):
         ours = [r and r["p99_us"] for r in slow["stuck"]]
         theirs = [r and r["p99_us"] for r in slow["all"]]
         stuck = [r for r in slow["stuck"] if r]
+
+        def slices(runs):
+            if not runs or not all("p99_us_slices" in r for r in runs):
+                return "-"
+            return "/".join("%.0f" % median([r["p99_us_slices"][k] for r in runs]) for k in range(8))
         b.row("relay_slow_consumer_1_of_20", "p99_us_other_19", median(ours), "imrelayd, all 20 reading",
               median(theirs), ratio_list(ours, theirs), SLOW_GOAL, False,
               "20 pairs, 1 KiB, open loop %d msg/s in total (generator polling, max tick lag %.0f us); "
               "receiver 0 stops reading when the 4 s window opens (--receiver-timeout 2); its sender got "
               "%s acks and %s ERROR 102 in the window and held back %s messages while the server did not "
-              "read it; the others' p99 per 0.5 s of the window with it stuck (median of rounds): %s us"
+              "read it; the others' p99 per 0.5 s of the window with it stuck (median of rounds): %s us; "
+              "all reading: %s us; both halves sample the server's RSS every 250 ms"
               % (rate, max([r["max_lag_us"] for r in slow["all"] + stuck if r] or [0]),
                  median([r["stalled_acked"] for r in stuck]), median([r["stalled_errors"] for r in stuck]),
                  median([r.get("held_back", 0) for r in stuck]),
-                 "/".join("%.0f" % median([r["p99_us_slices"][k] for r in stuck]) for k in range(8))
-                 if stuck and all("p99_us_slices" in r for r in stuck) else "-"))
+                 slices(stuck), slices([r for r in slow["all"] if r])))
         ours = [r and r["srv_hwm_kib"] for r in slow["stuck"]]
         theirs = [r and r["srv_hwm_kib"] for r in slow["all"]]
         growth = median([(r["rss_samples_kib"][-1] - r["rss_samples_kib"][len(r["rss_samples_kib"]) // 2])
