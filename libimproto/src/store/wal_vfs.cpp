@@ -85,52 +85,13 @@ int wal_close(sqlite3_file* f) {
   return rc != SQLITE_OK ? rc : closed;
 }
 
-int wal_read(sqlite3_file* f, void* data, int amount, sqlite3_int64 offset) {
+// Every other method that reaches the file: the held header first, then
+// the base file's own method.
+template <auto method, class... Args>
+int flushed(sqlite3_file* f, Args... args) {
   wal_file* w = wal(f);
   if (int rc = flush(w); rc != SQLITE_OK) return rc;
-  return w->base->pMethods->xRead(w->base, data, amount, offset);
-}
-
-int wal_truncate(sqlite3_file* f, sqlite3_int64 size) {
-  wal_file* w = wal(f);
-  if (int rc = flush(w); rc != SQLITE_OK) return rc;
-  return w->base->pMethods->xTruncate(w->base, size);
-}
-
-int wal_sync(sqlite3_file* f, int flags) {
-  wal_file* w = wal(f);
-  if (int rc = flush(w); rc != SQLITE_OK) return rc;
-  return w->base->pMethods->xSync(w->base, flags);
-}
-
-int wal_file_size(sqlite3_file* f, sqlite3_int64* size) {
-  wal_file* w = wal(f);
-  if (int rc = flush(w); rc != SQLITE_OK) return rc;
-  return w->base->pMethods->xFileSize(w->base, size);
-}
-
-int wal_lock(sqlite3_file* f, int level) {
-  wal_file* w = wal(f);
-  if (int rc = flush(w); rc != SQLITE_OK) return rc;
-  return w->base->pMethods->xLock(w->base, level);
-}
-
-int wal_unlock(sqlite3_file* f, int level) {
-  wal_file* w = wal(f);
-  if (int rc = flush(w); rc != SQLITE_OK) return rc;
-  return w->base->pMethods->xUnlock(w->base, level);
-}
-
-int wal_check_reserved(sqlite3_file* f, int* out) {
-  wal_file* w = wal(f);
-  if (int rc = flush(w); rc != SQLITE_OK) return rc;
-  return w->base->pMethods->xCheckReservedLock(w->base, out);
-}
-
-int wal_file_control(sqlite3_file* f, int op, void* arg) {
-  wal_file* w = wal(f);
-  if (int rc = flush(w); rc != SQLITE_OK) return rc;
-  return w->base->pMethods->xFileControl(w->base, op, arg);
+  return (w->base->pMethods->*method)(w->base, args...);
 }
 
 // Queries that touch no data.
@@ -142,10 +103,20 @@ int wal_device_characteristics(sqlite3_file* f) {
 // Version 1: SQLite maps and shares memory only through the database file,
 // never through its WAL.
 const sqlite3_io_methods wal_methods = {
-    1,           wal_close,      wal_read,          wal_write,
-    wal_truncate, wal_sync,      wal_file_size,     wal_lock,
-    wal_unlock,  wal_check_reserved, wal_file_control, wal_sector_size,
-    wal_device_characteristics, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+    1,
+    wal_close,
+    flushed<&sqlite3_io_methods::xRead, void*, int, sqlite3_int64>,
+    wal_write,
+    flushed<&sqlite3_io_methods::xTruncate, sqlite3_int64>,
+    flushed<&sqlite3_io_methods::xSync, int>,
+    flushed<&sqlite3_io_methods::xFileSize, sqlite3_int64*>,
+    flushed<&sqlite3_io_methods::xLock, int>,
+    flushed<&sqlite3_io_methods::xUnlock, int>,
+    flushed<&sqlite3_io_methods::xCheckReservedLock, int*>,
+    flushed<&sqlite3_io_methods::xFileControl, int, void*>,
+    wal_sector_size,
+    wal_device_characteristics,
+    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 
 int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
   if ((flags & SQLITE_OPEN_WAL) == 0) {
