@@ -3,6 +3,9 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <algorithm>
+#include <array>
+#include <bit>
+#include <cstddef>
 #include <cstring>
 #include <functional>
 #include <optional>
@@ -52,8 +55,8 @@ struct user_record {
   asio::ip::address address;
   std::string ip;  // `address` as text, made only when it changes
   std::uint16_t port = 0;
-  // Where the last SET that set `address` came from, source port included:
-  // a SET from there that changes nothing else only moves the expiry.
+  // Where the last SET that set `address` came from: a SET from that host
+  // (any source port) that changes nothing else only moves the expiry.
   asio::ip::udp::endpoint source;
   // This user's line in a GET reply, "id 10x ip port\n", made only when the
   // address or port changes; a GET sets the status digit (at id.size() + 3)
@@ -68,7 +71,7 @@ struct user_record {
   std::uint64_t reply_epoch = 0;
   std::chrono::system_clock::time_point set_at;  // the SET shown: the newest wins
   // refresh_key() of the last local SET, whose status and port are shown
-  // and whose source is `source`; 0 (no SET's key) when none is, or when
+  // and whose host is `source`'s; 0 (no SET's key) when none is, or when
   // every SET must be published (shared statuses).
   std::uint32_t refresh_key = 0;
   // Shared store: the feed's refresh number asked after this node last
@@ -85,19 +88,25 @@ struct session : net::tcp_session {
   bool committing = false;
 };
 
-// Same address and port, byte for byte (the kernel writes every byte of the
-// sockaddr it reports, padding zeroed): the first 16 bytes hold the family,
-// so they are all of an IPv4 one; IPv6 has 12 more.
+// Same host, byte for byte, whatever the source port (the kernel writes
+// every byte of the sockaddr it reports, padding zeroed): the first 16 bytes
+// hold the family, then the port (bytes 2 and 3, masked out), then all of an
+// IPv4 address; IPv6 has 12 more. The port is not part of what a SET shows
+// (the address and the message port in the datagram), and clients that send
+// each SET from a new socket, as the seed's do, still refresh.
 // (The address's bytes have room for 28 whatever its size: net/udp.hpp.)
-[[gnu::always_inline]] inline bool same_source(net::udp_address a,
-                                               const asio::ip::udp::endpoint& b) noexcept {
+[[gnu::always_inline]] inline bool same_host(net::udp_address a,
+                                             const asio::ip::udp::endpoint& b) noexcept {
   static_assert(sizeof(sockaddr_in6) == 28 && net::udp_address::capacity == 28);
+  static_assert(offsetof(sockaddr_in, sin_port) == 2 && offsetof(sockaddr_in6, sin6_port) == 2);
+  constexpr auto without_port = std::bit_cast<std::uint64_t>(
+      std::array<unsigned char, 8>{0xff, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff});
   const auto* p = reinterpret_cast<const char*>(a.data());
   const auto* q = reinterpret_cast<const char*>(b.data());
   std::uint64_t x[2], y[2];
   std::memcpy(x, p, 16);
   std::memcpy(y, q, 16);
-  if (((x[0] ^ y[0]) | (x[1] ^ y[1])) != 0) return false;
+  if ((((x[0] ^ y[0]) & without_port) | (x[1] ^ y[1])) != 0) return false;
   if (a.is_v4()) return true;
   // No call to memcmp: the datagram path then needs no saved registers.
   std::uint64_t x2, y2;
@@ -488,9 +497,9 @@ void buddy_server::impl::on_other_datagram(std::string_view payload, net::udp_ad
 inline void buddy_server::impl::on_set(user_record& u, buddy::presence status,
                                        std::uint16_t msgport, net::udp_address from) {
   const auto now = udp.batch_time();
-  // The common SET, a refresh: same status, port and source (one key and
+  // The common SET, a refresh: same status, port and host (one key and
   // the address bytes), not expired. It is not news, so only the expiry moves.
-  if (refresh_key(status, msgport) == u.refresh_key && same_source(from, u.source) &&
+  if (refresh_key(status, msgport) == u.refresh_key && same_host(from, u.source) &&
       (status != buddy::presence::online || config.status_ttl.count() <= 0 ||
        now < u.online_until)) {
     u.online_until = now + config.status_ttl;
