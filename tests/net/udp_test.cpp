@@ -143,6 +143,38 @@ TEST_CASE("datagrams longer than a slot's head arrive whole") {
   CHECK(got == std::multiset<std::string>(sent.begin(), sent.end()));
 }
 
+// Under 2 KiB (imbuddyd's 1 KiB limit) a slot is one whole buffer of the
+// limit plus one byte: datagrams up to the limit come out whole in one
+// batch, and one byte over it is dropped whatever its neighbours.
+TEST_CASE("whole slots: datagrams at and over a limit under 2 KiB, in one batch") {
+  net::datagram_limits lim;
+  lim.max_datagram = 1024;
+  asio::io_context io;
+  auto s = net::udp_socket::bind(io, "127.0.0.1", 0, lim);
+  REQUIRE(s);
+  std::vector<std::string> seen;
+  std::vector<std::size_t> sizes;
+  asio::co_spawn(io, s->serve_batches([&](std::span<const net::udp_datagram> batch,
+                                          net::udp_replies&) {
+    sizes.push_back(batch.size());
+    for (const auto& d : batch) seen.emplace_back(d.payload);
+    s->close();
+  }), asio::detached);
+  udp_client c;
+  std::vector<std::string> kept;
+  for (std::size_t size : {1u, 1023u, 1025u, 1024u, 2049u, 64u, 1024u}) {
+    std::string d(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) d[i] = static_cast<char>('a' + (i * 5 + size) % 26);
+    if (size <= lim.max_datagram) kept.push_back(d);
+    // Queued before the server reads: one recvmmsg gets them all.
+    c.send(d, s->local_endpoint().port());
+  }
+  io.run();
+  CHECK(sizes == std::vector<std::size_t>{5});
+  CHECK(seen == kept);
+  CHECK(s->dropped_oversized() == 2);
+}
+
 TEST_CASE("oversized datagrams are dropped, not truncated") {
   net::datagram_limits lim;
   lim.max_datagram = 100;

@@ -98,43 +98,54 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
   co_await serve_batches(std::move(each));
 }
 
-// The receive side of serve_batches(). Each slot is a head in one dense
-// array plus a tail for the rest of a large datagram. Slots of a whole
-// 64 KiB each would put every datagram at the same offset in its own page:
-// 64 datagrams of a batch in one L1/L2 cache set and 64 pages (TLB entries)
-// per batch, where small datagrams now share a few contiguous pages. A tail
-// sits `head` bytes into a region of a whole slot, where a large datagram's
-// head is copied to make it contiguous; these regions are not zeroed: the
-// kernel backs only the pages large datagrams reach. The head is at most
-// max_datagram bytes, so a datagram that does not fit its head is the only
-// one to check for size.
+// The receive side of serve_batches(). Slots of a whole 64 KiB each would
+// put every datagram at the same offset in its own page: 64 datagrams of a
+// batch in one L1/L2 cache set and 64 pages (TLB entries) per batch. So the
+// slots are dense: when the limit fits the head size (imbuddyd's 1 KiB), a
+// slot is one buffer of max_datagram + 1 bytes, the extra byte making an
+// oversized datagram detectable. Above it, a slot is a head in the dense
+// array plus a tail for the rest of a large datagram, a second iovec, which
+// the kernel pays for on every datagram (~3 % of a small one's cost at
+// saturation: the iovec array is copied in and walked). A tail sits `head`
+// bytes into a region of a whole slot, where a large datagram's head is
+// copied to make it contiguous; these regions are not zeroed: the kernel
+// backs only the pages large datagrams reach.
 struct detail::udp_receive_slots {
   explicit udp_receive_slots(const datagram_limits& limits)
       : batch(limits.batch),
-        // One byte more than the limit so that an oversized datagram is detectable.
         slot(limits.max_datagram + 1),
-        head(std::min(limits.max_datagram, head_bytes)),
-        heads(std::make_unique_for_overwrite<char[]>(batch * head)),
-        wholes(std::make_unique_for_overwrite<char[]>(batch * slot)),
+        split(slot > head_bytes),
+        head(split ? head_bytes : slot),
+        // Whole slots start on cache lines.
+        stride(split ? head_bytes : (slot + 63) / 64 * 64),
+        // The size over which collect() looks closer: oversized, or (split)
+        // a datagram to make contiguous.
+        longer_than(std::min(head, limits.max_datagram)),
+        heads(std::make_unique_for_overwrite<char[]>(batch * stride)),
+        wholes(split ? std::make_unique_for_overwrite<char[]>(batch * slot) : nullptr),
         sources(batch),
-        vectors(2 * batch),
+        vectors((split ? 2 : 1) * batch),
         headers(batch),
         received(batch, udp_datagram{{}, udp_address(nullptr, 0)}) {
+    const std::size_t per_slot = split ? 2 : 1;
     for (std::size_t i = 0; i < batch; ++i) {
-      vectors[2 * i] = {heads.get() + i * head, head};
-      vectors[2 * i + 1] = {wholes.get() + i * slot + head, slot - head};
+      iovec* v = &vectors[per_slot * i];
+      v[0] = {heads.get() + i * stride, head};
+      if (split) v[1] = {wholes.get() + i * slot + head, slot - head};
       headers[i].msg_hdr = {};
       headers[i].msg_hdr.msg_name = &sources[i];
       // recvmmsg writes msg_len, msg_flags and msg_namelen; only the last
       // is read, and is reset after each batch for the headers it used.
       headers[i].msg_hdr.msg_namelen = name_capacity;
-      headers[i].msg_hdr.msg_iov = &vectors[2 * i];
-      headers[i].msg_hdr.msg_iovlen = 2;
+      headers[i].msg_hdr.msg_iov = v;
+      headers[i].msg_hdr.msg_iovlen = per_slot;
     }
   }
 
   static constexpr auto name_capacity = static_cast<socklen_t>(udp_address::capacity);
-  const std::size_t batch, slot, head;
+  const std::size_t batch, slot;
+  const bool split;
+  const std::size_t head, stride, longer_than;
   const std::unique_ptr<char[]> heads, wholes;
   std::vector<sockaddr_in6> sources;
   std::vector<iovec> vectors;
@@ -148,7 +159,8 @@ struct detail::udp_receive_slots {
 // common walk has no call in it (registers saved around a call cost about
 // as much as the walk itself).
 std::size_t udp_socket::collect(detail::udp_receive_slots& slots, std::size_t count) noexcept {
-  const std::size_t head = slots.head, slot = slots.slot, max = limits_.max_datagram;
+  const std::size_t stride = slots.stride, slot = slots.slot, max = limits_.max_datagram;
+  const std::size_t longer_than = slots.longer_than;
   const char* const heads = slots.heads.get();
   const sockaddr_in6* const sources = slots.sources.data();
   mmsghdr* const headers = slots.headers.data();
@@ -159,15 +171,16 @@ std::size_t udp_socket::collect(detail::udp_receive_slots& slots, std::size_t co
     const socklen_t name_size = h.msg_namelen;
     h.msg_namelen = detail::udp_receive_slots::name_capacity;
     const std::size_t size = headers[i].msg_len;
-    const char* data = heads + i * head;
-    if (size > head) [[unlikely]] {
+    const char* data = heads + i * stride;
+    if (size > longer_than) [[unlikely]] {
       // A truncated datagram filled its slot, one byte over the limit.
       if (size > max) {
         ++dropped_oversized_;
         continue;
       }
+      // Only split slots get here: the head is full and the tail holds the rest.
       char* whole = slots.wholes.get() + i * slot;
-      std::memcpy(whole, data, head);
+      std::memcpy(whole, data, slots.head);
       data = whole;
     }
     out[kept++] = {std::string_view(data, size),

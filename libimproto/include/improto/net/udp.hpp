@@ -30,9 +30,10 @@ struct udp_receive_slots;  // udp.cpp
 
 struct datagram_limits {
   std::size_t max_datagram = 65'507;  // largest UDP payload over IPv4
-  // Datagrams per recvmmsg/sendmmsg. Each receive slot is a small head
-  // packed with the others plus room for the rest of a max_datagram one, of
-  // which only the pages long datagrams reach are ever touched.
+  // Datagrams per recvmmsg/sendmmsg. Receive slots are packed together:
+  // whole when max_datagram is under 2 KiB (the cheapest receive), else a
+  // 2 KiB head plus room for the rest of a max_datagram one, of which only
+  // the pages long datagrams reach are ever touched.
   std::size_t batch = 64;
   // Datagrams accepted per second from one source address (0: unlimited),
   // with this burst. Bounds what a spoofed source can make us reflect.
