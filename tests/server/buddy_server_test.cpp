@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <asio/io_context.hpp>
+#include <asio/ip/udp.hpp>
 #include <memory>
 #include <string>
 #include <utility>
@@ -134,6 +135,50 @@ TEST_CASE("buddy_server: an ONLINE not refreshed within the TTL reads OFFLINE, a
       co_return list && list->size() == 1 &&
           (*list)[0] == buddy::buddy_entry{"bob", buddy::presence::offline, "127.0.0.1", 4000};
     }));
+  });
+}
+
+// A SET datagram that repeats, byte for byte and from the same host, the one
+// that set the status shown is a refresh known without reading it
+// (datagram_cache.hpp); any other datagram is read. The first one again
+// after a change, or after the same status in other words, must be read.
+TEST_CASE("buddy_server: a repeated SET datagram refreshes only the status it set") {
+  temp_dir dir("buddy-repeat");
+  fixture f(dir);
+  auto c = f.client();
+  asio::ip::udp::socket raw(f.io, asio::ip::udp::v4());
+  const asio::ip::udp::endpoint server(asio::ip::make_address("127.0.0.1"),
+                                       f.server->udp_endpoint().port());
+  auto send = [&](std::string_view d) { raw.send_to(asio::buffer(d.data(), d.size()), server); };
+  auto shows = [&](buddy::presence status, std::uint16_t port) {
+    return eventually([&, status, port]() -> asio::awaitable<bool> {
+      auto list = co_await c.get_buddies("alice");
+      co_return list && list->size() == 1 &&
+          (*list)[0] == buddy::buddy_entry{"bob", status, "127.0.0.1", port};
+    });
+  };
+  const std::string online = "SET bob 100 4000";
+  run(f.io, [&]() -> asio::awaitable<void> {
+    co_await alice_with_buddy_bob(c);
+    send(online);
+    send(online);
+    CHECK(co_await shows(buddy::presence::online, 4000));
+    send("SET bob 101 4000");
+    CHECK(co_await shows(buddy::presence::offline, 4000));
+    send(online);  // the status shown is not its own any more
+    CHECK(co_await shows(buddy::presence::online, 4000));
+    send("SET bob ONLINE 4000");  // the same status in other words
+    send(online);
+    send("SET bob 100 4001");
+    CHECK(co_await shows(buddy::presence::online, 4001));
+    send(online);
+    CHECK(co_await shows(buddy::presence::online, 4000));
+    send("SET bob 101 4000");
+    send("SET bob 100  4000");  // two blanks: read whole, the same status again
+    send(online);
+    CHECK(co_await shows(buddy::presence::online, 4000));
+    send("SET bob OFFLINE 4000");
+    CHECK(co_await shows(buddy::presence::offline, 4000));
   });
 }
 

@@ -23,6 +23,7 @@
 #include "improto/store/buddy_store.hpp"
 #include "improto/wire/text.hpp"
 #include "../buddy/udp_shape.hpp"
+#include "datagram_cache.hpp"
 #include "user_index.hpp"
 
 namespace improto::server {
@@ -58,6 +59,12 @@ struct user_record {
   // Where the last SET that set `address` came from: a SET from that host
   // (any source port) that changes nothing else only moves the expiry.
   asio::ip::udp::endpoint source;
+  // The SET datagram, byte for byte, that last gave this user the status and
+  // port of `refresh_key` from `source`'s host, when it is short enough to
+  // keep (0 bytes: none is kept). The same bytes from that host again are a
+  // refresh, known without reading them (datagram_cache.hpp).
+  std::uint8_t last_set_size = 0;
+  std::array<char, detail::datagram_cache<user_record>::max_size> last_set;
   // This user's line in a GET reply, "id 10x ip port\n", made only when the
   // address or port changes; a GET sets the status digit (at id.size() + 3)
   // in its copy.
@@ -177,6 +184,8 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
   // on why), and ensure() keeps both in step.
   std::unordered_map<std::string, user_record, string_hash, std::equal_to<>> users;
   detail::user_index<user_record> index;
+  // Finds the user whose last SET a datagram repeats (user_record::last_set).
+  detail::datagram_cache<user_record> refreshes;
   // Moves on whenever a reply line or a buddy list changes: every prepared
   // GET reply older than it is made again when next asked for.
   std::uint64_t lines_epoch = 1;
@@ -213,24 +222,39 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
   }
   // One call per batch; each datagram's path is inlined into the walk.
   void on_batch(std::span<const net::udp_datagram> batch, net::udp_replies& replies);
-  [[gnu::always_inline]] void on_datagram(std::string_view payload, net::udp_address from,
-                                          net::udp_replies& replies);
+  // A datagram with `payload` and `from`: `cache_hash` is its hash in
+  // `refreshes` when it may be kept as a user's last SET, else 0.
+  struct datagram {
+    std::string_view payload;
+    net::udp_address from;
+    std::uint64_t cache_hash;
+  };
+  // True when `d` repeats the last SET of a user from the same host and
+  // that status has not expired: the refresh is done.
+  [[gnu::always_inline]] bool repeated_refresh(std::string_view payload, net::udp_address from,
+                                               std::uint64_t& cache_hash);
+  [[gnu::always_inline]] void on_datagram(const datagram& d, net::udp_replies& replies);
   // Out of line, so that the common datagrams' path saves no registers.
-  [[gnu::noinline]] void on_other_datagram(std::string_view payload, net::udp_address from,
-                                           net::udp_replies& replies);
+  [[gnu::noinline]] void on_other_datagram(const datagram& d, net::udp_replies& replies);
   // The refresh of a known user is inlined into on_datagram(); any change
   // goes to change_status().
   // (The fields by value: the request view stays in registers.)
   [[gnu::always_inline]] void on_set(user_record& u, buddy::presence status,
-                                     std::uint16_t msgport, net::udp_address from);
+                                     std::uint16_t msgport, const datagram& d);
   [[gnu::noinline]] void change_status(user_record& u, buddy::presence status,
-                                       std::uint16_t msgport, net::udp_address from);
+                                       std::uint16_t msgport, const datagram& d);
+  // Keeps `d` as `u`'s last SET (or none, when it cannot be kept).
+  void remember_set(user_record& u, const datagram& d);
+  void forget_set(user_record& u);
   void on_get(user_record& u, net::udp_address from, net::udp_replies& replies);
   [[gnu::noinline]] void prepare_reply(user_record& u);
 
   user_record& ensure(const std::string& id) {
     auto [it, added] = users.try_emplace(id, id);
-    if (added) index.insert(&it->second);
+    if (added) {
+      index.insert(&it->second);
+      refreshes.reserve(users.size());
+    }
     return it->second;
   }
   void on_feed(store::buddy_feed::event e);
@@ -450,69 +474,116 @@ void buddy_server::impl::answer(session& s, const buddy::request* req, const bud
 
 void buddy_server::impl::on_batch(std::span<const net::udp_datagram> batch,
                                   net::udp_replies& replies) {
-  for (const auto& d : batch) on_datagram(d.payload, d.from, replies);
+  for (const auto& d : batch) {
+    std::uint64_t cache_hash;
+    if (repeated_refresh(d.payload, d.from, cache_hash)) continue;
+    on_datagram({d.payload, d.from, cache_hash}, replies);
+  }
 }
 
-inline void buddy_server::impl::on_datagram(std::string_view payload, net::udp_address from,
-                                            net::udp_replies& replies) {
+inline bool buddy_server::impl::repeated_refresh(std::string_view payload, net::udp_address from,
+                                                 std::uint64_t& cache_hash) {
+  using cache = detail::datagram_cache<user_record>;
+  const std::size_t n = payload.size();
+  cache_hash = 0;
+  if (n < cache::min_size || n > cache::max_size ||
+      buddy::detail::load32(payload.data()) != buddy::detail::le32("SET ")) {
+    return false;
+  }
+  cache_hash = refreshes.hash(payload);
+  user_record* u = refreshes.find(cache_hash);
+  // The same bytes as the SET that set the status shown read the same way
+  // (same user, status and port): what on_set() decides from those, and
+  // from the host, is all that is left to check.
+  if (!u || u->last_set_size != n || !detail::equal_bytes(u->last_set.data(), payload.data(), n) ||
+      !same_host(from, u->source)) {
+    return false;
+  }
+  const auto now = udp.batch_time();
+  if (u->status == buddy::presence::online && config.status_ttl.count() > 0 &&
+      now >= u->online_until) {
+    return false;  // expired: coming back online is news
+  }
+  u->online_until = now + config.status_ttl;
+  return true;
+}
+
+inline void buddy_server::impl::on_datagram(const datagram& d, net::udp_replies& replies) {
   // Read in place: nothing is copied or allocated per datagram. The shapes
   // clients send are read first without classifying the id's bytes: found
   // among the users, and valid there, it is a userid, and the general
   // reading would give the same fields.
   buddy::udp_request_view shape;
-  if (buddy::detail::read_common_shape<false>(payload, shape)) {
+  if (buddy::detail::read_common_shape<false>(d.payload, shape)) {
     if (auto* u = find(shape.user); u && u->valid_id) {
       if (shape.verb == buddy::udp_verb::set) {
-        on_set(*u, shape.status, shape.msgport, from);
+        on_set(*u, shape.status, shape.msgport, d);
       } else {
-        on_get(*u, from, replies);
+        on_get(*u, d.from, replies);
       }
       return;
     }
   }
-  on_other_datagram(payload, from, replies);
+  on_other_datagram(d, replies);
 }
 
 // Anything else, and ids not found: the whole reading decides.
-void buddy_server::impl::on_other_datagram(std::string_view payload, net::udp_address from,
-                                           net::udp_replies& replies) {
-  const auto req = buddy::parse_udp_request_view(payload);
+void buddy_server::impl::on_other_datagram(const datagram& d, net::udp_replies& replies) {
+  const auto req = buddy::parse_udp_request_view(d.payload);
   if (!req.valid) {
     // SET is never answered, not even a bad one; anything else gets what a
     // bad GET gets.
-    if (req.verb != buddy::udp_verb::set) replies.send(invalid_reply, from);
+    if (req.verb != buddy::udp_verb::set) replies.send(invalid_reply, d.from);
     return;
   }
   // No reply to SET; statuses are kept for registered users only.
   auto* u = find(req.user);
   if (req.verb == buddy::udp_verb::set) {
-    if (u) on_set(*u, req.status, req.msgport, from);
+    if (u) on_set(*u, req.status, req.msgport, d);
   } else if (!u) {
-    replies.send(no_such_user_reply, from);
+    replies.send(no_such_user_reply, d.from);
   } else {
-    on_get(*u, from, replies);
+    on_get(*u, d.from, replies);
   }
 }
 
 inline void buddy_server::impl::on_set(user_record& u, buddy::presence status,
-                                       std::uint16_t msgport, net::udp_address from) {
+                                       std::uint16_t msgport, const datagram& d) {
   const auto now = udp.batch_time();
   // The common SET, a refresh: same status, port and host (one key and
   // the address bytes), not expired. It is not news, so only the expiry moves.
-  if (refresh_key(status, msgport) == u.refresh_key && same_host(from, u.source) &&
+  if (refresh_key(status, msgport) == u.refresh_key && same_host(d.from, u.source) &&
       (status != buddy::presence::online || config.status_ttl.count() <= 0 ||
        now < u.online_until)) {
     u.online_until = now + config.status_ttl;
+    // Its bytes may differ from the kept ones ("ONLINE" for "100"), or the
+    // cache may have lost the user: either way these are the next repeat's.
+    remember_set(u, d);
     return;
   }
-  change_status(u, status, msgport, from);
+  change_status(u, status, msgport, d);
+}
+
+void buddy_server::impl::remember_set(user_record& u, const datagram& d) {
+  if (std::string_view(u.last_set.data(), u.last_set_size) != d.payload) forget_set(u);
+  // Shared statuses publish every SET: none is a mere refresh there.
+  if (d.cache_hash == 0 || shared_status) return;
+  std::memcpy(u.last_set.data(), d.payload.data(), d.payload.size());
+  u.last_set_size = static_cast<std::uint8_t>(d.payload.size());
+  refreshes.put(d.cache_hash, &u);
+}
+
+void buddy_server::impl::forget_set(user_record& u) {
+  if (u.last_set_size == 0) return;
+  refreshes.erase(refreshes.hash({u.last_set.data(), u.last_set_size}), &u);
+  u.last_set_size = 0;
 }
 
 void buddy_server::impl::change_status(user_record& u, buddy::presence status,
-                                       std::uint16_t msgport, net::udp_address from) {
+                                       std::uint16_t msgport, const datagram& d) {
   const auto now = udp.batch_time();
   const bool online = status == buddy::presence::online;
-  u.source = from.endpoint();
+  u.source = d.from.endpoint();
   const auto address = plain(u.source.address());
   if (shared_status) {
     u.set_at = buddy_status_update::stamp_now();
@@ -521,6 +592,7 @@ void buddy_server::impl::change_status(user_record& u, buddy::presence status,
   set_status(u, online, address, msgport, now, now + config.status_ttl);
   // Shared statuses publish every SET: none is a mere refresh there.
   u.refresh_key = shared_status ? 0 : refresh_key(status, msgport);
+  remember_set(u, d);
 }
 
 void buddy_server::impl::apply(const buddy_status_update& update) {
@@ -532,6 +604,7 @@ void buddy_server::impl::apply(const buddy_status_update& update) {
   u->set_at = update.at;
   u->source = {};  // from another node: no local SET matches it
   u->refresh_key = 0;
+  forget_set(*u);
   // The TTL counts from the SET, on whichever node it was made.
   auto age = std::chrono::system_clock::now() - update.at;
   auto now = net::clock::now();
