@@ -99,8 +99,8 @@ struct session : net::tcp_session {
 // every byte of the sockaddr it reports, padding zeroed): the first 16 bytes
 // hold the family, then the port (bytes 2 and 3, masked out), then all of an
 // IPv4 address; IPv6 has 12 more. The port is not part of what a SET shows
-// (the address and the message port in the datagram), and clients that send
-// each SET from a new socket, as the seed's do, still refresh.
+// (the address and the message port in the datagram), and a client that
+// sends each SET from a new socket still refreshes.
 // (The address's bytes have room for 28 whatever its size: net/udp.hpp.)
 [[gnu::always_inline]] inline bool same_host(net::udp_address a,
                                              const asio::ip::udp::endpoint& b) noexcept {
