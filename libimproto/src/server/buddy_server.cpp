@@ -229,8 +229,9 @@ struct buddy_server::impl final : buddy_status_sink, std::enable_shared_from_thi
     net::udp_address from;
     std::uint64_t cache_hash;
   };
-  // True when `d` repeats the last SET of a user from the same host and
-  // that status has not expired: the refresh is done.
+  // True when `payload` from `from` repeats the last SET of a user from the
+  // same host and that status has not expired: the refresh is done. Sets
+  // `cache_hash` for the datagram's further way.
   [[gnu::always_inline]] bool repeated_refresh(std::string_view payload, net::udp_address from,
                                                std::uint64_t& cache_hash);
   [[gnu::always_inline]] void on_datagram(const datagram& d, net::udp_replies& replies);
