@@ -105,7 +105,7 @@ asio::awaitable<void> udp_socket::serve(handler on_datagram) {
 // slot is one buffer of max_datagram + 1 bytes, the extra byte making an
 // oversized datagram detectable. Above it, a slot is a head in the dense
 // array plus a tail for the rest of a large datagram, a second iovec, which
-// the kernel pays for on every datagram (~3 % of a small one's cost at
+// the kernel pays for on every datagram (~8 ns of a small one's ~600 at
 // saturation: the iovec array is copied in and walked). A tail sits `head`
 // bytes into a region of a whole slot, where a large datagram's head is
 // copied to make it contiguous; these regions are not zeroed: the kernel
@@ -116,7 +116,7 @@ struct detail::udp_receive_slots {
         slot(limits.max_datagram + 1),
         split(slot > head_bytes),
         head(split ? head_bytes : slot),
-        // Whole slots start on cache lines.
+        // Whole slots a whole number of cache lines apart.
         stride(split ? head_bytes : (slot + 63) / 64 * 64),
         // The size over which collect() looks closer: oversized, or (split)
         // a datagram to make contiguous.

@@ -10,7 +10,8 @@
 // stale entry costs a miss, never a wrong answer.
 //
 // Buckets of 4 hashes and records, one cache line each, at least 4 slots per
-// record expected: a bucket overflows for about 0.1 % of the records. The
+// record: at most about 0.5 % of the records lose their entry to a full
+// bucket (Poisson, 1 record per bucket of 4 at the fullest). The
 // hash is seeded per cache from std::random_device, so which datagrams share
 // a bucket is not known in advance.
 
