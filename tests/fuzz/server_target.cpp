@@ -1,6 +1,6 @@
 // libFuzzer target that drives an in-process server with arbitrary bytes:
-// built three times (IMPROTO_FUZZ_SERVER = 1 registry, 2 relay, 3 buddy TCP)
-// as fuzz_<protocol>_server, linked against the whole library.
+// built three times (IMPROTO_FUZZ_SERVER = 1 registry, 2 relay, 3 buddy TCP
+// and UDP) as fuzz_<protocol>_server, linked against the whole library.
 //
 // The server is bound once on 127.0.0.1 port 0 and served by an io_context
 // that runs on the fuzzer's own thread (the registry and buddy commit
@@ -13,7 +13,10 @@
 //    (and, for the relay, no user, since users live only as long as their
 //    sockets; for the registry, no write still queued);
 //  * every 64 inputs, and after an input that left state behind, a fresh
-//    well-formed request on a new connection gets a well-formed answer.
+//    well-formed request on a new connection gets a well-formed answer;
+//  * buddy: the same chunks also go to the UDP side, each twice (a repeated
+//    SET takes the refresh cache's path), then a GET from another socket
+//    must be answered.
 // State carries over between inputs (the registry and buddy stores grow), so
 // a crash may need the inputs before it; the stores live in a directory
 // under /dev/shm (or $TMPDIR) with synchronous=off, and are wiped and
@@ -41,6 +44,7 @@
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/ip/udp.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 
@@ -123,6 +127,8 @@ std::unique_ptr<server_type> make_server(asio::io_context& io, const std::filesy
   c.udp_port = 0;
   c.data_dir = dir;
   c.store.synchronous = store::sync_level::off;
+  // Every datagram comes from one address, far over the per-source limit.
+  c.datagram.rate_per_source = 0;
   auto s = server_type::bind(io, c);
   if (!s) violated("bind: " + s.error().message());
   return std::move(*s);
@@ -255,6 +261,38 @@ std::vector<std::string_view> cut(std::string_view input) {
   return out;
 }
 
+#if IMPROTO_FUZZ_SERVER == 3
+// Each chunk as a datagram, twice, then a GET from another socket: its
+// answer (any: the probe user may not exist) shows the datagram loop lives.
+void send_datagrams(state& st, const std::vector<std::string_view>& chunks) {
+  using asio::ip::udp;
+  const udp::endpoint to(asio::ip::make_address_v4("127.0.0.1"), st.srv->udp_endpoint().port());
+  std::error_code ec;
+  udp::socket fuzz(st.io, udp::v4());
+  fuzz.non_blocking(true, ec);
+  for (int round = 0; round < 2; ++round) {
+    // Best effort: a full buffer drops one, which the server cannot tell.
+    for (auto chunk : chunks) fuzz.send_to(asio::buffer(chunk.data(), chunk.size()), to, 0, ec);
+  }
+  udp::socket probe(st.io, udp::v4());
+  probe.non_blocking(true, ec);
+  const std::string get = "GET fuzzprobe0";
+  // Non-blocking: libFuzzer's SIGALRM would interrupt a blocking call.
+  auto until = std::chrono::steady_clock::now() + deadline;
+  do {
+    probe.send_to(asio::buffer(get), to, 0, ec);
+  } while ((ec == asio::error::would_block || ec == asio::error::interrupted) &&
+           std::chrono::steady_clock::now() < until);
+  if (ec) violated("sending the UDP probe: " + ec.message());
+  char buf[2048];
+  udp::endpoint from;
+  std::optional<std::error_code> done;
+  probe.async_receive_from(asio::buffer(buf), from, [&](std::error_code e, std::size_t) { done = e; });
+  st.run_until([&] { return done.has_value(); }, "no answer to a GET over UDP after fuzz datagrams");
+  if (*done) violated("receiving the UDP probe's answer: " + done->message());
+}
+#endif
+
 void check_probe(state& st) {
   std::size_t n = st.probes++;
   std::string request = probe(n);
@@ -277,7 +315,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   state& st = the_state();
   std::string_view input = size == 0 ? std::string_view()
                                      : std::string_view(reinterpret_cast<const char*>(data), size);
-  converse(st, cut(input));
+  const auto chunks = cut(input);
+  converse(st, chunks);
+#if IMPROTO_FUZZ_SERVER == 3
+  send_datagrams(st, chunks);
+#endif
   // The client side is closed: every connection must go, along with what
   // lives only as long as a connection.
   st.run_until([&] { return settled(*st.srv); },
